@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Options;
+using StreamInfer.Frontend.Routing;
+using StreamInfer.Frontend.Http;
+using StreamInfer.Frontend.WebSockets;
+using StreamInfer.Grains.Hosting;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Frontend.Hosting;
+
+/// <summary>Builds the frontend: Kestrel with <c>/ws</c> and <c>/predict</c>, co-hosting a silo (the embedded default).</summary>
+public static class StreamInferApp
+{
+    /// <summary>
+    /// Creates the embedded-default application: one process, localhost clustering, memory streams, in-memory storage,
+    /// the built-in models. <paramref name="configure"/> may add configuration or services before it is built (tests).
+    /// </summary>
+    public static WebApplication Create(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        configure?.Invoke(builder);
+
+        var endpoint = builder.Configuration.GetSection(OrleansEndpointOptions.Section).Get<OrleansEndpointOptions>() ?? new OrleansEndpointOptions();
+        builder.UseOrleans(silo =>
+        {
+            silo.UseLocalhostClustering(endpoint.SiloPort, endpoint.GatewayPort, null, endpoint.ServiceId, endpoint.ClusterId);
+            silo.AddStreamInfer(builder.Configuration);
+        });
+        builder.Services.AddStreamInferFrontend(builder.Configuration);
+
+        var app = builder.Build();
+        app.MapStreamInfer();
+        return app;
+    }
+
+    /// <summary>The frontend's services: options, its identity, and the delivery router.</summary>
+    public static IServiceCollection AddStreamInferFrontend(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<FrontendOptions>().Bind(configuration.GetSection(FrontendOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<FrontendOptions>, FrontendOptionsValidator>();
+        services.AddOptions<ClientSessionOptions>().Bind(configuration.GetSection(ClientSessionOptions.Section));
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<FrontendIdentity>();
+        services.AddSingleton<DeliveryRouter>();
+        services.AddHostedService(sp => sp.GetRequiredService<DeliveryRouter>());
+        return services;
+    }
+
+    /// <summary>Maps the public protocol's endpoints (DESIGN §2) for this stage.</summary>
+    public static WebApplication MapStreamInfer(this WebApplication app)
+    {
+        app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(30) });
+        app.Map("/ws", WebSocketEndpoint.HandleAsync);
+        app.MapPost("/predict", PredictEndpoint.HandleAsync);
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict. See README.md.\n"));
+        return app;
+    }
+}

@@ -1,0 +1,168 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using StreamInfer.Frontend.Routing;
+using StreamInfer.Frontend.Hosting;
+using StreamInfer.Frontend.Protocol;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Frontend.Http;
+
+/// <summary>
+/// <c>POST /predict</c>: one request, one JSON response, batched with everything else. The body is an <c>infer</c>
+/// frame whose <c>type</c> and <c>id</c> may be left out. The caller is identified by the <c>X-Client-Id</c> header, or
+/// else by its address, for rate limiting and backlog.
+/// </summary>
+internal static partial class PredictEndpoint
+{
+    public static async Task HandleAsync(
+        HttpContext context,
+        IClusterClient client,
+        DeliveryRouter router,
+        FrontendIdentity identity,
+        IOptions<FrontendOptions> options,
+        IOptions<ClientSessionOptions> sessionOptions,
+        ILoggerFactory loggers)
+    {
+        var max = options.Value.MaxFrameBytes;
+        if (context.Request.ContentLength > max)
+        {
+            await WriteErrorAsync(context, new InferError(ErrorCode.PayloadTooLarge, $"a body may be at most {max} bytes."));
+            return;
+        }
+
+        var body = await ReadBodyAsync(context.Request.Body, max, context.RequestAborted);
+        if (body is null)
+        {
+            await WriteErrorAsync(context, new InferError(ErrorCode.PayloadTooLarge, $"a body may be at most {max} bytes."));
+            return;
+        }
+
+        var frame = RequestParser.Parse(body.Value, defaultType: "infer", requireId: false);
+        if (frame is ClientFrame.Invalid invalid)
+        {
+            await WriteErrorAsync(context, new InferError(invalid.Code, invalid.Message), invalid.Id);
+            return;
+        }
+
+        if (frame is not ClientFrame.Infer infer)
+        {
+            await WriteErrorAsync(context, new InferError(ErrorCode.BadRequest, "/predict takes 'infer' requests only; cancel by closing the request."));
+            return;
+        }
+
+        var caller = context.Request.Headers["X-Client-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } header
+            ? header
+            : context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        var clientId = $"http-{caller}";
+        var requestId = Guid.NewGuid().ToString("N");
+        var publicId = infer.Id.Length > 0 ? infer.Id : requestId;
+        var session = client.GetGrain<IClientSessionGrain>(clientId);
+        var answer = router.AddWaiter(clientId, requestId);
+        Admission admission;
+        try
+        {
+            admission = await session.SubmitAsync(new InferRequest(requestId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id));
+        }
+        catch (Exception ex)
+        {
+            router.RemoveWaiter(clientId, requestId);
+            LogSubmitFailed(loggers.CreateLogger(typeof(PredictEndpoint)), ex, clientId);
+            await WriteErrorAsync(context, new InferError(ErrorCode.Internal, "the request could not be admitted; try again."), publicId);
+            return;
+        }
+
+        if (admission.Error is { } refused)
+        {
+            router.RemoveWaiter(clientId, requestId);
+            await WriteErrorAsync(context, refused, publicId);
+            return;
+        }
+
+        var timeout = infer.Timeout ?? sessionOptions.Value.DefaultTimeout;
+        timeout = timeout < sessionOptions.Value.MaxTimeout ? timeout : sessionOptions.Value.MaxTimeout;
+        Delivery delivery;
+        try
+        {
+            delivery = await answer.WaitAsync(timeout + options.Value.WatchdogGrace, context.RequestAborted);
+        }
+        catch (TimeoutException)
+        {
+            router.RemoveWaiter(clientId, requestId);
+            _ = session.CancelAsync(requestId);
+            await WriteErrorAsync(context, new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline."), publicId);
+            return;
+        }
+        catch (OperationCanceledException)
+        {
+            // The caller hung up: cancel its work; there is nobody to answer.
+            router.RemoveWaiter(clientId, requestId);
+            _ = session.CancelAsync(requestId);
+            return;
+        }
+
+        if (delivery.Result is { } result)
+        {
+            context.Response.StatusCode = StatusCodes.Status200OK;
+            context.Response.ContentType = "application/json";
+            await using var writer = new Utf8JsonWriter(context.Response.BodyWriter);
+            writer.WriteStartObject();
+            FrameWriter.WriteResultBody(writer, publicId, result);
+            writer.WriteEndObject();
+            await writer.FlushAsync(context.RequestAborted);
+        }
+        else
+        {
+            await WriteErrorAsync(context, delivery.Error!, publicId);
+        }
+    }
+
+    /// <summary>Writes <c>{"id":..., "error": {"code", "message", "retry_after_ms"}}</c> with the code's HTTP status.</summary>
+    internal static async Task WriteErrorAsync(HttpContext context, InferError error, string? id = null)
+    {
+        context.Response.StatusCode = error.Code.ToHttpStatus();
+        context.Response.ContentType = "application/json";
+        if (error.RetryAfterMs is { } retryMs)
+        {
+            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryMs / 1000.0)).ToString(CultureInfo.InvariantCulture);
+        }
+
+        await using var writer = new Utf8JsonWriter(context.Response.BodyWriter);
+        writer.WriteStartObject();
+        if (id is not null)
+        {
+            writer.WriteString("id", id);
+        }
+
+        writer.WriteStartObject("error");
+        FrameWriter.WriteErrorFields(writer, error);
+        writer.WriteEndObject();
+        writer.WriteEndObject();
+        await writer.FlushAsync(context.RequestAborted);
+    }
+
+    /// <summary>Reads the body, or returns null as soon as it passes <paramref name="max"/> bytes.</summary>
+    private static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(Stream body, int max, CancellationToken cancellationToken)
+    {
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        while (true)
+        {
+            var memory = buffer.GetMemory(4096);
+            var read = await body.ReadAsync(memory, cancellationToken);
+            if (read == 0)
+            {
+                return buffer.WrittenMemory;
+            }
+
+            buffer.Advance(read);
+            if (buffer.WrittenCount > max)
+            {
+                return null;
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Submitting an HTTP request of client {ClientId} failed")]
+    private static partial void LogSubmitFailed(ILogger logger, Exception ex, string clientId);
+}

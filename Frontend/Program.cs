@@ -1,0 +1,4 @@
+using StreamInfer.Frontend.Hosting;
+
+var app = StreamInferApp.Create(args);
+await app.RunAsync();

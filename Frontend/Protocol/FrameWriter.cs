@@ -1,0 +1,133 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text.Json;
+
+namespace StreamInfer.Frontend.Protocol;
+
+/// <summary>Writes server frames (DESIGN §2) as UTF-8 JSON.</summary>
+internal static class FrameWriter
+{
+    /// <summary>A <c>result</c> or <c>error</c> frame for a delivery.</summary>
+    public static byte[] Delivery(Delivery delivery)
+        => delivery.Result is { } result ? Result(delivery.RequestId, result) : Error(delivery.RequestId, delivery.Error!);
+
+    public static byte[] Result(string id, InferResult result) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("type", "result");
+        WriteResultBody(w, id, result);
+        w.WriteEndObject();
+    });
+
+    public static byte[] Error(string? id, InferError error) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("type", "error");
+        if (id is not null)
+        {
+            w.WriteString("id", id);
+        }
+
+        WriteErrorFields(w, error);
+        w.WriteEndObject();
+    });
+
+    public static byte[] Warning(BacklogWarning warning) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("type", "warning");
+        w.WriteString("code", "slow_consumer");
+        w.WriteString("message", $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less.");
+        w.WriteNumber("backlog", warning.Backlog);
+        w.WriteNumber("capacity", warning.Capacity);
+        w.WriteEndObject();
+    });
+
+    /// <summary>The fields of a result, shared by the WebSocket frame and the HTTP response.</summary>
+    public static void WriteResultBody(Utf8JsonWriter w, string id, InferResult result)
+    {
+        w.WriteString("id", id);
+        w.WriteString("model", result.Model);
+        w.WriteString("model_version", result.ModelVersion);
+        w.WriteStartObject("outputs");
+        foreach (var output in result.Outputs)
+        {
+            w.WritePropertyName(output.Name);
+            WriteTensor(w, output.Tensor);
+        }
+
+        w.WriteEndObject();
+        w.WriteStartObject("timing");
+        w.WriteNumber("queue_ms", Math.Round(result.Timing.QueueMs, 3));
+        w.WriteNumber("compute_ms", Math.Round(result.Timing.ComputeMs, 3));
+        w.WriteNumber("batch_size", result.Timing.BatchSize);
+        w.WriteEndObject();
+    }
+
+    public static void WriteErrorFields(Utf8JsonWriter w, InferError error)
+    {
+        w.WriteString("code", error.Code.ToWire());
+        w.WriteString("message", error.Message);
+        if (error.RetryAfterMs is { } retry)
+        {
+            w.WriteNumber("retry_after_ms", retry);
+        }
+    }
+
+    public static void WriteTensor(Utf8JsonWriter w, Tensor tensor)
+    {
+        w.WriteStartObject();
+        w.WriteString("dtype", tensor.ElementType.ToWire());
+        w.WriteStartArray("shape");
+        foreach (var d in tensor.Shape)
+        {
+            w.WriteNumberValue(d);
+        }
+
+        w.WriteEndArray();
+        w.WriteStartArray("data");
+        var data = tensor.Data.AsSpan();
+        var size = tensor.ElementType.ElementSize();
+        if (tensor.ElementType == TensorElementType.String)
+        {
+            foreach (var s in tensor.Strings)
+            {
+                w.WriteStringValue(s);
+            }
+        }
+        else
+        {
+            for (var offset = 0; offset + size <= data.Length; offset += size)
+            {
+                var e = data.Slice(offset, size);
+                switch (tensor.ElementType)
+                {
+                    case TensorElementType.Float32: w.WriteNumberValue(BinaryPrimitives.ReadSingleLittleEndian(e)); break;
+                    case TensorElementType.Float64: w.WriteNumberValue(BinaryPrimitives.ReadDoubleLittleEndian(e)); break;
+                    case TensorElementType.Float16: w.WriteNumberValue((float)BinaryPrimitives.ReadHalfLittleEndian(e)); break;
+                    case TensorElementType.Int64: w.WriteNumberValue(BinaryPrimitives.ReadInt64LittleEndian(e)); break;
+                    case TensorElementType.Int32: w.WriteNumberValue(BinaryPrimitives.ReadInt32LittleEndian(e)); break;
+                    case TensorElementType.Int16: w.WriteNumberValue(BinaryPrimitives.ReadInt16LittleEndian(e)); break;
+                    case TensorElementType.Int8: w.WriteNumberValue(unchecked((sbyte)e[0])); break;
+                    case TensorElementType.UInt8: w.WriteNumberValue(e[0]); break;
+                    case TensorElementType.Bool: w.WriteBooleanValue(e[0] != 0); break;
+                    default: break;
+                }
+            }
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    private static byte[] Write(Action<Utf8JsonWriter> write)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            write(writer);
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+}

@@ -1,0 +1,290 @@
+using System.Buffers.Binary;
+using System.Collections.Immutable;
+using System.Text.Json;
+
+namespace StreamInfer.Frontend.Protocol;
+
+/// <summary>
+/// Parses client frames (DESIGN §2) into <see cref="ClientFrame"/>s. Every failure becomes a structured error with the
+/// protocol code and a message that names the field or input at fault; nothing here throws on bad input.
+/// </summary>
+internal static class RequestParser
+{
+    /// <summary>Parses one WebSocket text frame, or an HTTP body when <paramref name="defaultType"/> is given.</summary>
+    /// <param name="utf8">The frame.</param>
+    /// <param name="defaultType">The type assumed when the frame names none (HTTP bodies); null makes <c>type</c> required.</param>
+    /// <param name="requireId">Whether an <c>id</c> is required (WebSocket frames); HTTP bodies may leave it out.</param>
+    public static ClientFrame Parse(ReadOnlyMemory<byte> utf8, string? defaultType = null, bool requireId = true)
+    {
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(utf8, new JsonDocumentOptions { MaxDepth = 32 });
+        }
+        catch (JsonException ex)
+        {
+            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"the frame is not valid JSON: {ex.Message}");
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a frame must be a JSON object; got {Describe(root.ValueKind)}.");
+            }
+
+            string? id = null;
+            if (root.TryGetProperty("id", out var idElement))
+            {
+                if (idElement.ValueKind != JsonValueKind.String || idElement.GetString() is not { Length: > 0 and <= 256 } idText)
+                {
+                    return new ClientFrame.Invalid(null, ErrorCode.BadRequest, "'id' must be a non-empty string of at most 256 characters.");
+                }
+
+                id = idText;
+            }
+
+            string? type = defaultType;
+            if (root.TryGetProperty("type", out var typeElement))
+            {
+                if (typeElement.ValueKind != JsonValueKind.String)
+                {
+                    return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'type' must be a string.");
+                }
+
+                type = typeElement.GetString();
+            }
+
+            if (type is null)
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "the frame has no 'type' (expected \"infer\" or \"cancel\").");
+            }
+
+            if (type is not ("infer" or "cancel"))
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, $"unknown type '{type}' (expected \"infer\" or \"cancel\").");
+            }
+
+            if (id is null && requireId)
+            {
+                return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a '{type}' frame needs an 'id'.");
+            }
+
+            return type == "cancel" ? new ClientFrame.Cancel(id ?? string.Empty) : ParseInfer(root, id ?? string.Empty);
+        }
+    }
+
+    private static ClientFrame ParseInfer(JsonElement root, string id)
+    {
+        if (!root.TryGetProperty("model", out var modelElement) || modelElement.ValueKind != JsonValueKind.String
+            || modelElement.GetString() is not { Length: > 0 } model)
+        {
+            return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "an 'infer' frame needs a 'model' string.");
+        }
+
+        string? prompt = null;
+        if (root.TryGetProperty("prompt", out var promptElement))
+        {
+            if (promptElement.ValueKind != JsonValueKind.String)
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'prompt' must be a string.");
+            }
+
+            prompt = promptElement.GetString();
+        }
+
+        TimeSpan? timeout = null;
+        if (root.TryGetProperty("timeout_ms", out var timeoutElement))
+        {
+            if (timeoutElement.ValueKind != JsonValueKind.Number || !timeoutElement.TryGetDouble(out var ms) || ms <= 0 || ms > TimeSpan.FromHours(1).TotalMilliseconds)
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'timeout_ms' must be a positive number of milliseconds (at most one hour).");
+            }
+
+            timeout = TimeSpan.FromMilliseconds(ms);
+        }
+
+        var inputs = ImmutableArray<NamedTensor>.Empty;
+        if (root.TryGetProperty("inputs", out var inputsElement))
+        {
+            if (inputsElement.ValueKind != JsonValueKind.Object)
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, "'inputs' must be an object of named tensors.");
+            }
+
+            var builder = ImmutableArray.CreateBuilder<NamedTensor>();
+            foreach (var property in inputsElement.EnumerateObject())
+            {
+                var (tensor, error) = ParseTensor(property.Name, property.Value);
+                if (error is not null)
+                {
+                    return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, error);
+                }
+
+                builder.Add(new NamedTensor(property.Name, tensor!));
+            }
+
+            inputs = builder.ToImmutable();
+        }
+
+        return new ClientFrame.Infer(id, model, inputs, prompt, timeout);
+    }
+
+    /// <summary>Parses <c>{"dtype": "...", "shape": [...], "data": [...]}</c>; <c>data</c> may be flat or nested.</summary>
+    internal static (Tensor? Tensor, string? Error) ParseTensor(string name, JsonElement element)
+    {
+        if (element.ValueKind != JsonValueKind.Object)
+        {
+            return (null, $"input '{name}': a tensor must be an object with 'dtype', 'shape' and 'data'.");
+        }
+
+        if (!element.TryGetProperty("dtype", out var dtypeElement) && !element.TryGetProperty("datatype", out dtypeElement))
+        {
+            return (null, $"input '{name}': 'dtype' is missing.");
+        }
+
+        if (!TensorTypes.TryParse(dtypeElement.ValueKind == JsonValueKind.String ? dtypeElement.GetString() : null, out var type))
+        {
+            return (null, $"input '{name}': unknown dtype {dtypeElement.GetRawText()} (known: float32, float16, float64, int64, int32, int16, int8, uint8, bool, string).");
+        }
+
+        if (!element.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
+        {
+            return (null, $"input '{name}': 'shape' must be an array of non-negative integers.");
+        }
+
+        var shape = ImmutableArray.CreateBuilder<long>(shapeElement.GetArrayLength());
+        long count = 1;
+        foreach (var d in shapeElement.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var dim) || dim < 0)
+            {
+                return (null, $"input '{name}': 'shape' must be an array of non-negative integers; got {shapeElement.GetRawText()}.");
+            }
+
+            shape.Add(dim);
+            count = dim == 0 ? 0 : (count > int.MaxValue / dim ? long.MaxValue : count * dim);
+        }
+
+        if (!element.TryGetProperty("data", out var dataElement) || dataElement.ValueKind != JsonValueKind.Array)
+        {
+            return (null, $"input '{name}': 'data' must be an array.");
+        }
+
+        var values = new List<JsonElement>();
+        Flatten(dataElement, values);
+        if (values.Count != count)
+        {
+            return (null, $"input '{name}': shape [{string.Join(',', shape)}] needs {(count == long.MaxValue ? "too many" : count.ToString(System.Globalization.CultureInfo.InvariantCulture))} elements, data has {values.Count}.");
+        }
+
+        if (type == TensorElementType.String)
+        {
+            var strings = ImmutableArray.CreateBuilder<string>(values.Count);
+            for (var i = 0; i < values.Count; i++)
+            {
+                if (values[i].ValueKind != JsonValueKind.String)
+                {
+                    return (null, ElementError(name, i, type, values[i]));
+                }
+
+                strings.Add(values[i].GetString()!);
+            }
+
+            return (new Tensor(type, shape.ToImmutable(), [], strings.MoveToImmutable()), null);
+        }
+
+        var size = type.ElementSize();
+        var data = new byte[values.Count * size];
+        for (var i = 0; i < values.Count; i++)
+        {
+            if (!TryWriteElement(type, values[i], data.AsSpan(i * size, size)))
+            {
+                return (null, ElementError(name, i, type, values[i]));
+            }
+        }
+
+        return (new Tensor(type, shape.ToImmutable(), data, []), null);
+    }
+
+    private static void Flatten(JsonElement array, List<JsonElement> into)
+    {
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind == JsonValueKind.Array)
+            {
+                Flatten(item, into);
+            }
+            else
+            {
+                into.Add(item);
+            }
+        }
+    }
+
+    private static bool TryWriteElement(TensorElementType type, JsonElement value, Span<byte> into)
+    {
+        if (type == TensorElementType.Bool)
+        {
+            if (value.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                return false;
+            }
+
+            into[0] = value.ValueKind == JsonValueKind.True ? (byte)1 : (byte)0;
+            return true;
+        }
+
+        if (value.ValueKind != JsonValueKind.Number)
+        {
+            return false;
+        }
+
+        switch (type)
+        {
+            case TensorElementType.Float32 when value.TryGetSingle(out var f) && float.IsFinite(f):
+                BinaryPrimitives.WriteSingleLittleEndian(into, f);
+                return true;
+            case TensorElementType.Float64 when value.TryGetDouble(out var d):
+                BinaryPrimitives.WriteDoubleLittleEndian(into, d);
+                return true;
+            case TensorElementType.Float16 when value.TryGetDouble(out var h) && Math.Abs(h) <= 65504:
+                BinaryPrimitives.WriteHalfLittleEndian(into, (Half)h);
+                return true;
+            case TensorElementType.Int64 when value.TryGetInt64(out var l):
+                BinaryPrimitives.WriteInt64LittleEndian(into, l);
+                return true;
+            case TensorElementType.Int32 when value.TryGetInt32(out var i):
+                BinaryPrimitives.WriteInt32LittleEndian(into, i);
+                return true;
+            case TensorElementType.Int16 when value.TryGetInt16(out var s):
+                BinaryPrimitives.WriteInt16LittleEndian(into, s);
+                return true;
+            case TensorElementType.Int8 when value.TryGetSByte(out var sb):
+                into[0] = unchecked((byte)sb);
+                return true;
+            case TensorElementType.UInt8 when value.TryGetByte(out var b):
+                into[0] = b;
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private static string ElementError(string name, int index, TensorElementType type, JsonElement value)
+    {
+        var raw = value.GetRawText();
+        return $"input '{name}': element {index} ({(raw.Length > 32 ? raw[..32] + "..." : raw)}) is not a valid {type.ToWire()}.";
+    }
+
+    private static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => kind.ToString(),
+    };
+}

@@ -1,0 +1,126 @@
+using System.Collections.Concurrent;
+using Orleans.Streams;
+
+namespace StreamInfer.Frontend.Routing;
+
+/// <summary>Something that holds a client's socket and writes what the grid delivers to it.</summary>
+internal interface IDeliverySink
+{
+    /// <summary>Writes the end of one request (if the sink still waits for it). Must not block.</summary>
+    void Deliver(Delivery delivery);
+
+    /// <summary>Ends, with <c>deadline_exceeded</c>, requests whose answer is overdue past the watchdog grace.</summary>
+    void ExpireOverdue(long nowTimestamp);
+}
+
+/// <summary>
+/// This frontend's end of the delivery stream: subscribes to the stream keyed by <see cref="FrontendIdentity"/> and
+/// hands each <see cref="DeliveryBatch"/>'s items to the connection (or HTTP request) they belong to. Also runs the
+/// watchdog that ends requests whose answer never came (a silo lost with them), so no client waits forever.
+/// </summary>
+internal sealed partial class DeliveryRouter(
+    IClusterClient client,
+    FrontendIdentity identity,
+    TimeProvider time,
+    ILogger<DeliveryRouter> logger) : IHostedService, IAsyncObserver<DeliveryBatch>, IDisposable
+{
+    private static readonly TimeSpan WatchdogPeriod = TimeSpan.FromSeconds(1);
+
+    private readonly ConcurrentDictionary<string, IDeliverySink> _sinks = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Client, string Request), TaskCompletionSource<Delivery>> _waiters = new();
+    private StreamSubscriptionHandle<DeliveryBatch>? _subscription;
+    private ITimer? _watchdog;
+
+    /// <summary>Connections currently registered.</summary>
+    public int Connections => _sinks.Count;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var stream = client.GetStreamProvider(DeliveryStreams.ProviderName)
+            .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, identity.Id));
+        _subscription = await stream.SubscribeAsync(this);
+        _watchdog = time.CreateTimer(_ => Sweep(), null, WatchdogPeriod, WatchdogPeriod);
+        LogSubscribed(logger, identity.Id);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _watchdog?.Dispose();
+        if (_subscription is not null)
+        {
+            try
+            {
+                await _subscription.UnsubscribeAsync();
+            }
+            catch (Exception ex)
+            {
+                LogUnsubscribeFailed(logger, ex);
+            }
+        }
+    }
+
+    public void Register(string clientId, IDeliverySink sink) => _sinks[clientId] = sink;
+
+    public void Unregister(string clientId) => _sinks.TryRemove(clientId, out _);
+
+    /// <summary>Registers a one-shot waiter for an HTTP request; <paramref name="requestId"/> must be unique.</summary>
+    public Task<Delivery> AddWaiter(string clientId, string requestId)
+    {
+        var waiter = new TaskCompletionSource<Delivery>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _waiters[(clientId, requestId)] = waiter;
+        return waiter.Task;
+    }
+
+    public void RemoveWaiter(string clientId, string requestId) => _waiters.TryRemove((clientId, requestId), out _);
+
+    public Task OnNextAsync(DeliveryBatch item, StreamSequenceToken? token = null)
+    {
+        foreach (var delivery in item.Items)
+        {
+            if (_sinks.TryGetValue(delivery.ClientId, out var sink))
+            {
+                sink.Deliver(delivery);
+            }
+            else if (_waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
+            {
+                waiter.TrySetResult(delivery);
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task OnCompletedAsync() => Task.CompletedTask;
+
+    public Task OnErrorAsync(Exception ex)
+    {
+        LogStreamError(logger, ex);
+        return Task.CompletedTask;
+    }
+
+    public void Dispose() => _watchdog?.Dispose();
+
+    private void Sweep()
+    {
+        var now = time.GetTimestamp();
+        foreach (var sink in _sinks.Values)
+        {
+            sink.ExpireOverdue(now);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Frontend {FrontendId} subscribed to its delivery stream")]
+    private static partial void LogSubscribed(ILogger logger, string frontendId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Unsubscribing from the delivery stream failed")]
+    private static partial void LogUnsubscribeFailed(ILogger logger, Exception ex);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The delivery stream reported an error")]
+    private static partial void LogStreamError(ILogger logger, Exception ex);
+}
+
+/// <summary>This frontend's identity: the key of its delivery stream, named in every request's ReplyTo.</summary>
+internal sealed class FrontendIdentity
+{
+    public string Id { get; } = $"fe-{Guid.NewGuid():N}";
+}

@@ -1,0 +1,328 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net.WebSockets;
+using System.Threading.Channels;
+using StreamInfer.Frontend.Routing;
+using StreamInfer.Frontend.Hosting;
+using StreamInfer.Frontend.Protocol;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Frontend.WebSockets;
+
+/// <summary>
+/// One WebSocket client: reads frames, admits requests through the client's session grain, and writes every answer
+/// through one bounded send queue. Each request id in <see cref="_pending"/> gets exactly one terminal frame: whoever
+/// removes it first (the delivery, a refusal, a cancel, the watchdog) writes it.
+/// </summary>
+internal sealed partial class ClientConnection : IDeliverySink, IDisposable
+{
+    private readonly WebSocket _socket;
+    private readonly IClientSessionGrain _session;
+    private readonly DeliveryRouter _router;
+    private readonly FrontendOptions _options;
+    private readonly ClientSessionOptions _sessionOptions;
+    private readonly string _replyTo;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly Channel<byte[]> _outbox;
+    private readonly ConcurrentDictionary<string, long> _pending = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _submitGate;
+    private readonly CancellationTokenSource _closing = new();
+    private volatile bool _finished;
+
+    public ClientConnection(
+        WebSocket socket,
+        string clientId,
+        IClusterClient client,
+        DeliveryRouter router,
+        FrontendIdentity identity,
+        FrontendOptions options,
+        ClientSessionOptions sessionOptions,
+        TimeProvider time,
+        ILogger logger)
+    {
+        _socket = socket;
+        ClientId = clientId;
+        _session = client.GetGrain<IClientSessionGrain>(clientId);
+        _router = router;
+        _options = options;
+        _sessionOptions = sessionOptions;
+        _replyTo = identity.Id;
+        _time = time;
+        _logger = logger;
+        _outbox = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(options.SendQueueCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
+    }
+
+    public string ClientId { get; }
+
+    public async Task RunAsync(CancellationToken aborted)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _closing.Token);
+        _router.Register(ClientId, this);
+        LogOpened(_logger, ClientId);
+        var sender = SendLoopAsync(linked.Token);
+        try
+        {
+            await ReceiveLoopAsync(linked.Token);
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+            // The client went away or was dropped for not reading; either way its work is cancelled below.
+        }
+        finally
+        {
+            _router.Unregister(ClientId);
+            _pending.Clear();
+            try
+            {
+                await _session.CloseAsync();
+            }
+            catch (Exception ex)
+            {
+                LogCloseFailed(_logger, ex, ClientId);
+            }
+
+            _finished = true;
+            _outbox.Writer.TryComplete();
+            await sender;
+            await CloseSocketAsync();
+            LogClosed(_logger, ClientId);
+        }
+    }
+
+    // The submit gate is not disposed: submits still in flight release it after the connection ends, and a
+    // SemaphoreSlim without a wait handle holds nothing that needs disposing.
+    public void Dispose() => _closing.Dispose();
+
+    public void Deliver(Delivery delivery)
+    {
+        if (_pending.TryRemove(delivery.RequestId, out _))
+        {
+            Send(FrameWriter.Delivery(delivery));
+        }
+    }
+
+    public void ExpireOverdue(long nowTimestamp)
+    {
+        foreach (var (id, watchdogAt) in _pending)
+        {
+            if (watchdogAt <= nowTimestamp && _pending.TryRemove(id, out _))
+            {
+                Send(FrameWriter.Error(id, new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline.")));
+                _ = CancelQuietlyAsync(id);
+            }
+        }
+    }
+
+    private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        try
+        {
+            while (true)
+            {
+                var count = 0;
+                var tooLarge = false;
+                ValueWebSocketReceiveResult received;
+                do
+                {
+                    if (count == buffer.Length)
+                    {
+                        // Grow up to one byte past the limit, so that "over the limit" is observable.
+                        var grown = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, _options.MaxFrameBytes + 1));
+                        buffer.AsSpan(0, count).CopyTo(grown);
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = grown;
+                    }
+
+                    received = await _socket.ReceiveAsync(buffer.AsMemory(count), cancellationToken);
+                    if (received.MessageType == WebSocketMessageType.Close)
+                    {
+                        return;
+                    }
+
+                    count += received.Count;
+                    if (count > _options.MaxFrameBytes)
+                    {
+                        // Drain the rest of an oversized message without keeping it.
+                        tooLarge = true;
+                        count = 0;
+                    }
+                }
+                while (!received.EndOfMessage);
+
+                if (tooLarge)
+                {
+                    Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a frame may be at most {_options.MaxFrameBytes} bytes.")));
+                }
+                else if (received.MessageType == WebSocketMessageType.Binary)
+                {
+                    Send(FrameWriter.Error(null, new InferError(ErrorCode.BadRequest, "binary frames are not supported; send JSON text frames.")));
+                }
+                else
+                {
+                    await HandleFrameAsync(buffer.AsMemory(0, count), cancellationToken);
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async Task HandleFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    {
+        switch (RequestParser.Parse(frame))
+        {
+            case ClientFrame.Invalid invalid:
+                Send(FrameWriter.Error(invalid.Id, new InferError(invalid.Code, invalid.Message)));
+                break;
+
+            case ClientFrame.Cancel cancel:
+                if (!_pending.ContainsKey(cancel.Id))
+                {
+                    Send(FrameWriter.Error(cancel.Id, new InferError(ErrorCode.BadRequest, $"no request with id '{cancel.Id}' is in flight.")));
+                }
+                else
+                {
+                    _ = CancelAsync(cancel.Id);
+                }
+
+                break;
+
+            case ClientFrame.Infer infer:
+                var timeout = infer.Timeout ?? _sessionOptions.DefaultTimeout;
+                timeout = timeout < _sessionOptions.MaxTimeout ? timeout : _sessionOptions.MaxTimeout;
+                var watchdogAt = _time.GetTimestamp() + (long)((timeout + _options.WatchdogGrace).TotalSeconds * _time.TimestampFrequency);
+                if (!_pending.TryAdd(infer.Id, watchdogAt))
+                {
+                    Send(FrameWriter.Error(infer.Id, new InferError(ErrorCode.BadRequest, $"a request with id '{infer.Id}' is already in flight on this connection.")));
+                    break;
+                }
+
+                await _submitGate.WaitAsync(cancellationToken);
+                _ = SubmitAsync(new InferRequest(infer.Id, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _replyTo));
+                break;
+        }
+    }
+
+    private async Task SubmitAsync(InferRequest request)
+    {
+        try
+        {
+            var admission = await _session.SubmitAsync(request);
+            if (admission.Warning is { } warning)
+            {
+                Send(FrameWriter.Warning(warning));
+            }
+
+            if (admission.Error is { } error && _pending.TryRemove(request.RequestId, out _))
+            {
+                Send(FrameWriter.Error(request.RequestId, error));
+            }
+        }
+        catch (Exception ex)
+        {
+            LogSubmitFailed(_logger, ex, ClientId, request.RequestId);
+            if (_pending.TryRemove(request.RequestId, out _))
+            {
+                Send(FrameWriter.Error(request.RequestId, new InferError(ErrorCode.Internal, "the request could not be admitted; try again.")));
+            }
+        }
+        finally
+        {
+            _submitGate.Release();
+        }
+    }
+
+    private async Task CancelAsync(string id)
+    {
+        await CancelQuietlyAsync(id);
+        if (_pending.TryRemove(id, out _))
+        {
+            Send(FrameWriter.Error(id, new InferError(ErrorCode.Cancelled, "cancelled by the client.")));
+        }
+    }
+
+    private async Task CancelQuietlyAsync(string id)
+    {
+        try
+        {
+            await _session.CancelAsync(id);
+        }
+        catch (Exception ex)
+        {
+            LogCancelFailed(_logger, ex, ClientId, id);
+        }
+    }
+
+    private void Send(byte[] frame)
+    {
+        if (!_outbox.Writer.TryWrite(frame) && !_finished && !_closing.IsCancellationRequested)
+        {
+            // The client is not reading: keeping its frames would grow memory without bound. Drop the connection; its
+            // session cancels its work.
+            LogSlowClientDropped(_logger, ClientId, _options.SendQueueCapacity);
+            _closing.Cancel();
+        }
+    }
+
+    private async Task SendLoopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var frame in _outbox.Reader.ReadAllAsync(cancellationToken))
+            {
+                await _socket.SendAsync(frame, WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+            _closing.Cancel();
+        }
+    }
+
+    private async Task CloseSocketAsync()
+    {
+        try
+        {
+            if (_closing.IsCancellationRequested)
+            {
+                _socket.Abort();
+            }
+            else if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
+        {
+            _socket.Abort();
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Client {ClientId} connected")]
+    private static partial void LogOpened(ILogger logger, string clientId);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Client {ClientId} disconnected")]
+    private static partial void LogClosed(ILogger logger, string clientId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Closing the session of client {ClientId} failed")]
+    private static partial void LogCloseFailed(ILogger logger, Exception ex, string clientId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId}: submitting request {RequestId} failed")]
+    private static partial void LogSubmitFailed(ILogger logger, Exception ex, string clientId, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId}: cancelling request {RequestId} failed")]
+    private static partial void LogCancelFailed(ILogger logger, Exception ex, string clientId, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} dropped: {Capacity} frames queued unread")]
+    private static partial void LogSlowClientDropped(ILogger logger, string clientId, int capacity);
+}

@@ -1,0 +1,48 @@
+using System.Collections.Immutable;
+using Orleans.Concurrency;
+
+namespace StreamInfer;
+
+/// <summary>
+/// One connected client (a WebSocket connection, or an HTTP caller identified by its client id). Owns the client's
+/// token bucket, its bounded backlog of unfinished requests, their deadlines, and their cancellation.
+/// </summary>
+[Alias("StreamInfer.IClientSessionGrain")]
+public interface IClientSessionGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Admits a request and forwards it to a batcher of its model. Refusals, in the order they are checked:
+    /// <see cref="ErrorCode.BadRequest"/> (duplicate id in flight, session closed), <see cref="ErrorCode.UnknownModel"/>,
+    /// <see cref="ErrorCode.RateLimited"/> (with the exact wait until a token is available),
+    /// <see cref="ErrorCode.BacklogFull"/>, then whatever the batcher refuses with (<see cref="ErrorCode.InvalidInput"/>,
+    /// <see cref="ErrorCode.Overloaded"/>). A refused request costs no token and no backlog slot and produces no
+    /// delivery. An accepted one ends in exactly one <see cref="Delivery"/> on the request's reply stream.
+    /// Not idempotent: a retry of an accepted id is refused as a duplicate.
+    /// </summary>
+    [Alias("Submit")]
+    Task<Admission> SubmitAsync(InferRequest request);
+
+    /// <summary>
+    /// Cancels a request in flight. Returns null when the id was in flight (its slot is released; the batcher drops
+    /// it, or discards its result if it is already running), or a <see cref="ErrorCode.BadRequest"/> error for an
+    /// unknown id. The caller tells the client; no delivery follows for a cancelled request.
+    /// </summary>
+    [Alias("Cancel")]
+    Task<InferError?> CancelAsync(string requestId);
+
+    /// <summary>The client disconnected: cancel everything in flight and release the backlog. Idempotent.</summary>
+    [Alias("Close")]
+    Task CloseAsync();
+
+    /// <summary>
+    /// Called by batchers, once per batch per session, when requests end (result, error or expiry) so the backlog
+    /// frees. Interleaves with everything else, so a batcher's call never waits behind a submit that is itself
+    /// waiting on that batcher (STYLE, pitfall 4). Unknown ids are ignored.
+    /// </summary>
+    [Alias("Completed"), AlwaysInterleave]
+    Task CompletedAsync(ImmutableArray<string> requestIds);
+
+    /// <summary>The session's backlog and token bucket now.</summary>
+    [Alias("GetStatus"), AlwaysInterleave]
+    Task<SessionStatus> GetStatusAsync();
+}

@@ -1,0 +1,179 @@
+using System.Collections.Immutable;
+
+namespace StreamInfer;
+
+/// <summary>A structured error: a protocol <see cref="ErrorCode"/>, a human-readable message, and for
+/// <see cref="ErrorCode.RateLimited"/> and <see cref="ErrorCode.Overloaded"/> how long to wait before retrying.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.InferError")]
+public sealed record InferError(
+    [property: Id(0)] ErrorCode Code,
+    [property: Id(1)] string Message,
+    [property: Id(2)] int? RetryAfterMs = null);
+
+/// <summary>Element types a tensor may carry. Values are serialized: never renumber.</summary>
+[GenerateSerializer, Alias("StreamInfer.TensorElementType")]
+#pragma warning disable CA1720 // The members are named after the element types they stand for, as ONNX names them.
+public enum TensorElementType
+{
+    /// <summary>IEEE 754 single precision.</summary>
+    Float32 = 0,
+    /// <summary>IEEE 754 half precision.</summary>
+    Float16 = 1,
+    /// <summary>IEEE 754 double precision.</summary>
+    Float64 = 2,
+    /// <summary>Signed 64-bit integer.</summary>
+    Int64 = 3,
+    /// <summary>Signed 32-bit integer.</summary>
+    Int32 = 4,
+    /// <summary>Signed 16-bit integer.</summary>
+    Int16 = 5,
+    /// <summary>Signed 8-bit integer.</summary>
+    Int8 = 6,
+    /// <summary>Unsigned 8-bit integer.</summary>
+    UInt8 = 7,
+    /// <summary>Boolean, one byte per element (0 or 1).</summary>
+    Bool = 8,
+    /// <summary>UTF-8 text, carried in <see cref="Tensor.Strings"/>.</summary>
+    String = 9,
+}
+#pragma warning restore CA1720
+
+/// <summary>
+/// A dense tensor. Numeric and boolean elements travel as their little-endian bytes in <see cref="Data"/>
+/// (one byte per bool); strings travel in <see cref="Strings"/>. The arrays are never mutated once built.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.Tensor")]
+public sealed record Tensor(
+    [property: Id(0)] TensorElementType ElementType,
+    [property: Id(1)] ImmutableArray<long> Shape,
+    [property: Id(2)] byte[] Data,
+    [property: Id(3)] ImmutableArray<string> Strings)
+{
+    /// <summary>The number of elements the shape describes.</summary>
+    public long ElementCount
+    {
+        get
+        {
+            long n = 1;
+            foreach (var d in Shape)
+            {
+                n *= d;
+            }
+
+            return n;
+        }
+    }
+}
+
+/// <summary>A tensor with the input or output name it is bound to.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.NamedTensor")]
+public sealed record NamedTensor(
+    [property: Id(0)] string Name,
+    [property: Id(1)] Tensor Tensor);
+
+/// <summary>
+/// One inference request as a client sent it, after the frontend parsed and structurally checked it.
+/// </summary>
+/// <param name="RequestId">The client's id for the request, unique among that client's requests in flight.</param>
+/// <param name="Model">The model's name.</param>
+/// <param name="Inputs">Named input tensors (tensor and echo models).</param>
+/// <param name="Prompt">Prompt text (decoder models).</param>
+/// <param name="Timeout">How long the client is willing to wait, from admission; null for the configured default.</param>
+/// <param name="ReplyTo">The id of the frontend that holds the client's connection: results are published to its stream.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.InferRequest")]
+public sealed record InferRequest(
+    [property: Id(0)] string RequestId,
+    [property: Id(1)] string Model,
+    [property: Id(2)] ImmutableArray<NamedTensor> Inputs,
+    [property: Id(3)] string? Prompt,
+    [property: Id(4)] TimeSpan? Timeout,
+    [property: Id(5)] string ReplyTo);
+
+/// <summary>A warning that a client's backlog crossed its high-water mark (80% of capacity).</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.BacklogWarning")]
+public sealed record BacklogWarning(
+    [property: Id(0)] int Backlog,
+    [property: Id(1)] int Capacity);
+
+/// <summary>
+/// The answer to <see cref="IClientSessionGrain.SubmitAsync"/>: either accepted (a result or error will follow on the
+/// client's delivery stream) or refused with <see cref="Error"/> (nothing will follow). <see cref="Warning"/> may
+/// accompany an acceptance.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.Admission")]
+public sealed record Admission(
+    [property: Id(0)] InferError? Error,
+    [property: Id(1)] BacklogWarning? Warning)
+{
+    /// <summary>Whether the request was accepted.</summary>
+    public bool Accepted => Error is null;
+
+    /// <summary>An acceptance with no warning.</summary>
+    public static readonly Admission Ok = new(null, null);
+
+    /// <summary>A refusal.</summary>
+    public static Admission Refused(InferError error) => new(error, null);
+}
+
+/// <summary>How long a request waited in its batcher's queue, how long its batch ran, and the batch's size.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.Timing")]
+public sealed record Timing(
+    [property: Id(0)] double QueueMs,
+    [property: Id(1)] double ComputeMs,
+    [property: Id(2)] int BatchSize);
+
+/// <summary>A successful result: the model's outputs for one request and the version that produced them.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.InferResult")]
+public sealed record InferResult(
+    [property: Id(0)] string Model,
+    [property: Id(1)] string ModelVersion,
+    [property: Id(2)] ImmutableArray<NamedTensor> Outputs,
+    [property: Id(3)] Timing Timing);
+
+/// <summary>The end of one request, addressed to one client: exactly one of <see cref="Result"/> or
+/// <see cref="Error"/> is set.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.Delivery")]
+public sealed record Delivery(
+    [property: Id(0)] string ClientId,
+    [property: Id(1)] string RequestId,
+    [property: Id(2)] InferResult? Result,
+    [property: Id(3)] InferError? Error);
+
+/// <summary>
+/// Everything one batch step produced for the clients of one frontend: one stream event per batch per destination,
+/// never one per request (STYLE, pitfall 2).
+/// </summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.DeliveryBatch")]
+public sealed record DeliveryBatch(
+    [property: Id(0)] ImmutableArray<Delivery> Items);
+
+/// <summary>A request handed from a session to a batcher, with the session's admission facts.</summary>
+/// <param name="ClientId">The session's key; the batcher tells that session when the request ends.</param>
+/// <param name="Request">The request.</param>
+/// <param name="AdmittedAt">When the session admitted it (the session's clock).</param>
+/// <param name="Deadline">When it must have run by; past it, a queued request ends with <see cref="ErrorCode.DeadlineExceeded"/>.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.BatchItem")]
+public sealed record BatchItem(
+    [property: Id(0)] string ClientId,
+    [property: Id(1)] InferRequest Request,
+    [property: Id(2)] DateTimeOffset AdmittedAt,
+    [property: Id(3)] DateTimeOffset Deadline);
+
+/// <summary>A snapshot of a session's state, for operations and tests.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.SessionStatus")]
+public sealed record SessionStatus(
+    [property: Id(0)] int Backlog,
+    [property: Id(1)] int Capacity,
+    [property: Id(2)] double Tokens,
+    [property: Id(3)] bool Closed);
+
+/// <summary>A snapshot of a batcher's state, for operations and tests.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.BatcherStatus")]
+public sealed record BatcherStatus(
+    [property: Id(0)] string Model,
+    [property: Id(1)] string Device,
+    [property: Id(2)] int Queued,
+    [property: Id(3)] int Running,
+    [property: Id(4)] long BatchesRun,
+    [property: Id(5)] long ItemsRun,
+    [property: Id(6)] ImmutableArray<int> RecentBatchSizes);

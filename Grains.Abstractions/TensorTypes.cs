@@ -1,0 +1,78 @@
+namespace StreamInfer;
+
+/// <summary>Wire names (DESIGN §2, <c>dtype</c>) and element sizes of <see cref="TensorElementType"/>.</summary>
+public static class TensorTypes
+{
+    /// <summary>The wire name, e.g. <c>float32</c>.</summary>
+    public static string ToWire(this TensorElementType type) => type switch
+    {
+        TensorElementType.Float32 => "float32",
+        TensorElementType.Float16 => "float16",
+        TensorElementType.Float64 => "float64",
+        TensorElementType.Int64 => "int64",
+        TensorElementType.Int32 => "int32",
+        TensorElementType.Int16 => "int16",
+        TensorElementType.Int8 => "int8",
+        TensorElementType.UInt8 => "uint8",
+        TensorElementType.Bool => "bool",
+        TensorElementType.String => "string",
+        _ => throw new ArgumentOutOfRangeException(nameof(type)),
+    };
+
+    /// <summary>Parses a wire name; also accepts the KServe v2 names (<c>FP32</c>, <c>INT64</c>, <c>BOOL</c>, <c>BYTES</c>...).</summary>
+    public static bool TryParse(string? name, out TensorElementType type)
+    {
+        switch (name?.ToLowerInvariant())
+        {
+            case "float32" or "fp32" or "float": type = TensorElementType.Float32; return true;
+            case "float16" or "fp16": type = TensorElementType.Float16; return true;
+            case "float64" or "fp64" or "double": type = TensorElementType.Float64; return true;
+            case "int64": type = TensorElementType.Int64; return true;
+            case "int32": type = TensorElementType.Int32; return true;
+            case "int16": type = TensorElementType.Int16; return true;
+            case "int8": type = TensorElementType.Int8; return true;
+            case "uint8": type = TensorElementType.UInt8; return true;
+            case "bool": type = TensorElementType.Bool; return true;
+            case "string" or "bytes": type = TensorElementType.String; return true;
+            default: type = default; return false;
+        }
+    }
+
+    /// <summary>Bytes per element in <see cref="Tensor.Data"/>; 0 for strings, which travel in <see cref="Tensor.Strings"/>.</summary>
+    public static int ElementSize(this TensorElementType type) => type switch
+    {
+        TensorElementType.Float64 or TensorElementType.Int64 => 8,
+        TensorElementType.Float32 or TensorElementType.Int32 => 4,
+        TensorElementType.Float16 or TensorElementType.Int16 => 2,
+        TensorElementType.Int8 or TensorElementType.UInt8 or TensorElementType.Bool => 1,
+        _ => 0,
+    };
+
+    /// <summary>
+    /// Checks that a tensor's payload matches its shape and type. Returns null when consistent, else a message that
+    /// names the input.
+    /// </summary>
+    public static string? CheckConsistent(string name, Tensor tensor)
+    {
+        foreach (var d in tensor.Shape)
+        {
+            if (d < 0)
+            {
+                return $"input '{name}': shape [{string.Join(',', tensor.Shape)}] has a negative dimension.";
+            }
+        }
+
+        var count = tensor.ElementCount;
+        if (tensor.ElementType == TensorElementType.String)
+        {
+            return tensor.Strings.IsDefault || tensor.Strings.Length != count
+                ? $"input '{name}': shape [{string.Join(',', tensor.Shape)}] needs {count} elements, data has {(tensor.Strings.IsDefault ? 0 : tensor.Strings.Length)}."
+                : null;
+        }
+
+        var size = tensor.ElementType.ElementSize();
+        return tensor.Data.LongLength != count * size
+            ? $"input '{name}': shape [{string.Join(',', tensor.Shape)}] needs {count} elements, data has {tensor.Data.LongLength / Math.Max(size, 1)}."
+            : null;
+    }
+}

@@ -1,0 +1,388 @@
+using System.Collections.Immutable;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
+using Orleans.Streams;
+using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
+
+namespace StreamInfer.Grains.Batching;
+
+/// <summary>
+/// The dynamic batcher of one model on one device, in the shape of a queue, an interleaved timer and a bounded number
+/// of batches in flight. A batch is dispatched when <c>MaxBatchSize</c> requests are queued, or when the oldest has
+/// waited <c>MaxWait</c> (at once when <c>MaxWait</c> is zero), and only while fewer than <c>MaxConcurrentBatches</c>
+/// are on the device; a finished batch dispatches the next at once. Every method body is synchronous up to its first
+/// await, and the grain is reentrant so that enqueues keep flowing while a batch is on the device.
+/// </summary>
+[Reentrant]
+internal sealed partial class BatcherGrain(
+    ModelCatalog catalog,
+    DeviceRegistry devices,
+    [FromKeyedServices(TimeProviderNames.Grains)] TimeProvider time,
+    ILogger<BatcherGrain> logger) : Grain, IBatcherGrain
+{
+    private const int RecentBatchWindow = 64;
+
+    private readonly List<Queued> _queue = [];
+    private readonly Dictionary<(string Client, string Id), Queued> _byId = [];
+    private readonly Dictionary<string, IAsyncStream<DeliveryBatch>> _streams = new(StringComparer.Ordinal);
+    private readonly Queue<int> _recentBatchSizes = new();
+    private BatcherKey _key;
+    private ModelEntry? _model;
+    private DeviceWorker? _device;
+    private IGrainTimer? _wake;
+    private DateTimeOffset _wakeAt = DateTimeOffset.MaxValue;
+
+    // A lower bound on the earliest deadline in the queue (exact after each expiry scan), so that enqueues do not
+    // scan the whole queue.
+    private DateTimeOffset _earliestDeadline = DateTimeOffset.MaxValue;
+    private int _running;
+    private long _batchesRun;
+    private long _itemsRun;
+    private double _recentBatchMs;
+
+    public override Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        _key = BatcherKey.Parse(this.GetPrimaryKeyString());
+        _model = catalog.TryGet(_key.Model, out var model) ? model : null;
+        _device = devices.TryGet(_key.Device, out var device) ? device : null;
+        _wake = this.RegisterGrainTimer(
+            OnWakeAsync,
+            new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan) { Interleave = true, KeepAlive = false });
+        return Task.CompletedTask;
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        // Nothing accepted may be lost: whatever is still queued ends with an error the client can act on.
+        if (_queue.Count > 0)
+        {
+            var error = new InferError(ErrorCode.ModelUnavailable, $"the batcher of model '{_key.Model}' shut down ({reason.ReasonCode}).");
+            var ended = _queue.ToList();
+            _queue.Clear();
+            foreach (var q in ended)
+            {
+                _byId.Remove((q.Item.ClientId, q.Item.Request.RequestId));
+            }
+
+            return FinishAsync(ended.Select(q => ToDelivery(q, null, error)).ToList(), ended);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task<InferError?> EnqueueAsync(BatchItem item)
+    {
+        if (_model is null || _device is null)
+        {
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' is not served on device '{_key.Device}' of silo '{_key.Silo}'."));
+        }
+
+        if (_model.Model.Validate(item.Request) is { } invalid)
+        {
+            return Task.FromResult<InferError?>(invalid);
+        }
+
+        if (_queue.Count >= _model.Options.QueueCapacity)
+        {
+            var retry = EstimatedDrainMs();
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", retry));
+        }
+
+        var queued = new Queued(item, time.GetTimestamp());
+        if (!_byId.TryAdd((item.ClientId, item.Request.RequestId), queued))
+        {
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.BadRequest, $"a request with id '{item.Request.RequestId}' is already queued."));
+        }
+
+        _queue.Add(queued);
+        if (item.Deadline < _earliestDeadline)
+        {
+            _earliestDeadline = item.Deadline;
+        }
+
+        Pump();
+        return Task.FromResult<InferError?>(null);
+    }
+
+    public Task CancelAsync(string clientId, ImmutableArray<string> requestIds)
+    {
+        foreach (var id in requestIds)
+        {
+            if (_byId.Remove((clientId, id), out var q))
+            {
+                // A running one is only flagged: its batch-mates still need the batch, and its result is dropped.
+                q.Cancelled = true;
+                if (!q.Running)
+                {
+                    _queue.Remove(q);
+                }
+            }
+        }
+
+        Pump();
+        return Task.CompletedTask;
+    }
+
+    public Task<BatcherStatus> GetStatusAsync() => Task.FromResult(new BatcherStatus(
+        _key.Model,
+        _key.Device,
+        _queue.Count,
+        _running,
+        _batchesRun,
+        _itemsRun,
+        [.. _recentBatchSizes]));
+
+    private Task OnWakeAsync(CancellationToken cancellationToken)
+    {
+        _wakeAt = DateTimeOffset.MaxValue;
+        Pump();
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Expires what is past its deadline, dispatches every batch that is due, and arms the timer for the next event.</summary>
+    private void Pump()
+    {
+        if (_model is null)
+        {
+            return;
+        }
+
+        var options = _model.Options;
+        var now = time.GetUtcNow();
+        ExpireQueued(now);
+
+        while (_queue.Count > 0 && _running < options.MaxConcurrentBatches)
+        {
+            var oldestWaited = time.GetElapsedTime(_queue[0].EnqueuedAt);
+            if (_queue.Count < options.MaxBatchSize && oldestWaited < options.MaxWait)
+            {
+                break;
+            }
+
+            var take = Math.Min(options.MaxBatchSize, _queue.Count);
+            var batch = _queue.GetRange(0, take);
+            _queue.RemoveRange(0, take);
+            _running++;
+            _ = RunBatchAsync(batch);
+        }
+
+        ArmTimer(now);
+    }
+
+    private void ExpireQueued(DateTimeOffset now)
+    {
+        if (now < _earliestDeadline)
+        {
+            return;
+        }
+
+        List<Queued>? expired = null;
+        _earliestDeadline = DateTimeOffset.MaxValue;
+        for (var i = _queue.Count - 1; i >= 0; i--)
+        {
+            var deadline = _queue[i].Item.Deadline;
+            if (deadline <= now)
+            {
+                (expired ??= []).Add(_queue[i]);
+                _queue.RemoveAt(i);
+            }
+            else if (deadline < _earliestDeadline)
+            {
+                _earliestDeadline = deadline;
+            }
+        }
+
+        if (expired is null)
+        {
+            return;
+        }
+
+        foreach (var q in expired)
+        {
+            _byId.Remove((q.Item.ClientId, q.Item.Request.RequestId));
+        }
+
+        var deliveries = expired.Select(q => ToDelivery(q, null, new InferError(
+            ErrorCode.DeadlineExceeded,
+            $"the deadline passed after {time.GetElapsedTime(q.EnqueuedAt).TotalMilliseconds:F0} ms in the queue of model '{_key.Model}'."))).ToList();
+        _ = FinishAsync(deliveries, expired);
+    }
+
+    private void ArmTimer(DateTimeOffset now)
+    {
+        if (_queue.Count == 0 || _wake is null)
+        {
+            return;
+        }
+
+        // The next event is the earliest of: the oldest request's MaxWait running out (only matters while the device
+        // has room) and the earliest deadline in the queue.
+        var next = DateTimeOffset.MaxValue;
+        if (_running < _model!.Options.MaxConcurrentBatches)
+        {
+            var waited = time.GetElapsedTime(_queue[0].EnqueuedAt);
+            next = now + (_model.Options.MaxWait - waited);
+        }
+
+        if (_earliestDeadline < next)
+        {
+            next = _earliestDeadline;
+        }
+
+        if (next == DateTimeOffset.MaxValue || next >= _wakeAt)
+        {
+            return;
+        }
+
+        _wakeAt = next;
+        var due = next - now;
+        _wake.Change(due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
+    }
+
+    private async Task RunBatchAsync(List<Queued> batch)
+    {
+        var requests = new InferRequest[batch.Count];
+        for (var i = 0; i < batch.Count; i++)
+        {
+            batch[i].Running = true;
+            requests[i] = batch[i].Item.Request;
+        }
+
+        var started = time.GetTimestamp();
+        IReadOnlyList<ItemOutcome>? outcomes = null;
+        InferError? failure = null;
+        try
+        {
+            outcomes = await _device!.RunAsync(() => _model!.Model.Run(requests));
+        }
+        catch (Exception ex)
+        {
+            LogBatchFailed(logger, ex, _key.Model, batch.Count);
+            failure = new InferError(ErrorCode.Internal, $"model '{_key.Model}' failed on a batch of {batch.Count}: {ex.GetType().Name}.");
+        }
+
+        var computeMs = time.GetElapsedTime(started).TotalMilliseconds;
+        _running--;
+        _batchesRun++;
+        _itemsRun += batch.Count;
+        _recentBatchMs = _batchesRun == 1 ? computeMs : (0.8 * _recentBatchMs) + (0.2 * computeMs);
+        if (_recentBatchSizes.Count == RecentBatchWindow)
+        {
+            _recentBatchSizes.Dequeue();
+        }
+
+        _recentBatchSizes.Enqueue(batch.Count);
+
+        var deliveries = new List<Delivery>(batch.Count);
+        var ended = new List<Queued>(batch.Count);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var q = batch[i];
+            if (q.Cancelled)
+            {
+                continue;
+            }
+
+            _byId.Remove((q.Item.ClientId, q.Item.Request.RequestId));
+            ended.Add(q);
+            var outcome = outcomes?[i];
+            var timing = new Timing(
+                time.GetElapsedTime(q.EnqueuedAt, started).TotalMilliseconds,
+                computeMs,
+                batch.Count);
+            deliveries.Add(outcome is { Error: null } ok
+                ? ToDelivery(q, new InferResult(_key.Model, _model!.Model.Version, ok.Outputs, timing), null)
+                : ToDelivery(q, null, outcome?.Error ?? failure));
+        }
+
+        Pump();
+        await FinishAsync(deliveries, ended);
+    }
+
+    /// <summary>Publishes the deliveries, one event per destination frontend, and tells each session which of its requests ended.</summary>
+    private async Task FinishAsync(List<Delivery> deliveries, List<Queued> ended)
+    {
+        if (deliveries.Count == 0)
+        {
+            return;
+        }
+
+        var work = new List<Task>();
+        foreach (var group in deliveries.Zip(ended).GroupBy(p => p.Second.Item.Request.ReplyTo))
+        {
+            work.Add(PublishAsync(group.Key, [.. group.Select(p => p.First)]));
+        }
+
+        foreach (var group in ended.GroupBy(q => q.Item.ClientId))
+        {
+            work.Add(NotifySessionAsync(group.Key, [.. group.Select(q => q.Item.Request.RequestId)]));
+        }
+
+        await Task.WhenAll(work);
+    }
+
+    private async Task PublishAsync(string replyTo, ImmutableArray<Delivery> items)
+    {
+        try
+        {
+            if (!_streams.TryGetValue(replyTo, out var stream))
+            {
+                stream = this.GetStreamProvider(DeliveryStreams.ProviderName)
+                    .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, replyTo));
+                _streams[replyTo] = stream;
+            }
+
+            await stream.OnNextAsync(new DeliveryBatch(items));
+        }
+        catch (Exception ex)
+        {
+            // The frontend's own deadline watchdog ends these requests for its clients.
+            LogPublishFailed(logger, ex, replyTo, items.Length);
+        }
+    }
+
+    private async Task NotifySessionAsync(string clientId, ImmutableArray<string> ids)
+    {
+        try
+        {
+            await GrainFactory.GetGrain<IClientSessionGrain>(clientId).CompletedAsync(ids);
+        }
+        catch (Exception ex)
+        {
+            LogNotifyFailed(logger, ex, clientId);
+        }
+    }
+
+    private int EstimatedDrainMs()
+    {
+        var options = _model!.Options;
+        var batchesAhead = Math.Ceiling((double)_queue.Count / options.MaxBatchSize) + _running;
+        var perBatch = Math.Max(_recentBatchMs, 1);
+        return (int)Math.Ceiling(batchesAhead * perBatch / options.MaxConcurrentBatches);
+    }
+
+    private static Delivery ToDelivery(Queued q, InferResult? result, InferError? error)
+        => new(q.Item.ClientId, q.Item.Request.RequestId, result, result is null ? error ?? new InferError(ErrorCode.Internal, "no outcome.") : null);
+
+    private sealed class Queued(BatchItem item, long enqueuedAt)
+    {
+        public BatchItem Item { get; } = item;
+
+        public long EnqueuedAt { get; } = enqueuedAt;
+
+        public bool Running { get; set; }
+
+        public bool Cancelled { get; set; }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} failed on a batch of {Count}")]
+    private static partial void LogBatchFailed(ILogger logger, Exception ex, string model, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing {Count} deliveries to frontend {Frontend} failed")]
+    private static partial void LogPublishFailed(ILogger logger, Exception ex, string frontend, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Telling session {ClientId} of completions failed")]
+    private static partial void LogNotifyFailed(ILogger logger, Exception ex, string clientId);
+}

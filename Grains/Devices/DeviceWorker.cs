@@ -1,0 +1,93 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace StreamInfer.Grains.Devices;
+
+/// <summary>
+/// One device (a GPU, or the CPU): a dedicated thread that runs the batches handed to it, one at a time, in the order
+/// they arrive, through a bounded channel. Grains await the returned task; its continuation is posted back to the
+/// grain's scheduler, so no model code ever runs there (STYLE, pitfall 1).
+/// </summary>
+public sealed partial class DeviceWorker : IDisposable
+{
+    private readonly Channel<IJob> _jobs;
+    private readonly Thread _thread;
+    private readonly ILogger _logger;
+
+    public DeviceWorker(string name, int queueCapacity, ILogger logger)
+    {
+        Name = name;
+        _logger = logger;
+        _jobs = Channel.CreateBounded<IJob>(new BoundedChannelOptions(queueCapacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        _thread = new Thread(Loop) { IsBackground = true, Name = $"streaminfer-device-{name}" };
+        _thread.Start();
+    }
+
+    /// <summary>The device name used in batcher keys, e.g. <c>cpu0</c>.</summary>
+    public string Name { get; }
+
+    /// <summary>Batches waiting for the device (not counting the one running).</summary>
+    public int Pending => _jobs.Reader.Count;
+
+    /// <summary>Runs <paramref name="work"/> on the device thread. Waits (asynchronously) while the channel is full.</summary>
+    public async Task<T> RunAsync<T>(Func<T> work)
+    {
+        var job = new Job<T>(work);
+        if (!_jobs.Writer.TryWrite(job))
+        {
+            await _jobs.Writer.WriteAsync(job);
+        }
+
+        return await job.Completion.Task;
+    }
+
+    public void Dispose()
+    {
+        _jobs.Writer.TryComplete();
+        _thread.Join(TimeSpan.FromSeconds(5));
+    }
+
+    private void Loop()
+    {
+        var reader = _jobs.Reader;
+        // This thread belongs to the device: blocking here is the point.
+        while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        {
+            while (reader.TryRead(out var job))
+            {
+                job.Execute();
+            }
+        }
+
+        LogStopped(_logger, Name);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Device worker {Device} stopped")]
+    private static partial void LogStopped(ILogger logger, string device);
+
+    private interface IJob
+    {
+        void Execute();
+    }
+
+    private sealed class Job<T>(Func<T> work) : IJob
+    {
+        public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Execute()
+        {
+            try
+            {
+                Completion.TrySetResult(work());
+            }
+            catch (Exception ex)
+            {
+                Completion.TrySetException(ex);
+            }
+        }
+    }
+}

@@ -1,0 +1,42 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Grains.Hosting;
+
+/// <summary>Wiring of the StreamInfer grains into a silo.</summary>
+public static class StreamInferSiloExtensions
+{
+    /// <summary>
+    /// Adds the session and batcher grains' services (options, model catalog, device workers) and the delivery streams
+    /// (memory streams tuned for latency, with the in-memory pub-sub store they need) to a silo.
+    /// </summary>
+    public static ISiloBuilder AddStreamInfer(this ISiloBuilder silo, IConfiguration configuration)
+    {
+        var services = silo.Services;
+        services.AddOptions<ClientSessionOptions>().Bind(configuration.GetSection(ClientSessionOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ClientSessionOptions>, ClientSessionOptionsValidator>();
+        services.AddOptions<ModelsOptions>()
+            .Configure(o => configuration.GetSection(ModelsOptions.Section).Bind(o.Models))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ModelsOptions>, ModelsOptionsValidator>();
+        services.AddSingleton<ModelCatalog>();
+        services.AddSingleton<DeviceRegistry>();
+
+        var streams = configuration.GetSection(DeliveryStreamOptions.Section).Get<DeliveryStreamOptions>() ?? new DeliveryStreamOptions();
+        silo.AddMemoryGrainStorage("PubSubStore");
+        silo.AddMemoryStreams(DeliveryStreams.ProviderName, b =>
+        {
+            b.ConfigurePartitioning(Math.Clamp(streams.Partitions, 1, 64));
+            b.ConfigurePullingAgent(ob => ob.Configure(o =>
+            {
+                o.GetQueueMsgsTimerPeriod = streams.PollPeriod;
+                o.BatchContainerBatchSize = streams.ReadBatchSize;
+            }));
+        });
+        return silo;
+    }
+}

@@ -1,0 +1,70 @@
+using Microsoft.Extensions.Options;
+
+namespace StreamInfer.Grains.Options;
+
+/// <summary>Per-client limits enforced by <c>ClientSessionGrain</c>. Section <c>StreamInfer:Session</c>.</summary>
+public sealed class ClientSessionOptions
+{
+    public const string Section = "StreamInfer:Session";
+
+    /// <summary>Token-bucket refill rate, requests per second per client. Range: (0, 1e6]. Default 1000.</summary>
+    public double RatePerSecond { get; set; } = 1000;
+
+    /// <summary>Token-bucket capacity: how many requests a client may send at once after being idle. Range: [1, 1e6]. Default 200.</summary>
+    public double Burst { get; set; } = 200;
+
+    /// <summary>Most unfinished requests a client may have; a warning at 80%, refusal when full. Range: [1, 100000]. Default 256.</summary>
+    public int BacklogCapacity { get; set; } = 256;
+
+    /// <summary>Deadline of a request that names none, from admission. Range: (0, MaxTimeout]. Default 30 s.</summary>
+    public TimeSpan DefaultTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Longest deadline a request may ask for; longer ones are clamped. Range: [DefaultTimeout, 1 h]. Default 5 min.</summary>
+    public TimeSpan MaxTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// How long past its deadline a request's backlog slot is kept when no completion has arrived (a batcher's silo
+    /// died, a message was lost) before the session reclaims it. Range: [0, 1 h]. Default 30 s.
+    /// </summary>
+    public TimeSpan OrphanGrace { get; set; } = TimeSpan.FromSeconds(30);
+}
+
+/// <summary>Checks every <see cref="ClientSessionOptions"/> range and reports all violations at once.</summary>
+public sealed class ClientSessionOptionsValidator : IValidateOptions<ClientSessionOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ClientSessionOptions o)
+    {
+        var errors = new List<string>();
+        if (!(o.RatePerSecond > 0 && o.RatePerSecond <= 1e6))
+        {
+            errors.Add($"{ClientSessionOptions.Section}:RatePerSecond must be in (0, 1000000]; got {o.RatePerSecond}.");
+        }
+
+        if (!(o.Burst >= 1 && o.Burst <= 1e6))
+        {
+            errors.Add($"{ClientSessionOptions.Section}:Burst must be in [1, 1000000]; got {o.Burst}.");
+        }
+
+        if (o.BacklogCapacity is < 1 or > 100_000)
+        {
+            errors.Add($"{ClientSessionOptions.Section}:BacklogCapacity must be in [1, 100000]; got {o.BacklogCapacity}.");
+        }
+
+        if (o.MaxTimeout <= TimeSpan.Zero || o.MaxTimeout > TimeSpan.FromHours(1))
+        {
+            errors.Add($"{ClientSessionOptions.Section}:MaxTimeout must be in (0, 1 h]; got {o.MaxTimeout}.");
+        }
+
+        if (o.DefaultTimeout <= TimeSpan.Zero || o.DefaultTimeout > o.MaxTimeout)
+        {
+            errors.Add($"{ClientSessionOptions.Section}:DefaultTimeout must be in (0, MaxTimeout={o.MaxTimeout}]; got {o.DefaultTimeout}.");
+        }
+
+        if (o.OrphanGrace < TimeSpan.Zero || o.OrphanGrace > TimeSpan.FromHours(1))
+        {
+            errors.Add($"{ClientSessionOptions.Section}:OrphanGrace must be in [0, 1 h]; got {o.OrphanGrace}.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

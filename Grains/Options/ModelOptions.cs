@@ -1,0 +1,130 @@
+using Microsoft.Extensions.Options;
+
+namespace StreamInfer.Grains.Options;
+
+/// <summary>The models the silo serves. Section <c>StreamInfer:Models</c>, one sub-section per model name.</summary>
+public sealed class ModelsOptions
+{
+    public const string Section = "StreamInfer:Models";
+
+    /// <summary>Models by name. The built-in <c>echo</c> is added with defaults when not configured.</summary>
+    public Dictionary<string, ModelOptions> Models { get; set; } = new(StringComparer.Ordinal);
+}
+
+/// <summary>One model: its kind, version and batching knobs.</summary>
+public sealed class ModelOptions
+{
+    /// <summary>The kind of model. Only <c>echo</c> exists at this stage.</summary>
+    public string Kind { get; set; } = "echo";
+
+    /// <summary>The version reported with every result. Default "1".</summary>
+    public string Version { get; set; } = "1";
+
+    /// <summary>Largest batch the batcher forms. Range: [1, 4096]. Default 32.</summary>
+    public int MaxBatchSize { get; set; } = 32;
+
+    /// <summary>
+    /// Longest a queued request waits for batch-mates once it is the oldest in the queue. Zero means work-conserving:
+    /// whenever the device is free, run what is queued (batches fill by themselves while it is busy). Timers fire no
+    /// faster than every ~4.4 ms on the target machines, so values between 0 and 5 ms behave like 5 ms.
+    /// Range: [0, 10 s]. Default 0 (chosen by bench/: see docs/decisions.md).
+    /// </summary>
+    public TimeSpan MaxWait { get; set; } = TimeSpan.Zero;
+
+    /// <summary>Most requests the batcher queues; beyond it requests are refused with <c>overloaded</c>. Range: [1, 1000000]. Default 4096.</summary>
+    public int QueueCapacity { get; set; } = 4096;
+
+    /// <summary>Batches of this model that may be on its device at once. Range: [1, 16]. Default 1.</summary>
+    public int MaxConcurrentBatches { get; set; } = 1;
+
+    /// <summary>Simulated compute of an echo model: a fixed delay per batch. Range: [0, 10 s]. Default 0.</summary>
+    public TimeSpan FixedDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>Simulated compute of an echo model: an added delay per request in the batch. Range: [0, 1 s]. Default 0.</summary>
+    public TimeSpan PerItemCost { get; set; } = TimeSpan.Zero;
+
+    /// <summary>
+    /// Inputs the model takes, by name; when empty any inputs are accepted (echo). A shape entry of -1 is a dynamic axis.
+    /// </summary>
+    public Dictionary<string, InputSpec> Inputs { get; set; } = new(StringComparer.Ordinal);
+}
+
+/// <summary>A declared input: its element type (wire name, e.g. <c>float32</c>) and shape (-1 for a dynamic axis).</summary>
+public sealed class InputSpec
+{
+    public string DType { get; set; } = "float32";
+
+    public long[] Shape { get; set; } = [];
+}
+
+/// <summary>Checks every model's options and reports all violations at once, naming the model and field.</summary>
+public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ModelsOptions options)
+    {
+        var errors = new List<string>();
+        foreach (var (model, o) in options.Models)
+        {
+            var at = $"{ModelsOptions.Section}:{model}";
+            if (string.IsNullOrWhiteSpace(model) || model.Contains('/', StringComparison.Ordinal))
+            {
+                errors.Add($"{at}: a model name must be non-empty and may not contain '/'.");
+            }
+
+            if (o.Kind != "echo")
+            {
+                errors.Add($"{at}:Kind '{o.Kind}' is not a known kind (known: echo).");
+            }
+
+            if (string.IsNullOrWhiteSpace(o.Version))
+            {
+                errors.Add($"{at}:Version must be non-empty.");
+            }
+
+            if (o.MaxBatchSize is < 1 or > 4096)
+            {
+                errors.Add($"{at}:MaxBatchSize must be in [1, 4096]; got {o.MaxBatchSize}.");
+            }
+
+            if (o.MaxWait < TimeSpan.Zero || o.MaxWait > TimeSpan.FromSeconds(10))
+            {
+                errors.Add($"{at}:MaxWait must be in [0, 10 s]; got {o.MaxWait}.");
+            }
+
+            if (o.QueueCapacity is < 1 or > 1_000_000)
+            {
+                errors.Add($"{at}:QueueCapacity must be in [1, 1000000]; got {o.QueueCapacity}.");
+            }
+
+            if (o.MaxConcurrentBatches is < 1 or > 16)
+            {
+                errors.Add($"{at}:MaxConcurrentBatches must be in [1, 16]; got {o.MaxConcurrentBatches}.");
+            }
+
+            if (o.FixedDelay < TimeSpan.Zero || o.FixedDelay > TimeSpan.FromSeconds(10))
+            {
+                errors.Add($"{at}:FixedDelay must be in [0, 10 s]; got {o.FixedDelay}.");
+            }
+
+            if (o.PerItemCost < TimeSpan.Zero || o.PerItemCost > TimeSpan.FromSeconds(1))
+            {
+                errors.Add($"{at}:PerItemCost must be in [0, 1 s]; got {o.PerItemCost}.");
+            }
+
+            foreach (var (input, spec) in o.Inputs)
+            {
+                if (!TensorTypes.TryParse(spec.DType, out _))
+                {
+                    errors.Add($"{at}:Inputs:{input}:DType '{spec.DType}' is not a known element type.");
+                }
+
+                if (spec.Shape.Any(d => d < -1))
+                {
+                    errors.Add($"{at}:Inputs:{input}:Shape may hold only sizes >= 0 and -1 (dynamic).");
+                }
+            }
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

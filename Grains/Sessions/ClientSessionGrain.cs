@@ -1,0 +1,177 @@
+using System.Collections.Immutable;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Concurrency;
+using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Grains.Sessions;
+
+/// <summary>
+/// One connected client. Reentrant so that a client's concurrent requests are admitted while earlier ones wait on
+/// their batcher; every check-and-update of the bucket and backlog happens before the first await, so interleaving
+/// never sees a half-made decision.
+/// </summary>
+[Reentrant]
+internal sealed partial class ClientSessionGrain(
+    IOptions<ClientSessionOptions> options,
+    ModelCatalog catalog,
+    DeviceRegistry devices,
+    ILocalSiloDetails silo,
+    [FromKeyedServices(TimeProviderNames.Grains)] TimeProvider time,
+    ILogger<ClientSessionGrain> logger) : Grain, IClientSessionGrain
+{
+    private readonly ClientSessionOptions _options = options.Value;
+    private readonly TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
+    private readonly Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
+    private readonly string _silo = silo.Name.Replace('/', '_');
+    private bool _closed;
+
+    private string ClientId => this.GetPrimaryKeyString();
+
+    public async Task<Admission> SubmitAsync(InferRequest request)
+    {
+        if (_closed)
+        {
+            return Admission.Refused(new InferError(ErrorCode.BadRequest, "the session is closed."));
+        }
+
+        if (_backlog.Contains(request.RequestId))
+        {
+            return Admission.Refused(new InferError(ErrorCode.BadRequest, $"a request with id '{request.RequestId}' is already in flight."));
+        }
+
+        if (!catalog.TryGet(request.Model, out _))
+        {
+            return Admission.Refused(new InferError(ErrorCode.UnknownModel, $"no model named '{request.Model}' is served (served: {string.Join(", ", catalog.Names.Order(StringComparer.Ordinal))})."));
+        }
+
+        var now = time.GetUtcNow();
+        if (_backlog.IsFull)
+        {
+            ReclaimOrphans(now);
+        }
+
+        if (_backlog.IsFull)
+        {
+            return Admission.Refused(new InferError(ErrorCode.BacklogFull, $"the client has {_backlog.Count} unfinished requests, its backlog capacity."));
+        }
+
+        if (!_bucket.TryTake(out var retryAfter))
+        {
+            var ms = (int)retryAfter.TotalMilliseconds;
+            return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_options.RatePerSecond}/s (burst {_options.Burst}) exceeded; retry in {ms} ms.", ms));
+        }
+
+        var timeout = request.Timeout is { } asked && asked > TimeSpan.Zero
+            ? (asked < _options.MaxTimeout ? asked : _options.MaxTimeout)
+            : _options.DefaultTimeout;
+        var deadline = now + timeout;
+        var batcherKey = new BatcherKey(request.Model, _silo, devices.Default.Name).ToString();
+        _backlog.TryAdd(request.RequestId, new Pending(batcherKey, deadline), out var warn);
+        var warning = warn ? new BacklogWarning(_backlog.Count, _backlog.Capacity) : null;
+
+        InferError? refusal;
+        try
+        {
+            refusal = await GrainFactory.GetGrain<IBatcherGrain>(batcherKey)
+                .EnqueueAsync(new BatchItem(ClientId, request, now, deadline));
+        }
+        catch (Exception ex)
+        {
+            LogForwardFailed(logger, ex, request.Model, batcherKey);
+            refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.");
+        }
+
+        if (refusal is not null)
+        {
+            _backlog.Remove(request.RequestId, out _);
+            _bucket.Refund();
+            return Admission.Refused(refusal);
+        }
+
+        return new Admission(null, warning);
+    }
+
+    public async Task<InferError?> CancelAsync(string requestId)
+    {
+        if (!_backlog.Remove(requestId, out var pending))
+        {
+            return new InferError(ErrorCode.BadRequest, $"no request with id '{requestId}' is in flight.");
+        }
+
+        await CancelAtBatcherAsync(pending!.Batcher, [requestId]);
+        return null;
+    }
+
+    public async Task CloseAsync()
+    {
+        if (_closed)
+        {
+            return;
+        }
+
+        _closed = true;
+        var byBatcher = _backlog.Entries
+            .GroupBy(e => e.Value.Batcher, e => e.Key)
+            .Select(g => CancelAtBatcherAsync(g.Key, [.. g]))
+            .ToList();
+        _backlog.Clear();
+        await Task.WhenAll(byBatcher);
+        DeactivateOnIdle();
+    }
+
+    public Task CompletedAsync(ImmutableArray<string> requestIds)
+    {
+        foreach (var id in requestIds)
+        {
+            _backlog.Remove(id, out _);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task<SessionStatus> GetStatusAsync()
+        => Task.FromResult(new SessionStatus(_backlog.Count, _backlog.Capacity, _bucket.Available, _closed));
+
+    private async Task CancelAtBatcherAsync(string batcherKey, ImmutableArray<string> ids)
+    {
+        try
+        {
+            await GrainFactory.GetGrain<IBatcherGrain>(batcherKey).CancelAsync(ClientId, ids);
+        }
+        catch (Exception ex)
+        {
+            // The slots are released either way; a batcher that missed the cancel runs the work and its result is dropped
+            // by the frontend, which no longer waits for it.
+            LogCancelFailed(logger, ex, batcherKey);
+        }
+    }
+
+    /// <summary>
+    /// Releases slots whose deadline passed more than <see cref="ClientSessionOptions.OrphanGrace"/> ago with no completion:
+    /// a batcher always reports an end, so these are requests whose batcher's silo died.
+    /// </summary>
+    private void ReclaimOrphans(DateTimeOffset now)
+    {
+        var cutoff = now - _options.OrphanGrace;
+        foreach (var (id, pending) in _backlog.Entries.Where(e => e.Value.Deadline < cutoff).ToList())
+        {
+            _backlog.Remove(id, out _);
+            LogOrphan(logger, ClientId, id, pending.Batcher);
+        }
+    }
+
+    private sealed record Pending(string Batcher, DateTimeOffset Deadline);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Forwarding a request of model {Model} to batcher {Batcher} failed")]
+    private static partial void LogForwardFailed(ILogger logger, Exception ex, string model, string batcher);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cancelling at batcher {Batcher} failed")]
+    private static partial void LogCancelFailed(ILogger logger, Exception ex, string batcher);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId}: request {RequestId} at {Batcher} never completed; its backlog slot is reclaimed")]
+    private static partial void LogOrphan(ILogger logger, string clientId, string requestId, string batcher);
+}
