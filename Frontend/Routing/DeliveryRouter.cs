@@ -31,8 +31,8 @@ internal sealed partial class DeliveryRouter(
     private StreamSubscriptionHandle<DeliveryBatch>? _subscription;
     private ITimer? _watchdog;
 
-    /// <summary>Connections currently registered.</summary>
-    public int Connections => _sinks.Count;
+    /// <summary>The session ids of the connections registered now.</summary>
+    public IReadOnlyCollection<string> ClientIds => [.. _sinks.Keys];
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {

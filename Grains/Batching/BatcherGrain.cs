@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using Orleans.Streams;
 using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
 
 namespace StreamInfer.Grains.Batching;
@@ -19,7 +20,7 @@ namespace StreamInfer.Grains.Batching;
 internal sealed partial class BatcherGrain(
     ModelCatalog catalog,
     DeviceRegistry devices,
-    [FromKeyedServices(TimeProviderNames.Grains)] TimeProvider time,
+    [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<BatcherGrain> logger) : Grain, IBatcherGrain
 {
     private const int RecentBatchWindow = 64;
@@ -31,7 +32,7 @@ internal sealed partial class BatcherGrain(
     private BatcherKey _key;
     private ModelEntry? _model;
     private DeviceWorker? _device;
-    private IGrainTimer? _wake;
+    private ITimer? _wake;
     private DateTimeOffset _wakeAt = DateTimeOffset.MaxValue;
 
     // A lower bound on the earliest deadline in the queue (exact after each expiry scan), so that enqueues do not
@@ -47,14 +48,17 @@ internal sealed partial class BatcherGrain(
         _key = BatcherKey.Parse(this.GetPrimaryKeyString());
         _model = catalog.TryGet(_key.Model, out var model) ? model : null;
         _device = devices.TryGet(_key.Device, out var device) ? device : null;
-        _wake = this.RegisterGrainTimer(
-            OnWakeAsync,
-            new GrainTimerCreationOptions(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan) { Interleave = true, KeepAlive = false });
+        // A plain timer on the injected clock rather than a grain timer: it stays on the virtual clock in tests, and a
+        // tick is one work item on this activation's scheduler, not a message.
+        var scheduler = GrainContext.Scheduler;
+        Action onWake = OnWake;
+        _wake = time.CreateTimer(_ => scheduler.QueueAction(onWake), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         return Task.CompletedTask;
     }
 
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
+        _wake?.Dispose();
         // Nothing accepted may be lost: whatever is still queued ends with an error the client can act on.
         if (_queue.Count > 0)
         {
@@ -134,11 +138,10 @@ internal sealed partial class BatcherGrain(
         _itemsRun,
         [.. _recentBatchSizes]));
 
-    private Task OnWakeAsync(CancellationToken cancellationToken)
+    private void OnWake()
     {
         _wakeAt = DateTimeOffset.MaxValue;
         Pump();
-        return Task.CompletedTask;
     }
 
     /// <summary>Expires what is past its deadline, dispatches every batch that is due, and arms the timer for the next event.</summary>

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Models;
@@ -23,6 +24,7 @@ public static class StreamInferSiloExtensions
             .Configure(o => configuration.GetSection(ModelsOptions.Section).Bind(o.Models))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ModelsOptions>, ModelsOptionsValidator>();
+        services.TryAddKeyedSingleton<TimeProvider>(StreamInferClock.Key, (sp, _) => sp.GetService<TimeProvider>() ?? TimeProvider.System);
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton<DeviceRegistry>();
 

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
 using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
 
@@ -20,7 +21,7 @@ internal sealed partial class ClientSessionGrain(
     ModelCatalog catalog,
     DeviceRegistry devices,
     ILocalSiloDetails silo,
-    [FromKeyedServices(TimeProviderNames.Grains)] TimeProvider time,
+    [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<ClientSessionGrain> logger) : Grain, IClientSessionGrain
 {
     private readonly ClientSessionOptions _options = options.Value;

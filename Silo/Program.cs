@@ -1,0 +1,5 @@
+using Microsoft.Extensions.Hosting;
+using StreamInfer.Silo;
+
+using var host = SiloHost.Build(args);
+await host.RunAsync();

@@ -1,0 +1,161 @@
+using StreamInfer.Tests.Infrastructure;
+
+namespace StreamInfer.Tests.Grains;
+
+[Collection(ClusterCollection.Name)]
+public sealed class ClientSessionGrainTests(ClusterFixture fixture)
+{
+    private IClientSessionGrain NewSession() => fixture.Client.GetGrain<IClientSessionGrain>($"test-{Guid.NewGuid():N}");
+
+    private IBatcherGrain Batcher(string model) => fixture.Client.GetGrain<IBatcherGrain>(fixture.BatcherKeyFor(model));
+
+    [Fact]
+    public async Task Submit_BurstSpent_RateLimitedWithRetryAfterFromRefillRate()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = NewSession();
+
+        // The clock stands still: exactly the burst is admitted.
+        for (var i = 0; i < ClusterFixture.Burst; i++)
+        {
+            Assert.True((await session.SubmitAsync(probe.Request($"r{i}", "hold-rate"))).Accepted, $"request {i} of the burst");
+        }
+
+        var refused = await session.SubmitAsync(probe.Request("over", "hold-rate"));
+        Assert.Equal(ErrorCode.RateLimited, refused.Error?.Code);
+        // One token at 100/s is 10 ms away.
+        Assert.Equal(10, refused.Error!.RetryAfterMs);
+
+        // Part of the way there, the wait shrinks by exactly the time passed.
+        await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(4));
+        refused = await session.SubmitAsync(probe.Request("over", "hold-rate"));
+        Assert.Equal(6, refused.Error?.RetryAfterMs);
+
+        await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(6));
+        Assert.True((await session.SubmitAsync(probe.Request("over", "hold-rate"))).Accepted);
+        Assert.Equal(ErrorCode.RateLimited, (await session.SubmitAsync(probe.Request("over2", "hold-rate"))).Error?.Code);
+
+        // A refusal costs no backlog slot.
+        Assert.Equal((int)ClusterFixture.Burst + 1, (await session.GetStatusAsync()).Backlog);
+        await session.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Submit_BacklogCrossesEightyPercent_WarnsOnceThenRefusesWhenFull_RearmsBelowHalf()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = NewSession();
+        var warnings = new List<int>();
+        var n = 0;
+
+        async Task<Admission> SubmitAsync()
+        {
+            // Refill the bucket so that only the backlog limits.
+            await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(10));
+            var admission = await session.SubmitAsync(probe.Request($"b{n}", "hold-backlog"));
+            if (admission.Warning is { } w)
+            {
+                Assert.Equal(ClusterFixture.Backlog, w.Capacity);
+                warnings.Add(w.Backlog);
+            }
+
+            n++;
+            return admission;
+        }
+
+        for (var i = 0; i < ClusterFixture.Backlog; i++)
+        {
+            Assert.True((await SubmitAsync()).Accepted);
+        }
+
+        // 80% of 32 is 25.6: the warning comes with the 26th, once.
+        Assert.Equal([26], warnings);
+        var full = await SubmitAsync();
+        Assert.Equal(ErrorCode.BacklogFull, full.Error?.Code);
+
+        // Down to 16 (half): not yet re-armed; up again past 26 gives no second warning.
+        for (var i = 0; i < 16; i++)
+        {
+            Assert.Null(await session.CancelAsync($"b{i}"));
+        }
+
+        for (var i = 0; i < 11; i++)
+        {
+            Assert.True((await SubmitAsync()).Accepted);
+        }
+
+        Assert.Equal([26], warnings);
+
+        // Below half (15 of 32) re-arms it: the next crossing warns again.
+        for (var i = 16; i < 28; i++)
+        {
+            Assert.Null(await session.CancelAsync($"b{i}"));
+        }
+
+        Assert.Equal(15, (await session.GetStatusAsync()).Backlog);
+        for (var i = 0; i < 11; i++)
+        {
+            Assert.True((await SubmitAsync()).Accepted);
+        }
+
+        Assert.Equal([26, 26], warnings);
+        await session.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Cancel_QueuedRequest_ReleasesSlotAndDropsItFromBatcher()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = NewSession();
+        var before = (await Batcher("hold-cancel").GetStatusAsync()).Queued;
+        Assert.True((await session.SubmitAsync(probe.Request("c1", "hold-cancel"))).Accepted);
+        Assert.True((await session.SubmitAsync(probe.Request("c2", "hold-cancel"))).Accepted);
+
+        Assert.Null(await session.CancelAsync("c1"));
+
+        Assert.Equal(1, (await session.GetStatusAsync()).Backlog);
+        Assert.Equal(before + 1, (await Batcher("hold-cancel").GetStatusAsync()).Queued);
+
+        var unknown = await session.CancelAsync("c1");
+        Assert.Equal(ErrorCode.BadRequest, unknown?.Code);
+        await session.CloseAsync();
+        Assert.Equal(0, probe.Unread);
+    }
+
+    [Fact]
+    public async Task Close_WithRequestsQueued_CancelsAllAndReleasesBacklog()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = NewSession();
+        var before = (await Batcher("hold-cancel").GetStatusAsync()).Queued;
+        for (var i = 0; i < 5; i++)
+        {
+            await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(10));
+            Assert.True((await session.SubmitAsync(probe.Request($"x{i}", "hold-cancel"))).Accepted);
+        }
+
+        Assert.Equal(before + 5, (await Batcher("hold-cancel").GetStatusAsync()).Queued);
+
+        await session.CloseAsync();
+
+        Assert.Equal(before, (await Batcher("hold-cancel").GetStatusAsync()).Queued);
+        var status = await session.GetStatusAsync();
+        Assert.Equal(0, status.Backlog);
+        Assert.Equal(0, probe.Unread);
+    }
+
+    [Fact]
+    public async Task Submit_UnknownModelOrDuplicateId_Refused()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = NewSession();
+
+        Assert.Equal(ErrorCode.UnknownModel, (await session.SubmitAsync(probe.Request("u1", "no-such-model"))).Error?.Code);
+
+        Assert.True((await session.SubmitAsync(probe.Request("dup", "hold-cancel"))).Accepted);
+        var duplicate = await session.SubmitAsync(probe.Request("dup", "hold-cancel"));
+        Assert.Equal(ErrorCode.BadRequest, duplicate.Error?.Code);
+        Assert.Contains("dup", duplicate.Error!.Message, StringComparison.Ordinal);
+        await session.CloseAsync();
+    }
+}

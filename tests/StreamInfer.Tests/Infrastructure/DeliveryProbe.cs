@@ -1,0 +1,85 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using System.Threading.Channels;
+using Orleans.Streams;
+
+namespace StreamInfer.Tests.Infrastructure;
+
+/// <summary>
+/// Stands in for a frontend in grain tests: subscribes to a delivery stream of its own and lets a test await
+/// deliveries with a deadline.
+/// </summary>
+public sealed class DeliveryProbe : IAsyncObserver<DeliveryBatch>
+{
+    private readonly Channel<Delivery> _deliveries = Channel.CreateUnbounded<Delivery>();
+    private readonly ConcurrentQueue<DeliveryBatch> _batches = new();
+
+    private DeliveryProbe()
+    {
+    }
+
+    public string ReplyTo { get; } = $"probe-{Guid.NewGuid():N}";
+
+    /// <summary>Every stream event received so far.</summary>
+    public IReadOnlyCollection<DeliveryBatch> Batches => _batches;
+
+    public static async Task<DeliveryProbe> SubscribeAsync(IClusterClient client)
+    {
+        var probe = new DeliveryProbe();
+        await client.GetStreamProvider(DeliveryStreams.ProviderName)
+            .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, probe.ReplyTo))
+            .SubscribeAsync(probe);
+        return probe;
+    }
+
+    /// <summary>Waits for the next <paramref name="count"/> deliveries, failing after <paramref name="timeout"/>.</summary>
+    public async Task<List<Delivery>> ReceiveAsync(int count, TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(15));
+        var received = new List<Delivery>(count);
+        try
+        {
+            while (received.Count < count)
+            {
+                received.Add(await _deliveries.Reader.ReadAsync(cts.Token));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"received {received.Count} of {count} deliveries before the deadline.");
+        }
+
+        return received;
+    }
+
+    /// <summary>Deliveries that arrived and were not yet received.</summary>
+    public int Unread => _deliveries.Reader.Count;
+
+    public InferRequest Request(string id, string model = "echo", TimeSpan? timeout = null, float value = 1)
+        => new(id, model, [new NamedTensor("x", Tensors.Floats([1, 2], value, value + 1))], null, timeout, ReplyTo);
+
+    public Task OnNextAsync(DeliveryBatch item, StreamSequenceToken? token = null)
+    {
+        _batches.Enqueue(item);
+        foreach (var delivery in item.Items)
+        {
+            _deliveries.Writer.TryWrite(delivery);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task OnCompletedAsync() => Task.CompletedTask;
+
+    public Task OnErrorAsync(Exception ex) => Task.CompletedTask;
+}
+
+public static class Tensors
+{
+    public static Tensor Floats(long[] shape, params float[] values)
+    {
+        var data = new byte[values.Length * 4];
+        Buffer.BlockCopy(values, 0, data, 0, data.Length);
+        return new Tensor(TensorElementType.Float32, [.. shape], data, ImmutableArray<string>.Empty);
+    }
+}

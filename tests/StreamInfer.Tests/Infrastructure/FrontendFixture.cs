@@ -1,0 +1,90 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using StreamInfer.Frontend.Hosting;
+using StreamInfer.Frontend.Routing;
+
+namespace StreamInfer.Tests.Infrastructure;
+
+/// <summary>
+/// The real embedded default — Kestrel on a loopback port with a co-hosted silo — configured with small limits and a
+/// few test models. Tests talk to it with <see cref="System.Net.WebSockets.ClientWebSocket"/> and <see cref="HttpClient"/>.
+/// </summary>
+public sealed class FrontendFixture : IAsyncLifetime
+{
+    public const int MaxFrameBytes = 64 * 1024;
+    public const int Backlog = 100;
+
+    public WebApplication App { get; private set; } = null!;
+
+    public Uri HttpUri { get; private set; } = null!;
+
+    public Uri WsUri { get; private set; } = null!;
+
+    public HttpClient Http { get; private set; } = null!;
+
+    public IClusterClient Client => App.Services.GetRequiredService<IClusterClient>();
+
+    /// <summary>The session ids of the WebSocket clients connected right now.</summary>
+    internal IReadOnlyCollection<string> ConnectedClients => App.Services.GetRequiredService<DeliveryRouter>().ClientIds;
+
+    public IBatcherGrain Batcher(string model)
+    {
+        var silo = App.Services.GetRequiredService<ILocalSiloDetails>().Name.Replace('/', '_');
+        return Client.GetGrain<IBatcherGrain>(new BatcherKey(model, silo, "cpu0").ToString());
+    }
+
+    public async Task InitializeAsync()
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Urls"] = "http://127.0.0.1:0",
+            ["Logging:LogLevel:Default"] = "Warning",
+            ["StreamInfer:Orleans:SiloPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Orleans:GatewayPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Frontend:MaxFrameBytes"] = MaxFrameBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Session:RatePerSecond"] = "1000000",
+            ["StreamInfer:Session:Burst"] = "1000000",
+            ["StreamInfer:Session:BacklogCapacity"] = Backlog.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            // Room for every request of the 100-client test queued at once.
+            ["StreamInfer:Models:echo:QueueCapacity"] = "10000",
+            ["StreamInfer:Models:hold:MaxBatchSize"] = "1000",
+            ["StreamInfer:Models:hold:MaxWait"] = "00:00:10",
+            ["StreamInfer:Models:slow:MaxBatchSize"] = "1",
+            ["StreamInfer:Models:slow:FixedDelay"] = "00:00:00.500",
+            ["StreamInfer:Models:typed:Inputs:x:DType"] = "float32",
+            ["StreamInfer:Models:typed:Inputs:x:Shape:0"] = "2",
+            ["StreamInfer:Models:typed:Inputs:x:Shape:1"] = "2",
+        };
+        App = StreamInferApp.Create([], b => b.Configuration.AddInMemoryCollection(settings));
+        await App.StartAsync();
+        var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        HttpUri = new Uri(address);
+        WsUri = new UriBuilder(HttpUri) { Scheme = "ws", Path = "/ws" }.Uri;
+        Http = new HttpClient { BaseAddress = HttpUri, Timeout = TimeSpan.FromSeconds(30) };
+    }
+
+    public async Task DisposeAsync()
+    {
+        Http.Dispose();
+        await App.StopAsync();
+        await App.DisposeAsync();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class FrontendCollection : ICollectionFixture<FrontendFixture>
+{
+    public const string Name = "frontend";
+}
