@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
+using StreamInfer.Grains.Clocks;
 
 namespace StreamInfer.Grains.Hosting;
 
@@ -24,11 +25,23 @@ public static class StreamInferSiloExtensions
             .Configure(o => configuration.GetSection(ModelsOptions.Section).Bind(o.Models))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ModelsOptions>, ModelsOptionsValidator>();
-        services.TryAddKeyedSingleton<TimeProvider>(StreamInferClock.Key, (sp, _) => sp.GetService<TimeProvider>() ?? TimeProvider.System);
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton<DeviceRegistry>();
 
         var streams = configuration.GetSection(DeliveryStreamOptions.Section).Get<DeliveryStreamOptions>() ?? new DeliveryStreamOptions();
+        if (streams.PreciseTimers)
+        {
+            services.AddSingleton<PreciseTimeProvider>(_ => new PreciseTimeProvider());
+            services.AddSingleton<IActivitySignal>(sp => sp.GetRequiredService<PreciseTimeProvider>());
+            services.AddKeyedSingleton<TimeProvider>(TimeProviderNames.Grains, (sp, _) => sp.GetRequiredService<PreciseTimeProvider>());
+            services.TryAddKeyedSingleton<TimeProvider>(StreamInferClock.Key, (sp, _) => sp.GetRequiredService<PreciseTimeProvider>());
+        }
+        else
+        {
+            services.TryAddKeyedSingleton<TimeProvider>(StreamInferClock.Key, (sp, _) => sp.GetService<TimeProvider>() ?? TimeProvider.System);
+            services.AddSingleton<IActivitySignal, NoActivitySignal>();
+        }
+
         silo.AddMemoryGrainStorage("PubSubStore");
         silo.AddMemoryStreams(DeliveryStreams.ProviderName, b =>
         {

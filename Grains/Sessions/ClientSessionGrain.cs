@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
+using StreamInfer.Grains.Clocks;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
@@ -21,6 +22,7 @@ internal sealed partial class ClientSessionGrain(
     ModelCatalog catalog,
     DeviceRegistry devices,
     ILocalSiloDetails silo,
+    IActivitySignal activity,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<ClientSessionGrain> logger) : Grain, IClientSessionGrain
 {
@@ -34,6 +36,7 @@ internal sealed partial class ClientSessionGrain(
 
     public async Task<Admission> SubmitAsync(InferRequest request)
     {
+        activity.NotifyActivity();
         if (_closed)
         {
             return Admission.Refused(new InferError(ErrorCode.BadRequest, "the session is closed."));

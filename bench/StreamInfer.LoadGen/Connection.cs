@@ -1,0 +1,397 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.WebSockets;
+using System.Text.Json;
+
+namespace StreamInfer.LoadGen;
+
+/// <summary>
+/// One WebSocket connection: a receive loop that matches terminal frames to request ids and records them, and
+/// <c>depth</c> slots, each sending a request, awaiting its answer and sending the next until the run ends.
+/// </summary>
+internal sealed class Connection : IDisposable
+{
+    private const int InitialReceiveBuffer = 64 * 1024;
+
+    private readonly ClientWebSocket _socket = new();
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly ConcurrentDictionary<long, Pending> _pending = new();
+    private readonly RequestTemplate _template;
+    private readonly int _depth;
+    private long _measureStart;
+    private long _measureEnd;
+    private long _nextId;
+    private long _sent;
+    private volatile bool _closing;
+    private bool _dead; // written under _sendLock
+    private Task _receiveLoop = Task.CompletedTask;
+    private Task _slots = Task.CompletedTask;
+
+    public Connection(RequestTemplate template, int depth)
+    {
+        _template = template;
+        _depth = depth;
+        Stats = new ConnectionStats(Math.Min(depth * 1024, 1 << 20));
+    }
+
+    public ConnectionStats Stats { get; }
+
+    /// <summary>Requests sent, warm-up included.</summary>
+    public long Sent => Interlocked.Read(ref _sent);
+
+    /// <summary>Completes when every slot has stopped: the run is over and each slot's last request was answered, overdue or lost.</summary>
+    public Task Slots => _slots;
+
+    public async Task ConnectAsync(Uri url, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _socket.ConnectAsync(url, cts.Token);
+    }
+
+    /// <summary>Starts receiving and sending. Requests sent in [<paramref name="measureStart"/>, <paramref name="measureEnd"/>) are measured; none are sent after it.</summary>
+    public void Start(long measureStart, long measureEnd)
+    {
+        _measureStart = measureStart;
+        _measureEnd = measureEnd;
+        _receiveLoop = Task.Run(ReceiveLoopAsync);
+        var slots = new Task[_depth];
+        for (var i = 0; i < slots.Length; i++)
+        {
+            var buffer = new byte[_template.MaxLength];
+            slots[i] = Task.Run(() => RunSlotAsync(buffer));
+        }
+
+        _slots = Task.WhenAll(slots);
+    }
+
+    /// <summary>
+    /// Lets the slots whose request has waited longer than <paramref name="timeout"/> move on. The request stays in
+    /// flight: an answer may still come (and is then measured), and if none does it counts as unanswered at the end.
+    /// </summary>
+    public void ExpireOverdue(long now, TimeSpan timeout)
+    {
+        var oldest = now - (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        foreach (var (_, pending) in _pending)
+        {
+            if (pending.SentAt < oldest && pending.TrySetResult(Answer.Overdue))
+            {
+                Interlocked.Increment(ref Stats.Overdue);
+            }
+        }
+    }
+
+    /// <summary>Gives up on the requests still in flight, counting them as unanswered, and stops their slots.</summary>
+    /// <returns>How many there were.</returns>
+    public int Abandon()
+    {
+        _closing = true;
+        var abandoned = Drain();
+        Interlocked.Add(ref Stats.Abandoned, abandoned);
+        return abandoned;
+    }
+
+    /// <summary>
+    /// Closes the connection and waits for the receive loop to end, aborting the socket if either takes more than 2 s;
+    /// call after <see cref="Abandon"/>.
+    /// </summary>
+    public async Task CloseAsync()
+    {
+        _closing = true;
+        var timeout = TimeSpan.FromSeconds(2);
+        try
+        {
+            if (await _sendLock.WaitAsync(timeout))
+            {
+                try
+                {
+                    if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived)
+                    {
+                        using var cts = new CancellationTokenSource(timeout);
+                        await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "load run finished", cts.Token);
+                    }
+                }
+                finally
+                {
+                    _sendLock.Release();
+                }
+            }
+
+            await _receiveLoop.WaitAsync(timeout);
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or TimeoutException or ObjectDisposedException)
+        {
+            _socket.Abort();
+        }
+
+        try
+        {
+            await _receiveLoop;
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The loop catches its own failures; this is only a backstop.
+        }
+    }
+
+    public void Dispose()
+    {
+        _socket.Dispose();
+        _sendLock.Dispose();
+    }
+
+    /// <summary>One request in flight at a time: send, await its answer, back off if told to, repeat until the run ends.</summary>
+    private async Task RunSlotAsync(byte[] buffer)
+    {
+        while (Stopwatch.GetTimestamp() < _measureEnd)
+        {
+            var id = Interlocked.Increment(ref _nextId);
+            var length = _template.Write(buffer, id);
+            Pending request;
+            await _sendLock.WaitAsync();
+            try
+            {
+                if (_dead)
+                {
+                    return;
+                }
+
+                request = new Pending(Stopwatch.GetTimestamp());
+                _pending[id] = request; // before the send: the answer may arrive before SendAsync returns
+                await _socket.SendAsync(buffer.AsMemory(0, length), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+                Interlocked.Increment(ref _sent);
+            }
+            catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+            {
+                // The receive loop sees the broken connection too, and counts the requests it loses.
+                _pending.TryRemove(id, out _);
+                return;
+            }
+            finally
+            {
+                _sendLock.Release();
+            }
+
+            var result = await request.Task;
+            if (result.Lost)
+            {
+                return;
+            }
+
+            if (result.RetryAfterMs > 0)
+            {
+                // The server asked this slot to back off; don't send again sooner, nor after the run ends.
+                var resumeAt = Stopwatch.GetTimestamp() + (long)(result.RetryAfterMs / 1000.0 * Stopwatch.Frequency);
+                if (resumeAt >= _measureEnd)
+                {
+                    return;
+                }
+
+                await Task.Delay(TimeSpan.FromMilliseconds(result.RetryAfterMs));
+            }
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var buffer = new byte[InitialReceiveBuffer];
+        try
+        {
+            while (true)
+            {
+                var count = 0;
+                ValueWebSocketReceiveResult received;
+                do
+                {
+                    if (count == buffer.Length)
+                    {
+                        Array.Resize(ref buffer, buffer.Length * 2);
+                    }
+
+                    received = await _socket.ReceiveAsync(buffer.AsMemory(count), CancellationToken.None);
+                    count += received.Count;
+                }
+                while (!received.EndOfMessage && received.MessageType != WebSocketMessageType.Close);
+
+                var now = Stopwatch.GetTimestamp();
+                if (received.MessageType == WebSocketMessageType.Close)
+                {
+                    if (!_closing)
+                    {
+                        Stats.DropReason = string.Create(CultureInfo.InvariantCulture, $"the server closed the connection ({_socket.CloseStatus} {_socket.CloseStatusDescription})");
+                    }
+
+                    return;
+                }
+
+                if (received.MessageType != WebSocketMessageType.Text)
+                {
+                    Stats.UnexpectedFrames++;
+                    continue;
+                }
+
+                OnFrame(buffer.AsSpan(0, count), now);
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            if (!_closing)
+            {
+                Stats.DropReason = "the connection broke: " + ex.Message;
+            }
+        }
+        finally
+        {
+            // No slot may register a request after this; whatever is in flight now will never be answered.
+            await _sendLock.WaitAsync();
+            _dead = true;
+            _sendLock.Release();
+            var lost = Drain();
+            if (_closing)
+            {
+                Interlocked.Add(ref Stats.Abandoned, lost);
+            }
+            else
+            {
+                Interlocked.Add(ref Stats.LostOnDrop, lost);
+            }
+        }
+    }
+
+    private void OnFrame(ReadOnlySpan<byte> frame, long now)
+    {
+        var type = FrameType.Other;
+        var hasId = false;
+        var idValid = false;
+        long id = 0;
+        string? code = null;
+        double retryAfterMs = 0;
+        try
+        {
+            var reader = new Utf8JsonReader(frame);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                Stats.UnexpectedFrames++;
+                return;
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("type"u8))
+                {
+                    reader.Read();
+                    type = reader.TokenType != JsonTokenType.String ? FrameType.Other
+                        : reader.ValueTextEquals("result"u8) ? FrameType.Result
+                        : reader.ValueTextEquals("error"u8) ? FrameType.Error
+                        : reader.ValueTextEquals("warning"u8) ? FrameType.Warning
+                        : FrameType.Other;
+                }
+                else if (reader.ValueTextEquals("id"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.String)
+                    {
+                        hasId = true;
+                        idValid = reader.ValueIsEscaped
+                            ? long.TryParse(reader.GetString(), NumberStyles.None, CultureInfo.InvariantCulture, out id)
+                            : long.TryParse(reader.ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out id);
+                    }
+                }
+                else if (reader.ValueTextEquals("code"u8))
+                {
+                    reader.Read();
+                    code = reader.TokenType == JsonTokenType.String ? reader.GetString() : null;
+                }
+                else if (reader.ValueTextEquals("retry_after_ms"u8))
+                {
+                    reader.Read();
+                    if (reader.TokenType == JsonTokenType.Number && reader.TryGetDouble(out var ms) && ms > 0)
+                    {
+                        retryAfterMs = Math.Min(ms, 60_000);
+                    }
+                }
+                else
+                {
+                    reader.Read();
+                    reader.Skip();
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            Stats.UnexpectedFrames++;
+            return;
+        }
+
+        switch (type)
+        {
+            case FrameType.Warning:
+                ConnectionStats.Increment(Stats.Warnings, code ?? "(no code)");
+                return;
+            case FrameType.Error when !hasId:
+                ConnectionStats.Increment(Stats.ConnectionErrors, code ?? "(no code)");
+                return;
+            case FrameType.Result or FrameType.Error:
+                if (!idValid || !_pending.TryRemove(id, out var request))
+                {
+                    Stats.UnknownOrDuplicate++;
+                    return;
+                }
+
+                Stats.Answered++;
+                if (request.SentAt >= _measureStart && request.SentAt < _measureEnd)
+                {
+                    Stats.Latencies.Add((now - request.SentAt) * 1000.0 / Stopwatch.Frequency);
+                    ConnectionStats.Increment(Stats.Outcomes, type == FrameType.Result ? "result" : code ?? "(no code)");
+                }
+
+                if (!request.TrySetResult(new Answer(Lost: false, type == FrameType.Error ? retryAfterMs : 0)))
+                {
+                    Stats.LateAnswers++;
+                }
+
+                return;
+            default:
+                Stats.UnexpectedFrames++;
+                return;
+        }
+    }
+
+    /// <summary>Removes every request in flight and stops its slot.</summary>
+    private int Drain()
+    {
+        var drained = 0;
+        foreach (var id in _pending.Keys)
+        {
+            if (_pending.TryRemove(id, out var request))
+            {
+                drained++;
+                request.TrySetResult(Answer.ConnectionLost);
+            }
+        }
+
+        return drained;
+    }
+
+    private enum FrameType
+    {
+        Other,
+        Result,
+        Error,
+        Warning,
+    }
+
+    /// <summary>What a slot learns about its request: answered (maybe with a back-off), overdue, or lost with the connection.</summary>
+    private readonly record struct Answer(bool Lost, double RetryAfterMs)
+    {
+        public static Answer Overdue => new(Lost: false, 0);
+
+        public static Answer ConnectionLost => new(Lost: true, 0);
+    }
+
+    /// <summary>A request in flight: when it was sent, and the slot waiting for it.</summary>
+    private sealed class Pending(long sentAt) : TaskCompletionSource<Answer>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public long SentAt { get; } = sentAt;
+    }
+}

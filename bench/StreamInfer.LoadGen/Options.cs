@@ -1,0 +1,188 @@
+using System.Globalization;
+
+namespace StreamInfer.LoadGen;
+
+/// <summary>The command line: <c>--name value</c> (or <c>--name=value</c>) pairs, plus <c>--help</c>.</summary>
+internal sealed class Options
+{
+    /// <summary>How long after the run ends an unanswered request is given before it counts as lost.</summary>
+    public static readonly TimeSpan Grace = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a slot waits for an answer before it moves on (the request still counts if never answered).</summary>
+    public static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long one connection attempt may take.</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
+
+    public const int MaxElements = 1 << 24;
+
+    public const string Usage = """
+        StreamInfer load generator: N WebSocket connections, D requests in flight on each, for T seconds.
+
+        usage: StreamInfer.LoadGen [--name value]...
+
+          --url URL                  WebSocket endpoint (default ws://127.0.0.1:8000/ws)
+          --connections N            connections to open (default 100)
+          --depth D                  requests in flight per connection (default 4)
+          --duration T               measured seconds (default 10)
+          --warmup W                 seconds run before measuring; not counted (default 2)
+          --model NAME               model to call (default echo)
+          --shape 1,8                shape of the float32 input tensor "x" (default 1,8)
+          --json PATH                also write the results as a JSON object to PATH
+          --label TEXT               label for the table header and the JSON
+          --connect-concurrency K    connection attempts in flight while connecting (default 50)
+          --help                     show this text
+
+        Exit code: 0 normally; 1 if a request was still unanswered 10 s after the run ended,
+        an answer came for an unknown or duplicate id, or no connection could be opened; 2 on a bad command line.
+        """;
+
+    public Uri Url { get; private set; } = new("ws://127.0.0.1:8000/ws");
+
+    public int Connections { get; private set; } = 100;
+
+    public int Depth { get; private set; } = 4;
+
+    public double DurationSeconds { get; private set; } = 10;
+
+    public double WarmupSeconds { get; private set; } = 2;
+
+    public string Model { get; private set; } = "echo";
+
+    public IReadOnlyList<int> Shape { get; private set; } = [1, 8];
+
+    public string? JsonPath { get; private set; }
+
+    public string? Label { get; private set; }
+
+    public int ConnectConcurrency { get; private set; } = 50;
+
+    public bool ShowHelp { get; private set; }
+
+    /// <summary>The number of floats in the input tensor (the product of <see cref="Shape"/>).</summary>
+    public int ElementCount
+    {
+        get
+        {
+            var count = 1;
+            foreach (var d in Shape)
+            {
+                count *= d;
+            }
+
+            return count;
+        }
+    }
+
+    public string ShapeText => "[" + string.Join(",", Shape) + "]";
+
+    /// <summary>Parses the command line.</summary>
+    /// <exception cref="FormatException">A flag is unknown, lacks its value, or has a value out of range.</exception>
+    public static Options Parse(IReadOnlyList<string> args)
+    {
+        var options = new Options();
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            if (arg is "--help" or "-h" or "-?")
+            {
+                options.ShowHelp = true;
+                continue;
+            }
+
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
+            {
+                throw new FormatException($"unexpected argument '{arg}' (flags look like --name value).");
+            }
+
+            string name;
+            string value;
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0)
+            {
+                name = arg[2..eq];
+                value = arg[(eq + 1)..];
+            }
+            else
+            {
+                name = arg[2..];
+                if (i + 1 >= args.Count)
+                {
+                    throw new FormatException($"--{name} needs a value.");
+                }
+
+                value = args[++i];
+            }
+
+            switch (name)
+            {
+                case "url": options.Url = ParseUrl(value); break;
+                case "connections": options.Connections = ParseInt(name, value, 1, 1_000_000); break;
+                case "depth": options.Depth = ParseInt(name, value, 1, 100_000); break;
+                case "duration": options.DurationSeconds = ParseSeconds(name, value, allowZero: false); break;
+                case "warmup": options.WarmupSeconds = ParseSeconds(name, value, allowZero: true); break;
+                case "model": options.Model = value.Length > 0 ? value : throw new FormatException("--model must not be empty."); break;
+                case "shape": options.Shape = ParseShape(value); break;
+                case "json": options.JsonPath = value.Length > 0 ? value : throw new FormatException("--json needs a path."); break;
+                case "label": options.Label = value; break;
+                case "connect-concurrency": options.ConnectConcurrency = ParseInt(name, value, 1, 10_000); break;
+                default: throw new FormatException($"unknown flag --{name} (see --help).");
+            }
+        }
+
+        return options;
+    }
+
+    private static Uri ParseUrl(string value)
+    {
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("ws" or "wss"))
+        {
+            throw new FormatException($"--url must be an absolute ws:// or wss:// address; got '{value}'.");
+        }
+
+        return uri;
+    }
+
+    private static int ParseInt(string name, string value, int min, int max)
+    {
+        if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < min || n > max)
+        {
+            throw new FormatException($"--{name} must be an integer from {min} to {max}; got '{value}'.");
+        }
+
+        return n;
+    }
+
+    private static double ParseSeconds(string name, string value, bool allowZero)
+    {
+        if (!double.TryParse(value, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var s)
+            || double.IsNaN(s) || s > 86_400 || s < 0 || (!allowZero && s == 0))
+        {
+            throw new FormatException($"--{name} must be a number of seconds{(allowZero ? string.Empty : " above 0")}, at most 86400; got '{value}'.");
+        }
+
+        return s;
+    }
+
+    private static int[] ParseShape(string value)
+    {
+        var parts = value.Trim('[', ']', ' ').Split(',', StringSplitOptions.TrimEntries);
+        var shape = new int[parts.Length];
+        long count = 1;
+        for (var i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out shape[i]) || shape[i] < 1)
+            {
+                throw new FormatException($"--shape must be positive integers separated by commas, e.g. 1,8; got '{value}'.");
+            }
+
+            count *= shape[i];
+            if (count > MaxElements)
+            {
+                throw new FormatException($"--shape {value} has more than {MaxElements} elements.");
+            }
+        }
+
+        return shape;
+    }
+}

@@ -1,0 +1,39 @@
+using StreamInfer.LoadGen;
+
+Options options;
+try
+{
+    options = Options.Parse(args);
+}
+catch (FormatException ex)
+{
+    Console.Error.WriteLine("error: " + ex.Message);
+    Console.Error.WriteLine();
+    Console.Error.WriteLine(Options.Usage);
+    return 2;
+}
+
+if (options.ShowHelp)
+{
+    Console.WriteLine(Options.Usage);
+    return 0;
+}
+
+var report = await LoadRun.RunAsync(options, Console.Error);
+Console.WriteLine();
+Console.Write(report.ToTable());
+if (options.JsonPath is { } path)
+{
+    report.WriteJson(path);
+    Console.Error.WriteLine("wrote " + path);
+}
+
+if (report.Failed)
+{
+    Console.Error.WriteLine(report.ConnectionsOpened == 0
+        ? "FAILED: no connection could be opened."
+        : $"FAILED: {report.Unanswered} unanswered, {report.UnknownOrDuplicate} unknown/duplicate answers.");
+    return 1;
+}
+
+return 0;

@@ -1,0 +1,356 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace StreamInfer.LoadGen;
+
+/// <summary>
+/// What one connection saw. Written only by that connection's receive loop (the fields marked Interlocked excepted)
+/// and read only after the loop has ended, so it needs no locks.
+/// </summary>
+internal sealed class ConnectionStats(int latencyCapacity)
+{
+    /// <summary>Latencies in ms of the requests sent inside the measured window.</summary>
+    public List<double> Latencies { get; } = new(latencyCapacity);
+
+    /// <summary>Terminal frames for requests sent inside the measured window: <c>result</c>, or the error's code.</summary>
+    public Dictionary<string, long> Outcomes { get; } = new(StringComparer.Ordinal);
+
+    /// <summary><c>warning</c> frames by code, over the whole run.</summary>
+    public Dictionary<string, long> Warnings { get; } = new(StringComparer.Ordinal);
+
+    /// <summary><c>error</c> frames with no id, by code, over the whole run.</summary>
+    public Dictionary<string, long> ConnectionErrors { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Terminal frames whose id was never sent or was already answered.</summary>
+    public long UnknownOrDuplicate { get; set; }
+
+    /// <summary>Frames that are not JSON objects, are binary, or have an unexpected <c>type</c>.</summary>
+    public long UnexpectedFrames { get; set; }
+
+    /// <summary>Terminal frames for known ids over the whole run, warm-up included.</summary>
+    public long Answered { get; set; }
+
+    /// <summary>Answers that came after their slot had stopped waiting (see <see cref="Overdue"/>).</summary>
+    public long LateAnswers { get; set; }
+
+    /// <summary>Requests whose slot stopped waiting for the answer and moved on (Interlocked).</summary>
+    public long Overdue;
+
+    /// <summary>Requests in flight when the server closed or broke the connection during the run (Interlocked).</summary>
+    public long LostOnDrop;
+
+    /// <summary>Requests still in flight when the grace period after the run ended (Interlocked).</summary>
+    public long Abandoned;
+
+    /// <summary>Why the connection ended before the run did, if it did.</summary>
+    public string? DropReason { get; set; }
+
+    public static void Increment(Dictionary<string, long> counts, string key)
+        => counts[key] = counts.GetValueOrDefault(key) + 1;
+}
+
+/// <summary>The merged results of a run: the table, and the JSON object.</summary>
+internal sealed class Report
+{
+    private static readonly double[] Percentiles = [50, 95, 99];
+
+    private Report(Options options)
+    {
+        Options = options;
+    }
+
+    public Options Options { get; }
+
+    public int ConnectionsOpened { get; private init; }
+
+    public int ConnectFailures { get; private init; }
+
+    public IReadOnlyDictionary<string, int> ConnectErrors { get; private init; } = new Dictionary<string, int>();
+
+    public int ConnectionsDropped { get; private init; }
+
+    public IReadOnlyDictionary<string, int> DropReasons { get; private init; } = new Dictionary<string, int>();
+
+    public long Requests { get; private init; }
+
+    public double RequestsPerSecond { get; private init; }
+
+    /// <summary>p50, p95, p99 in ms; NaN when nothing was measured.</summary>
+    public IReadOnlyList<double> LatencyPercentiles { get; private init; } = [];
+
+    public double LatencyMax { get; private init; } = double.NaN;
+
+    public double LatencyMean { get; private init; } = double.NaN;
+
+    public IReadOnlyList<KeyValuePair<string, long>> Outcomes { get; private init; } = [];
+
+    public IReadOnlyList<KeyValuePair<string, long>> Warnings { get; private init; } = [];
+
+    public IReadOnlyList<KeyValuePair<string, long>> ConnectionErrors { get; private init; } = [];
+
+    public long Sent { get; private init; }
+
+    public long Answered { get; private init; }
+
+    public long Unanswered { get; private init; }
+
+    public long UnansweredOnDroppedConnections { get; private init; }
+
+    public long UnknownOrDuplicate { get; private init; }
+
+    public long UnexpectedFrames { get; private init; }
+
+    public long Overdue { get; private init; }
+
+    public long LateAnswers { get; private init; }
+
+    public double ConnectSeconds { get; private init; }
+
+    /// <summary>Lost or duplicated answers are bugs in the server; the exit code says so.</summary>
+    public bool Failed => Unanswered > 0 || UnknownOrDuplicate > 0 || ConnectionsOpened == 0;
+
+    public static Report Build(
+        Options options,
+        IReadOnlyList<(ConnectionStats Stats, long Sent)> connections,
+        int connectFailures,
+        IReadOnlyDictionary<string, int> connectErrors,
+        double connectSeconds)
+    {
+        var total = 0;
+        foreach (var (stats, _) in connections)
+        {
+            total += stats.Latencies.Count;
+        }
+
+        var latencies = new double[total];
+        var at = 0;
+        var outcomes = new Dictionary<string, long>(StringComparer.Ordinal) { ["result"] = 0 };
+        var warnings = new Dictionary<string, long>(StringComparer.Ordinal);
+        var connectionErrors = new Dictionary<string, long>(StringComparer.Ordinal);
+        long sent = 0, answered = 0, lostOnDrop = 0, abandoned = 0, unknown = 0, unexpected = 0, overdue = 0, late = 0;
+        var dropReasons = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (stats, connectionSent) in connections)
+        {
+            stats.Latencies.CopyTo(latencies, at);
+            at += stats.Latencies.Count;
+            Merge(outcomes, stats.Outcomes);
+            Merge(warnings, stats.Warnings);
+            Merge(connectionErrors, stats.ConnectionErrors);
+            sent += connectionSent;
+            answered += stats.Answered;
+            lostOnDrop += stats.LostOnDrop;
+            abandoned += stats.Abandoned;
+            unknown += stats.UnknownOrDuplicate;
+            unexpected += stats.UnexpectedFrames;
+            overdue += stats.Overdue;
+            late += stats.LateAnswers;
+            if (stats.DropReason is { } reason)
+            {
+                dropReasons[reason] = dropReasons.GetValueOrDefault(reason) + 1;
+            }
+        }
+
+        Array.Sort(latencies);
+        var sum = 0.0;
+        foreach (var l in latencies)
+        {
+            sum += l;
+        }
+
+        return new Report(options)
+        {
+            ConnectionsOpened = connections.Count,
+            ConnectFailures = connectFailures,
+            ConnectErrors = connectErrors,
+            ConnectionsDropped = dropReasons.Values.Sum(),
+            DropReasons = dropReasons,
+            Requests = latencies.Length,
+            RequestsPerSecond = latencies.Length / options.DurationSeconds,
+            LatencyPercentiles = Array.ConvertAll(Percentiles, p => Percentile(latencies, p)),
+            LatencyMax = latencies.Length == 0 ? double.NaN : latencies[^1],
+            LatencyMean = latencies.Length == 0 ? double.NaN : sum / latencies.Length,
+            Outcomes = Order(outcomes),
+            Warnings = Order(warnings),
+            ConnectionErrors = Order(connectionErrors),
+            Sent = sent,
+            Answered = answered,
+            Unanswered = lostOnDrop + abandoned,
+            UnansweredOnDroppedConnections = lostOnDrop,
+            UnknownOrDuplicate = unknown,
+            UnexpectedFrames = unexpected,
+            Overdue = overdue,
+            LateAnswers = late,
+            ConnectSeconds = connectSeconds,
+        };
+    }
+
+    /// <summary>Nearest-rank percentile of an ascending array; NaN when it is empty.</summary>
+    public static double Percentile(double[] sorted, double p)
+    {
+        if (sorted.Length == 0)
+        {
+            return double.NaN;
+        }
+
+        var rank = (int)Math.Ceiling(p / 100.0 * sorted.Length);
+        return sorted[Math.Clamp(rank, 1, sorted.Length) - 1];
+    }
+
+    /// <summary>The fixed-width table; its table lines are Markdown.</summary>
+    public string ToTable()
+    {
+        var o = Options;
+        var inv = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.Append(inv, $"StreamInfer load generator — {o.Model} over WebSocket");
+        if (!string.IsNullOrEmpty(o.Label))
+        {
+            sb.Append(inv, $" ({o.Label})");
+        }
+
+        sb.AppendLine();
+        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, shape {o.ShapeText}");
+        sb.AppendLine();
+        sb.AppendLine("| requests | req/s     | p50 ms | p95 ms | p99 ms | max ms  |");
+        sb.AppendLine("|---------:|----------:|-------:|-------:|-------:|--------:|");
+        var p = LatencyPercentiles;
+        sb.AppendLine(inv, $"| {Requests,8} | {RequestsPerSecond,9:F1} | {Ms(p[0]),6} | {Ms(p[1]),6} | {Ms(p[2]),6} | {Ms(LatencyMax),7} |");
+        sb.AppendLine();
+        sb.AppendLine("outcomes: " + Counts(Outcomes));
+        sb.AppendLine("warnings: " + Counts(Warnings) + (Warnings.Count > 0 ? " (whole run)" : string.Empty));
+        sb.AppendLine("connection-level errors: " + Counts(ConnectionErrors) + (ConnectionErrors.Count > 0 ? " (whole run)" : string.Empty));
+        sb.AppendLine(inv, $"connected {ConnectionsOpened} of {o.Connections} in {ConnectSeconds:F2} s, failed to connect: {ConnectFailures}, dropped during the run: {ConnectionsDropped}");
+        foreach (var (message, count) in ConnectErrors.OrderByDescending(e => e.Value).Take(3))
+        {
+            sb.AppendLine(inv, $"  connect error ×{count}: {message}");
+        }
+
+        foreach (var (reason, count) in DropReasons.OrderByDescending(e => e.Value).Take(3))
+        {
+            sb.AppendLine(inv, $"  dropped ×{count}: {reason}");
+        }
+
+        sb.AppendLine(inv, $"sent {Sent}, answered {Answered} (warm-up included), mean latency {Ms(LatencyMean)} ms");
+        if (Overdue > 0)
+        {
+            sb.AppendLine(inv, $"overdue (slot moved on after {Options.AnswerTimeout.TotalSeconds:0} s without an answer): {Overdue}, answered late: {LateAnswers}");
+        }
+
+        if (UnexpectedFrames > 0)
+        {
+            sb.AppendLine(inv, $"unexpected frames: {UnexpectedFrames}");
+        }
+
+        sb.Append(inv, $"unanswered: {Unanswered}");
+        if (UnansweredOnDroppedConnections > 0)
+        {
+            sb.Append(inv, $" ({UnansweredOnDroppedConnections} on dropped connections)");
+        }
+
+        sb.AppendLine(inv, $", unknown/duplicate answers: {UnknownOrDuplicate}");
+        return sb.ToString();
+    }
+
+    public void WriteJson(string path)
+    {
+        using var stream = File.Create(path);
+        WriteJson(stream);
+        stream.Write("\n"u8);
+    }
+
+    private void WriteJson(Stream stream)
+    {
+        using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        var o = Options;
+        w.WriteStartObject();
+        if (o.Label is null)
+        {
+            w.WriteNull("label");
+        }
+        else
+        {
+            w.WriteString("label", o.Label);
+        }
+
+        w.WriteString("url", o.Url.ToString());
+        w.WriteString("model", o.Model);
+        w.WriteStartArray("shape");
+        foreach (var d in o.Shape)
+        {
+            w.WriteNumberValue(d);
+        }
+
+        w.WriteEndArray();
+        w.WriteNumber("connections", o.Connections);
+        w.WriteNumber("connections_opened", ConnectionsOpened);
+        w.WriteNumber("connect_failures", ConnectFailures);
+        w.WriteNumber("connections_dropped", ConnectionsDropped);
+        w.WriteNumber("depth", o.Depth);
+        w.WriteNumber("duration_s", o.DurationSeconds);
+        w.WriteNumber("warmup_s", o.WarmupSeconds);
+        w.WriteNumber("requests", Requests);
+        w.WriteNumber("requests_per_s", Math.Round(RequestsPerSecond, 1));
+        w.WriteStartObject("latency_ms");
+        WriteMs(w, "p50", LatencyPercentiles[0]);
+        WriteMs(w, "p95", LatencyPercentiles[1]);
+        WriteMs(w, "p99", LatencyPercentiles[2]);
+        WriteMs(w, "max", LatencyMax);
+        WriteMs(w, "mean", LatencyMean);
+        w.WriteEndObject();
+        WriteCounts(w, "outcomes", Outcomes);
+        WriteCounts(w, "warnings", Warnings);
+        WriteCounts(w, "connection_errors", ConnectionErrors);
+        w.WriteNumber("sent", Sent);
+        w.WriteNumber("answered", Answered);
+        w.WriteNumber("unanswered", Unanswered);
+        w.WriteNumber("unanswered_on_dropped_connections", UnansweredOnDroppedConnections);
+        w.WriteNumber("unknown_or_duplicate", UnknownOrDuplicate);
+        w.WriteNumber("unexpected_frames", UnexpectedFrames);
+        w.WriteNumber("overdue", Overdue);
+        w.WriteNumber("late_answers", LateAnswers);
+        w.WriteEndObject();
+    }
+
+    private static void Merge(Dictionary<string, long> into, Dictionary<string, long> from)
+    {
+        foreach (var (key, count) in from)
+        {
+            into[key] = into.GetValueOrDefault(key) + count;
+        }
+    }
+
+    /// <summary><c>result</c> first, then the rest by name.</summary>
+    private static KeyValuePair<string, long>[] Order(Dictionary<string, long> counts)
+        => [.. counts.OrderBy(c => c.Key == "result" ? 0 : 1).ThenBy(c => c.Key, StringComparer.Ordinal)];
+
+    private static string Counts(IReadOnlyList<KeyValuePair<string, long>> counts)
+        => counts.Count == 0 ? "none" : string.Join(' ', counts.Select(c => string.Create(CultureInfo.InvariantCulture, $"{c.Key}={c.Value}")));
+
+    private static string Ms(double ms) => double.IsNaN(ms) ? "-" : ms.ToString(ms >= 100 ? "F1" : "F3", CultureInfo.InvariantCulture);
+
+    private static string Seconds(double s) => s.ToString("0.###", CultureInfo.InvariantCulture);
+
+    private static void WriteMs(Utf8JsonWriter w, string name, double ms)
+    {
+        if (double.IsNaN(ms))
+        {
+            w.WriteNull(name);
+        }
+        else
+        {
+            w.WriteNumber(name, Math.Round(ms, 3));
+        }
+    }
+
+    private static void WriteCounts(Utf8JsonWriter w, string name, IReadOnlyList<KeyValuePair<string, long>> counts)
+    {
+        w.WriteStartObject(name);
+        foreach (var (key, count) in counts)
+        {
+            w.WriteNumber(key, count);
+        }
+
+        w.WriteEndObject();
+    }
+}

@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using StreamInfer.Tests.Infrastructure;
+
+namespace StreamInfer.Tests.EndToEnd;
+
+/// <summary>
+/// The shipped executable with its shipped appsettings.json, as a separate process: the "done when" check
+/// (100 WebSocket clients, 1,000 requests in all, 1,000 matched answers). Slow: CI runs it, the default run does not.
+/// </summary>
+[Trait("Category", "Slow")]
+public sealed class EmbeddedDefaultProcessTests
+{
+    [Fact]
+    public async Task EmbeddedDefault_HundredClientsThousandRequests_AllAnsweredAndMatched()
+    {
+        var port = FreePort();
+        await using var grid = await GridProcess.StartAsync(port);
+        var uri = new Uri($"ws://127.0.0.1:{port}/ws");
+
+        var answered = 0;
+        async Task RunClientAsync(int c)
+        {
+            await using var client = await WsTestClient.ConnectAsync(uri);
+            for (var i = 0; i < 10; i++)
+            {
+                await client.SendInferAsync($"{c}-{i}", inputs: new { x = new { dtype = "float32", shape = new[] { 2 }, data = new[] { c, i } } });
+            }
+
+            var frames = await client.NextAsync(10, TimeSpan.FromSeconds(60));
+            var ids = new HashSet<string>();
+            foreach (var frame in frames)
+            {
+                Assert.Equal("result", frame.GetProperty("type").GetString());
+                var data = frame.GetProperty("outputs").GetProperty("x").GetProperty("data").EnumerateArray().Select(e => (int)e.GetDouble()).ToArray();
+                Assert.Equal(c, data[0]);
+                Assert.Equal($"{c}-{data[1]}", frame.GetProperty("id").GetString());
+                Assert.True(ids.Add(frame.GetProperty("id").GetString()!));
+            }
+
+            Interlocked.Add(ref answered, ids.Count);
+        }
+
+        await Task.WhenAll(Enumerable.Range(0, 100).Select(RunClientAsync));
+
+        Assert.Equal(1000, answered);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>The Frontend executable started as its own process, with the repository's appsettings.json.</summary>
+    private sealed class GridProcess : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly StringBuilder _output = new();
+        private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        private GridProcess(Process process) => _process = process;
+
+        public static async Task<GridProcess> StartAsync(int port)
+        {
+            var frontendDll = Path.Combine(AppContext.BaseDirectory, "StreamInfer.Frontend.dll");
+            var contentRoot = FindFrontendFolder();
+            var info = new ProcessStartInfo("dotnet")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+                WorkingDirectory = contentRoot,
+            };
+            foreach (var arg in new[]
+            {
+                frontendDll,
+                "--contentRoot", contentRoot,
+                "--urls", $"http://127.0.0.1:{port}",
+                $"--StreamInfer:Orleans:SiloPort={FreePort().ToString(CultureInfo.InvariantCulture)}",
+                $"--StreamInfer:Orleans:GatewayPort={FreePort().ToString(CultureInfo.InvariantCulture)}",
+            })
+            {
+                info.ArgumentList.Add(arg);
+            }
+
+            var grid = new GridProcess(Process.Start(info)!);
+            grid._process.OutputDataReceived += (_, e) => grid.Append(e.Data);
+            grid._process.ErrorDataReceived += (_, e) => grid.Append(e.Data);
+            grid._process.BeginOutputReadLine();
+            grid._process.BeginErrorReadLine();
+
+            // Kestrel logs "Application started" once the silo and the endpoints are up: await that line, not a poll.
+            var exited = grid._process.WaitForExitAsync();
+            var started = await Task.WhenAny(grid._started.Task, exited).WaitAsync(TimeSpan.FromSeconds(90));
+            if (started == exited)
+            {
+                throw new InvalidOperationException($"the grid exited with {grid._process.ExitCode}:\n{grid.Output}");
+            }
+
+            using var http = new HttpClient();
+            Assert.Equal("ok", await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/healthz")));
+            return grid;
+        }
+
+        public string Output
+        {
+            get
+            {
+                lock (_output)
+                {
+                    return _output.ToString();
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            }
+
+            _process.Dispose();
+        }
+
+        private void Append(string? line)
+        {
+            if (line is not null)
+            {
+                if (line.Contains("Application started", StringComparison.Ordinal))
+                {
+                    _started.TrySetResult();
+                }
+
+                lock (_output)
+                {
+                    _output.AppendLine(line);
+                }
+            }
+        }
+
+        private static string FindFrontendFolder()
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                var candidate = Path.Combine(dir.FullName, "Frontend", "appsettings.json");
+                if (File.Exists(candidate))
+                {
+                    return Path.GetDirectoryName(candidate)!;
+                }
+            }
+
+            throw new DirectoryNotFoundException("Frontend/appsettings.json not found above the test binaries.");
+        }
+    }
+}

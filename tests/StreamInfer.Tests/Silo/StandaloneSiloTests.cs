@@ -1,0 +1,62 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using StreamInfer.Silo;
+using StreamInfer.Tests.Infrastructure;
+
+namespace StreamInfer.Tests.Silo;
+
+/// <summary>The standalone silo serves the grains and delivery streams to an external Orleans client.</summary>
+public sealed class StandaloneSiloTests
+{
+    [Fact]
+    public async Task Silo_LocalhostClustering_ServesSessionAndDeliversToExternalClient()
+    {
+        var siloPort = FreePort();
+        var gatewayPort = FreePort();
+        var clusterId = $"test-{Guid.NewGuid():N}";
+        using var silo = SiloHost.Build([], b => b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Logging:LogLevel:Default"] = "Warning",
+            ["StreamInfer:Silo:SiloPort"] = siloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Silo:GatewayPort"] = gatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Silo:ClusterId"] = clusterId,
+        }));
+        await silo.StartAsync();
+        try
+        {
+            var clientBuilder = Host.CreateApplicationBuilder();
+            clientBuilder.Logging.SetMinimumLevel(LogLevel.Warning);
+            clientBuilder.UseOrleansClient(c => c
+                .UseLocalhostClustering(gatewayPort, "streaminfer", clusterId)
+                .AddMemoryStreams(DeliveryStreams.ProviderName, s => s.ConfigurePartitioning(2)));
+            using var client = clientBuilder.Build();
+            await client.StartAsync();
+            var cluster = client.Services.GetRequiredService<IClusterClient>();
+            var probe = await DeliveryProbe.SubscribeAsync(cluster);
+            var session = cluster.GetGrain<IClientSessionGrain>($"ext-{Guid.NewGuid():N}");
+
+            var admission = await session.SubmitAsync(probe.Request("s1", value: 3));
+
+            Assert.True(admission.Accepted);
+            var delivery = Assert.Single(await probe.ReceiveAsync(1));
+            Assert.Equal("s1", delivery.RequestId);
+            Assert.Equal("echo", delivery.Result?.Model);
+            await client.StopAsync();
+        }
+        finally
+        {
+            await silo.StopAsync();
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
