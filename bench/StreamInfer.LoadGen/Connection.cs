@@ -28,10 +28,16 @@ internal sealed class Connection : IDisposable
     private Task _receiveLoop = Task.CompletedTask;
     private Task _slots = Task.CompletedTask;
 
-    public Connection(RequestTemplate template, int depth)
+    private readonly double _slotIntervalTicks;
+
+    /// <param name="template">The request frame.</param>
+    /// <param name="depth">Slots (requests in flight) on this connection.</param>
+    /// <param name="slotInterval">Least time between two sends of one slot (paced runs); zero for closed loop.</param>
+    public Connection(RequestTemplate template, int depth, TimeSpan slotInterval = default)
     {
         _template = template;
         _depth = depth;
+        _slotIntervalTicks = slotInterval.TotalSeconds * Stopwatch.Frequency;
         Stats = new ConnectionStats(Math.Min(depth * 1024, 1 << 20));
     }
 
@@ -143,8 +149,21 @@ internal sealed class Connection : IDisposable
     /// <summary>One request in flight at a time: send, await its answer, back off if told to, repeat until the run ends.</summary>
     private async Task RunSlotAsync(byte[] buffer)
     {
+        // Paced slots start at a random phase so that the whole run's sends spread evenly over each interval.
+        var nextSend = Stopwatch.GetTimestamp() + (long)(Random.Shared.NextDouble() * _slotIntervalTicks);
         while (Stopwatch.GetTimestamp() < _measureEnd)
         {
+            if (_slotIntervalTicks > 0)
+            {
+                var wait = nextSend - Stopwatch.GetTimestamp();
+                if (wait > 0)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
+                }
+
+                nextSend = Math.Max(nextSend + (long)_slotIntervalTicks, Stopwatch.GetTimestamp() - (long)_slotIntervalTicks);
+            }
+
             var id = Interlocked.Increment(ref _nextId);
             var length = _template.Write(buffer, id);
             Pending request;

@@ -20,7 +20,7 @@ internal static class LoadRun
             attempts = await Task.WhenAll(Enumerable.Range(0, options.Connections).Select(async _ =>
             {
                 await gate.WaitAsync();
-                var connection = new Connection(template, options.Depth);
+                var connection = new Connection(template, options.Depth, options.Rate > 0 ? TimeSpan.FromSeconds(options.Connections * options.Depth / options.Rate) : TimeSpan.Zero);
                 try
                 {
                     await connection.ConnectAsync(options.Url, Options.ConnectTimeout);

@@ -24,6 +24,7 @@ internal sealed class Options
           --url URL                  WebSocket endpoint (default ws://127.0.0.1:8000/ws)
           --connections N            connections to open (default 100)
           --depth D                  requests in flight per connection (default 4)
+          --rate R                   pace the whole run at R requests/s (each slot sends at most every slots/R s); 0 = as fast as answered (default)
           --duration T               measured seconds (default 10)
           --warmup W                 seconds run before measuring; not counted (default 2)
           --model NAME               model to call (default echo)
@@ -56,6 +57,9 @@ internal sealed class Options
     public string? Label { get; private set; }
 
     public int ConnectConcurrency { get; private set; } = 50;
+
+    /// <summary>Total requests per second to pace at, spread over every slot; 0 sends as fast as answers come (closed loop).</summary>
+    public double Rate { get; private set; }
 
     public bool ShowHelp { get; private set; }
 
@@ -125,6 +129,7 @@ internal sealed class Options
                 case "shape": options.Shape = ParseShape(value); break;
                 case "json": options.JsonPath = value.Length > 0 ? value : throw new FormatException("--json needs a path."); break;
                 case "label": options.Label = value; break;
+                case "rate": options.Rate = double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var rate) && rate >= 0 ? rate : throw new FormatException("--rate must be a number >= 0."); break;
                 case "connect-concurrency": options.ConnectConcurrency = ParseInt(name, value, 1, 10_000); break;
                 default: throw new FormatException($"unknown flag --{name} (see --help).");
             }

@@ -210,7 +210,7 @@ internal sealed class Report
         }
 
         sb.AppendLine();
-        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, shape {o.ShapeText}");
+        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, shape {o.ShapeText}{(o.Rate > 0 ? $", paced at {o.Rate} req/s" : ", closed loop")}");
         sb.AppendLine();
         sb.AppendLine("| requests | req/s     | p50 ms | p95 ms | p99 ms | max ms  |");
         sb.AppendLine("|---------:|----------:|-------:|-------:|-------:|--------:|");
@@ -287,6 +287,7 @@ internal sealed class Report
         w.WriteNumber("connect_failures", ConnectFailures);
         w.WriteNumber("connections_dropped", ConnectionsDropped);
         w.WriteNumber("depth", o.Depth);
+        w.WriteNumber("rate", o.Rate);
         w.WriteNumber("duration_s", o.DurationSeconds);
         w.WriteNumber("warmup_s", o.WarmupSeconds);
         w.WriteNumber("requests", Requests);
