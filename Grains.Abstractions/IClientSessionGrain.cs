@@ -12,11 +12,12 @@ public interface IClientSessionGrain : IGrainWithStringKey
 {
     /// <summary>
     /// Admits a request and forwards it to a batcher of its model. Refusals, in the order they are checked:
-    /// <see cref="ErrorCode.BadRequest"/> (duplicate id in flight, session closed), <see cref="ErrorCode.UnknownModel"/>,
-    /// <see cref="ErrorCode.RateLimited"/> (with the exact wait until a token is available),
-    /// <see cref="ErrorCode.BacklogFull"/>, then whatever the batcher refuses with (<see cref="ErrorCode.InvalidInput"/>,
-    /// <see cref="ErrorCode.Overloaded"/>). A refused request costs no token and no backlog slot and produces no
-    /// delivery. An accepted one ends in exactly one <see cref="Delivery"/> on the request's reply stream.
+    /// <see cref="ErrorCode.BadRequest"/> (session closed, duplicate id in flight), <see cref="ErrorCode.UnknownModel"/>,
+    /// <see cref="ErrorCode.BacklogFull"/>, <see cref="ErrorCode.RateLimited"/> (with the exact wait until a token is
+    /// available), then whatever the batcher refuses with (<see cref="ErrorCode.InvalidInput"/>,
+    /// <see cref="ErrorCode.Overloaded"/>, <see cref="ErrorCode.ModelUnavailable"/>). A refused request costs no token
+    /// and no backlog slot and produces no delivery. An accepted one ends in exactly one <see cref="Delivery"/> on the
+    /// request's reply stream. <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
     /// Not idempotent: a retry of an accepted id is refused as a duplicate.
     /// </summary>
     [Alias("Submit")]

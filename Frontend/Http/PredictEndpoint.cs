@@ -39,7 +39,18 @@ internal static partial class PredictEndpoint
             return;
         }
 
-        var frame = RequestParser.Parse(body.Value, defaultType: "infer", requireId: false);
+        ClientFrame frame;
+        try
+        {
+            frame = RequestParser.Parse(body.Value, defaultType: "infer", requireId: false);
+        }
+        catch (Exception ex)
+        {
+            LogParseFailed(loggers.CreateLogger(typeof(PredictEndpoint)), ex);
+            await WriteErrorAsync(context, new InferError(ErrorCode.BadRequest, "the body could not be read."));
+            return;
+        }
+
         if (frame is ClientFrame.Invalid invalid)
         {
             await WriteErrorAsync(context, new InferError(invalid.Code, invalid.Message), invalid.Id);
@@ -90,7 +101,7 @@ internal static partial class PredictEndpoint
         catch (TimeoutException)
         {
             router.RemoveWaiter(clientId, requestId);
-            _ = session.CancelAsync(requestId);
+            _ = CancelQuietlyAsync(session, requestId, loggers);
             await WriteErrorAsync(context, new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline."), publicId);
             return;
         }
@@ -98,19 +109,31 @@ internal static partial class PredictEndpoint
         {
             // The caller hung up: cancel its work; there is nobody to answer.
             router.RemoveWaiter(clientId, requestId);
-            _ = session.CancelAsync(requestId);
+            _ = CancelQuietlyAsync(session, requestId, loggers);
             return;
         }
 
         if (delivery.Result is { } result)
         {
+            // Encode before answering, so that an output JSON cannot carry still gets a structured error.
+            var encoded = new ArrayBufferWriter<byte>(1024);
+            try
+            {
+                using var writer = new Utf8JsonWriter(encoded);
+                writer.WriteStartObject();
+                FrameWriter.WriteResultBody(writer, publicId, result);
+                writer.WriteEndObject();
+            }
+            catch (Exception ex)
+            {
+                LogParseFailed(loggers.CreateLogger(typeof(PredictEndpoint)), ex);
+                await WriteErrorAsync(context, new InferError(ErrorCode.Internal, "the result could not be encoded as JSON."), publicId);
+                return;
+            }
+
             context.Response.StatusCode = StatusCodes.Status200OK;
             context.Response.ContentType = "application/json";
-            await using var writer = new Utf8JsonWriter(context.Response.BodyWriter);
-            writer.WriteStartObject();
-            FrameWriter.WriteResultBody(writer, publicId, result);
-            writer.WriteEndObject();
-            await writer.FlushAsync(context.RequestAborted);
+            await context.Response.BodyWriter.WriteAsync(encoded.WrittenMemory, context.RequestAborted);
         }
         else
         {
@@ -142,6 +165,18 @@ internal static partial class PredictEndpoint
         await writer.FlushAsync(context.RequestAborted);
     }
 
+    private static async Task CancelQuietlyAsync(IClientSessionGrain session, string requestId, ILoggerFactory loggers)
+    {
+        try
+        {
+            await session.CancelAsync(requestId);
+        }
+        catch (Exception ex)
+        {
+            LogCancelFailed(loggers.CreateLogger(typeof(PredictEndpoint)), ex, requestId);
+        }
+    }
+
     /// <summary>Reads the body, or returns null as soon as it passes <paramref name="max"/> bytes.</summary>
     private static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(Stream body, int max, CancellationToken cancellationToken)
     {
@@ -162,6 +197,12 @@ internal static partial class PredictEndpoint
             }
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Cancelling HTTP request {RequestId} failed")]
+    private static partial void LogCancelFailed(ILogger logger, Exception ex, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A /predict body or result could not be encoded or decoded")]
+    private static partial void LogParseFailed(ILogger logger, Exception ex);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Submitting an HTTP request of client {ClientId} failed")]
     private static partial void LogSubmitFailed(ILogger logger, Exception ex, string clientId);

@@ -7,10 +7,6 @@ namespace StreamInfer.Frontend.Protocol;
 /// <summary>Writes server frames (DESIGN §2) as UTF-8 JSON.</summary>
 internal static class FrameWriter
 {
-    /// <summary>A <c>result</c> or <c>error</c> frame for a delivery.</summary>
-    public static byte[] Delivery(Delivery delivery)
-        => delivery.Result is { } result ? Result(delivery.RequestId, result) : Error(delivery.RequestId, delivery.Error!);
-
     public static byte[] Result(string id, InferResult result) => Write(w =>
     {
         w.WriteStartObject();

@@ -28,51 +28,63 @@ internal static class RequestParser
 
         using (document)
         {
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
+            try
             {
-                return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a frame must be a JSON object; got {Describe(root.ValueKind)}.");
+                return ParseRoot(document.RootElement, defaultType, requireId);
             }
-
-            string? id = null;
-            if (root.TryGetProperty("id", out var idElement))
+            catch (InvalidOperationException)
             {
-                if (idElement.ValueKind != JsonValueKind.String || idElement.GetString() is not { Length: > 0 and <= 256 } idText)
-                {
-                    return new ClientFrame.Invalid(null, ErrorCode.BadRequest, "'id' must be a non-empty string of at most 256 characters.");
-                }
-
-                id = idText;
+                // JsonDocument accepts strings that do not decode (lone surrogates, invalid UTF-8); reading them throws.
+                return new ClientFrame.Invalid(null, ErrorCode.BadRequest, "the frame holds a string that is not valid UTF-8 text.");
             }
-
-            string? type = defaultType;
-            if (root.TryGetProperty("type", out var typeElement))
-            {
-                if (typeElement.ValueKind != JsonValueKind.String)
-                {
-                    return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'type' must be a string.");
-                }
-
-                type = typeElement.GetString();
-            }
-
-            if (type is null)
-            {
-                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "the frame has no 'type' (expected \"infer\" or \"cancel\").");
-            }
-
-            if (type is not ("infer" or "cancel"))
-            {
-                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, $"unknown type '{type}' (expected \"infer\" or \"cancel\").");
-            }
-
-            if (id is null && requireId)
-            {
-                return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a '{type}' frame needs an 'id'.");
-            }
-
-            return type == "cancel" ? new ClientFrame.Cancel(id ?? string.Empty) : ParseInfer(root, id ?? string.Empty);
         }
+    }
+
+    private static ClientFrame ParseRoot(JsonElement root, string? defaultType, bool requireId)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a frame must be a JSON object; got {Describe(root.ValueKind)}.");
+        }
+
+        string? id = null;
+        if (root.TryGetProperty("id", out var idElement))
+        {
+            if (idElement.ValueKind != JsonValueKind.String || idElement.GetString() is not { Length: > 0 and <= 256 } idText)
+            {
+                return new ClientFrame.Invalid(null, ErrorCode.BadRequest, "'id' must be a non-empty string of at most 256 characters.");
+            }
+
+            id = idText;
+        }
+
+        string? type = defaultType;
+        if (root.TryGetProperty("type", out var typeElement))
+        {
+            if (typeElement.ValueKind != JsonValueKind.String)
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'type' must be a string.");
+            }
+
+            type = typeElement.GetString();
+        }
+
+        if (type is null)
+        {
+            return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "the frame has no 'type' (expected \"infer\" or \"cancel\").");
+        }
+
+        if (type is not ("infer" or "cancel"))
+        {
+            return new ClientFrame.Invalid(id, ErrorCode.BadRequest, $"unknown type '{type}' (expected \"infer\" or \"cancel\").");
+        }
+
+        if (id is null && requireId)
+        {
+            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a '{type}' frame needs an 'id'.");
+        }
+
+        return type == "cancel" ? new ClientFrame.Cancel(id ?? string.Empty) : ParseInfer(root, id ?? string.Empty);
     }
 
     private static ClientFrame ParseInfer(JsonElement root, string id)
@@ -97,9 +109,9 @@ internal static class RequestParser
         TimeSpan? timeout = null;
         if (root.TryGetProperty("timeout_ms", out var timeoutElement))
         {
-            if (timeoutElement.ValueKind != JsonValueKind.Number || !timeoutElement.TryGetDouble(out var ms) || ms <= 0 || ms > TimeSpan.FromHours(1).TotalMilliseconds)
+            if (timeoutElement.ValueKind != JsonValueKind.Number || !timeoutElement.TryGetDouble(out var ms) || ms < 1 || ms > TimeSpan.FromHours(1).TotalMilliseconds)
             {
-                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'timeout_ms' must be a positive number of milliseconds (at most one hour).");
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'timeout_ms' must be a number of milliseconds from 1 to 3600000.");
             }
 
             timeout = TimeSpan.FromMilliseconds(ms);
@@ -116,6 +128,11 @@ internal static class RequestParser
             var builder = ImmutableArray.CreateBuilder<NamedTensor>();
             foreach (var property in inputsElement.EnumerateObject())
             {
+                if (builder.Any(t => t.Name == property.Name))
+                {
+                    return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, $"input '{property.Name}' is given more than once.");
+                }
+
                 var (tensor, error) = ParseTensor(property.Name, property.Value);
                 if (error is not null)
                 {
@@ -246,7 +263,7 @@ internal static class RequestParser
             case TensorElementType.Float32 when value.TryGetSingle(out var f) && float.IsFinite(f):
                 BinaryPrimitives.WriteSingleLittleEndian(into, f);
                 return true;
-            case TensorElementType.Float64 when value.TryGetDouble(out var d):
+            case TensorElementType.Float64 when value.TryGetDouble(out var d) && double.IsFinite(d):
                 BinaryPrimitives.WriteDoubleLittleEndian(into, d);
                 return true;
             case TensorElementType.Float16 when value.TryGetDouble(out var h) && Math.Abs(h) <= 65504:

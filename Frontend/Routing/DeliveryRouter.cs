@@ -77,13 +77,22 @@ internal sealed partial class DeliveryRouter(
     {
         foreach (var delivery in item.Items)
         {
-            if (_sinks.TryGetValue(delivery.ClientId, out var sink))
+            try
             {
-                sink.Deliver(delivery);
+                if (_sinks.TryGetValue(delivery.ClientId, out var sink))
+                {
+                    sink.Deliver(delivery);
+                }
+                else if (_waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
+                {
+                    waiter.TrySetResult(delivery);
+                }
             }
-            else if (_waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
+            catch (Exception ex)
             {
-                waiter.TrySetResult(delivery);
+                // One item that cannot be handed over must not hold back its batch-mates (the stream would redeliver
+                // the whole batch later).
+                LogDeliverFailed(logger, ex, delivery.ClientId, delivery.RequestId);
             }
         }
 
@@ -108,6 +117,9 @@ internal sealed partial class DeliveryRouter(
             sink.ExpireOverdue(now);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Handing the answer to {RequestId} to client {ClientId} failed")]
+    private static partial void LogDeliverFailed(ILogger logger, Exception ex, string clientId, string requestId);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Frontend {FrontendId} subscribed to its delivery stream")]
     private static partial void LogSubscribed(ILogger logger, string frontendId);

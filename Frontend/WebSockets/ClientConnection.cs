@@ -13,6 +13,10 @@ namespace StreamInfer.Frontend.WebSockets;
 /// One WebSocket client: reads frames, admits requests through the client's session grain, and writes every answer
 /// through one bounded send queue. Each request id in <see cref="_pending"/> gets exactly one terminal frame: whoever
 /// removes it first (the delivery, a refusal, a cancel, the watchdog) writes it.
+/// <para>
+/// In the grid a request is known by a per-admission id, <c>{client id}#{sequence}</c>, so that an answer that
+/// arrives late for an earlier use of the same client id can never end a later request that reuses it.
+/// </para>
 /// </summary>
 internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 {
@@ -25,10 +29,11 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Channel<byte[]> _outbox;
-    private readonly ConcurrentDictionary<string, long> _pending = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, PendingRequest> _pending = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _submitGate;
     private readonly CancellationTokenSource _closing = new();
     private volatile bool _finished;
+    private long _sequence;
 
     public ClientConnection(
         WebSocket socket,
@@ -89,7 +94,17 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 
             _finished = true;
             _outbox.Writer.TryComplete();
-            await sender;
+            try
+            {
+                await sender.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+            }
+            catch (TimeoutException)
+            {
+                // The peer stopped reading while we flushed: give up on it.
+                _closing.Cancel();
+                _socket.Abort();
+            }
+
             await CloseSocketAsync();
             LogClosed(_logger, ClientId);
         }
@@ -101,20 +116,45 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 
     public void Deliver(Delivery delivery)
     {
-        if (_pending.TryRemove(delivery.RequestId, out _))
+        var gridId = delivery.RequestId;
+        var hash = gridId.LastIndexOf('#');
+        if (hash < 0)
         {
-            Send(FrameWriter.Delivery(delivery));
+            return;
+        }
+
+        var id = gridId[..hash];
+        if (!_pending.TryGetValue(id, out var pending) || pending.GridId != gridId)
+        {
+            return;
+        }
+
+        byte[] frame;
+        try
+        {
+            frame = delivery.Result is { } result ? FrameWriter.Result(id, result) : FrameWriter.Error(id, delivery.Error!);
+        }
+        catch (Exception ex)
+        {
+            // An output the protocol cannot carry must still end the request, not leave the client waiting.
+            LogWriteFailed(_logger, ex, ClientId, id);
+            frame = FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the result could not be encoded as JSON."));
+        }
+
+        if (_pending.TryRemove(KeyValuePair.Create(id, pending)))
+        {
+            Send(frame);
         }
     }
 
     public void ExpireOverdue(long nowTimestamp)
     {
-        foreach (var (id, watchdogAt) in _pending)
+        foreach (var (id, pending) in _pending)
         {
-            if (watchdogAt <= nowTimestamp && _pending.TryRemove(id, out _))
+            if (pending.WatchdogAt <= nowTimestamp && _pending.TryRemove(KeyValuePair.Create(id, pending)))
             {
                 Send(FrameWriter.Error(id, new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline.")));
-                _ = CancelQuietlyAsync(id);
+                _ = CancelQuietlyAsync(pending);
             }
         }
     }
@@ -178,20 +218,34 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 
     private async Task HandleFrameAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
-        switch (RequestParser.Parse(frame))
+        ClientFrame parsed;
+        try
+        {
+            parsed = RequestParser.Parse(frame);
+        }
+        catch (Exception ex)
+        {
+            // The parser answers bad input itself; this is the backstop that keeps one frame from closing the connection.
+            LogParseFailed(_logger, ex, ClientId);
+            Send(FrameWriter.Error(null, new InferError(ErrorCode.BadRequest, "the frame could not be read.")));
+            return;
+        }
+
+        switch (parsed)
         {
             case ClientFrame.Invalid invalid:
                 Send(FrameWriter.Error(invalid.Id, new InferError(invalid.Code, invalid.Message)));
                 break;
 
             case ClientFrame.Cancel cancel:
-                if (!_pending.ContainsKey(cancel.Id))
+                if (!_pending.TryGetValue(cancel.Id, out var toCancel))
                 {
                     Send(FrameWriter.Error(cancel.Id, new InferError(ErrorCode.BadRequest, $"no request with id '{cancel.Id}' is in flight.")));
                 }
-                else
+                else if (Interlocked.Exchange(ref toCancel.Cancelling, 1) == 0)
                 {
-                    _ = CancelAsync(cancel.Id);
+                    // Repeated cancels of one request cost nothing: its single cancelled frame is on its way.
+                    _ = CancelAsync(cancel.Id, toCancel);
                 }
 
                 break;
@@ -200,19 +254,20 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 var timeout = infer.Timeout ?? _sessionOptions.DefaultTimeout;
                 timeout = timeout < _sessionOptions.MaxTimeout ? timeout : _sessionOptions.MaxTimeout;
                 var watchdogAt = _time.GetTimestamp() + (long)((timeout + _options.WatchdogGrace).TotalSeconds * _time.TimestampFrequency);
-                if (!_pending.TryAdd(infer.Id, watchdogAt))
+                var pending = new PendingRequest($"{infer.Id}#{Interlocked.Increment(ref _sequence)}", watchdogAt);
+                if (!_pending.TryAdd(infer.Id, pending))
                 {
                     Send(FrameWriter.Error(infer.Id, new InferError(ErrorCode.BadRequest, $"a request with id '{infer.Id}' is already in flight on this connection.")));
                     break;
                 }
 
                 await _submitGate.WaitAsync(cancellationToken);
-                _ = SubmitAsync(new InferRequest(infer.Id, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _replyTo));
+                _ = SubmitAsync(infer.Id, pending, new InferRequest(pending.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _replyTo));
                 break;
         }
     }
 
-    private async Task SubmitAsync(InferRequest request)
+    private async Task SubmitAsync(string id, PendingRequest pending, InferRequest request)
     {
         try
         {
@@ -222,17 +277,19 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 Send(FrameWriter.Warning(warning));
             }
 
-            if (admission.Error is { } error && _pending.TryRemove(request.RequestId, out _))
+            if (admission.Error is { } error && _pending.TryRemove(KeyValuePair.Create(id, pending)))
             {
-                Send(FrameWriter.Error(request.RequestId, error));
+                Send(FrameWriter.Error(id, error));
             }
         }
         catch (Exception ex)
         {
-            LogSubmitFailed(_logger, ex, ClientId, request.RequestId);
-            if (_pending.TryRemove(request.RequestId, out _))
+            LogSubmitFailed(_logger, ex, ClientId, id);
+            if (_pending.TryRemove(KeyValuePair.Create(id, pending)))
             {
-                Send(FrameWriter.Error(request.RequestId, new InferError(ErrorCode.Internal, "the request could not be admitted; try again.")));
+                Send(FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the request could not be admitted; try again.")));
+                // The session may have admitted it before the failure reached us: release it there too.
+                _ = CancelQuietlyAsync(pending);
             }
         }
         finally
@@ -241,24 +298,24 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         }
     }
 
-    private async Task CancelAsync(string id)
+    private async Task CancelAsync(string id, PendingRequest pending)
     {
-        await CancelQuietlyAsync(id);
-        if (_pending.TryRemove(id, out _))
+        await CancelQuietlyAsync(pending);
+        if (_pending.TryRemove(KeyValuePair.Create(id, pending)))
         {
             Send(FrameWriter.Error(id, new InferError(ErrorCode.Cancelled, "cancelled by the client.")));
         }
     }
 
-    private async Task CancelQuietlyAsync(string id)
+    private async Task CancelQuietlyAsync(PendingRequest pending)
     {
         try
         {
-            await _session.CancelAsync(id);
+            await _session.CancelAsync(pending.GridId);
         }
         catch (Exception ex)
         {
-            LogCancelFailed(_logger, ex, ClientId, id);
+            LogCancelFailed(_logger, ex, ClientId, pending.GridId);
         }
     }
 
@@ -308,6 +365,12 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         }
     }
 
+    [LoggerMessage(Level = LogLevel.Error, Message = "Client {ClientId}: the answer to {RequestId} could not be written")]
+    private static partial void LogWriteFailed(ILogger logger, Exception ex, string clientId, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Client {ClientId}: a frame could not be parsed")]
+    private static partial void LogParseFailed(ILogger logger, Exception ex, string clientId);
+
     [LoggerMessage(Level = LogLevel.Debug, Message = "Client {ClientId} connected")]
     private static partial void LogOpened(ILogger logger, string clientId);
 
@@ -325,4 +388,14 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} dropped: {Capacity} frames queued unread")]
     private static partial void LogSlowClientDropped(ILogger logger, string clientId, int capacity);
+
+    /// <summary>A request in flight: its per-admission id in the grid, when the watchdog ends it, whether a cancel is under way.</summary>
+    private sealed class PendingRequest(string gridId, long watchdogAt)
+    {
+        public string GridId { get; } = gridId;
+
+        public long WatchdogAt { get; } = watchdogAt;
+
+        public int Cancelling;
+    }
 }

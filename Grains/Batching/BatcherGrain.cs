@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
 using Orleans.Streams;
+using StreamInfer.Grains.Clocks;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
@@ -20,6 +21,7 @@ namespace StreamInfer.Grains.Batching;
 internal sealed partial class BatcherGrain(
     ModelCatalog catalog,
     DeviceRegistry devices,
+    IActivitySignal activity,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<BatcherGrain> logger) : Grain, IBatcherGrain
 {
@@ -112,17 +114,21 @@ internal sealed partial class BatcherGrain(
 
     public Task CancelAsync(string clientId, ImmutableArray<string> requestIds)
     {
+        var dropQueued = false;
         foreach (var id in requestIds)
         {
             if (_byId.Remove((clientId, id), out var q))
             {
                 // A running one is only flagged: its batch-mates still need the batch, and its result is dropped.
                 q.Cancelled = true;
-                if (!q.Running)
-                {
-                    _queue.Remove(q);
-                }
+                dropQueued |= !q.Running;
             }
+        }
+
+        if (dropQueued)
+        {
+            // One pass whatever the number of ids (a closing client cancels all of its requests at once).
+            _queue.RemoveAll(static q => q.Cancelled);
         }
 
         Pump();
@@ -183,13 +189,12 @@ internal sealed partial class BatcherGrain(
 
         List<Queued>? expired = null;
         _earliestDeadline = DateTimeOffset.MaxValue;
-        for (var i = _queue.Count - 1; i >= 0; i--)
+        foreach (var q in _queue)
         {
-            var deadline = _queue[i].Item.Deadline;
+            var deadline = q.Item.Deadline;
             if (deadline <= now)
             {
-                (expired ??= []).Add(_queue[i]);
-                _queue.RemoveAt(i);
+                (expired ??= []).Add(q);
             }
             else if (deadline < _earliestDeadline)
             {
@@ -201,6 +206,8 @@ internal sealed partial class BatcherGrain(
         {
             return;
         }
+
+        _queue.RemoveAll(q => q.Item.Deadline <= now);
 
         foreach (var q in expired)
         {
@@ -259,6 +266,10 @@ internal sealed partial class BatcherGrain(
         try
         {
             outcomes = await _device!.RunAsync(() => _model!.Model.Run(requests));
+            if (outcomes.Count != batch.Count)
+            {
+                throw new InvalidOperationException($"the model returned {outcomes.Count} outcomes for a batch of {batch.Count}.");
+            }
         }
         catch (Exception ex)
         {
@@ -290,12 +301,12 @@ internal sealed partial class BatcherGrain(
 
             _byId.Remove((q.Item.ClientId, q.Item.Request.RequestId));
             ended.Add(q);
-            var outcome = outcomes?[i];
+            var outcome = failure is null ? outcomes?[i] : null;
             var timing = new Timing(
                 time.GetElapsedTime(q.EnqueuedAt, started).TotalMilliseconds,
                 computeMs,
                 batch.Count);
-            deliveries.Add(outcome is { Error: null } ok
+            deliveries.Add(outcome is { Error: null, Outputs.IsDefault: false } ok
                 ? ToDelivery(q, new InferResult(_key.Model, _model!.Model.Version, ok.Outputs, timing), null)
                 : ToDelivery(q, null, outcome?.Error ?? failure));
         }
@@ -311,6 +322,9 @@ internal sealed partial class BatcherGrain(
         {
             return;
         }
+
+        // Results are about to be published: wake idling timers so the stream's pulling agent polls promptly.
+        activity.NotifyActivity();
 
         var work = new List<Task>();
         foreach (var group in deliveries.Zip(ended).GroupBy(p => p.Second.Item.Request.ReplyTo))

@@ -11,8 +11,9 @@ namespace StreamInfer.Grains.Clocks;
 /// <para>
 /// Precision costs CPU while nothing happens: a pulling agent polling its queue every millisecond is a thousand grain
 /// calls a second. So the provider idles: when no <see cref="NotifyActivity"/> came for <see cref="IdleAfter"/>, it
-/// fires timers at most every <see cref="IdleResolution"/>; the next <see cref="NotifyActivity"/> (a request admitted)
-/// wakes it at once, before that request's result can be published. See docs/decisions.md for the measurements.
+/// fires timers at most every <see cref="IdleResolution"/>; the next <see cref="NotifyActivity"/> wakes it at once. The
+/// grid signals when a request is admitted and when a batcher publishes results, so an answer is never left to an idle
+/// poll. See docs/decisions.md for the measurements.
 /// </para>
 /// </summary>
 public sealed class PreciseTimeProvider : TimeProvider, IActivitySignal, IDisposable
@@ -60,6 +61,7 @@ public sealed class PreciseTimeProvider : TimeProvider, IActivitySignal, IDispos
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
         ArgumentNullException.ThrowIfNull(callback);
+        ObjectDisposedException.ThrowIf(_disposed, this);
         var timer = new PreciseTimer(this, callback, state);
         timer.Change(dueTime, period);
         return timer;
@@ -193,6 +195,15 @@ public sealed class PreciseTimeProvider : TimeProvider, IActivitySignal, IDispos
         {
             long version;
             long dueAt;
+            if ((dueTime < TimeSpan.Zero && dueTime != Timeout.InfiniteTimeSpan) || (period < TimeSpan.Zero && period != Timeout.InfiniteTimeSpan))
+            {
+                throw new ArgumentOutOfRangeException(dueTime < TimeSpan.Zero ? nameof(dueTime) : nameof(period), "must be non-negative or Timeout.InfiniteTimeSpan.");
+            }
+
+            // Beyond a century a timer will not fire in this process's life; clamping keeps the tick arithmetic in range.
+            var century = TimeSpan.FromDays(36500);
+            dueTime = dueTime > century ? century : dueTime;
+            period = period > century ? century : period;
             lock (owner._lock)
             {
                 if (Version < 0)
@@ -207,7 +218,7 @@ public sealed class PreciseTimeProvider : TimeProvider, IActivitySignal, IDispos
                     return true;
                 }
 
-                dueAt = Stopwatch.GetTimestamp() + (long)(Math.Max(0, dueTime.TotalSeconds) * Stopwatch.Frequency);
+                dueAt = Stopwatch.GetTimestamp() + (long)(dueTime.TotalSeconds * Stopwatch.Frequency);
             }
 
             owner.Schedule(this, dueAt, version);

@@ -93,7 +93,8 @@ internal sealed partial class ClientSessionGrain(
         {
             _backlog.Remove(request.RequestId, out _);
             _bucket.Refund();
-            return Admission.Refused(refusal);
+            // The warning (if this request crossed the mark) still goes out: the crossing was real and is not repeated.
+            return new Admission(refusal, warning);
         }
 
         return new Admission(null, warning);

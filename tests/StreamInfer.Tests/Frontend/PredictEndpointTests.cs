@@ -36,6 +36,8 @@ public sealed class PredictEndpointTests(FrontendFixture fixture)
     [InlineData("{\"inputs\":{}}", HttpStatusCode.BadRequest, "bad_request")]
     [InlineData("{\"model\":\"echo\",\"inputs\":{\"x\":{\"dtype\":\"float32\",\"shape\":[3],\"data\":[1]}}}", HttpStatusCode.BadRequest, "invalid_input")]
     [InlineData("{\"model\":\"echo\"}", HttpStatusCode.BadRequest, "invalid_input")]
+    [InlineData("{\"model\":\"\\udc00\"}", HttpStatusCode.BadRequest, "bad_request")]
+    [InlineData("{\"model\":\"echo\",\"inputs\":{\"x\":{\"dtype\":\"float64\",\"shape\":[1],\"data\":[-1e999]}}}", HttpStatusCode.BadRequest, "invalid_input")]
     public async Task Predict_BadInput_StatusAndStructuredError(string body, HttpStatusCode status, string code)
     {
         using var content = new StringContent(body, Encoding.UTF8, "application/json");

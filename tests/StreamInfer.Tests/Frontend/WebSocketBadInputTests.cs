@@ -24,6 +24,10 @@ public sealed class WebSocketBadInputTests(FrontendFixture fixture)
     [InlineData("{\"type\":\"infer\",\"id\":\"m9\",\"model\":\"typed\",\"inputs\":{\"x\":{\"dtype\":\"float32\",\"shape\":[1,4],\"data\":[1,2,3,4]}}}", "invalid_input", "m9")]
     [InlineData("{\"type\":\"infer\",\"id\":\"m10\",\"model\":\"typed\",\"inputs\":{\"x\":{\"dtype\":\"int64\",\"shape\":[2,2],\"data\":[1,2,3,4]}}}", "invalid_input", "m10")]
     [InlineData("{\"type\":\"cancel\",\"id\":\"never-sent\"}", "bad_request", "never-sent")]
+    [InlineData("{\"type\":\"infer\",\"id\":\"\\ud800\",\"model\":\"echo\"}", "bad_request", null)]
+    [InlineData("{\"type\":\"infer\",\"id\":\"m11\",\"model\":\"echo\",\"inputs\":{\"x\":{\"dtype\":\"float64\",\"shape\":[1],\"data\":[1e400]}}}", "invalid_input", "m11")]
+    [InlineData("{\"type\":\"infer\",\"id\":\"m12\",\"model\":\"echo\",\"timeout_ms\":0.00001,\"inputs\":{\"x\":{\"dtype\":\"int32\",\"shape\":[1],\"data\":[1]}}}", "bad_request", "m12")]
+    [InlineData("{\"type\":\"infer\",\"id\":\"m13\",\"model\":\"echo\",\"inputs\":{\"x\":{\"dtype\":\"int32\",\"shape\":[1],\"data\":[1]},\"x\":{\"dtype\":\"int32\",\"shape\":[1],\"data\":[2]}}}", "invalid_input", "m13")]
     public async Task Frame_Bad_StructuredErrorAndConnectionKeepsServing(string frame, string code, string? id)
     {
         await using var client = await WsTestClient.ConnectAsync(fixture.WsUri);
