@@ -1,27 +1,21 @@
 #!/usr/bin/env bash
 # Picks the default MaxWait: the same load against the echo model with a simulated device (a fixed cost per batch plus
-# a cost per request, so batching pays) under MaxWait 0 (work-conserving), 2 ms and 5 ms, all in one run.
-# Usage: bash bench/maxwait.sh [seconds] [connections] [depth]
+# a cost per request, so batching pays) under MaxWait 0 (work-conserving), 2 ms and 5 ms, all in one run; the
+# no-batching row is the baseline. Usage: bash bench/maxwait.sh [seconds] [connections] [depth]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 secs="${1:-10}"; conns="${2:-100}"; depth="${3:-1}"
 port=18002
-dotnet build Frontend -c Release -v q -nologo >/dev/null
-dotnet build bench/StreamInfer.LoadGen -c Release -v q -nologo >/dev/null
-frontend=Frontend/bin/Release/net10.0/StreamInfer.Frontend.dll
-loadgen=bench/StreamInfer.LoadGen/bin/Release/net10.0/StreamInfer.LoadGen.dll
+build_all
 
 run() {
   local label="$1" model="$2"; shift 2
-  dotnet "$frontend" --urls "http://127.0.0.1:$port" --Logging:LogLevel:Default=Warning \
+  start_server "$port" dotnet "$frontend" --urls "http://127.0.0.1:$port" --Logging:LogLevel:Default=Warning \
     --StreamInfer:Models:sim:FixedDelay=00:00:00.005 --StreamInfer:Models:sim:PerItemCost=00:00:00.00005 \
-    --StreamInfer:Models:sim:MaxBatchSize=64 "$@" >/tmp/maxwait-grid.log 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-  local out; out=$(dotnet "$loadgen" --url "ws://127.0.0.1:$port/ws" --model "$model" --connections "$conns" --depth "$depth" --duration "$secs" --warmup 2 2>/dev/null)
-  local row; row=$(echo "$out" | grep -E '^\|[ ]*[0-9]' | head -n 1)
-  echo "| $label |$(echo "$row" | cut -d'|' -f3-)"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+    --StreamInfer:Models:sim:MaxBatchSize=64 "$@"
+  echo "| $label |$(load_row "$port" --model "$model" --connections "$conns" --depth "$depth" --duration "$secs" --warmup 2)"
+  stop_server
 }
 
 echo "MaxWait: ${conns} connections x ${depth} in flight, ${secs} s each; 'sim' = echo with 5 ms per batch + 0.05 ms per request, MaxBatchSize 64"

@@ -55,17 +55,3 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }
-
-/// <summary>Where the co-hosted silo listens and which cluster it forms. Section <c>StreamInfer:Orleans</c>.</summary>
-public sealed class OrleansEndpointOptions
-{
-    public const string Section = "StreamInfer:Orleans";
-
-    public int SiloPort { get; set; } = 11111;
-
-    public int GatewayPort { get; set; } = 30000;
-
-    public string ClusterId { get; set; } = "streaminfer-dev";
-
-    public string ServiceId { get; set; } = "streaminfer";
-}

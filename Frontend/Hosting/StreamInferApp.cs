@@ -23,7 +23,7 @@ public static class StreamInferApp
             : WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         configure?.Invoke(builder);
 
-        var endpoint = builder.Configuration.GetSection(OrleansEndpointOptions.Section).Get<OrleansEndpointOptions>() ?? new OrleansEndpointOptions();
+        var endpoint = builder.Configuration.GetSection(ClusterEndpointOptions.Section).Get<ClusterEndpointOptions>() ?? new ClusterEndpointOptions();
         builder.UseOrleans(silo =>
         {
             silo.UseLocalhostClustering(endpoint.SiloPort, endpoint.GatewayPort, null, endpoint.ServiceId, endpoint.ClusterId);

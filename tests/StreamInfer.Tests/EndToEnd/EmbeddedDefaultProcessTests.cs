@@ -1,7 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using StreamInfer.Tests.Infrastructure;
 
@@ -17,7 +14,7 @@ public sealed class EmbeddedDefaultProcessTests
     [Fact]
     public async Task EmbeddedDefault_HundredClientsThousandRequests_AllAnsweredAndMatched()
     {
-        var port = FreePort();
+        var port = Ports.Free();
         await using var grid = await GridProcess.StartAsync(port);
         var uri = new Uri($"ws://127.0.0.1:{port}/ws");
 
@@ -49,12 +46,6 @@ public sealed class EmbeddedDefaultProcessTests
         Assert.Equal(1000, answered);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     /// <summary>The Frontend executable started as its own process, with the repository's appsettings.json.</summary>
     private sealed class GridProcess : IAsyncDisposable
@@ -81,8 +72,8 @@ public sealed class EmbeddedDefaultProcessTests
                 frontendDll,
                 "--contentRoot", contentRoot,
                 "--urls", $"http://127.0.0.1:{port}",
-                $"--StreamInfer:Orleans:SiloPort={FreePort().ToString(CultureInfo.InvariantCulture)}",
-                $"--StreamInfer:Orleans:GatewayPort={FreePort().ToString(CultureInfo.InvariantCulture)}",
+                $"--StreamInfer:Orleans:SiloPort={Ports.Free()}",
+                $"--StreamInfer:Orleans:GatewayPort={Ports.Free()}",
             })
             {
                 info.ArgumentList.Add(arg);

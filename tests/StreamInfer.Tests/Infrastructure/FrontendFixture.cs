@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -44,8 +42,8 @@ public sealed class FrontendFixture : IAsyncLifetime
         {
             ["Urls"] = "http://127.0.0.1:0",
             ["Logging:LogLevel:Default"] = "Warning",
-            ["StreamInfer:Orleans:SiloPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["StreamInfer:Orleans:GatewayPort"] = FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Orleans:SiloPort"] = Ports.FreeText(),
+            ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
             ["StreamInfer:Frontend:MaxFrameBytes"] = MaxFrameBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["StreamInfer:Session:RatePerSecond"] = "1000000",
             ["StreamInfer:Session:Burst"] = "1000000",
@@ -75,12 +73,6 @@ public sealed class FrontendFixture : IAsyncLifetime
         await App.DisposeAsync();
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
 
 [CollectionDefinition(Name)]

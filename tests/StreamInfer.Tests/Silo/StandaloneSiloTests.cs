@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -15,15 +13,15 @@ public sealed class StandaloneSiloTests
     [Fact]
     public async Task Silo_LocalhostClustering_ServesSessionAndDeliversToExternalClient()
     {
-        var siloPort = FreePort();
-        var gatewayPort = FreePort();
+        var siloPort = Ports.Free();
+        var gatewayPort = Ports.Free();
         var clusterId = $"test-{Guid.NewGuid():N}";
         using var silo = SiloHost.Build([], b => b.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["Logging:LogLevel:Default"] = "Warning",
-            ["StreamInfer:Silo:SiloPort"] = siloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["StreamInfer:Silo:GatewayPort"] = gatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["StreamInfer:Silo:ClusterId"] = clusterId,
+            ["StreamInfer:Orleans:SiloPort"] = siloPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Orleans:GatewayPort"] = gatewayPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Orleans:ClusterId"] = clusterId,
         }));
         await silo.StartAsync();
         try
@@ -53,10 +51,4 @@ public sealed class StandaloneSiloTests
         }
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }
