@@ -168,9 +168,18 @@ public sealed record SessionStatus(
     [property: Id(3)] bool Closed);
 
 /// <summary>A snapshot of a batcher's state, for operations and tests.</summary>
+/// <param name="Model">The model.</param>
+/// <param name="Silo">The silo the batcher runs on (as silo names appear in batcher keys).</param>
+/// <param name="Device">The device it runs its batches on.</param>
+/// <param name="Queued">Requests waiting for a batch.</param>
+/// <param name="Running">Batches on the device now.</param>
+/// <param name="BatchesRun">Batches run since activation.</param>
+/// <param name="ItemsRun">Requests run since activation.</param>
+/// <param name="RecentBatchSizes">Sizes of the most recent batches, oldest first.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.BatcherStatus")]
 public sealed record BatcherStatus(
     [property: Id(0)] string Model,
+    [property: Id(7)] string Silo,
     [property: Id(1)] string Device,
     [property: Id(2)] int Queued,
     [property: Id(3)] int Running,

@@ -7,6 +7,7 @@ using StreamInfer.Grains.Clocks;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Placement;
 
 namespace StreamInfer.Grains.Batching;
 
@@ -18,10 +19,12 @@ namespace StreamInfer.Grains.Batching;
 /// await, and the grain is reentrant so that enqueues keep flowing while a batch is on the device.
 /// </summary>
 [Reentrant]
+[SiloKeyPlacement]
 internal sealed partial class BatcherGrain(
     ModelCatalog catalog,
     DeviceRegistry devices,
     IActivitySignal activity,
+    ILocalSiloDetails silo,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<BatcherGrain> logger) : Grain, IBatcherGrain
 {
@@ -137,6 +140,7 @@ internal sealed partial class BatcherGrain(
 
     public Task<BatcherStatus> GetStatusAsync() => Task.FromResult(new BatcherStatus(
         _key.Model,
+        SiloNames.ForKey(silo.Name),
         _key.Device,
         _queue.Count,
         _running,

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
+using StreamInfer.Grains.Placement;
 using StreamInfer.Grains.Clocks;
 
 namespace StreamInfer.Grains.Hosting;
@@ -26,6 +27,7 @@ public static class StreamInferSiloExtensions
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ModelsOptions>, ModelsOptionsValidator>();
         services.AddSingleton<ModelCatalog>();
+        services.AddPlacementDirector<SiloKeyPlacement, SiloKeyPlacementDirector>();
         services.AddSingleton<DeviceRegistry>();
 
         var streams = configuration.GetSection(DeliveryStreamOptions.Section).Get<DeliveryStreamOptions>() ?? new DeliveryStreamOptions();

@@ -8,6 +8,7 @@ using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
+using StreamInfer.Grains.Placement;
 
 namespace StreamInfer.Grains.Sessions;
 
@@ -29,7 +30,7 @@ internal sealed partial class ClientSessionGrain(
     private readonly ClientSessionOptions _options = options.Value;
     private readonly TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
     private readonly Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
-    private readonly string _silo = silo.Name.Replace('/', '_');
+    private readonly string _silo = SiloNames.ForKey(silo.Name);
     private bool _closed;
 
     private string ClientId => this.GetPrimaryKeyString();

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Orleans.TestingHost;
 using StreamInfer.Grains.Hosting;
+using StreamInfer.Grains.Placement;
 
 namespace StreamInfer.Tests.Infrastructure;
 
@@ -62,7 +63,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     public string BatcherKeyFor(string model)
     {
         var silo = Cluster.Primary!.SiloAddress;
-        var name = Cluster.GetSiloServiceProvider(silo).GetRequiredService<ILocalSiloDetails>().Name.Replace('/', '_');
+        var name = SiloNames.ForKey(Cluster.GetSiloServiceProvider(silo).GetRequiredService<ILocalSiloDetails>().Name);
         return new BatcherKey(model, name, "cpu0").ToString();
     }
 

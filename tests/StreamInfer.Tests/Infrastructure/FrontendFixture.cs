@@ -5,6 +5,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Routing;
+using StreamInfer.Grains.Placement;
 
 namespace StreamInfer.Tests.Infrastructure;
 
@@ -32,7 +33,7 @@ public sealed class FrontendFixture : IAsyncLifetime
 
     public IBatcherGrain Batcher(string model)
     {
-        var silo = App.Services.GetRequiredService<ILocalSiloDetails>().Name.Replace('/', '_');
+        var silo = SiloNames.ForKey(App.Services.GetRequiredService<ILocalSiloDetails>().Name);
         return Client.GetGrain<IBatcherGrain>(new BatcherKey(model, silo, "cpu0").ToString());
     }
 
