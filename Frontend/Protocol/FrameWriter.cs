@@ -28,14 +28,15 @@ internal static class FrameWriter
         w.WriteEndObject();
     });
 
-    public static byte[] Warning(BacklogWarning warning) => Write(w =>
+    /// <summary>A <c>slow_consumer</c> warning: the client's backlog, or its connection's send queue, is 80% full.</summary>
+    public static byte[] Warning(int backlog, int capacity, string message) => Write(w =>
     {
         w.WriteStartObject();
         w.WriteString("type", "warning");
         w.WriteString("code", "slow_consumer");
-        w.WriteString("message", $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less.");
-        w.WriteNumber("backlog", warning.Backlog);
-        w.WriteNumber("capacity", warning.Capacity);
+        w.WriteString("message", message);
+        w.WriteNumber("backlog", backlog);
+        w.WriteNumber("capacity", capacity);
         w.WriteEndObject();
     });
 

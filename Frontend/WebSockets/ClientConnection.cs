@@ -32,8 +32,10 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private readonly ConcurrentDictionary<string, PendingRequest> _pending = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _submitGate;
     private readonly CancellationTokenSource _closing = new();
+    private readonly int _sendHighWater;
     private volatile bool _finished;
     private long _sequence;
+    private int _sendWarningArmed = 1;
 
     public ClientConnection(
         WebSocket socket,
@@ -61,6 +63,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             FullMode = BoundedChannelFullMode.Wait,
         });
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
+        _sendHighWater = (int)Math.Ceiling(options.SendQueueCapacity * 0.8);
     }
 
     public string ClientId { get; }
@@ -274,7 +277,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             var admission = await _session.SubmitAsync(request);
             if (admission.Warning is { } warning)
             {
-                Send(FrameWriter.Warning(warning));
+                Send(FrameWriter.Warning(warning.Backlog, warning.Capacity, $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less."));
             }
 
             if (admission.Error is { } error && _pending.TryRemove(KeyValuePair.Create(id, pending)))
@@ -321,7 +324,29 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 
     private void Send(byte[] frame)
     {
-        if (!_outbox.Writer.TryWrite(frame) && !_finished && !_closing.IsCancellationRequested)
+        if (_outbox.Writer.TryWrite(frame))
+        {
+            var queued = _outbox.Reader.Count;
+            if (queued >= _sendHighWater)
+            {
+                if (Interlocked.Exchange(ref _sendWarningArmed, 0) == 1)
+                {
+                    // Warned once per crossing of 80%; the queue's last 20% leaves room for this frame.
+                    _outbox.Writer.TryWrite(FrameWriter.Warning(
+                        queued,
+                        _options.SendQueueCapacity,
+                        $"{queued} of {_options.SendQueueCapacity} frames wait for this client to read them; at {_options.SendQueueCapacity} the connection is closed."));
+                }
+            }
+            else if (queued < _options.SendQueueCapacity / 2 && Volatile.Read(ref _sendWarningArmed) == 0)
+            {
+                Volatile.Write(ref _sendWarningArmed, 1);
+            }
+
+            return;
+        }
+
+        if (!_finished && !_closing.IsCancellationRequested)
         {
             // The client is not reading: keeping its frames would grow memory without bound. Drop the connection; its
             // session cancels its work.

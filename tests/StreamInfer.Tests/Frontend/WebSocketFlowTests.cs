@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Net.WebSockets;
+using System.Text;
 using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Frontend;
@@ -141,5 +143,40 @@ public sealed class WebSocketFlowTests(FrontendFixture fixture)
         Assert.Equal("backlog_full", full.GetProperty("code").GetString());
         Assert.StartsWith("w", full.GetProperty("id").GetString(), StringComparison.Ordinal);
         Assert.False(client.HasUnread);
+    }
+
+    [Fact]
+    public async Task SlowReader_SendQueueOverflows_DroppedWhileOthersKeepBeingServed()
+    {
+        var before = fixture.ConnectedClients.ToHashSet();
+        using var reader = new ClientWebSocket();
+        await reader.ConnectAsync(fixture.WsUri, CancellationToken.None);
+        var sessionId = await Eventually.UntilAsync(
+            () => Task.FromResult(fixture.ConnectedClients.Except(before).SingleOrDefault()),
+            id => id is not null,
+            what: "the connection registers");
+
+        // Never read. Each frame earns an error frame of about its own size; past the socket buffers (a few MB on
+        // loopback) the server's send queue fills and the server must drop us rather than buffer without bound.
+        var frame = Encoding.UTF8.GetBytes($"{{\"type\":\"{new string('z', 4000)}\",\"id\":\"slow\"}}");
+        for (var i = 0; i < 20_000 && fixture.ConnectedClients.Contains(sessionId!); i++)
+        {
+            try
+            {
+                await reader.SendAsync(frame, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is WebSocketException or IOException)
+            {
+                break;
+            }
+        }
+
+        await Eventually.UntilAsync(
+            () => Task.FromResult(fixture.ConnectedClients.Contains(sessionId!)),
+            connected => !connected,
+            what: "the server drops the client that does not read");
+
+        await using var other = await WsTestClient.ConnectAsync(fixture.WsUri);
+        await WebSocketBadInputTests.AssertStillServesAsync(other);
     }
 }

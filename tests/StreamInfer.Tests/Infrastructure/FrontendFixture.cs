@@ -17,6 +17,7 @@ public sealed class FrontendFixture : IAsyncLifetime
 {
     public const int MaxFrameBytes = 64 * 1024;
     public const int Backlog = 100;
+    public const int SendQueueCapacity = 256;
 
     public WebApplication App { get; private set; } = null!;
 
@@ -46,6 +47,7 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Orleans:SiloPort"] = Ports.FreeText(),
             ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
             ["StreamInfer:Frontend:MaxFrameBytes"] = MaxFrameBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Frontend:SendQueueCapacity"] = SendQueueCapacity.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["StreamInfer:Session:RatePerSecond"] = "1000000",
             ["StreamInfer:Session:Burst"] = "1000000",
             ["StreamInfer:Session:BacklogCapacity"] = Backlog.ToString(System.Globalization.CultureInfo.InvariantCulture),
