@@ -66,11 +66,8 @@ public sealed class WebSocketFlowTests(FrontendFixture fixture)
         await client.SendInferAsync("k0", "hold");
         await client.SendInferAsync("k1", "hold");
         await client.SendInferAsync("k2", "hold");
-        var sessionId = await Eventually.UntilAsync(
-            () => Task.FromResult(fixture.ConnectedClients.Except(before).SingleOrDefault()),
-            id => id is not null,
-            what: "the connection registers");
-        var session = fixture.Client.GetGrain<IClientSessionGrain>(sessionId!);
+        var sessionId = await fixture.NewClientIdAsync(before);
+        var session = fixture.Client.GetGrain<IClientSessionGrain>(sessionId);
         await Eventually.UntilAsync(() => session.GetStatusAsync(), s => s.Backlog == 3, what: "three requests admitted");
 
         await client.SendAsync(new { type = "cancel", id = "k1" });
@@ -94,11 +91,8 @@ public sealed class WebSocketFlowTests(FrontendFixture fixture)
             await client.SendInferAsync($"d{i}", "hold");
         }
 
-        var sessionId = await Eventually.UntilAsync(
-            () => Task.FromResult(fixture.ConnectedClients.Except(before).SingleOrDefault()),
-            id => id is not null,
-            what: "the connection registers");
-        var session = fixture.Client.GetGrain<IClientSessionGrain>(sessionId!);
+        var sessionId = await fixture.NewClientIdAsync(before);
+        var session = fixture.Client.GetGrain<IClientSessionGrain>(sessionId);
         await Eventually.UntilAsync(() => session.GetStatusAsync(), s => s.Backlog == 5, what: "five requests admitted");
 
         await client.DisposeAsync();
@@ -151,15 +145,12 @@ public sealed class WebSocketFlowTests(FrontendFixture fixture)
         var before = fixture.ConnectedClients.ToHashSet();
         using var reader = new ClientWebSocket();
         await reader.ConnectAsync(fixture.WsUri, CancellationToken.None);
-        var sessionId = await Eventually.UntilAsync(
-            () => Task.FromResult(fixture.ConnectedClients.Except(before).SingleOrDefault()),
-            id => id is not null,
-            what: "the connection registers");
+        var sessionId = await fixture.NewClientIdAsync(before);
 
         // Never read. Each frame earns an error frame of about its own size; past the socket buffers (a few MB on
         // loopback) the server's send queue fills and the server must drop us rather than buffer without bound.
         var frame = Encoding.UTF8.GetBytes($"{{\"type\":\"{new string('z', 4000)}\",\"id\":\"slow\"}}");
-        for (var i = 0; i < 20_000 && fixture.ConnectedClients.Contains(sessionId!); i++)
+        for (var i = 0; i < 20_000 && fixture.ConnectedClients.Contains(sessionId); i++)
         {
             try
             {
@@ -172,7 +163,7 @@ public sealed class WebSocketFlowTests(FrontendFixture fixture)
         }
 
         await Eventually.UntilAsync(
-            () => Task.FromResult(fixture.ConnectedClients.Contains(sessionId!)),
+            () => Task.FromResult(fixture.ConnectedClients.Contains(sessionId)),
             connected => !connected,
             what: "the server drops the client that does not read");
 

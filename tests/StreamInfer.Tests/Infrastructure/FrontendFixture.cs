@@ -32,6 +32,13 @@ public sealed class FrontendFixture : IAsyncLifetime
     /// <summary>The session ids of the WebSocket clients connected right now.</summary>
     internal IReadOnlyCollection<string> ConnectedClients => App.Services.GetRequiredService<DeliveryRouter>().ClientIds;
 
+    /// <summary>The session id of the one WebSocket client that connected since <paramref name="before"/> was taken.</summary>
+    internal async Task<string> NewClientIdAsync(IReadOnlySet<string> before)
+        => (await Eventually.UntilAsync(
+            () => Task.FromResult(ConnectedClients.Except(before).SingleOrDefault()),
+            id => id is not null,
+            what: "the connection registers"))!;
+
     public IBatcherGrain Batcher(string model)
     {
         var silo = SiloNames.ForKey(App.Services.GetRequiredService<ILocalSiloDetails>().Name);
