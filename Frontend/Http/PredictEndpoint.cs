@@ -151,18 +151,22 @@ internal static partial class PredictEndpoint
             context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryMs / 1000.0)).ToString(CultureInfo.InvariantCulture);
         }
 
-        await using var writer = new Utf8JsonWriter(context.Response.BodyWriter);
-        writer.WriteStartObject();
-        if (id is not null)
+        var encoded = new ArrayBufferWriter<byte>(256);
+        using (var writer = new Utf8JsonWriter(encoded))
         {
-            writer.WriteString("id", id);
+            writer.WriteStartObject();
+            if (id is not null)
+            {
+                writer.WriteString("id", id);
+            }
+
+            writer.WriteStartObject("error");
+            FrameWriter.WriteErrorFields(writer, error);
+            writer.WriteEndObject();
+            writer.WriteEndObject();
         }
 
-        writer.WriteStartObject("error");
-        FrameWriter.WriteErrorFields(writer, error);
-        writer.WriteEndObject();
-        writer.WriteEndObject();
-        await writer.FlushAsync(context.RequestAborted);
+        await context.Response.BodyWriter.WriteAsync(encoded.WrittenMemory, context.RequestAborted);
     }
 
     private static async Task CancelQuietlyAsync(IClientSessionGrain session, string requestId, ILoggerFactory loggers)
