@@ -108,9 +108,6 @@ public sealed record Admission(
     /// <summary>Whether the request was accepted.</summary>
     public bool Accepted => Error is null;
 
-    /// <summary>An acceptance with no warning.</summary>
-    public static readonly Admission Ok = new(null, null);
-
     /// <summary>A refusal.</summary>
     public static Admission Refused(InferError error) => new(error, null);
 }

@@ -6,6 +6,7 @@ using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
 using StreamInfer.Grains.Options;
+using StreamInfer.Grains.Sessions;
 
 namespace StreamInfer.Frontend.WebSockets;
 
@@ -32,10 +33,9 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private readonly ConcurrentDictionary<string, PendingRequest> _pending = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _submitGate;
     private readonly CancellationTokenSource _closing = new();
-    private readonly int _sendHighWater;
+    private readonly SlowConsumerMark _sendQueueMark;
     private volatile bool _finished;
     private long _sequence;
-    private int _sendWarningArmed = 1;
 
     public ClientConnection(
         WebSocket socket,
@@ -63,7 +63,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             FullMode = BoundedChannelFullMode.Wait,
         });
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
-        _sendHighWater = (int)Math.Ceiling(options.SendQueueCapacity * 0.8);
+        _sendQueueMark = new SlowConsumerMark(options.SendQueueCapacity);
     }
 
     public string ClientId { get; }
@@ -327,20 +327,13 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         if (_outbox.Writer.TryWrite(frame))
         {
             var queued = _outbox.Reader.Count;
-            if (queued >= _sendHighWater)
+            if (_sendQueueMark.Observe(queued))
             {
-                if (Interlocked.Exchange(ref _sendWarningArmed, 0) == 1)
-                {
-                    // Warned once per crossing of 80%; the queue's last 20% leaves room for this frame.
-                    _outbox.Writer.TryWrite(FrameWriter.Warning(
-                        queued,
-                        _options.SendQueueCapacity,
-                        $"{queued} of {_options.SendQueueCapacity} frames wait for this client to read them; at {_options.SendQueueCapacity} the connection is closed."));
-                }
-            }
-            else if (queued < _options.SendQueueCapacity / 2 && Volatile.Read(ref _sendWarningArmed) == 0)
-            {
-                Volatile.Write(ref _sendWarningArmed, 1);
+                // Warned once per crossing of 80%; the queue's last 20% leaves room for this frame.
+                _outbox.Writer.TryWrite(FrameWriter.Warning(
+                    queued,
+                    _options.SendQueueCapacity,
+                    $"{queued} of {_options.SendQueueCapacity} frames wait for this client to read them; at {_options.SendQueueCapacity} the connection is closed."));
             }
 
             return;

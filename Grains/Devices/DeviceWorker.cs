@@ -30,9 +30,6 @@ public sealed partial class DeviceWorker : IDisposable
     /// <summary>The device name used in batcher keys, e.g. <c>cpu0</c>.</summary>
     public string Name { get; }
 
-    /// <summary>Batches waiting for the device (not counting the one running).</summary>
-    public int Pending => _jobs.Reader.Count;
-
     /// <summary>Runs <paramref name="work"/> on the device thread. Waits (asynchronously) while the channel is full.</summary>
     public async Task<T> RunAsync<T>(Func<T> work)
     {

@@ -7,7 +7,6 @@ public readonly record struct ItemOutcome(ImmutableArray<NamedTensor> Outputs, I
 {
     public static ItemOutcome Ok(ImmutableArray<NamedTensor> outputs) => new(outputs, null);
 
-    public static ItemOutcome Failed(InferError error) => new(default, error);
 }
 
 /// <summary>

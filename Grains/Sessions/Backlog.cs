@@ -7,23 +7,16 @@ namespace StreamInfer.Grains.Sessions;
 public sealed class Backlog<T>
 {
     private readonly Dictionary<string, T> _entries = new(StringComparer.Ordinal);
-    private bool _warningArmed = true;
+    private readonly SlowConsumerMark _mark;
 
     public Backlog(int capacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         Capacity = capacity;
-        HighWater = Math.Max(1, (int)Math.Ceiling(capacity * 0.8));
-        LowWater = capacity / 2;
+        _mark = new SlowConsumerMark(capacity);
     }
 
     public int Capacity { get; }
-
-    /// <summary>The count at which the warning fires (80% of capacity, rounded up).</summary>
-    public int HighWater { get; }
-
-    /// <summary>The warning re-arms when the count falls below this (half the capacity).</summary>
-    public int LowWater { get; }
 
     public int Count => _entries.Count;
 
@@ -45,21 +38,16 @@ public sealed class Backlog<T>
             return false;
         }
 
-        if (_warningArmed && _entries.Count >= HighWater)
-        {
-            _warningArmed = false;
-            warn = true;
-        }
-
+        warn = _mark.Observe(_entries.Count);
         return true;
     }
 
     public bool Remove(string id, out T? entry)
     {
         var removed = _entries.Remove(id, out entry);
-        if (removed && _entries.Count < LowWater)
+        if (removed)
         {
-            _warningArmed = true;
+            _mark.Observe(_entries.Count);
         }
 
         return removed;
@@ -68,6 +56,6 @@ public sealed class Backlog<T>
     public void Clear()
     {
         _entries.Clear();
-        _warningArmed = true;
+        _mark.Observe(0);
     }
 }

@@ -5,15 +5,11 @@ namespace StreamInfer.Tests.Grains;
 [Collection(ClusterCollection.Name)]
 public sealed class BatcherGrainTests(ClusterFixture fixture)
 {
-    private IClientSessionGrain NewSession() => fixture.Client.GetGrain<IClientSessionGrain>($"test-{Guid.NewGuid():N}");
-
-    private IBatcherGrain Batcher(string model) => fixture.Client.GetGrain<IBatcherGrain>(fixture.BatcherKeyFor(model));
-
     [Fact]
     public async Task Enqueue_MaxBatchSizeQueued_FlushesWithoutWaiting()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
 
         for (var i = 0; i < 3; i++)
         {
@@ -21,7 +17,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
         }
 
         // Three of four: nothing runs, however long the clock stands still.
-        var status = await Batcher("size4").GetStatusAsync();
+        var status = await fixture.Batcher("size4").GetStatusAsync();
         Assert.Equal(3, status.Queued);
         Assert.Equal(0, status.BatchesRun);
 
@@ -42,14 +38,14 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
 
         deliveries = await probe.ReceiveAsync(8);
         Assert.All(deliveries, d => Assert.Equal(4, d.Result!.Timing.BatchSize));
-        Assert.Equal(0, (await Batcher("size4").GetStatusAsync()).Queued);
+        Assert.Equal(0, (await fixture.Batcher("size4").GetStatusAsync()).Queued);
     }
 
     [Fact]
     public async Task Enqueue_FewerThanMaxBatchSize_FlushesWhenMaxWaitPasses()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
 
         for (var i = 0; i < 3; i++)
         {
@@ -57,7 +53,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
         }
 
         await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(49));
-        var status = await Batcher("time50").GetStatusAsync();
+        var status = await fixture.Batcher("time50").GetStatusAsync();
         Assert.Equal(3, status.Queued);
         Assert.Equal(0, status.BatchesRun);
 
@@ -66,7 +62,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
         Assert.All(deliveries, d => Assert.Equal(3, d.Result!.Timing.BatchSize));
         Assert.All(deliveries, d => Assert.Equal(50, d.Result!.Timing.QueueMs, precision: 0));
         Assert.Single(probe.Batches);
-        status = await Batcher("time50").GetStatusAsync();
+        status = await fixture.Batcher("time50").GetStatusAsync();
         Assert.Equal(0, status.Queued);
         Assert.Equal([3], status.RecentBatchSizes.ToArray());
     }
@@ -75,7 +71,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
     public async Task Result_Echo_ReturnsInputsAndVersion()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
         var request = probe.Request("e1", value: 7);
 
         Assert.True((await session.SubmitAsync(request)).Accepted);
@@ -93,7 +89,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
     public async Task Enqueue_InputNotMatchingDeclaration_RefusedWithInvalidInputNamingIt()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
         var wrongShape = probe.Request("w1", "typed") with
         {
             Inputs = [new NamedTensor("x", Tensors.Floats([1, 3], 1, 2, 3))],
@@ -114,7 +110,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
     public async Task Enqueue_QueueFull_RefusedOverloadedWithRetryAfter()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
         Assert.True((await session.SubmitAsync(probe.Request("q1", "small-queue"))).Accepted);
         Assert.True((await session.SubmitAsync(probe.Request("q2", "small-queue"))).Accepted);
 
@@ -124,14 +120,14 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
         Assert.True(admission.Error!.RetryAfterMs > 0);
         Assert.Equal(2, (await session.GetStatusAsync()).Backlog);
         await session.CloseAsync();
-        Assert.Equal(0, (await Batcher("small-queue").GetStatusAsync()).Queued);
+        Assert.Equal(0, (await fixture.Batcher("small-queue").GetStatusAsync()).Queued);
     }
 
     [Fact]
     public async Task Deadline_PassesWhileQueued_EndsWithDeadlineExceeded()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
         Assert.True((await session.SubmitAsync(probe.Request("d1", "hold-deadline", TimeSpan.FromMilliseconds(100)))).Accepted);
         Assert.True((await session.SubmitAsync(probe.Request("d2", "hold-deadline", TimeSpan.FromSeconds(5)))).Accepted);
 
@@ -141,7 +137,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
         Assert.Equal("d1", expired.RequestId);
         Assert.Equal(ErrorCode.DeadlineExceeded, expired.Error?.Code);
         await Eventually.UntilAsync(() => session.GetStatusAsync(), s => s.Backlog == 1, what: "the expired request's backlog slot is released");
-        Assert.Equal(1, (await Batcher("hold-deadline").GetStatusAsync()).Queued);
+        Assert.Equal(1, (await fixture.Batcher("hold-deadline").GetStatusAsync()).Queued);
         Assert.Equal(0, probe.Unread);
         await session.CloseAsync();
     }

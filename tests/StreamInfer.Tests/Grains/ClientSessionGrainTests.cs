@@ -5,15 +5,11 @@ namespace StreamInfer.Tests.Grains;
 [Collection(ClusterCollection.Name)]
 public sealed class ClientSessionGrainTests(ClusterFixture fixture)
 {
-    private IClientSessionGrain NewSession() => fixture.Client.GetGrain<IClientSessionGrain>($"test-{Guid.NewGuid():N}");
-
-    private IBatcherGrain Batcher(string model) => fixture.Client.GetGrain<IBatcherGrain>(fixture.BatcherKeyFor(model));
-
     [Fact]
     public async Task Submit_BurstSpent_RateLimitedWithRetryAfterFromRefillRate()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
 
         // The clock stands still: exactly the burst is admitted.
         for (var i = 0; i < ClusterFixture.Burst; i++)
@@ -44,7 +40,7 @@ public sealed class ClientSessionGrainTests(ClusterFixture fixture)
     public async Task Submit_BacklogCrossesEightyPercent_WarnsOnceThenRefusesWhenFull_RearmsBelowHalf()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
         var warnings = new List<int>();
         var n = 0;
 
@@ -106,15 +102,15 @@ public sealed class ClientSessionGrainTests(ClusterFixture fixture)
     public async Task Cancel_QueuedRequest_ReleasesSlotAndDropsItFromBatcher()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
-        var before = (await Batcher("hold-cancel").GetStatusAsync()).Queued;
+        var session = fixture.NewSession();
+        var before = (await fixture.Batcher("hold-cancel").GetStatusAsync()).Queued;
         Assert.True((await session.SubmitAsync(probe.Request("c1", "hold-cancel"))).Accepted);
         Assert.True((await session.SubmitAsync(probe.Request("c2", "hold-cancel"))).Accepted);
 
         Assert.Null(await session.CancelAsync("c1"));
 
         Assert.Equal(1, (await session.GetStatusAsync()).Backlog);
-        Assert.Equal(before + 1, (await Batcher("hold-cancel").GetStatusAsync()).Queued);
+        Assert.Equal(before + 1, (await fixture.Batcher("hold-cancel").GetStatusAsync()).Queued);
 
         var unknown = await session.CancelAsync("c1");
         Assert.Equal(ErrorCode.BadRequest, unknown?.Code);
@@ -126,19 +122,19 @@ public sealed class ClientSessionGrainTests(ClusterFixture fixture)
     public async Task Close_WithRequestsQueued_CancelsAllAndReleasesBacklog()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
-        var before = (await Batcher("hold-cancel").GetStatusAsync()).Queued;
+        var session = fixture.NewSession();
+        var before = (await fixture.Batcher("hold-cancel").GetStatusAsync()).Queued;
         for (var i = 0; i < 5; i++)
         {
             await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(10));
             Assert.True((await session.SubmitAsync(probe.Request($"x{i}", "hold-cancel"))).Accepted);
         }
 
-        Assert.Equal(before + 5, (await Batcher("hold-cancel").GetStatusAsync()).Queued);
+        Assert.Equal(before + 5, (await fixture.Batcher("hold-cancel").GetStatusAsync()).Queued);
 
         await session.CloseAsync();
 
-        Assert.Equal(before, (await Batcher("hold-cancel").GetStatusAsync()).Queued);
+        Assert.Equal(before, (await fixture.Batcher("hold-cancel").GetStatusAsync()).Queued);
         var status = await session.GetStatusAsync();
         Assert.Equal(0, status.Backlog);
         Assert.Equal(0, probe.Unread);
@@ -148,7 +144,7 @@ public sealed class ClientSessionGrainTests(ClusterFixture fixture)
     public async Task Submit_UnknownModelOrDuplicateId_Refused()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
-        var session = NewSession();
+        var session = fixture.NewSession();
 
         Assert.Equal(ErrorCode.UnknownModel, (await session.SubmitAsync(probe.Request("u1", "no-such-model"))).Error?.Code);
 

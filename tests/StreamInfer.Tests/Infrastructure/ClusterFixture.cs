@@ -59,6 +59,12 @@ public sealed class ClusterFixture : IAsyncLifetime
 
     public IClusterClient Client => Cluster.Client;
 
+    /// <summary>A session for a client id no other test uses.</summary>
+    public IClientSessionGrain NewSession() => Client.GetGrain<IClientSessionGrain>($"test-{Guid.NewGuid():N}");
+
+    /// <summary>The batcher the test cluster's sessions use for a model.</summary>
+    public IBatcherGrain Batcher(string model) => Client.GetGrain<IBatcherGrain>(BatcherKeyFor(model));
+
     /// <summary>The batcher key the sessions of the test cluster's single silo use for a model.</summary>
     public string BatcherKeyFor(string model)
     {
