@@ -80,6 +80,8 @@ public sealed record NamedTensor(
 /// <param name="Prompt">Prompt text (decoder models).</param>
 /// <param name="Timeout">How long the client is willing to wait, from admission; null for the configured default.</param>
 /// <param name="ReplyTo">The id of the frontend that holds the client's connection: results are published to its stream.</param>
+/// <param name="Priority">The request's priority level, 0 (lowest) up to the model's <c>priority_levels</c> - 1; higher
+/// levels are batched first. Null for the model's default.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.InferRequest")]
 public sealed record InferRequest(
     [property: Id(0)] string RequestId,
@@ -87,7 +89,8 @@ public sealed record InferRequest(
     [property: Id(2)] ImmutableArray<NamedTensor> Inputs,
     [property: Id(3)] string? Prompt,
     [property: Id(4)] TimeSpan? Timeout,
-    [property: Id(5)] string ReplyTo);
+    [property: Id(5)] string ReplyTo,
+    [property: Id(6)] int? Priority = null);
 
 /// <summary>A warning that a client's backlog crossed its high-water mark (80% of capacity).</summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.BacklogWarning")]
@@ -98,12 +101,14 @@ public sealed record BacklogWarning(
 /// <summary>
 /// The answer to <see cref="IClientSessionGrain.SubmitAsync"/>: either accepted (a result or error will follow on the
 /// client's delivery stream) or refused with <see cref="Error"/> (nothing will follow). <see cref="Warning"/> may
-/// accompany an acceptance.
+/// accompany an acceptance. <see cref="Timeout"/> is the deadline the grid applied, from admission (the request's own,
+/// or the model's or session's default, capped): the frontend's watchdog waits that long plus its grace.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.Admission")]
 public sealed record Admission(
     [property: Id(0)] InferError? Error,
-    [property: Id(1)] BacklogWarning? Warning)
+    [property: Id(1)] BacklogWarning? Warning,
+    [property: Id(2)] TimeSpan? Timeout = null)
 {
     /// <summary>Whether the request was accepted.</summary>
     public bool Accepted => Error is null;

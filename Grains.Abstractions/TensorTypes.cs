@@ -19,6 +19,22 @@ public static class TensorTypes
         _ => throw new ArgumentOutOfRangeException(nameof(type)),
     };
 
+    /// <summary>The KServe v2 / Open Inference Protocol name, e.g. <c>FP32</c>, <c>BYTES</c>.</summary>
+    public static string ToKServe(this TensorElementType type) => type switch
+    {
+        TensorElementType.Float32 => "FP32",
+        TensorElementType.Float16 => "FP16",
+        TensorElementType.Float64 => "FP64",
+        TensorElementType.Int64 => "INT64",
+        TensorElementType.Int32 => "INT32",
+        TensorElementType.Int16 => "INT16",
+        TensorElementType.Int8 => "INT8",
+        TensorElementType.UInt8 => "UINT8",
+        TensorElementType.Bool => "BOOL",
+        TensorElementType.String => "BYTES",
+        _ => throw new ArgumentOutOfRangeException(nameof(type)),
+    };
+
     /// <summary>Parses a wire name; also accepts the KServe v2 names (<c>FP32</c>, <c>INT64</c>, <c>BOOL</c>, <c>BYTES</c>...).</summary>
     public static bool TryParse(string? name, out TensorElementType type)
     {

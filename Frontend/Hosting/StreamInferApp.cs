@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Http;
+using StreamInfer.Frontend.KServe;
 using StreamInfer.Frontend.WebSockets;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Options;
@@ -55,8 +56,9 @@ public static class StreamInferApp
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(30) });
         app.Map("/ws", WebSocketEndpoint.HandleAsync);
         app.MapPost("/predict", PredictEndpoint.HandleAsync);
+        app.MapKServe();
         app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict. See README.md.\n"));
+        app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict, KServe v2 under /v2. See README.md.\n"));
         return app;
     }
 }

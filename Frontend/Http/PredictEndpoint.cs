@@ -63,57 +63,14 @@ internal static partial class PredictEndpoint
             return;
         }
 
-        var caller = context.Request.Headers["X-Client-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } header
-            ? header
-            : context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        var clientId = $"http-{caller}";
-        var requestId = Guid.NewGuid().ToString("N");
-        var publicId = infer.Id.Length > 0 ? infer.Id : requestId;
-        var session = client.GetGrain<IClientSessionGrain>(clientId);
-        var answer = router.AddWaiter(clientId, requestId);
-        Admission admission;
-        try
+        var outcome = await SubmitAndWaitAsync(context, client, router, identity, options.Value, sessionOptions.Value, loggers, infer);
+        var publicId = infer.Id.Length > 0 ? infer.Id : outcome.RequestId;
+        if (outcome.Abandoned)
         {
-            admission = await session.SubmitAsync(new InferRequest(requestId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id));
-        }
-        catch (Exception ex)
-        {
-            router.RemoveWaiter(clientId, requestId);
-            LogSubmitFailed(loggers.CreateLogger(typeof(PredictEndpoint)), ex, clientId);
-            await WriteErrorAsync(context, new InferError(ErrorCode.Internal, "the request could not be admitted; try again."), publicId);
             return;
         }
 
-        if (admission.Error is { } refused)
-        {
-            router.RemoveWaiter(clientId, requestId);
-            await WriteErrorAsync(context, refused, publicId);
-            return;
-        }
-
-        var timeout = infer.Timeout ?? sessionOptions.Value.DefaultTimeout;
-        timeout = timeout < sessionOptions.Value.MaxTimeout ? timeout : sessionOptions.Value.MaxTimeout;
-        Delivery delivery;
-        try
-        {
-            delivery = await answer.WaitAsync(timeout + options.Value.WatchdogGrace, context.RequestAborted);
-        }
-        catch (TimeoutException)
-        {
-            router.RemoveWaiter(clientId, requestId);
-            _ = CancelQuietlyAsync(session, requestId, loggers);
-            await WriteErrorAsync(context, new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline."), publicId);
-            return;
-        }
-        catch (OperationCanceledException)
-        {
-            // The caller hung up: cancel its work; there is nobody to answer.
-            router.RemoveWaiter(clientId, requestId);
-            _ = CancelQuietlyAsync(session, requestId, loggers);
-            return;
-        }
-
-        if (delivery.Result is { } result)
+        if (outcome.Result is { } result)
         {
             // Encode before answering, so that an output JSON cannot carry still gets a structured error.
             var encoded = new ArrayBufferWriter<byte>(1024);
@@ -137,7 +94,69 @@ internal static partial class PredictEndpoint
         }
         else
         {
-            await WriteErrorAsync(context, delivery.Error!, publicId);
+            await WriteErrorAsync(context, outcome.Error!, publicId);
+        }
+    }
+
+    /// <summary>
+    /// Submits one request for the HTTP caller (its session is <c>http-</c> + <c>X-Client-Id</c>, or its address) and
+    /// waits for its end: a result, an error, or the caller hanging up (<see cref="HttpOutcome.Abandoned"/>, after
+    /// which nothing is written). Shared by <c>/predict</c> and KServe v2's <c>infer</c>.
+    /// </summary>
+    internal static async Task<HttpOutcome> SubmitAndWaitAsync(
+        HttpContext context,
+        IClusterClient client,
+        DeliveryRouter router,
+        FrontendIdentity identity,
+        FrontendOptions options,
+        ClientSessionOptions sessionOptions,
+        ILoggerFactory loggers,
+        ClientFrame.Infer infer)
+    {
+        var caller = context.Request.Headers["X-Client-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } header
+            ? header
+            : context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+        var clientId = $"http-{caller}";
+        var requestId = Guid.NewGuid().ToString("N");
+        var session = client.GetGrain<IClientSessionGrain>(clientId);
+        var answer = router.AddWaiter(clientId, requestId);
+        Admission admission;
+        try
+        {
+            admission = await session.SubmitAsync(new InferRequest(requestId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority));
+        }
+        catch (Exception ex)
+        {
+            router.RemoveWaiter(clientId, requestId);
+            LogSubmitFailed(loggers.CreateLogger(typeof(PredictEndpoint)), ex, clientId);
+            return new HttpOutcome(requestId, null, new InferError(ErrorCode.Internal, "the request could not be admitted; try again."), false);
+        }
+
+        if (admission.Error is { } refused)
+        {
+            router.RemoveWaiter(clientId, requestId);
+            return new HttpOutcome(requestId, null, refused, false);
+        }
+
+        var timeout = admission.Timeout ?? infer.Timeout ?? sessionOptions.DefaultTimeout;
+        timeout = timeout < sessionOptions.MaxTimeout ? timeout : sessionOptions.MaxTimeout;
+        try
+        {
+            var delivery = await answer.WaitAsync(timeout + options.WatchdogGrace, context.RequestAborted);
+            return new HttpOutcome(requestId, delivery.Result, delivery.Error, false);
+        }
+        catch (TimeoutException)
+        {
+            router.RemoveWaiter(clientId, requestId);
+            _ = CancelQuietlyAsync(session, requestId, loggers);
+            return new HttpOutcome(requestId, null, new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline."), false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The caller hung up: cancel its work; there is nobody to answer.
+            router.RemoveWaiter(clientId, requestId);
+            _ = CancelQuietlyAsync(session, requestId, loggers);
+            return new HttpOutcome(requestId, null, null, true);
         }
     }
 
@@ -182,7 +201,7 @@ internal static partial class PredictEndpoint
     }
 
     /// <summary>Reads the body, or returns null as soon as it passes <paramref name="max"/> bytes.</summary>
-    private static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(Stream body, int max, CancellationToken cancellationToken)
+    internal static async Task<ReadOnlyMemory<byte>?> ReadBodyAsync(Stream body, int max, CancellationToken cancellationToken)
     {
         var buffer = new ArrayBufferWriter<byte>(4096);
         while (true)
@@ -201,6 +220,9 @@ internal static partial class PredictEndpoint
             }
         }
     }
+
+    /// <summary>How an HTTP request ended: a result, an error, or abandoned by its caller.</summary>
+    internal sealed record HttpOutcome(string RequestId, InferResult? Result, InferError? Error, bool Abandoned);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cancelling HTTP request {RequestId} failed")]
     private static partial void LogCancelFailed(ILogger logger, Exception ex, string requestId);

@@ -8,7 +8,7 @@ internal abstract record ClientFrame
     }
 
     /// <summary>An <c>infer</c> frame. <see cref="Request"/>'s ReplyTo is filled in by the connection.</summary>
-    public sealed record Infer(string Id, string Model, System.Collections.Immutable.ImmutableArray<NamedTensor> Inputs, string? Prompt, TimeSpan? Timeout) : ClientFrame;
+    public sealed record Infer(string Id, string Model, System.Collections.Immutable.ImmutableArray<NamedTensor> Inputs, string? Prompt, TimeSpan? Timeout, int? Priority = null) : ClientFrame;
 
     /// <summary>A <c>cancel</c> frame.</summary>
     public sealed record Cancel(string Id) : ClientFrame;

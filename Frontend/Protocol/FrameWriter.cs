@@ -54,11 +54,7 @@ internal static class FrameWriter
         }
 
         w.WriteEndObject();
-        w.WriteStartObject("timing");
-        w.WriteNumber("queue_ms", Math.Round(result.Timing.QueueMs, 3));
-        w.WriteNumber("compute_ms", Math.Round(result.Timing.ComputeMs, 3));
-        w.WriteNumber("batch_size", result.Timing.BatchSize);
-        w.WriteEndObject();
+        WriteTiming(w, result.Timing);
     }
 
     public static void WriteErrorFields(Utf8JsonWriter w, InferError error)
@@ -75,6 +71,13 @@ internal static class FrameWriter
     {
         w.WriteStartObject();
         w.WriteString("dtype", tensor.ElementType.ToWire());
+        WriteShapeAndData(w, tensor);
+        w.WriteEndObject();
+    }
+
+    /// <summary>Writes a tensor's <c>shape</c> and <c>data</c> (flat, row-major) into the open object.</summary>
+    public static void WriteShapeAndData(Utf8JsonWriter w, Tensor tensor)
+    {
         w.WriteStartArray("shape");
         foreach (var d in tensor.Shape)
         {
@@ -114,6 +117,15 @@ internal static class FrameWriter
         }
 
         w.WriteEndArray();
+    }
+
+    /// <summary>The <c>timing</c> object: queue and compute time, and the batch's size in rows.</summary>
+    public static void WriteTiming(Utf8JsonWriter w, Timing timing)
+    {
+        w.WriteStartObject("timing");
+        w.WriteNumber("queue_ms", Math.Round(timing.QueueMs, 3));
+        w.WriteNumber("compute_ms", Math.Round(timing.ComputeMs, 3));
+        w.WriteNumber("batch_size", timing.BatchSize);
         w.WriteEndObject();
     }
 

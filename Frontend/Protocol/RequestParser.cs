@@ -117,35 +117,95 @@ internal static class RequestParser
             timeout = TimeSpan.FromMilliseconds(ms);
         }
 
+        int? priority = null;
+        if (root.TryGetProperty("priority", out var priorityElement))
+        {
+            if (ParsePriority(priorityElement) is not { } p)
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'priority' must be an integer from 0 to 15.");
+            }
+
+            priority = p;
+        }
+
         var inputs = ImmutableArray<NamedTensor>.Empty;
         if (root.TryGetProperty("inputs", out var inputsElement))
         {
-            if (inputsElement.ValueKind != JsonValueKind.Object)
+            var (parsed, error) = ParseInputs(inputsElement);
+            if (error is not null)
             {
-                return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, "'inputs' must be an object of named tensors.");
+                return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, error);
             }
 
-            var builder = ImmutableArray.CreateBuilder<NamedTensor>();
-            foreach (var property in inputsElement.EnumerateObject())
-            {
-                if (builder.Any(t => t.Name == property.Name))
-                {
-                    return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, $"input '{property.Name}' is given more than once.");
-                }
-
-                var (tensor, error) = ParseTensor(property.Name, property.Value);
-                if (error is not null)
-                {
-                    return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, error);
-                }
-
-                builder.Add(new NamedTensor(property.Name, tensor!));
-            }
-
-            inputs = builder.ToImmutable();
+            inputs = parsed;
         }
 
-        return new ClientFrame.Infer(id, model, inputs, prompt, timeout);
+        return new ClientFrame.Infer(id, model, inputs, prompt, timeout, priority);
+    }
+
+    /// <summary>A priority level (0 to 15), or null when the element is not one.</summary>
+    internal static int? ParsePriority(JsonElement element)
+        => element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out var p) && p is >= 0 and <= 15 ? p : null;
+
+    /// <summary>
+    /// Parses <c>inputs</c> in either form: an object of named tensors (<c>{"x": {"dtype", "shape", "data"}}</c>) or
+    /// the KServe v2 array (<c>[{"name", "datatype", "shape", "data"}]</c>).
+    /// </summary>
+    internal static (ImmutableArray<NamedTensor> Inputs, string? Error) ParseInputs(JsonElement inputsElement)
+    {
+        var builder = ImmutableArray.CreateBuilder<NamedTensor>();
+        string? Add(string name, JsonElement tensorElement)
+        {
+            if (builder.Any(t => t.Name == name))
+            {
+                return $"input '{name}' is given more than once.";
+            }
+
+            var (tensor, error) = ParseTensor(name, tensorElement);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            builder.Add(new NamedTensor(name, tensor!));
+            return null;
+        }
+
+        if (inputsElement.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var property in inputsElement.EnumerateObject())
+            {
+                if (Add(property.Name, property.Value) is { } error)
+                {
+                    return (default, error);
+                }
+            }
+        }
+        else if (inputsElement.ValueKind == JsonValueKind.Array)
+        {
+            var index = 0;
+            foreach (var item in inputsElement.EnumerateArray())
+            {
+                if (item.ValueKind != JsonValueKind.Object || !item.TryGetProperty("name", out var nameElement)
+                    || nameElement.ValueKind != JsonValueKind.String || nameElement.GetString() is not { Length: > 0 } name)
+                {
+                    return (default, $"inputs[{index}] must be a tensor object with a non-empty 'name'.");
+                }
+
+                if (Add(name, item) is { } error)
+                {
+                    return (default, error);
+                }
+
+                index++;
+            }
+        }
+        else
+        {
+            return (default, "'inputs' must be an object of named tensors or an array of tensors with names.");
+        }
+
+        return (builder.ToImmutable(), null);
     }
 
     /// <summary>Parses <c>{"dtype": "...", "shape": [...], "data": [...]}</c>; <c>data</c> may be flat or nested.</summary>
@@ -153,7 +213,7 @@ internal static class RequestParser
     {
         if (element.ValueKind != JsonValueKind.Object)
         {
-            return (null, $"input '{name}': a tensor must be an object with 'dtype', 'shape' and 'data'.");
+            return (null, $"input '{name}': a tensor must be an object with 'dtype' (or 'datatype'), 'shape' and 'data'.");
         }
 
         if (!element.TryGetProperty("dtype", out var dtypeElement) && !element.TryGetProperty("datatype", out dtypeElement))

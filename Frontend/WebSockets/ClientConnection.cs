@@ -254,10 +254,12 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 break;
 
             case ClientFrame.Infer infer:
-                var timeout = infer.Timeout ?? _sessionOptions.DefaultTimeout;
+                // Until the admission says which deadline applied (the model's default may differ from the session's),
+                // the watchdog allows the longest there is.
+                var timeout = infer.Timeout ?? _sessionOptions.MaxTimeout;
                 timeout = timeout < _sessionOptions.MaxTimeout ? timeout : _sessionOptions.MaxTimeout;
-                var watchdogAt = _time.GetTimestamp() + (long)((timeout + _options.WatchdogGrace).TotalSeconds * _time.TimestampFrequency);
-                var pending = new PendingRequest($"{infer.Id}#{Interlocked.Increment(ref _sequence)}", watchdogAt);
+                var submittedAt = _time.GetTimestamp();
+                var pending = new PendingRequest($"{infer.Id}#{Interlocked.Increment(ref _sequence)}", WatchdogAt(submittedAt, timeout), submittedAt);
                 if (!_pending.TryAdd(infer.Id, pending))
                 {
                     Send(FrameWriter.Error(infer.Id, new InferError(ErrorCode.BadRequest, $"a request with id '{infer.Id}' is already in flight on this connection.")));
@@ -265,7 +267,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 }
 
                 await _submitGate.WaitAsync(cancellationToken);
-                _ = SubmitAsync(infer.Id, pending, new InferRequest(pending.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _replyTo));
+                _ = SubmitAsync(infer.Id, pending, new InferRequest(pending.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _replyTo, infer.Priority));
                 break;
         }
     }
@@ -275,6 +277,10 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         try
         {
             var admission = await _session.SubmitAsync(request);
+            if (admission.Timeout is { } applied)
+            {
+                pending.WatchdogAt = WatchdogAt(pending.SubmittedAt, applied);
+            }
             if (admission.Warning is { } warning)
             {
                 Send(FrameWriter.Warning(warning.Backlog, warning.Capacity, $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less."));
@@ -408,11 +414,22 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private static partial void LogSlowClientDropped(ILogger logger, string clientId, int capacity);
 
     /// <summary>A request in flight: its per-admission id in the grid, when the watchdog ends it, whether a cancel is under way.</summary>
-    private sealed class PendingRequest(string gridId, long watchdogAt)
+    private long WatchdogAt(long from, TimeSpan timeout) => from + (long)((timeout + _options.WatchdogGrace).TotalSeconds * _time.TimestampFrequency);
+
+    private sealed class PendingRequest(string gridId, long watchdogAt, long submittedAt)
     {
+        private long _watchdogAt = watchdogAt;
+
         public string GridId { get; } = gridId;
 
-        public long WatchdogAt { get; } = watchdogAt;
+        public long SubmittedAt { get; } = submittedAt;
+
+        /// <summary>Set once more when the admission names the deadline applied; read by the router's sweep.</summary>
+        public long WatchdogAt
+        {
+            get => Volatile.Read(ref _watchdogAt);
+            set => Volatile.Write(ref _watchdogAt, value);
+        }
 
         public int Cancelling;
     }

@@ -30,12 +30,13 @@ internal sealed partial class BatcherGrain(
 {
     private const int RecentBatchWindow = 64;
 
-    private readonly List<Queued> _queue = [];
+    private LeveledQueue<Queued> _queue = new(1, static q => q.Rows, static q => q.EnqueuedAt);
     private readonly Dictionary<(string Client, string Id), Queued> _byId = [];
     private readonly Dictionary<string, IAsyncStream<DeliveryBatch>> _streams = new(StringComparer.Ordinal);
     private readonly Queue<int> _recentBatchSizes = new();
     private BatcherKey _key;
     private ModelEntry? _model;
+    private IInferenceModel? _instance;
     private DeviceWorker? _device;
     private ITimer? _wake;
     private DateTimeOffset _wakeAt = DateTimeOffset.MaxValue;
@@ -53,6 +54,11 @@ internal sealed partial class BatcherGrain(
         _key = BatcherKey.Parse(this.GetPrimaryKeyString());
         _model = catalog.TryGet(_key.Model, out var model) ? model : null;
         _device = devices.TryGet(_key.Device, out var device) ? device : null;
+        if (_model is not null)
+        {
+            _queue = new LeveledQueue<Queued>(_model.Options.PriorityLevels, static q => q.Rows, static q => q.EnqueuedAt);
+        }
+
         // A plain timer on the injected clock rather than a grain timer: it stays on the virtual clock in tests, and a
         // tick is one work item on this activation's scheduler, not a message.
         var scheduler = GrainContext.Scheduler;
@@ -68,8 +74,7 @@ internal sealed partial class BatcherGrain(
         if (_queue.Count > 0)
         {
             var error = new InferError(ErrorCode.ModelUnavailable, $"the batcher of model '{_key.Model}' shut down ({reason.ReasonCode}).");
-            var ended = _queue.ToList();
-            _queue.Clear();
+            var ended = _queue.RemoveAll(static _ => true);
             foreach (var q in ended)
             {
                 _byId.Remove((q.Item.ClientId, q.Item.Request.RequestId));
@@ -83,29 +88,54 @@ internal sealed partial class BatcherGrain(
 
     public Task<InferError?> EnqueueAsync(BatchItem item)
     {
-        if (_model is null || _device is null)
+        // The catalog is an immutable snapshot: reading it per request is a dictionary lookup, and it sees a model
+        // that became ready after this activation started.
+        if (catalog.TryGet(_key.Model, out var entry) && entry.Instances.TryGetValue(_key.Device, out var instance))
         {
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' is not served on device '{_key.Device}' of silo '{_key.Silo}'."));
+            _instance = instance;
         }
 
-        if (_model.Model.Validate(item.Request) is { } invalid)
+        if (_model is null || _device is null || _instance is null)
+        {
+            var why = _model?.State == ModelState.Loading ? "is still loading" : $"is not served on device '{_key.Device}' of silo '{_key.Silo}'";
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' {why}."));
+        }
+
+        var options = _model.Options;
+        var priority = item.Request.Priority ?? options.DefaultPriority;
+        if (priority < 0 || priority >= options.PriorityLevels)
+        {
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{_key.Model}' has levels 0 to {options.PriorityLevels - 1}."));
+        }
+
+        var check = _instance.Check(item.Request);
+        if (check.Error is { } invalid)
         {
             return Task.FromResult<InferError?>(invalid);
         }
 
-        if (_queue.Count >= _model.Options.QueueCapacity)
+        if (_queue.Count >= options.QueueCapacity)
         {
-            var retry = EstimatedDrainMs();
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", retry));
+            var retry = (int)Math.Ceiling(ExpectedWaitMs(_queue.Rows));
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", Math.Max(1, retry)));
         }
 
-        var queued = new Queued(item, time.GetTimestamp());
+        // Global backpressure (DESIGN §4, ring 3): refuse at once what would miss its deadline in the queue anyway.
+        var expected = ExpectedWaitMs(_queue.RowsAtOrAbove(priority) + check.Rows);
+        var remaining = (item.Deadline - time.GetUtcNow()).TotalMilliseconds;
+        if (expected > remaining)
+        {
+            var retry = Math.Max(1, (int)Math.Ceiling(expected - remaining));
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry));
+        }
+
+        var queued = new Queued(item, time.GetTimestamp(), check.Rows);
         if (!_byId.TryAdd((item.ClientId, item.Request.RequestId), queued))
         {
             return Task.FromResult<InferError?>(new InferError(ErrorCode.BadRequest, $"a request with id '{item.Request.RequestId}' is already queued."));
         }
 
-        _queue.Add(queued);
+        _queue.Add(queued, priority);
         if (item.Deadline < _earliestDeadline)
         {
             _earliestDeadline = item.Deadline;
@@ -131,7 +161,7 @@ internal sealed partial class BatcherGrain(
         if (dropQueued)
         {
             // One pass whatever the number of ids (a closing client cancels all of its requests at once).
-            _queue.RemoveAll(static q => q.Cancelled);
+            _queue.RemoveAll(static q => q.Cancelled && !q.Running);
         }
 
         Pump();
@@ -168,15 +198,13 @@ internal sealed partial class BatcherGrain(
 
         while (_queue.Count > 0 && _running < options.MaxConcurrentBatches)
         {
-            var oldestWaited = time.GetElapsedTime(_queue[0].EnqueuedAt);
-            if (_queue.Count < options.MaxBatchSize && oldestWaited < options.MaxWait)
+            var oldestWaited = time.GetElapsedTime(_queue.OldestEnqueuedAt);
+            if (_queue.Rows < options.MaxBatchSize && oldestWaited < options.MaxWait)
             {
                 break;
             }
 
-            var take = Math.Min(options.MaxBatchSize, _queue.Count);
-            var batch = _queue.GetRange(0, take);
-            _queue.RemoveRange(0, take);
+            var batch = _queue.TakeBatch(options.MaxBatchSize);
             _running++;
             _ = RunBatchAsync(batch);
         }
@@ -193,7 +221,7 @@ internal sealed partial class BatcherGrain(
 
         List<Queued>? expired = null;
         _earliestDeadline = DateTimeOffset.MaxValue;
-        foreach (var q in _queue)
+        foreach (var q in _queue.Items)
         {
             var deadline = q.Item.Deadline;
             if (deadline <= now)
@@ -236,7 +264,7 @@ internal sealed partial class BatcherGrain(
         var next = DateTimeOffset.MaxValue;
         if (_running < _model!.Options.MaxConcurrentBatches)
         {
-            var waited = time.GetElapsedTime(_queue[0].EnqueuedAt);
+            var waited = time.GetElapsedTime(_queue.OldestEnqueuedAt);
             next = now + (_model.Options.MaxWait - waited);
         }
 
@@ -258,18 +286,22 @@ internal sealed partial class BatcherGrain(
     private async Task RunBatchAsync(List<Queued> batch)
     {
         var requests = new InferRequest[batch.Count];
+        var rows = 0;
         for (var i = 0; i < batch.Count; i++)
         {
             batch[i].Running = true;
             requests[i] = batch[i].Item.Request;
+            rows += batch[i].Rows;
         }
+
+        var model = _instance!;
 
         var started = time.GetTimestamp();
         IReadOnlyList<ItemOutcome>? outcomes = null;
         InferError? failure = null;
         try
         {
-            outcomes = await _device!.RunAsync(() => _model!.Model.Run(requests));
+            outcomes = await _device!.RunAsync(() => model.Run(requests));
             if (outcomes.Count != batch.Count)
             {
                 throw new InvalidOperationException($"the model returned {outcomes.Count} outcomes for a batch of {batch.Count}.");
@@ -285,13 +317,14 @@ internal sealed partial class BatcherGrain(
         _running--;
         _batchesRun++;
         _itemsRun += batch.Count;
+        // Admission's estimate of a batch's time; it assumes full batches, so it errs towards admitting.
         _recentBatchMs = _batchesRun == 1 ? computeMs : (0.8 * _recentBatchMs) + (0.2 * computeMs);
         if (_recentBatchSizes.Count == RecentBatchWindow)
         {
             _recentBatchSizes.Dequeue();
         }
 
-        _recentBatchSizes.Enqueue(batch.Count);
+        _recentBatchSizes.Enqueue(rows);
 
         var deliveries = new List<Delivery>(batch.Count);
         var ended = new List<Queued>(batch.Count);
@@ -309,9 +342,9 @@ internal sealed partial class BatcherGrain(
             var timing = new Timing(
                 time.GetElapsedTime(q.EnqueuedAt, started).TotalMilliseconds,
                 computeMs,
-                batch.Count);
+                rows);
             deliveries.Add(outcome is { Error: null, Outputs.IsDefault: false } ok
-                ? ToDelivery(q, new InferResult(_key.Model, _model!.Model.Version, ok.Outputs, timing), null)
+                ? ToDelivery(q, new InferResult(_key.Model, model.Version, ok.Outputs, timing), null)
                 : ToDelivery(q, null, outcome?.Error ?? failure));
         }
 
@@ -376,22 +409,28 @@ internal sealed partial class BatcherGrain(
         }
     }
 
-    private int EstimatedDrainMs()
+    /// <summary>
+    /// How long until <paramref name="rows"/> queued rows (those ahead of a request, and its own) have run: the batches
+    /// they fill plus those on the device, at the recent time per batch (the warm-up's until batches have run).
+    /// </summary>
+    private double ExpectedWaitMs(long rows)
     {
         var options = _model!.Options;
-        var batchesAhead = Math.Ceiling((double)_queue.Count / options.MaxBatchSize) + _running;
-        var perBatch = Math.Max(_recentBatchMs, 1);
-        return (int)Math.Ceiling(batchesAhead * perBatch / options.MaxConcurrentBatches);
+        var perBatch = _batchesRun > 0 ? _recentBatchMs : _instance?.WarmBatchMs ?? 0;
+        var batches = Math.Ceiling((double)rows / options.MaxBatchSize) + _running;
+        return batches * perBatch / options.MaxConcurrentBatches;
     }
 
     private static Delivery ToDelivery(Queued q, InferResult? result, InferError? error)
         => new(q.Item.ClientId, q.Item.Request.RequestId, result, result is null ? error ?? new InferError(ErrorCode.Internal, "no outcome.") : null);
 
-    private sealed class Queued(BatchItem item, long enqueuedAt)
+    private sealed class Queued(BatchItem item, long enqueuedAt, int rows)
     {
         public BatchItem Item { get; } = item;
 
         public long EnqueuedAt { get; } = enqueuedAt;
+
+        public int Rows { get; } = rows;
 
         public bool Running { get; set; }
 

@@ -14,9 +14,11 @@ public sealed partial class DeviceWorker : IDisposable
     private readonly Thread _thread;
     private readonly ILogger _logger;
 
-    public DeviceWorker(string name, int queueCapacity, ILogger logger)
+    public DeviceWorker(string name, DeviceKind kind, int? cudaId, int queueCapacity, ILogger logger)
     {
         Name = name;
+        Kind = kind;
+        CudaId = cudaId;
         _logger = logger;
         _jobs = Channel.CreateBounded<IJob>(new BoundedChannelOptions(queueCapacity)
         {
@@ -27,8 +29,14 @@ public sealed partial class DeviceWorker : IDisposable
         _thread.Start();
     }
 
-    /// <summary>The device name used in batcher keys, e.g. <c>cpu0</c>.</summary>
+    /// <summary>The device name used in batcher keys, e.g. <c>cpu0</c> or <c>cuda0</c>.</summary>
     public string Name { get; }
+
+    /// <summary>CPU or CUDA.</summary>
+    public DeviceKind Kind { get; }
+
+    /// <summary>The CUDA device id of a GPU worker; null on the CPU.</summary>
+    public int? CudaId { get; }
 
     /// <summary>Runs <paramref name="work"/> on the device thread. Waits (asynchronously) while the channel is full.</summary>
     public async Task<T> RunAsync<T>(Func<T> work)

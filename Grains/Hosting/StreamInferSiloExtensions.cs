@@ -26,7 +26,11 @@ public static class StreamInferSiloExtensions
             .Configure(o => configuration.GetSection(ModelsOptions.Section).Bind(o.Models))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ModelsOptions>, ModelsOptionsValidator>();
+        services.AddOptions<ModelRepositoryOptions>().Bind(configuration.GetSection(ModelRepositoryOptions.Section));
+        services.AddOptions<DeviceOptions>().Bind(configuration.GetSection(DeviceOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<DeviceOptions>, DeviceOptionsValidator>();
         services.AddSingleton<ModelCatalog>();
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ModelLoader>();
         services.AddPlacementDirector<SiloKeyPlacement, SiloKeyPlacementDirector>();
         services.AddSingleton<DeviceRegistry>();
 

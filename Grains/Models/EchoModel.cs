@@ -26,7 +26,20 @@ public sealed class EchoModel : IInferenceModel
 
     public string Version => _options.Version;
 
-    public InferError? Validate(InferRequest request)
+    public ImmutableArray<TensorSpec> Inputs => [];
+
+    public ImmutableArray<TensorSpec> Outputs => [];
+
+    // Echo is not warmed up: the batcher's admission estimate starts with its first measured batch.
+    public double WarmBatchMs => 0;
+
+    public RequestCheck Check(InferRequest request) => Validate(request) is { } error ? new RequestCheck(error, 0) : new RequestCheck(null, 1);
+
+    public void Dispose()
+    {
+    }
+
+    private InferError? Validate(InferRequest request)
     {
         if (request.Inputs.IsDefaultOrEmpty)
         {

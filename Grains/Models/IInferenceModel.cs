@@ -7,21 +7,38 @@ public readonly record struct ItemOutcome(ImmutableArray<NamedTensor> Outputs, I
 {
     public static ItemOutcome Ok(ImmutableArray<NamedTensor> outputs) => new(outputs, null);
 
+    public static ItemOutcome Failed(InferError error) => new(default, error);
+}
+
+/// <summary>The verdict on one request at admission: an error, or how many batch rows it fills.</summary>
+public readonly record struct RequestCheck(InferError? Error, int Rows)
+{
+    public static RequestCheck Invalid(string message) => new(new InferError(ErrorCode.InvalidInput, message), 0);
 }
 
 /// <summary>
-/// A loaded model version. <see cref="Validate"/> is cheap and runs on the grain scheduler at admission;
-/// <see cref="Run"/> may block for as long as the compute takes and runs only on a device worker thread.
+/// A loaded model version on one device. <see cref="Check"/> is cheap, thread-safe and runs on the grain scheduler at
+/// admission; <see cref="Run"/> may block for as long as the compute takes and runs only on its device's worker
+/// thread, one batch at a time.
 /// </summary>
-public interface IInferenceModel
+public interface IInferenceModel : IDisposable
 {
     string Name { get; }
 
     string Version { get; }
 
-    /// <summary>Checks a request against what the model takes; null when it may join a batch.</summary>
-    InferError? Validate(InferRequest request);
+    /// <summary>The inputs the model takes (batch axis first, -1); empty when it takes any (echo).</summary>
+    ImmutableArray<TensorSpec> Inputs { get; }
 
-    /// <summary>Runs one batch; returns one outcome per request, in order.</summary>
+    /// <summary>The outputs it returns; empty when they mirror the inputs (echo).</summary>
+    ImmutableArray<TensorSpec> Outputs { get; }
+
+    /// <summary>How long a full batch took at warm-up, in ms: the admission estimate until batches have run.</summary>
+    double WarmBatchMs { get; }
+
+    /// <summary>Checks a request against what the model takes; an error names the input and the mismatch.</summary>
+    RequestCheck Check(InferRequest request);
+
+    /// <summary>Runs one batch of requests that passed <see cref="Check"/>; returns one outcome per request, in order.</summary>
     IReadOnlyList<ItemOutcome> Run(IReadOnlyList<InferRequest> batch);
 }

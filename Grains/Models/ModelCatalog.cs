@@ -1,30 +1,248 @@
 using System.Collections.Frozen;
+using System.Collections.Immutable;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models.Onnx;
+using StreamInfer.Grains.Models.Repository;
 using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Grains.Models;
 
-/// <summary>A served model: its batching options and the loaded version.</summary>
-public sealed record ModelEntry(string Name, ModelOptions Options, IInferenceModel Model);
+/// <summary>A model as this silo serves it: its options, its state, and its loaded instance on each device.</summary>
+public sealed record ModelEntry(
+    string Name,
+    string Kind,
+    string Version,
+    ModelOptions Options,
+    ModelState State,
+    ImmutableArray<ModelLoadError> Errors,
+    FrozenDictionary<string, IInferenceModel> Instances)
+{
+    /// <summary>Any one loaded instance (they share a signature), or null.</summary>
+    public IInferenceModel? Any => Instances.Values.FirstOrDefault();
 
-/// <summary>The models this silo serves, built once from <see cref="ModelsOptions"/>; the built-in <c>echo</c> is always present.</summary>
-public sealed class ModelCatalog
+    /// <summary>The metadata the frontends show (KServe v2).</summary>
+    public ModelInfo ToInfo() => new(
+        Name,
+        Kind,
+        Version,
+        State,
+        Errors,
+        Any?.Inputs ?? [],
+        Any?.Outputs ?? [],
+        Options.MaxBatchSize,
+        [.. Instances.Keys.Order(StringComparer.Ordinal)]);
+}
+
+/// <summary>
+/// The models this silo serves: the built-in <c>echo</c>, those configured under <c>StreamInfer:Models</c>, and the
+/// model repository's. The repository is scanned at construction (so every name is known at once); ONNX models then
+/// load and warm up on each device in the background (<see cref="LoadAsync"/>) and become ready one by one. The
+/// catalog is an immutable snapshot swapped whole behind one reference, so readers never lock.
+/// </summary>
+public sealed partial class ModelCatalog : IDisposable
 {
     public const string BuiltInEcho = "echo";
 
-    private readonly FrozenDictionary<string, ModelEntry> _models;
+    private readonly DeviceRegistry _devices;
+    private readonly ILogger<ModelCatalog> _logger;
+    private readonly List<ModelDefinition> _pending;
+    private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly object _writeLock = new();
+    private volatile Snapshot _snapshot;
+    private int _roundRobin;
 
-    public ModelCatalog(IOptions<ModelsOptions> options)
+    public ModelCatalog(IOptions<ModelsOptions> options, IOptions<ModelRepositoryOptions> repository, DeviceRegistry devices, ILogger<ModelCatalog> logger)
     {
+        _devices = devices;
+        _logger = logger;
+        var entries = new Dictionary<string, ModelEntry>(StringComparer.Ordinal);
         var configured = new Dictionary<string, ModelOptions>(options.Value.Models, StringComparer.Ordinal);
         configured.TryAdd(BuiltInEcho, new ModelOptions());
-        _models = configured.ToFrozenDictionary(
-            kv => kv.Key,
-            kv => new ModelEntry(kv.Key, kv.Value, new EchoModel(kv.Key, kv.Value)),
-            StringComparer.Ordinal);
+        foreach (var (name, o) in configured)
+        {
+            entries[name] = Echo(name, o);
+        }
+
+        RepositoryPath = Path.GetFullPath(repository.Value.Path);
+        var (definitions, errors) = ModelRepositoryScanner.Scan(RepositoryPath, entries.Keys.ToHashSet(StringComparer.Ordinal));
+        _pending = [];
+        foreach (var definition in definitions)
+        {
+            if (definition.Kind == "echo")
+            {
+                entries[definition.Name] = Echo(definition.Name, definition.Options);
+            }
+            else
+            {
+                _pending.Add(definition);
+                entries[definition.Name] = new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Loading, [], FrozenDictionary<string, IInferenceModel>.Empty);
+            }
+        }
+
+        // A model whose config is broken still has a name: it is listed as failed, with its reasons.
+        foreach (var failed in errors.GroupBy(e => e.Model, StringComparer.Ordinal))
+        {
+            if (!entries.ContainsKey(failed.Key))
+            {
+                entries[failed.Key] = new ModelEntry(failed.Key, "?", "?", new ModelOptions(), ModelState.Failed, [.. failed], FrozenDictionary<string, IInferenceModel>.Empty);
+            }
+        }
+
+        _snapshot = new Snapshot(entries.ToFrozenDictionary(StringComparer.Ordinal), [.. errors], _pending.Count > 0);
+        if (_pending.Count == 0)
+        {
+            _loaded.TrySetResult();
+        }
     }
 
-    public IEnumerable<string> Names => _models.Keys;
+    /// <summary>The repository folder, resolved.</summary>
+    public string RepositoryPath { get; }
 
-    public bool TryGet(string name, out ModelEntry entry) => _models.TryGetValue(name, out entry!);
+    /// <summary>Completes when every repository model has loaded or failed.</summary>
+    public Task Loaded => _loaded.Task;
+
+    public IEnumerable<string> Names => _snapshot.Models.Keys;
+
+    /// <summary>Every model and every problem the repository scan and load found.</summary>
+    public RepositoryStatus Status
+    {
+        get
+        {
+            var s = _snapshot;
+            return new RepositoryStatus([.. s.Models.Values.OrderBy(m => m.Name, StringComparer.Ordinal).Select(m => m.ToInfo())], s.Errors, s.Loading);
+        }
+    }
+
+    public bool TryGet(string name, out ModelEntry entry) => _snapshot.Models.TryGetValue(name, out entry!);
+
+    /// <summary>The device a new request of a ready model goes to: its only device, or the next in turn.</summary>
+    public string? PickDevice(ModelEntry entry)
+    {
+        var devices = entry.Instances.Keys;
+        return devices.Length switch
+        {
+            0 => null,
+            1 => devices[0],
+            _ => devices[(int)((uint)Interlocked.Increment(ref _roundRobin) % (uint)devices.Length)],
+        };
+    }
+
+    /// <summary>
+    /// Loads every repository model on every device, warms it at the batch sizes it will see, and makes it ready;
+    /// then logs one report of everything that failed. Sessions are created on the device's own thread.
+    /// </summary>
+    public async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            foreach (var definition in _pending)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var errors = new List<ModelLoadError>();
+                var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
+                foreach (var device in _devices.Devices)
+                {
+                    var model = await device.RunAsync(() => LoadOn(definition, device, errors));
+                    if (model is not null)
+                    {
+                        instances[device.Name] = model;
+                    }
+                }
+
+                var entry = instances.Count > 0
+                    ? new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Ready, [.. errors], instances.ToFrozenDictionary(StringComparer.Ordinal))
+                    : new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Failed, [.. errors], FrozenDictionary<string, IInferenceModel>.Empty);
+                Publish(entry, errors, stillLoading: definition != _pending[^1]);
+                if (entry.State == ModelState.Ready)
+                {
+                    LogReady(_logger, entry.Name, entry.Version, string.Join(", ", instances.Keys), instances.Values.First().WarmBatchMs);
+                }
+            }
+        }
+        finally
+        {
+            lock (_writeLock)
+            {
+                _snapshot = _snapshot with { Loading = false };
+            }
+
+            var s = _snapshot;
+            if (s.Errors.Length > 0)
+            {
+                LogRepositoryErrors(_logger, RepositoryPath, s.Errors.Length, string.Join(Environment.NewLine, s.Errors.Select(e => "  " + e)));
+            }
+
+            _loaded.TrySetResult();
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var entry in _snapshot.Models.Values)
+        {
+            foreach (var instance in entry.Instances.Values.Distinct())
+            {
+                instance.Dispose();
+            }
+        }
+    }
+
+    private IInferenceModel? LoadOn(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
+    {
+        using var sessionOptions = _devices.CreateSessionOptions(device);
+        var model = OnnxTensorModel.Load(definition, sessionOptions, errors);
+        if (model is null)
+        {
+            return null;
+        }
+
+        var sizes = definition.Config.WarmupBatchSizes is { Count: > 0 } given ? given : WarmupSizes(definition.Options.MaxBatchSize);
+        if (model.WarmUp(sizes, definition.Config.WarmupDims) is { } failure)
+        {
+            errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"on {device.Name}: {failure}"));
+            model.Dispose();
+            return null;
+        }
+
+        return model;
+    }
+
+    /// <summary>Powers of two up to the largest batch, and the largest itself.</summary>
+    internal static List<int> WarmupSizes(int maxBatchSize)
+    {
+        var sizes = new List<int>();
+        for (var size = 1; size < maxBatchSize; size *= 2)
+        {
+            sizes.Add(size);
+        }
+
+        sizes.Add(maxBatchSize);
+        return sizes;
+    }
+
+    private void Publish(ModelEntry entry, List<ModelLoadError> errors, bool stillLoading)
+    {
+        lock (_writeLock)
+        {
+            var models = _snapshot.Models.ToDictionary(StringComparer.Ordinal);
+            models[entry.Name] = entry;
+            _snapshot = new Snapshot(models.ToFrozenDictionary(StringComparer.Ordinal), _snapshot.Errors.AddRange(errors), stillLoading);
+        }
+    }
+
+    private ModelEntry Echo(string name, ModelOptions options)
+    {
+        var model = new EchoModel(name, options);
+        return new ModelEntry(name, "echo", options.Version, options, ModelState.Ready, [], _devices.Devices.ToFrozenDictionary(d => d.Name, _ => (IInferenceModel)model, StringComparer.Ordinal));
+    }
+
+    private sealed record Snapshot(FrozenDictionary<string, ModelEntry> Models, ImmutableArray<ModelLoadError> Errors, bool Loading);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is ready on {Devices} (a full batch took {BatchMs:F1} ms at warm-up)")]
+    private static partial void LogReady(ILogger logger, string model, string version, string devices, double batchMs);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Model repository {Path}: {Count} problems; the models concerned are not served:\n{Errors}")]
+    private static partial void LogRepositoryErrors(ILogger logger, string path, int count, string errors);
 }

@@ -37,6 +37,15 @@ public sealed class ModelOptions
     /// <summary>Batches of this model that may be on its device at once. Range: [1, 16]. Default 1.</summary>
     public int MaxConcurrentBatches { get; set; } = 1;
 
+    /// <summary>Priority levels of the batcher's queue: requests carry 0 (lowest) to this - 1. Range: [1, 16]. Default 1.</summary>
+    public int PriorityLevels { get; set; } = 1;
+
+    /// <summary>The priority of a request that names none. Range: [0, PriorityLevels - 1]. Default 0.</summary>
+    public int DefaultPriority { get; set; }
+
+    /// <summary>The deadline of a request that sets no <c>timeout_ms</c>; null for the session's default. Range: (0, 1 h].</summary>
+    public TimeSpan? DefaultTimeout { get; set; }
+
     /// <summary>Simulated compute of an echo model: a fixed delay per batch. Range: [0, 10 s]. Default 0.</summary>
     public TimeSpan FixedDelay { get; set; } = TimeSpan.Zero;
 
@@ -99,6 +108,20 @@ public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
             if (o.MaxConcurrentBatches is < 1 or > 16)
             {
                 errors.Add($"{at}:MaxConcurrentBatches must be in [1, 16]; got {o.MaxConcurrentBatches}.");
+            }
+
+            if (o.PriorityLevels is < 1 or > 16)
+            {
+                errors.Add($"{at}:PriorityLevels must be in [1, 16]; got {o.PriorityLevels}.");
+            }
+            else if (o.DefaultPriority < 0 || o.DefaultPriority >= o.PriorityLevels)
+            {
+                errors.Add($"{at}:DefaultPriority must be in [0, {o.PriorityLevels - 1}]; got {o.DefaultPriority}.");
+            }
+
+            if (o.DefaultTimeout is { } timeout && (timeout <= TimeSpan.Zero || timeout > TimeSpan.FromHours(1)))
+            {
+                errors.Add($"{at}:DefaultTimeout must be in (0, 1 h]; got {timeout}.");
             }
 
             if (o.FixedDelay < TimeSpan.Zero || o.FixedDelay > TimeSpan.FromSeconds(10))

@@ -4,7 +4,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
 using StreamInfer.Grains.Clocks;
-using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
@@ -21,7 +20,6 @@ namespace StreamInfer.Grains.Sessions;
 internal sealed partial class ClientSessionGrain(
     IOptions<ClientSessionOptions> options,
     ModelCatalog catalog,
-    DeviceRegistry devices,
     ILocalSiloDetails silo,
     IActivitySignal activity,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
@@ -48,9 +46,16 @@ internal sealed partial class ClientSessionGrain(
             return Admission.Refused(new InferError(ErrorCode.BadRequest, $"a request with id '{request.RequestId}' is already in flight."));
         }
 
-        if (!catalog.TryGet(request.Model, out _))
+        if (!catalog.TryGet(request.Model, out var model))
         {
             return Admission.Refused(new InferError(ErrorCode.UnknownModel, $"no model named '{request.Model}' is served (served: {string.Join(", ", catalog.Names.Order(StringComparer.Ordinal))})."));
+        }
+
+        if (model.State != ModelState.Ready || catalog.PickDevice(model) is not { } device)
+        {
+            return Admission.Refused(new InferError(ErrorCode.ModelUnavailable, model.State == ModelState.Failed
+                ? $"model '{request.Model}' failed to load: {string.Join("; ", model.Errors.Select(e => e.ToString()))}"
+                : $"model '{request.Model}' is still loading; retry shortly.", model.State == ModelState.Loading ? 1000 : null));
         }
 
         var now = time.GetUtcNow();
@@ -70,11 +75,10 @@ internal sealed partial class ClientSessionGrain(
             return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_options.RatePerSecond}/s (burst {_options.Burst}) exceeded; retry in {ms} ms.", ms));
         }
 
-        var timeout = request.Timeout is { } asked && asked > TimeSpan.Zero
-            ? (asked < _options.MaxTimeout ? asked : _options.MaxTimeout)
-            : _options.DefaultTimeout;
+        var timeout = request.Timeout is { } asked && asked > TimeSpan.Zero ? asked : model.Options.DefaultTimeout ?? _options.DefaultTimeout;
+        timeout = timeout < _options.MaxTimeout ? timeout : _options.MaxTimeout;
         var deadline = now + timeout;
-        var batcherKey = new BatcherKey(request.Model, _silo, devices.Default.Name).ToString();
+        var batcherKey = new BatcherKey(request.Model, _silo, device).ToString();
         _backlog.TryAdd(request.RequestId, new Pending(batcherKey, deadline), out var warn);
         var warning = warn ? new BacklogWarning(_backlog.Count, _backlog.Capacity) : null;
 
@@ -98,7 +102,7 @@ internal sealed partial class ClientSessionGrain(
             return new Admission(refusal, warning);
         }
 
-        return new Admission(null, warning);
+        return new Admission(null, warning, timeout);
     }
 
     public async Task<InferError?> CancelAsync(string requestId)

@@ -64,10 +64,10 @@ public sealed class PredictEndpointTests(FrontendFixture fixture)
     [Fact]
     public async Task Predict_DeadlinePassesInQueue_504DeadlineExceeded()
     {
-        using var busy = fixture.Http.PostAsJsonAsync("/predict", new { model = "slow", inputs = new { x = new { dtype = "float32", shape = new[] { 1 }, data = new[] { 1 } } } });
-        await Eventually.UntilAsync(() => fixture.Batcher("slow").GetStatusAsync(), s => s.Running == 1, what: "the first request occupies the device");
+        using var busy = fixture.Http.PostAsJsonAsync("/predict", new { model = "slow-http", inputs = new { x = new { dtype = "float32", shape = new[] { 1 }, data = new[] { 1 } } } });
+        await Eventually.UntilAsync(() => fixture.Batcher("slow-http").GetStatusAsync(), s => s.Running == 1, what: "the first request occupies the device");
         // Second request from the same caller, behind the busy device, with a short deadline.
-        using var late = await fixture.Http.PostAsJsonAsync("/predict", new { model = "slow", timeout_ms = 100, inputs = new { x = new { dtype = "float32", shape = new[] { 1 }, data = new[] { 2 } } } });
+        using var late = await fixture.Http.PostAsJsonAsync("/predict", new { model = "slow-http", timeout_ms = 100, inputs = new { x = new { dtype = "float32", shape = new[] { 1 }, data = new[] { 2 } } } });
 
         Assert.Equal(HttpStatusCode.GatewayTimeout, late.StatusCode);
         using var json = JsonDocument.Parse(await late.Content.ReadAsStringAsync());

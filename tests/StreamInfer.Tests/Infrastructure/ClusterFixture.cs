@@ -1,3 +1,4 @@
+using StreamInfer.Grains.Models;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
@@ -25,6 +26,7 @@ public sealed class ClusterFixture : IAsyncLifetime
     internal static readonly IConfiguration Configuration = new ConfigurationBuilder()
         .AddInMemoryCollection(new Dictionary<string, string?>
         {
+            ["StreamInfer:Repository:Path"] = TestModels.NewRepository(),
             ["StreamInfer:Session:RatePerSecond"] = "100",
             ["StreamInfer:Session:Burst"] = "20",
             ["StreamInfer:Session:BacklogCapacity"] = "32",
@@ -49,6 +51,11 @@ public sealed class ClusterFixture : IAsyncLifetime
             ["StreamInfer:Models:small-queue:MaxBatchSize"] = "1000",
             ["StreamInfer:Models:small-queue:MaxWait"] = "00:00:10",
             ["StreamInfer:Models:small-queue:QueueCapacity"] = "2",
+            // Three priority levels; one request at a time, each holding the device for 200 ms.
+            ["StreamInfer:Models:prio:MaxBatchSize"] = "1",
+            ["StreamInfer:Models:prio:FixedDelay"] = "00:00:00.200",
+            ["StreamInfer:Models:prio:PriorityLevels"] = "3",
+            ["StreamInfer:Models:prio:DefaultPriority"] = "1",
             ["StreamInfer:Models:typed:Inputs:x:DType"] = "float32",
             ["StreamInfer:Models:typed:Inputs:x:Shape:0"] = "-1",
             ["StreamInfer:Models:typed:Inputs:x:Shape:1"] = "2",
@@ -80,6 +87,7 @@ public sealed class ClusterFixture : IAsyncLifetime
         builder.AddClientBuilderConfigurator<ClientConfigurator>();
         Cluster = builder.Build();
         await Cluster.DeployAsync();
+        await Cluster.GetSiloServiceProvider(Cluster.Primary!.SiloAddress).GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
     }
 
     public async Task DisposeAsync() => await Cluster.DisposeAsync();

@@ -1,3 +1,4 @@
+using StreamInfer.Grains.Models;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -45,6 +46,9 @@ public sealed class FrontendFixture : IAsyncLifetime
         return Client.GetGrain<IBatcherGrain>(new BatcherKey(model, silo, "cpu0").ToString());
     }
 
+    /// <summary>The model repository the app serves: the generated <c>seq</c> and <c>multi</c> models.</summary>
+    public string Repository { get; } = TestModels.NewRepository();
+
     public async Task InitializeAsync()
     {
         var settings = new Dictionary<string, string?>
@@ -64,12 +68,18 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Models:hold:MaxWait"] = "00:00:10",
             ["StreamInfer:Models:slow:MaxBatchSize"] = "1",
             ["StreamInfer:Models:slow:FixedDelay"] = "00:00:00.500",
+            ["StreamInfer:Models:slow-http:MaxBatchSize"] = "1",
+            ["StreamInfer:Models:slow-http:FixedDelay"] = "00:00:00.500",
+            ["StreamInfer:Models:slow-admit:MaxBatchSize"] = "1",
+            ["StreamInfer:Models:slow-admit:FixedDelay"] = "00:00:00.300",
+            ["StreamInfer:Repository:Path"] = Repository,
             ["StreamInfer:Models:typed:Inputs:x:DType"] = "float32",
             ["StreamInfer:Models:typed:Inputs:x:Shape:0"] = "2",
             ["StreamInfer:Models:typed:Inputs:x:Shape:1"] = "2",
         };
         App = StreamInferApp.Create([], b => b.Configuration.AddInMemoryCollection(settings));
         await App.StartAsync();
+        await App.Services.GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
         var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         HttpUri = new Uri(address);
         WsUri = new UriBuilder(HttpUri) { Scheme = "ws", Path = "/ws" }.Uri;

@@ -1,0 +1,208 @@
+using System.Collections.Immutable;
+using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
+using StreamInfer.Grains.Models.Repository;
+using OrtType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
+
+namespace StreamInfer.Grains.Models.Onnx;
+
+/// <summary>
+/// One input or output of a tensor model. <see cref="Dims"/> includes the batch axis first; -1 marks a dynamic axis.
+/// <see cref="Axes"/> names every dynamic axis: axes of one name are padded together, and an output axis that shares a
+/// name with a padded input axis is cut back to each request's own length.
+/// </summary>
+internal sealed record TensorSlot(string Name, TensorElementType Type, OrtType OrtType, long[] Dims, string?[] Axes)
+{
+    public int Rank => Dims.Length;
+
+    public TensorSpec ToSpec() => new(Name, Type, [-1, .. Dims.Skip(1)]);
+}
+
+/// <summary>The inputs and outputs of a tensor model, from its ONNX metadata refined by its config.</summary>
+internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, ImmutableArray<TensorSlot> Outputs, int? MaskIndex)
+{
+    /// <summary>Reads the session's metadata and merges the config's declarations; every problem goes to <paramref name="errors"/>.</summary>
+    public static TensorSignature? Build(InferenceSession session, ModelDefinition definition, List<ModelLoadError> errors)
+    {
+        var config = definition.Config;
+        var before = errors.Count;
+        void Error(string? field, string reason) => errors.Add(new ModelLoadError(definition.Name, field is null ? definition.OnnxFile : $"{definition.Name}/{ModelRepositoryScanner.ConfigFile}", field, reason));
+
+        var inputs = Slots(session.InputMetadata, "input", Error);
+        var outputs = Slots(session.OutputMetadata, "output", Error);
+        Refine(inputs, config.Inputs, "inputs", "input", Error);
+        Refine(outputs, config.Outputs, "outputs", "output", Error);
+        if (config.Outputs is { } declared)
+        {
+            var keep = declared.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
+            outputs.RemoveAll(o => !keep.Contains(o.Name));
+        }
+
+        foreach (var input in inputs)
+        {
+            CheckBatchAxis(input, "input", definition.Options.MaxBatchSize, Error);
+        }
+
+        foreach (var output in outputs)
+        {
+            CheckBatchAxis(output, "output", definition.Options.MaxBatchSize, Error);
+        }
+
+        int? mask = null;
+        if (config.MaskInput is { } maskName)
+        {
+            var index = inputs.FindIndex(i => i.Name == maskName);
+            if (index < 0)
+            {
+                Error("mask_input", $"the model has no input '{maskName}' (it has {string.Join(", ", inputs.Select(i => i.Name))}).");
+            }
+            else if (inputs[index].Type == TensorElementType.String || inputs[index].Rank < 2)
+            {
+                Error("mask_input", $"input '{maskName}' cannot be a mask: a mask is a numeric or bool tensor of rank 2 or more.");
+            }
+            else
+            {
+                mask = index;
+            }
+        }
+
+        return errors.Count > before ? null : new TensorSignature([.. inputs], [.. outputs], mask);
+    }
+
+    private static List<TensorSlot> Slots(IReadOnlyDictionary<string, NodeMetadata> metadata, string what, Action<string?, string> error)
+    {
+        var slots = new List<TensorSlot>();
+        foreach (var (name, node) in metadata)
+        {
+            if (!node.IsTensor)
+            {
+                error(null, $"{what} '{name}' is a {node.OnnxValueType}, not a tensor; tensor models take and return tensors only.");
+                continue;
+            }
+
+            if (!TryMap(node.ElementDataType, out var type))
+            {
+                error(null, $"{what} '{name}' has element type {node.ElementDataType}, which StreamInfer does not carry.");
+                continue;
+            }
+
+            var dims = node.Dimensions.Select(d => (long)d).ToArray();
+            var axes = new string?[dims.Length];
+            for (var k = 0; k < dims.Length; k++)
+            {
+                if (dims[k] < 0)
+                {
+                    dims[k] = -1;
+                    var symbol = k < node.SymbolicDimensions.Length ? node.SymbolicDimensions[k] : null;
+                    axes[k] = string.IsNullOrEmpty(symbol) ? $"{name}:{k}" : symbol;
+                }
+            }
+
+            slots.Add(new TensorSlot(name, type, node.ElementDataType, dims, axes));
+        }
+
+        return slots;
+    }
+
+    private static void Refine(List<TensorSlot> slots, List<TensorDeclaration>? declarations, string field, string what, Action<string?, string> error)
+    {
+        if (declarations is null)
+        {
+            return;
+        }
+
+        for (var i = 0; i < declarations.Count; i++)
+        {
+            var d = declarations[i];
+            var at = $"{field}[{i}]";
+            var index = slots.FindIndex(s => s.Name == d.Name);
+            if (index < 0)
+            {
+                error($"{at}.name", $"the model has no {what} '{d.Name}' (it has {string.Join(", ", slots.Select(s => s.Name))}).");
+                continue;
+            }
+
+            var slot = slots[index];
+            if (d.Datatype is not null && TensorTypes.TryParse(d.Datatype, out var declaredType) && declaredType != slot.Type)
+            {
+                error($"{at}.datatype", $"declares {declaredType.ToWire()}, but the model's {what} '{slot.Name}' is {slot.Type.ToWire()}.");
+            }
+
+            if (d.Dims is not { } dims)
+            {
+                continue;
+            }
+
+            if (dims.Count != slot.Rank - 1)
+            {
+                error($"{at}.dims", $"declares {dims.Count} dimensions after the batch axis, but the model's {what} '{slot.Name}' has {slot.Rank - 1}.");
+                continue;
+            }
+
+            var newDims = (long[])slot.Dims.Clone();
+            var newAxes = (string?[])slot.Axes.Clone();
+            for (var k = 0; k < dims.Count; k++)
+            {
+                var axis = k + 1;
+                var modelFixed = slot.Dims[axis] >= 0;
+                if (dims[k].ValueKind == JsonValueKind.String)
+                {
+                    if (modelFixed)
+                    {
+                        error($"{at}.dims[{k}]", $"names a dynamic axis, but the model fixes it at {slot.Dims[axis]}.");
+                    }
+
+                    newAxes[axis] = dims[k].GetString();
+                }
+                else if (dims[k].TryGetInt64(out var size) && size >= 0)
+                {
+                    if (modelFixed && size != slot.Dims[axis])
+                    {
+                        error($"{at}.dims[{k}]", $"declares {size}, but the model fixes it at {slot.Dims[axis]}.");
+                    }
+
+                    newDims[axis] = size;
+                    newAxes[axis] = null;
+                }
+                else if (modelFixed)
+                {
+                    error($"{at}.dims[{k}]", $"declares a dynamic axis, but the model fixes it at {slot.Dims[axis]}.");
+                }
+            }
+
+            slots[index] = slot with { Dims = newDims, Axes = newAxes };
+        }
+    }
+
+    private static void CheckBatchAxis(TensorSlot slot, string what, int maxBatchSize, Action<string?, string> error)
+    {
+        if (slot.Rank == 0)
+        {
+            error(null, $"{what} '{slot.Name}' is a scalar; a tensor model carries the batch on the first axis of every input and output.");
+        }
+        else if (slot.Dims[0] >= 0 && !(slot.Dims[0] == 1 && maxBatchSize == 1))
+        {
+            error(null, $"the first axis of {what} '{slot.Name}' is fixed at {slot.Dims[0]}, so it cannot carry a batch (set max_batch_size to 1 for a model fixed at 1).");
+        }
+    }
+
+    /// <summary>Maps ONNX Runtime's element type to the wire's.</summary>
+    public static bool TryMap(OrtType type, out TensorElementType mapped)
+    {
+        mapped = type switch
+        {
+            OrtType.Float => TensorElementType.Float32,
+            OrtType.Float16 => TensorElementType.Float16,
+            OrtType.Double => TensorElementType.Float64,
+            OrtType.Int64 => TensorElementType.Int64,
+            OrtType.Int32 => TensorElementType.Int32,
+            OrtType.Int16 => TensorElementType.Int16,
+            OrtType.Int8 => TensorElementType.Int8,
+            OrtType.UInt8 => TensorElementType.UInt8,
+            OrtType.Bool => TensorElementType.Bool,
+            OrtType.String => TensorElementType.String,
+            _ => (TensorElementType)(-1),
+        };
+        return (int)mapped >= 0;
+    }
+}

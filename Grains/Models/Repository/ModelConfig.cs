@@ -1,0 +1,88 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace StreamInfer.Grains.Models.Repository;
+
+/// <summary>
+/// A model's <c>config.json</c>, as written (snake_case, Triton-like). Every field is optional but <c>kind</c>;
+/// <see cref="ModelRepositoryScanner"/> checks values and turns them into options.
+/// </summary>
+public sealed class ModelConfig
+{
+    /// <summary><c>echo</c>, <c>tensor</c> or <c>decoder</c>.</summary>
+    public string? Kind { get; set; }
+
+    /// <summary>The version folder to serve; default the highest numbered one.</summary>
+    public string? Version { get; set; }
+
+    /// <summary>Most rows in one batch. [1, 4096], default 32.</summary>
+    public int? MaxBatchSize { get; set; }
+
+    /// <summary>Longest the oldest queued request waits for batch-mates; 0 = work-conserving. [0, 10000], default 0.</summary>
+    public double? MaxWaitMs { get; set; }
+
+    /// <summary>Most requests queued at the model's batcher. [1, 1000000], default 4096.</summary>
+    public int? QueueCapacity { get; set; }
+
+    /// <summary>Batches of this model on its device at once. [1, 16], default 1.</summary>
+    public int? MaxConcurrentBatches { get; set; }
+
+    /// <summary>Priority levels, 0 (lowest) to this - 1. [1, 16], default 1.</summary>
+    public int? PriorityLevels { get; set; }
+
+    /// <summary>Priority of a request that names none. Default 0.</summary>
+    public int? DefaultPriority { get; set; }
+
+    /// <summary>Deadline of a request that sets no timeout. (0, 3600000], default the session's.</summary>
+    public double? DefaultTimeoutMs { get; set; }
+
+    /// <summary>
+    /// The model input that masks padding (e.g. <c>attention_mask</c>): the batcher fills it with 1 over each request's
+    /// own positions and 0 over padding, unless the request gives it.
+    /// </summary>
+    public string? MaskInput { get; set; }
+
+    /// <summary>Input declarations that refine the ONNX file's metadata (names must exist in the model).</summary>
+    public List<TensorDeclaration>? Inputs { get; set; }
+
+    /// <summary>Output declarations that refine the ONNX file's metadata; when given, only these outputs are returned.</summary>
+    public List<TensorDeclaration>? Outputs { get; set; }
+
+    /// <summary>Batch sizes to warm up at load; default powers of two up to <see cref="MaxBatchSize"/>.</summary>
+    public List<int>? WarmupBatchSizes { get; set; }
+
+    /// <summary>Sizes of dynamic axes during warm-up, by axis name (e.g. <c>{"seq": 16}</c>); default 1.</summary>
+    public Dictionary<string, long>? WarmupDims { get; set; }
+
+    /// <summary>Echo only: simulated compute per batch, in ms.</summary>
+    public double? FixedDelayMs { get; set; }
+
+    /// <summary>Echo only: simulated compute per request, in ms.</summary>
+    public double? PerItemCostMs { get; set; }
+
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        NumberHandling = JsonNumberHandling.Strict,
+    };
+}
+
+/// <summary>
+/// An input or output declaration: its name, element type (<c>FP32</c>, <c>float32</c>, <c>INT64</c>...) and the
+/// dimensions after the batch axis, each a size, -1 (dynamic) or an axis name (dynamic, and padded together with
+/// every other axis of that name).
+/// </summary>
+public sealed class TensorDeclaration
+{
+    /// <summary>The tensor's name in the ONNX graph.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>The element type; when given it must match the model's.</summary>
+    public string? Datatype { get; set; }
+
+    /// <summary>Dimensions after the batch axis: numbers or axis names.</summary>
+    public List<JsonElement>? Dims { get; set; }
+}

@@ -1,0 +1,285 @@
+using System.Globalization;
+using System.Text.Json;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Grains.Models.Repository;
+
+/// <summary>A model found in the repository whose config is sound; its ONNX file is checked when it loads.</summary>
+/// <param name="Name">The folder name.</param>
+/// <param name="Kind"><c>echo</c> or <c>tensor</c>.</param>
+/// <param name="Version">The version that serves.</param>
+/// <param name="Options">Batching knobs.</param>
+/// <param name="OnnxPath">The full path of <c>model.onnx</c>; null for echo.</param>
+/// <param name="OnnxFile">The same, relative to the repository (for error reports).</param>
+/// <param name="Config">The config as written.</param>
+public sealed record ModelDefinition(string Name, string Kind, string Version, ModelOptions Options, string? OnnxPath, string? OnnxFile, ModelConfig Config);
+
+/// <summary>
+/// Reads a Triton-style model repository: <c>&lt;name&gt;/config.json</c> and <c>&lt;name&gt;/&lt;version&gt;/model.onnx</c>.
+/// Checks every model and reports every problem at once (model, file, field, why), in the way of YARP's config
+/// validator; a broken model is reported and left out, the others are returned.
+/// </summary>
+public static class ModelRepositoryScanner
+{
+    public const string ConfigFile = "config.json";
+    public const string OnnxFileName = "model.onnx";
+
+    /// <summary>Scans <paramref name="root"/>. A missing folder is an empty repository.</summary>
+    /// <param name="root">The repository folder.</param>
+    /// <param name="taken">Names already served from configuration; a repository model may not reuse one.</param>
+    public static (List<ModelDefinition> Models, List<ModelLoadError> Errors) Scan(string root, IReadOnlySet<string> taken)
+    {
+        var models = new List<ModelDefinition>();
+        var errors = new List<ModelLoadError>();
+        if (!Directory.Exists(root))
+        {
+            return (models, errors);
+        }
+
+        foreach (var folder in Directory.GetDirectories(root).Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileName(folder);
+            if (name.StartsWith('.'))
+            {
+                continue;
+            }
+
+            var before = errors.Count;
+            var definition = ScanModel(root, name, taken, errors);
+            if (definition is not null && errors.Count == before)
+            {
+                models.Add(definition);
+            }
+        }
+
+        return (models, errors);
+    }
+
+    private static ModelDefinition? ScanModel(string root, string name, IReadOnlySet<string> taken, List<ModelLoadError> errors)
+    {
+        var configFile = $"{name}/{ConfigFile}";
+        void Error(string? field, string reason) => errors.Add(new ModelLoadError(name, configFile, field, reason));
+
+        if (name.Contains('/', StringComparison.Ordinal) || name.Length > 128)
+        {
+            errors.Add(new ModelLoadError(name, null, null, "a model name may not be longer than 128 characters."));
+            return null;
+        }
+
+        if (taken.Contains(name))
+        {
+            errors.Add(new ModelLoadError(name, null, null, "a model of this name is already configured in StreamInfer:Models; the repository's is left out."));
+            return null;
+        }
+
+        var configPath = Path.Combine(root, name, ConfigFile);
+        if (!File.Exists(configPath))
+        {
+            Error(null, "config.json is missing.");
+            return null;
+        }
+
+        ModelConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize<ModelConfig>(File.ReadAllBytes(configPath), ModelConfig.Json);
+        }
+        catch (JsonException ex)
+        {
+            Error(ex.Path?.TrimStart('$', '.'), $"config.json is not valid: {FirstSentence(ex.Message)}");
+            return null;
+        }
+        catch (IOException ex)
+        {
+            Error(null, $"config.json could not be read: {ex.Message}");
+            return null;
+        }
+
+        if (config is null)
+        {
+            Error(null, "config.json is empty (null).");
+            return null;
+        }
+
+        var options = new ModelOptions();
+        switch (config.Kind)
+        {
+            case null:
+                Error("kind", "is missing (expected \"echo\", \"tensor\" or \"decoder\").");
+                break;
+            case "echo" or "tensor":
+                options.Kind = config.Kind;
+                break;
+            case "decoder":
+                Error("kind", "\"decoder\" models are not served by this version of StreamInfer yet.");
+                break;
+            default:
+                Error("kind", $"\"{config.Kind}\" is not a known kind (expected \"echo\", \"tensor\" or \"decoder\").");
+                break;
+        }
+
+        Range(config.MaxBatchSize, 1, 4096, "max_batch_size", Error, v => options.MaxBatchSize = v);
+        Range(config.QueueCapacity, 1, 1_000_000, "queue_capacity", Error, v => options.QueueCapacity = v);
+        Range(config.MaxConcurrentBatches, 1, 16, "max_concurrent_batches", Error, v => options.MaxConcurrentBatches = v);
+        Range(config.PriorityLevels, 1, 16, "priority_levels", Error, v => options.PriorityLevels = v);
+        Range(config.DefaultPriority, 0, options.PriorityLevels - 1, "default_priority", Error, v => options.DefaultPriority = v);
+        Milliseconds(config.MaxWaitMs, 0, 10_000, "max_wait_ms", Error, v => options.MaxWait = v);
+        Milliseconds(config.DefaultTimeoutMs, 0.001, 3_600_000, "default_timeout_ms", Error, v => options.DefaultTimeout = v);
+        Milliseconds(config.FixedDelayMs, 0, 10_000, "fixed_delay_ms", Error, v => options.FixedDelay = v);
+        Milliseconds(config.PerItemCostMs, 0, 1_000, "per_item_cost_ms", Error, v => options.PerItemCost = v);
+
+        if (config.WarmupBatchSizes is { } sizes)
+        {
+            for (var i = 0; i < sizes.Count; i++)
+            {
+                if (sizes[i] < 1 || sizes[i] > options.MaxBatchSize)
+                {
+                    Error($"warmup_batch_sizes[{i}]", $"must be in [1, max_batch_size = {options.MaxBatchSize}]; got {sizes[i]}.");
+                }
+            }
+        }
+
+        if (config.WarmupDims is { } dims)
+        {
+            foreach (var (axis, size) in dims)
+            {
+                if (size < 1)
+                {
+                    Error($"warmup_dims.{axis}", $"must be at least 1; got {size}.");
+                }
+            }
+        }
+
+        CheckDeclarations(config.Inputs, "inputs", Error);
+        CheckDeclarations(config.Outputs, "outputs", Error);
+        if (config.Kind == "echo" && (config.Inputs is not null || config.Outputs is not null || config.MaskInput is not null))
+        {
+            Error(config.Inputs is not null ? "inputs" : config.Outputs is not null ? "outputs" : "mask_input", "an echo model takes any inputs; declarations are for tensor models.");
+        }
+
+        if (config.Kind == "tensor" && (config.FixedDelayMs is not null || config.PerItemCostMs is not null))
+        {
+            Error(config.FixedDelayMs is not null ? "fixed_delay_ms" : "per_item_cost_ms", "simulated compute is for echo models only.");
+        }
+
+        var version = config.Version ?? "1";
+        string? onnxPath = null;
+        string? onnxFile = null;
+        if (config.Kind == "tensor")
+        {
+            if (config.Version is { } pinned)
+            {
+                if (pinned.Length == 0 || pinned.Contains('/', StringComparison.Ordinal) || pinned.Contains('\\', StringComparison.Ordinal) || pinned is "." or "..")
+                {
+                    Error("version", $"\"{pinned}\" is not a version folder name.");
+                    return null;
+                }
+            }
+            else
+            {
+                // Triton's default policy: the highest numbered version folder that holds a model.
+                var numbered = Directory.GetDirectories(Path.Combine(root, name))
+                    .Select(Path.GetFileName)
+                    .Where(v => long.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+                    .OrderByDescending(v => long.Parse(v!, CultureInfo.InvariantCulture))
+                    .ToList();
+                version = numbered.FirstOrDefault(v => File.Exists(Path.Combine(root, name, v!, OnnxFileName))) ?? numbered.FirstOrDefault() ?? "1";
+            }
+
+            onnxFile = $"{name}/{version}/{OnnxFileName}";
+            onnxPath = Path.Combine(root, name, version, OnnxFileName);
+            if (!File.Exists(onnxPath))
+            {
+                errors.Add(new ModelLoadError(name, onnxFile, null, "the model file is missing."));
+            }
+        }
+
+        options.Version = version;
+        return new ModelDefinition(name, config.Kind ?? "?", version, options, onnxPath, onnxFile, config);
+    }
+
+    private static void CheckDeclarations(List<TensorDeclaration>? declarations, string field, Action<string?, string> error)
+    {
+        if (declarations is null)
+        {
+            return;
+        }
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < declarations.Count; i++)
+        {
+            var d = declarations[i];
+            var at = $"{field}[{i}]";
+            if (string.IsNullOrEmpty(d.Name))
+            {
+                error($"{at}.name", "is missing.");
+            }
+            else if (!seen.Add(d.Name))
+            {
+                error($"{at}.name", $"'{d.Name}' is declared twice.");
+            }
+
+            if (d.Datatype is not null && !TensorTypes.TryParse(d.Datatype, out _))
+            {
+                error($"{at}.datatype", $"\"{d.Datatype}\" is not a known element type.");
+            }
+
+            if (d.Dims is { } dims)
+            {
+                for (var k = 0; k < dims.Count; k++)
+                {
+                    var ok = dims[k].ValueKind switch
+                    {
+                        JsonValueKind.Number => dims[k].TryGetInt64(out var n) && n >= -1,
+                        JsonValueKind.String => dims[k].GetString() is { Length: > 0 },
+                        _ => false,
+                    };
+                    if (!ok)
+                    {
+                        error($"{at}.dims[{k}]", $"must be a size, -1 or an axis name; got {dims[k].GetRawText()}.");
+                    }
+                }
+            }
+        }
+    }
+
+    private static void Range(int? value, int min, int max, string field, Action<string?, string> error, Action<int> set)
+    {
+        if (value is not { } v)
+        {
+            return;
+        }
+
+        if (v < min || v > max)
+        {
+            error(field, $"must be in [{min}, {max}]; got {v}.");
+        }
+        else
+        {
+            set(v);
+        }
+    }
+
+    private static void Milliseconds(double? value, double min, double max, string field, Action<string?, string> error, Action<TimeSpan> set)
+    {
+        if (value is not { } v)
+        {
+            return;
+        }
+
+        if (!double.IsFinite(v) || v < min || v > max)
+        {
+            error(field, $"must be in [{min}, {max}] ms; got {v}.");
+        }
+        else
+        {
+            set(TimeSpan.FromMilliseconds(v));
+        }
+    }
+
+    private static string FirstSentence(string message)
+    {
+        var cut = message.IndexOf(". ", StringComparison.Ordinal);
+        return cut > 0 ? message[..(cut + 1)] : message;
+    }
+}

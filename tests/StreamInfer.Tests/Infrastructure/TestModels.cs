@@ -1,0 +1,81 @@
+using StreamInfer.Grains.Models.Onnx;
+
+namespace StreamInfer.Tests.Infrastructure;
+
+/// <summary>
+/// The tests' ONNX models, generated as graphs in code (never shipped as opaque bytes) into a Triton-style repository.
+/// </summary>
+public static class TestModels
+{
+    /// <summary>
+    /// <c>seq</c>: a sequence model with a dynamic axis and a mask. <c>tokens</c> float32 [batch, seq, 4] and
+    /// <c>mask</c> int64 [batch, seq] in; <c>hidden</c> = (tokens·W + b) masked, float32 [batch, seq, 3], and
+    /// <c>pooled</c> = the masked mean of <c>hidden</c> over seq, float32 [batch, 3], out. Padding a request (with mask 0)
+    /// leaves its outputs unchanged, which is what the batcher's padding relies on.
+    /// </summary>
+    public static void WriteSequence(string repository, string name = "seq", int maxBatchSize = 8, string? extraConfig = null)
+    {
+        var g = new OnnxGraphBuilder(name);
+        g.Input("tokens", TensorElementType.Float32, "batch", "seq", 4L);
+        g.Input("mask", TensorElementType.Int64, "batch", "seq");
+        var w = g.Constant("W", [0.5f, -1f, 0.25f, 1.5f, 0.75f, -0.5f, -2f, 0.1f, 1f, 0.3f, -0.7f, 2f], 4, 3);
+        var b = g.Constant("b", [0.1f, -0.2f, 0.3f], 3);
+        var projected = g.Node("Add", [g.Node("MatMul", ["tokens", w]), b]);
+        var maskF = g.Node("Cast", ["mask"], null, ("to", 1L));
+        var last = g.Constant("last_axis", [-1L], 1);
+        var seqAxis = g.Constant("seq_axis", [1L], 1);
+        g.Node("Mul", [projected, g.Node("Unsqueeze", [maskF, last])], "hidden");
+        var summed = g.Node("ReduceSum", ["hidden", seqAxis], null, ("keepdims", 0L));
+        var count = g.Node("ReduceSum", [maskF, seqAxis], null, ("keepdims", 1L));
+        g.Node("Div", [summed, count], "pooled");
+        g.Output("hidden", TensorElementType.Float32, "batch", "seq", 3L);
+        g.Output("pooled", TensorElementType.Float32, "batch", 3L);
+        g.Save(Path.Combine(repository, name, "1", "model.onnx"));
+        File.WriteAllText(Path.Combine(repository, name, "config.json"), $$"""
+            { "kind": "tensor", "max_batch_size": {{maxBatchSize}}, "mask_input": "mask" {{extraConfig}} }
+            """);
+    }
+
+    /// <summary>
+    /// <c>multi</c>: one input and one output per supported element type. <c>f32</c> [batch,3] → <c>f32_out</c> = 2x;
+    /// <c>f16</c> [batch,2] → <c>f16_out</c> = x + x; <c>i64</c> [batch,2] → <c>i64_sum</c> [batch,1] = row sum;
+    /// <c>i32</c> [batch,2] → <c>i32_out</c> = x + x; <c>flag</c> bool [batch,2] → <c>flag_out</c> = not x;
+    /// <c>text</c> string [batch,1] → <c>text_out</c> = x.
+    /// </summary>
+    public static void WriteMulti(string repository, string name = "multi", int maxBatchSize = 8)
+    {
+        var g = new OnnxGraphBuilder(name);
+        g.Input("f32", TensorElementType.Float32, "batch", 3L);
+        g.Input("f16", TensorElementType.Float16, "batch", 2L);
+        g.Input("i64", TensorElementType.Int64, "batch", 2L);
+        g.Input("i32", TensorElementType.Int32, "batch", 2L);
+        g.Input("flag", TensorElementType.Bool, "batch", 2L);
+        g.Input("text", TensorElementType.String, "batch", 1L);
+        g.Node("Mul", ["f32", g.Constant("two", [2f], 1)], "f32_out");
+        g.Node("Add", ["f16", "f16"], "f16_out");
+        g.Node("ReduceSum", ["i64", g.Constant("axis1", [1L], 1)], "i64_sum", ("keepdims", 1L));
+        g.Node("Add", ["i32", "i32"], "i32_out");
+        g.Node("Not", ["flag"], "flag_out");
+        g.Node("Identity", ["text"], "text_out");
+        g.Output("f32_out", TensorElementType.Float32, "batch", 3L);
+        g.Output("f16_out", TensorElementType.Float16, "batch", 2L);
+        g.Output("i64_sum", TensorElementType.Int64, "batch", 1L);
+        g.Output("i32_out", TensorElementType.Int32, "batch", 2L);
+        g.Output("flag_out", TensorElementType.Bool, "batch", 2L);
+        g.Output("text_out", TensorElementType.String, "batch", 1L);
+        g.Save(Path.Combine(repository, name, "1", "model.onnx"));
+        File.WriteAllText(Path.Combine(repository, name, "config.json"), $$"""
+            { "kind": "tensor", "max_batch_size": {{maxBatchSize}} }
+            """);
+    }
+
+    /// <summary>A fresh repository folder under the temp directory with <c>seq</c> and <c>multi</c> in it.</summary>
+    public static string NewRepository()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(root);
+        WriteSequence(root);
+        WriteMulti(root);
+        return root;
+    }
+}
