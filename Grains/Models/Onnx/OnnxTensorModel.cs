@@ -244,6 +244,31 @@ internal sealed class OnnxTensorModel : IInferenceModel
 
     public IReadOnlyList<ItemOutcome> Run(IReadOnlyList<InferRequest> batch)
     {
+        try
+        {
+            return RunBatch(batch);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            // What passed Check can still fail on its values (an index out of range, say). Run each request alone, so
+            // that the one at fault gets the error and its batch-mates their results.
+            if (batch.Count == 1)
+            {
+                return [ItemOutcome.Failed(new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not run the request: {ex.Message.Trim()}"))];
+            }
+
+            var outcomes = new ItemOutcome[batch.Count];
+            for (var j = 0; j < batch.Count; j++)
+            {
+                outcomes[j] = Run([batch[j]])[0];
+            }
+
+            return outcomes;
+        }
+    }
+
+    private ItemOutcome[] RunBatch(IReadOnlyList<InferRequest> batch)
+    {
         var n = batch.Count;
         var layouts = new RequestLayout[n];
         var padded = new Dictionary<string, long>(StringComparer.Ordinal);

@@ -86,7 +86,8 @@ public static class ModelRepositoryScanner
         }
         catch (JsonException ex)
         {
-            Error(ex.Path?.TrimStart('$', '.'), $"config.json is not valid: {FirstSentence(ex.Message)}");
+            var field = ex.Path?.TrimStart('$', '.');
+            Error(string.IsNullOrEmpty(field) ? null : field, $"config.json is not valid: {FirstSentence(ex.Message)}");
             return null;
         }
         catch (IOException ex)

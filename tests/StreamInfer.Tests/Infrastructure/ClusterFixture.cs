@@ -51,11 +51,12 @@ public sealed class ClusterFixture : IAsyncLifetime
             ["StreamInfer:Models:small-queue:MaxBatchSize"] = "1000",
             ["StreamInfer:Models:small-queue:MaxWait"] = "00:00:10",
             ["StreamInfer:Models:small-queue:QueueCapacity"] = "2",
-            // Three priority levels; one request at a time, each holding the device for 200 ms.
-            ["StreamInfer:Models:prio:MaxBatchSize"] = "1",
-            ["StreamInfer:Models:prio:FixedDelay"] = "00:00:00.200",
+            // Three priority levels; batches of two, each holding the device for 500 ms.
+            ["StreamInfer:Models:prio:MaxBatchSize"] = "2",
+            ["StreamInfer:Models:prio:FixedDelay"] = "00:00:00.500",
             ["StreamInfer:Models:prio:PriorityLevels"] = "3",
             ["StreamInfer:Models:prio:DefaultPriority"] = "1",
+            ["StreamInfer:Models:short-deadline:DefaultTimeout"] = "00:00:02",
             ["StreamInfer:Models:typed:Inputs:x:DType"] = "float32",
             ["StreamInfer:Models:typed:Inputs:x:Shape:0"] = "-1",
             ["StreamInfer:Models:typed:Inputs:x:Shape:1"] = "2",

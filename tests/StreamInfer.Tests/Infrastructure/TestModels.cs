@@ -69,13 +69,29 @@ public static class TestModels
             """);
     }
 
-    /// <summary>A fresh repository folder under the temp directory with <c>seq</c> and <c>multi</c> in it.</summary>
+    /// <summary>
+    /// <c>lookup</c>: <c>ids</c> int64 [batch, 1] → <c>vectors</c> float32 [batch, 1, 2], rows of a 10-row table. An id
+    /// outside 0..9 passes admission (type and shape are right) and fails only when the model runs.
+    /// </summary>
+    public static void WriteLookup(string repository, string name = "lookup")
+    {
+        var g = new OnnxGraphBuilder(name);
+        g.Input("ids", TensorElementType.Int64, "batch", 1L);
+        var table = g.Constant("table", [.. Enumerable.Range(0, 20).Select(i => (float)i)], 10, 2);
+        g.Node("Gather", [table, "ids"], "vectors", ("axis", 0L));
+        g.Output("vectors", TensorElementType.Float32, "batch", 1L, 2L);
+        g.Save(Path.Combine(repository, name, "1", "model.onnx"));
+        File.WriteAllText(Path.Combine(repository, name, "config.json"), """{ "kind": "tensor", "max_batch_size": 8 }""");
+    }
+
+    /// <summary>A fresh repository folder under the temp directory with <c>seq</c>, <c>multi</c> and <c>lookup</c> in it.</summary>
     public static string NewRepository()
     {
         var root = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(root);
         WriteSequence(root);
         WriteMulti(root);
+        WriteLookup(root);
         return root;
     }
 }

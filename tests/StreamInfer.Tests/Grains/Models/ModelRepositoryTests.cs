@@ -1,0 +1,122 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Options;
+using StreamInfer.Tests.Infrastructure;
+
+namespace StreamInfer.Tests.Grains.Models;
+
+public sealed class ModelRepositoryTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
+    private readonly DeviceRegistry _devices = new(Options.Create(new DeviceOptions { Gpus = "none" }), NullLoggerFactory.Instance);
+
+    [Fact]
+    public async Task Load_RepositoryWithBrokenModels_ReportsEveryProblemAndServesTheRest()
+    {
+        TestModels.WriteSequence(_root, "good");
+        // The config points at a version folder with no model file.
+        TestModels.WriteSequence(_root, "missing-file");
+        File.Delete(Path.Combine(_root, "missing-file", "1", "model.onnx"));
+        // A file that is not ONNX at all.
+        TestModels.WriteSequence(_root, "unreadable");
+        File.WriteAllText(Path.Combine(_root, "unreadable", "1", "model.onnx"), "this is not a protobuf");
+        // The config declares an input the model does not have, and a mask it does not have either.
+        TestModels.WriteSequence(_root, "wrong-input", extraConfig: """, "inputs": [{"name": "pixels", "datatype": "FP32"}]""");
+        TestModels.WriteSequence(_root, "unknown-kind");
+        Write("unknown-kind", """{ "kind": "classifier" }""");
+        Write("no-config", null);
+        Write("bad-json", """{ "kind": "tensor", """);
+        Write("bad-values", """{ "kind": "echo", "max_batch_size": 0, "priority_levels": 2, "default_priority": 5, "colour": "blue" }""");
+
+        using var catalog = NewCatalog();
+        var initial = catalog.Status;
+        await catalog.LoadAsync(CancellationToken.None);
+        var status = catalog.Status;
+
+        Assert.False(status.Loading);
+        Assert.True(initial.Loading);
+        Assert.Equal(ModelState.Ready, Model(status, "good").State);
+        AssertFailed(status, "missing-file", "missing-file/1/model.onnx", null, "missing");
+        AssertFailed(status, "unreadable", "unreadable/1/model.onnx", null, "ONNX Runtime cannot load it");
+        AssertFailed(status, "wrong-input", "wrong-input/config.json", "inputs[0].name", "no input 'pixels'");
+        AssertFailed(status, "unknown-kind", "unknown-kind/config.json", "kind", "\"classifier\" is not a known kind");
+        AssertFailed(status, "no-config", "no-config/config.json", null, "config.json is missing");
+        AssertFailed(status, "bad-json", "bad-json/config.json", null, "not valid");
+        // A config with an unknown field stops at the first such field; the model still fails with its name and why.
+        AssertFailed(status, "bad-values", "bad-values/config.json", "colour", "not valid");
+    }
+
+    [Fact]
+    public async Task Load_ConfigWithSeveralBadValues_ReportsAllOfThem()
+    {
+        Write("knobs", """{ "kind": "echo", "max_batch_size": 0, "max_wait_ms": -1, "priority_levels": 2, "default_priority": 5, "queue_capacity": 0 }""");
+
+        using var catalog = NewCatalog();
+        await catalog.LoadAsync(CancellationToken.None);
+
+        var errors = catalog.Status.Errors.Where(e => e.Model == "knobs").Select(e => e.Field).ToHashSet();
+        Assert.Equal(["default_priority", "max_batch_size", "max_wait_ms", "queue_capacity"], errors.Order());
+        Assert.Equal(ModelState.Failed, Model(catalog.Status, "knobs").State);
+    }
+
+    [Fact]
+    public async Task Load_TensorModel_WarmsUpBeforeReadyAndKeepsItsSignature()
+    {
+        TestModels.WriteSequence(_root, "seq", extraConfig: """, "warmup_batch_sizes": [1, 3], "warmup_dims": {"seq": 5}, "priority_levels": 3, "default_timeout_ms": 1500""");
+
+        using var catalog = NewCatalog();
+        Assert.Equal(ModelState.Loading, Model(catalog.Status, "seq").State);
+        await catalog.LoadAsync(CancellationToken.None);
+
+        Assert.True(catalog.TryGet("seq", out var entry));
+        Assert.Equal(ModelState.Ready, entry.State);
+        Assert.Equal(["cpu0"], entry.Instances.Keys.ToArray());
+        Assert.True(entry.Any!.WarmBatchMs > 0);
+        Assert.Equal(3, entry.Options.PriorityLevels);
+        Assert.Equal(TimeSpan.FromMilliseconds(1500), entry.Options.DefaultTimeout);
+        var info = entry.ToInfo();
+        Assert.Equal(["tokens", "mask"], info.Inputs.Select(i => i.Name));
+        Assert.Equal([-1L, -1, 4], info.Inputs[0].Shape.ToArray());
+        Assert.Equal(["hidden", "pooled"], info.Outputs.Select(o => o.Name));
+    }
+
+    [Fact]
+    public void WarmupSizes_Default_PowersOfTwoUpToTheLargestBatch()
+    {
+        Assert.Equal([1, 2, 4, 8, 16, 32], ModelCatalog.WarmupSizes(32));
+        Assert.Equal([1, 2, 4, 8, 12], ModelCatalog.WarmupSizes(12));
+        Assert.Equal([1], ModelCatalog.WarmupSizes(1));
+    }
+
+    public void Dispose() => _devices.Dispose();
+
+    private ModelCatalog NewCatalog() => new(
+        Options.Create(new ModelsOptions()),
+        Options.Create(new ModelRepositoryOptions { Path = _root }),
+        _devices,
+        NullLogger<ModelCatalog>.Instance);
+
+    private void Write(string model, string? config)
+    {
+        Directory.CreateDirectory(Path.Combine(_root, model));
+        if (config is not null)
+        {
+            File.WriteAllText(Path.Combine(_root, model, "config.json"), config);
+        }
+    }
+
+    private static ModelInfo Model(RepositoryStatus status, string name) => Assert.Single(status.Models, m => m.Name == name);
+
+    private static void AssertFailed(RepositoryStatus status, string model, string file, string? field, string reason)
+    {
+        var info = Model(status, model);
+        Assert.Equal(ModelState.Failed, info.State);
+        var error = Assert.Single(status.Errors, e => e.Model == model);
+        Assert.Equal(file, error.File);
+        Assert.Equal(field, error.Field);
+        Assert.Contains(reason, error.Reason, StringComparison.Ordinal);
+        Assert.Contains(error, info.Errors);
+    }
+}

@@ -1,0 +1,44 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Tests.Infrastructure;
+
+/// <summary>
+/// The generated test models loaded once, on the CPU, outside any cluster: for tests of the engine itself (batch
+/// assembly, padding, validation), which call the models directly.
+/// </summary>
+public sealed class OnnxModelsFixture : IAsyncLifetime, IDisposable
+{
+    private DeviceRegistry? _devices;
+
+    public ModelCatalog Catalog { get; private set; } = null!;
+
+    public IInferenceModel Model(string name)
+    {
+        Assert.True(Catalog.TryGet(name, out var entry), $"model {name} is in the catalog");
+        Assert.Equal(ModelState.Ready, entry.State);
+        return entry.Any!;
+    }
+
+    public async Task InitializeAsync()
+    {
+        _devices = new DeviceRegistry(Options.Create(new DeviceOptions { Gpus = "none" }), NullLoggerFactory.Instance);
+        Catalog = new ModelCatalog(
+            Options.Create(new ModelsOptions()),
+            Options.Create(new ModelRepositoryOptions { Path = TestModels.NewRepository() }),
+            _devices,
+            NullLogger<ModelCatalog>.Instance);
+        await Catalog.LoadAsync(CancellationToken.None);
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    public void Dispose()
+    {
+        Catalog.Dispose();
+        _devices?.Dispose();
+    }
+}
