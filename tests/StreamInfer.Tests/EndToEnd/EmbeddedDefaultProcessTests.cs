@@ -46,6 +46,47 @@ public sealed class EmbeddedDefaultProcessTests
         Assert.Equal(1000, answered);
     }
 
+    [Fact]
+    public async Task EmbeddedDefault_ModelsDroppedIntoWorkingFolder_ServedOverKServeAndWebSocketBrokenOneReported()
+    {
+        // A user's working folder with ./models: two good models and one whose file is not ONNX.
+        var folder = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
+        var models = Path.Combine(folder, "models");
+        TestModels.WriteSequence(models);
+        TestModels.WriteMulti(models);
+        TestModels.WriteLookup(models, "broken");
+        await File.WriteAllTextAsync(Path.Combine(models, "broken", "1", "model.onnx"), "not a model");
+
+        var port = Ports.Free();
+        await using var grid = await GridProcess.StartAsync(port, workingDirectory: folder);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await Eventually.UntilAsync(() => http.GetAsync(new Uri("/v2/health/ready", UriKind.Relative)), r => r.IsSuccessStatusCode, TimeSpan.FromSeconds(60), "the repository loads");
+
+        using var broken = await http.GetAsync(new Uri("/v2/models/broken", UriKind.Relative));
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, broken.StatusCode);
+        Assert.Contains("broken/1/model.onnx", await broken.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Contains("broken/1/model.onnx", grid.Output, StringComparison.Ordinal);
+
+        var body = """{"id":"k1","inputs":[{"name":"tokens","datatype":"FP32","shape":[1,2,4],"data":[1,0,0,0, 0,1,0,0]}]}""";
+        using var infer = await http.PostAsync(new Uri("/v2/models/seq/infer", UriKind.Relative), new StringContent(body, Encoding.UTF8, "application/json"));
+        var answer = await infer.Content.ReadAsStringAsync();
+        Assert.True(infer.IsSuccessStatusCode, answer);
+        using var json = System.Text.Json.JsonDocument.Parse(answer);
+        var outputs = json.RootElement.GetProperty("outputs").EnumerateArray().ToDictionary(o => o.GetProperty("name").GetString()!);
+        Assert.Equal([1, 2, 3], outputs["hidden"].GetProperty("shape").EnumerateArray().Select(d => d.GetInt32()));
+        Assert.Equal("1", json.RootElement.GetProperty("model_version").GetString());
+
+        await using var ws = await WsTestClient.ConnectAsync(new Uri($"ws://127.0.0.1:{port}/ws"));
+        await ws.SendInferAsync("w1", "seq", inputs: new { tokens = new { dtype = "float32", shape = new[] { 2, 4 }, data = new[] { 1, 0, 0, 0, 0, 1, 0, 0 } } });
+        var frame = await ws.NextAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal("result", frame.GetProperty("type").GetString());
+        Assert.Equal([2, 3], frame.GetProperty("outputs").GetProperty("hidden").GetProperty("shape").EnumerateArray().Select(d => d.GetInt32()));
+        // The same request over KServe (with its batch axis) and over the socket (without) give the same numbers.
+        Assert.Equal(
+            outputs["pooled"].GetProperty("data").EnumerateArray().Select(d => d.GetDouble()),
+            frame.GetProperty("outputs").GetProperty("pooled").GetProperty("data").EnumerateArray().Select(d => d.GetDouble()));
+    }
+
 
     /// <summary>The Frontend executable started as its own process, with the repository's appsettings.json.</summary>
     private sealed class GridProcess : IAsyncDisposable
@@ -56,7 +97,7 @@ public sealed class EmbeddedDefaultProcessTests
 
         private GridProcess(Process process) => _process = process;
 
-        public static async Task<GridProcess> StartAsync(int port)
+        public static async Task<GridProcess> StartAsync(int port, string? workingDirectory = null)
         {
             var frontendDll = Path.Combine(AppContext.BaseDirectory, "StreamInfer.Frontend.dll");
             var contentRoot = FindFrontendFolder();
@@ -65,7 +106,7 @@ public sealed class EmbeddedDefaultProcessTests
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 UseShellExecute = false,
-                WorkingDirectory = contentRoot,
+                WorkingDirectory = workingDirectory ?? contentRoot,
             };
             foreach (var arg in new[]
             {
