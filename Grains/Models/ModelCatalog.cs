@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using System.Collections.Immutable;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Devices;
@@ -182,8 +183,22 @@ public sealed partial class ModelCatalog : IDisposable
     {
         foreach (var entry in _snapshot.Models.Values)
         {
-            foreach (var instance in entry.Instances.Values.Distinct())
+            foreach (var (deviceName, instance) in entry.Instances.DistinctBy(kv => kv.Value))
             {
+                // Released on its device's thread, after any batch still running there: a session must not be freed
+                // under a run. A device that has already stopped runs nothing, so it is freed here.
+                try
+                {
+                    if (_devices.TryGet(deviceName, out var device)
+                        && device.RunAsync(() => { instance.Dispose(); return true; }).Wait(TimeSpan.FromSeconds(10)))
+                    {
+                        continue;
+                    }
+                }
+                catch (Exception ex) when (ex is AggregateException or ChannelClosedException)
+                {
+                }
+
                 instance.Dispose();
             }
         }

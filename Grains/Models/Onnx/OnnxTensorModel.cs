@@ -27,6 +27,7 @@ internal sealed class OnnxTensorModel : IInferenceModel
 
     // Scratch for the copy plan; Run is only ever called on the device's own thread.
     private readonly List<Run> _runs = [];
+    private int _disposed;
 
     private OnnxTensorModel(string name, string version, InferenceSession session, TensorSignature signature, ModelOptions options)
     {
@@ -305,6 +306,11 @@ internal sealed class OnnxTensorModel : IInferenceModel
 
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _session.Dispose();
         _runOptions.Dispose();
         foreach (var buffer in _staging)

@@ -15,7 +15,7 @@ internal sealed record TensorSlot(string Name, TensorElementType Type, OrtType O
 {
     public int Rank => Dims.Length;
 
-    public TensorSpec ToSpec() => new(Name, Type, [-1, .. Dims.Skip(1)]);
+    public TensorSpec ToSpec() => new(Name, Type, Rank == 0 ? [-1] : [-1, .. Dims.Skip(1)]);
 }
 
 /// <summary>The inputs and outputs of a tensor model, from its ONNX metadata refined by its config.</summary>
@@ -45,7 +45,11 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
 
         foreach (var output in outputs)
         {
-            CheckBatchAxis(output, "output", definition.Options.MaxBatchSize, Error);
+            // An output with no shape in the file (rank unknown) is checked by the warm-up run instead.
+            if (output.Rank > 0)
+            {
+                CheckBatchAxis(output, "output", definition.Options.MaxBatchSize, Error);
+            }
         }
 
         int? mask = null;
