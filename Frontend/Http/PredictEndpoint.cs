@@ -76,7 +76,7 @@ internal static partial class PredictEndpoint
             var encoded = new ArrayBufferWriter<byte>(1024);
             try
             {
-                using var writer = new Utf8JsonWriter(encoded);
+                using var writer = new Utf8JsonWriter(encoded, FrameWriter.Options);
                 writer.WriteStartObject();
                 FrameWriter.WriteResultBody(writer, publicId, result);
                 writer.WriteEndObject();
@@ -171,7 +171,7 @@ internal static partial class PredictEndpoint
         }
 
         var encoded = new ArrayBufferWriter<byte>(256);
-        using (var writer = new Utf8JsonWriter(encoded))
+        using (var writer = new Utf8JsonWriter(encoded, FrameWriter.Options))
         {
             writer.WriteStartObject();
             if (id is not null)

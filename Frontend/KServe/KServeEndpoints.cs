@@ -359,7 +359,7 @@ internal static partial class KServeEndpoints
     private static async Task WriteJsonAsync(HttpContext context, int status, Action<Utf8JsonWriter> write)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var writer = new Utf8JsonWriter(buffer))
+        using (var writer = new Utf8JsonWriter(buffer, FrameWriter.Options))
         {
             write(writer);
         }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace StreamInfer.Frontend.Protocol;
@@ -7,6 +8,12 @@ namespace StreamInfer.Frontend.Protocol;
 /// <summary>Writes server frames (DESIGN §2) as UTF-8 JSON.</summary>
 internal static class FrameWriter
 {
+    /// <summary>
+    /// Text (model outputs, messages that quote names) is written as is rather than \u-escaped: these are API bodies,
+    /// never embedded in HTML, and clients and people read them.
+    /// </summary>
+    public static readonly JsonWriterOptions Options = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static byte[] Result(string id, InferResult result) => Write(w =>
     {
         w.WriteStartObject();
@@ -132,7 +139,7 @@ internal static class FrameWriter
     private static byte[] Write(Action<Utf8JsonWriter> write)
     {
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var writer = new Utf8JsonWriter(buffer))
+        using (var writer = new Utf8JsonWriter(buffer, FrameWriter.Options))
         {
             write(writer);
         }
