@@ -285,6 +285,7 @@ internal sealed class Connection : IDisposable
         long id = 0;
         string? code = null;
         double retryAfterMs = 0;
+        var timing = default(FrameTiming);
         try
         {
             var reader = new Utf8JsonReader(frame);
@@ -329,6 +330,11 @@ internal sealed class Connection : IDisposable
                         retryAfterMs = Math.Min(ms, 60_000);
                     }
                 }
+                else if (reader.ValueTextEquals("timing"u8))
+                {
+                    reader.Read();
+                    timing = ReadTiming(ref reader);
+                }
                 else
                 {
                     reader.Read();
@@ -362,6 +368,10 @@ internal sealed class Connection : IDisposable
                 {
                     Stats.Latencies.Add((now - request.SentAt) * 1000.0 / Stopwatch.Frequency);
                     ConnectionStats.Increment(Stats.Outcomes, type == FrameType.Result ? "result" : code ?? "(no code)");
+                    if (type == FrameType.Result && timing.BatchSize >= 1)
+                    {
+                        Stats.AddTiming(timing.BatchSize, timing.QueueMs, timing.ComputeMs);
+                    }
                 }
 
                 if (!request.TrySetResult(new Answer(Lost: false, type == FrameType.Error ? retryAfterMs : 0)))
@@ -374,6 +384,42 @@ internal sealed class Connection : IDisposable
                 Stats.UnexpectedFrames++;
                 return;
         }
+    }
+
+    /// <summary>
+    /// Reads a result's <c>timing</c> object (<c>batch_size</c>, <c>queue_ms</c>, <c>compute_ms</c>); the reader is on
+    /// its first token and is left on its last. Anything else there is skipped; a batch size of 0 means none was given.
+    /// </summary>
+    private static FrameTiming ReadTiming(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType != JsonTokenType.StartObject)
+        {
+            reader.Skip();
+            return default;
+        }
+
+        int batchSize = 0;
+        double queueMs = 0, computeMs = 0;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var field = reader.ValueTextEquals("batch_size"u8) ? 1 : reader.ValueTextEquals("queue_ms"u8) ? 2 : reader.ValueTextEquals("compute_ms"u8) ? 3 : 0;
+            reader.Read();
+            if (reader.TokenType != JsonTokenType.Number)
+            {
+                reader.Skip();
+                continue;
+            }
+
+            switch (field)
+            {
+                case 1 when reader.TryGetInt32(out var b) && b > 0: batchSize = b; break;
+                case 2 when reader.TryGetDouble(out var q): queueMs = q; break;
+                case 3 when reader.TryGetDouble(out var c): computeMs = c; break;
+                default: break;
+            }
+        }
+
+        return new FrameTiming(batchSize, queueMs, computeMs);
     }
 
     /// <summary>Removes every request in flight and stops its slot.</summary>
@@ -391,6 +437,9 @@ internal sealed class Connection : IDisposable
 
         return drained;
     }
+
+    /// <summary>A result's <c>timing</c>: its batch's size (0 when absent), its time queued, and its batch's compute time.</summary>
+    private readonly record struct FrameTiming(int BatchSize, double QueueMs, double ComputeMs);
 
     private enum FrameType
     {

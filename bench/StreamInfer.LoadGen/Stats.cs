@@ -46,6 +46,27 @@ internal sealed class ConnectionStats(int latencyCapacity)
     /// <summary>Why the connection ended before the run did, if it did.</summary>
     public string? DropReason { get; set; }
 
+    /// <summary>Measured <c>result</c> frames that carried a <c>timing</c> with a batch size.</summary>
+    public long TimedResults { get; private set; }
+
+    /// <summary>The sum of 1 / batch_size over <see cref="TimedResults"/>: the number of batches they came in.</summary>
+    public double Batches { get; private set; }
+
+    /// <summary>The sum of queue_ms over <see cref="TimedResults"/>.</summary>
+    public double QueueMsSum { get; private set; }
+
+    /// <summary>The sum of compute_ms / batch_size over <see cref="TimedResults"/>: each batch's compute time once.</summary>
+    public double BatchComputeMsSum { get; private set; }
+
+    /// <summary>Records a measured result's <c>timing</c>.</summary>
+    public void AddTiming(int batchSize, double queueMs, double computeMs)
+    {
+        TimedResults++;
+        Batches += 1.0 / batchSize;
+        QueueMsSum += queueMs;
+        BatchComputeMsSum += computeMs / batchSize;
+    }
+
     public static void Increment(Dictionary<string, long> counts, string key)
         => counts[key] = counts.GetValueOrDefault(key) + 1;
 }
@@ -107,6 +128,18 @@ internal sealed class Report
 
     public double ConnectSeconds { get; private init; }
 
+    /// <summary>Measured results that carried a <c>timing</c> (the grid's tensor and echo models send one).</summary>
+    public long TimedResults { get; private init; }
+
+    /// <summary>Mean rows per batch, each batch counted once (not once per request in it); NaN without timings.</summary>
+    public double MeanBatchSize { get; private init; } = double.NaN;
+
+    /// <summary>Mean compute_ms per batch, each batch counted once; NaN without timings.</summary>
+    public double MeanBatchComputeMs { get; private init; } = double.NaN;
+
+    /// <summary>Mean queue_ms per request; NaN without timings.</summary>
+    public double MeanQueueMs { get; private init; } = double.NaN;
+
     /// <summary>Lost or duplicated answers are bugs in the server; the exit code says so.</summary>
     public bool Failed => Unanswered > 0 || UnknownOrDuplicate > 0 || ConnectionsOpened == 0;
 
@@ -128,7 +161,8 @@ internal sealed class Report
         var outcomes = new Dictionary<string, long>(StringComparer.Ordinal) { ["result"] = 0 };
         var warnings = new Dictionary<string, long>(StringComparer.Ordinal);
         var connectionErrors = new Dictionary<string, long>(StringComparer.Ordinal);
-        long sent = 0, answered = 0, lostOnDrop = 0, abandoned = 0, unknown = 0, unexpected = 0, overdue = 0, late = 0;
+        long sent = 0, answered = 0, lostOnDrop = 0, abandoned = 0, unknown = 0, unexpected = 0, overdue = 0, late = 0, timed = 0;
+        double batches = 0, queueMs = 0, batchComputeMs = 0;
         var dropReasons = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (stats, connectionSent) in connections)
         {
@@ -145,6 +179,10 @@ internal sealed class Report
             unexpected += stats.UnexpectedFrames;
             overdue += stats.Overdue;
             late += stats.LateAnswers;
+            timed += stats.TimedResults;
+            batches += stats.Batches;
+            queueMs += stats.QueueMsSum;
+            batchComputeMs += stats.BatchComputeMsSum;
             if (stats.DropReason is { } reason)
             {
                 dropReasons[reason] = dropReasons.GetValueOrDefault(reason) + 1;
@@ -182,6 +220,10 @@ internal sealed class Report
             Overdue = overdue,
             LateAnswers = late,
             ConnectSeconds = connectSeconds,
+            TimedResults = timed,
+            MeanBatchSize = timed == 0 ? double.NaN : timed / batches,
+            MeanBatchComputeMs = timed == 0 ? double.NaN : batchComputeMs / batches,
+            MeanQueueMs = timed == 0 ? double.NaN : queueMs / timed,
         };
     }
 
@@ -232,6 +274,11 @@ internal sealed class Report
         }
 
         sb.AppendLine(inv, $"sent {Sent}, answered {Answered} (warm-up included), mean latency {Ms(LatencyMean)} ms");
+        if (TimedResults > 0)
+        {
+            sb.AppendLine(inv, $"server timing: mean batch size {MeanBatchSize:F2}, mean compute {Ms(MeanBatchComputeMs)} ms per batch, mean queue {Ms(MeanQueueMs)} ms per request ({TimedResults} results)");
+        }
+
         if (Overdue > 0)
         {
             sb.AppendLine(inv, $"overdue (slot moved on after {Options.AnswerTimeout.TotalSeconds:0} s without an answer): {Overdue}, answered late: {LateAnswers}");
@@ -310,6 +357,20 @@ internal sealed class Report
         w.WriteNumber("unexpected_frames", UnexpectedFrames);
         w.WriteNumber("overdue", Overdue);
         w.WriteNumber("late_answers", LateAnswers);
+        if (TimedResults == 0)
+        {
+            w.WriteNull("timing");
+        }
+        else
+        {
+            w.WriteStartObject("timing");
+            w.WriteNumber("results", TimedResults);
+            w.WriteNumber("mean_batch_size", Math.Round(MeanBatchSize, 3));
+            WriteMs(w, "mean_compute_ms_per_batch", MeanBatchComputeMs);
+            WriteMs(w, "mean_queue_ms", MeanQueueMs);
+            w.WriteEndObject();
+        }
+
         w.WriteEndObject();
     }
 

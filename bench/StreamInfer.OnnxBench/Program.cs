@@ -1,0 +1,104 @@
+using System.Globalization;
+using StreamInfer.OnnxBench;
+
+const string Usage = """
+    StreamInfer ONNX benchmark: the test model, and bare ONNX Runtime's throughput on it (the grid's ceiling).
+
+    usage:
+      StreamInfer.OnnxBench generate --out DIR [--name mlp] [--input 256] [--hidden 512] [--output 64] [--max-batch-size 32]
+          writes a model repository: DIR/NAME/config.json and DIR/NAME/1/model.onnx, an MLP
+          x float32 [batch, input] -> MatMul -> Add bias -> Relu -> MatMul -> Relu -> MatMul -> y float32 [batch, output]
+          with fixed pseudo-random weights (the same bytes every time)
+
+      StreamInfer.OnnxBench bare --model PATH [--seconds 5] [--warmup 1] [--batch-sizes 1,2,4,8,16,32]
+                                 [--threads N] [--spinning] [--json PATH]
+          runs the model (a .onnx file, a model folder with 1/model.onnx, or a repository with mlp/1/model.onnx) on
+          one thread back to back at each batch size, with the grid's CPU session options (ORT_ENABLE_ALL, sequential,
+          inter-op 1, intra-op = --threads, default every core; spinning off unless --spinning), and prints rows/s and
+          ms per batch; --seconds is per batch size
+
+    Progress goes to stderr, the table to stdout. Exit code 2 on a bad command line.
+    """;
+
+if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+{
+    Console.WriteLine(Usage);
+    return args.Length == 0 ? 2 : 0;
+}
+
+try
+{
+    var flags = Flags.Parse(args.AsSpan(1), booleans: ["spinning"]);
+    switch (args[0])
+    {
+        case "generate":
+        {
+            var output = flags.Text("out") ?? throw new FormatException("generate needs --out DIR.");
+            var name = flags.Text("name") ?? MlpModel.DefaultName;
+            var inputWidth = flags.Int("input", MlpModel.DefaultInput, 1, 1 << 16);
+            var hidden = flags.Int("hidden", MlpModel.DefaultHidden, 1, 1 << 16);
+            var outputWidth = flags.Int("output", MlpModel.DefaultOutput, 1, 1 << 16);
+            var maxBatch = flags.Int("max-batch-size", MlpModel.DefaultMaxBatchSize, 1, 4096);
+            flags.EnsureAllUsed();
+            var path = MlpModel.Write(output, name, inputWidth, hidden, outputWidth, maxBatch);
+            var macs = MlpModel.MultiplyAddsPerRow(inputWidth, hidden, outputWidth);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}: {name}, x [batch,{inputWidth}] -> {hidden} -> {hidden} -> y [batch,{outputWidth}], {macs / 1e6:F2} M multiply-adds per row, max_batch_size {maxBatch}"));
+            return 0;
+        }
+
+        case "bare":
+        {
+            var model = ResolveModel(flags.Text("model") ?? throw new FormatException("bare needs --model PATH."));
+            var bench = new BareBench
+            {
+                ModelPath = model,
+                Seconds = flags.Seconds("seconds", 5),
+                WarmupSeconds = flags.Seconds("warmup", 1, allowZero: true),
+                BatchSizes = flags.IntList("batch-sizes", [1, 2, 4, 8, 16, 32]),
+                Threads = flags.Int("threads", Environment.ProcessorCount, 1, 1024),
+                Spinning = flags.Bool("spinning"),
+            };
+            var json = flags.Text("json");
+            flags.EnsureAllUsed();
+            var results = bench.Run(Console.Error);
+            Console.WriteLine();
+            Console.Write(bench.ToTable(results));
+            if (json is not null)
+            {
+                bench.WriteJson(json, results);
+                Console.Error.WriteLine("wrote " + json);
+            }
+
+            return 0;
+        }
+
+        default:
+            throw new FormatException($"unknown command '{args[0]}' (generate or bare).");
+    }
+}
+catch (FormatException ex)
+{
+    Console.Error.WriteLine("error: " + ex.Message);
+    Console.Error.WriteLine();
+    Console.Error.WriteLine(Usage);
+    return 2;
+}
+
+// A .onnx file as is; a model folder's 1/model.onnx; a repository's mlp/1/model.onnx.
+static string ResolveModel(string path)
+{
+    if (File.Exists(path))
+    {
+        return path;
+    }
+
+    foreach (var candidate in new[] { Path.Combine(path, "1", "model.onnx"), Path.Combine(path, MlpModel.DefaultName, "1", "model.onnx") })
+    {
+        if (File.Exists(candidate))
+        {
+            return candidate;
+        }
+    }
+
+    throw new FormatException($"--model {path}: no such file, nor 1/model.onnx or {MlpModel.DefaultName}/1/model.onnx under it.");
+}
