@@ -104,6 +104,12 @@ internal static partial class KServeEndpoints
             return;
         }
 
+        // A pinned version is checked before the request is queued: a wrong one costs no device time.
+        if (version is not null && await FindAsync(context, services.GetRequiredService<IClusterClient>(), name, version) is null)
+        {
+            return;
+        }
+
         var (infer, requested, invalid) = Parse(body.Value, name);
         if (invalid is not null)
         {
@@ -265,7 +271,7 @@ internal static partial class KServeEndpoints
         }
 
         HashSet<string>? outputs = null;
-        if (root.TryGetProperty("outputs", out var outputsElement))
+        if (root.TryGetProperty("outputs", out var outputsElement) && outputsElement.ValueKind != JsonValueKind.Null)
         {
             if (outputsElement.ValueKind != JsonValueKind.Array)
             {

@@ -46,8 +46,11 @@ public sealed class FrontendFixture : IAsyncLifetime
         return Client.GetGrain<IBatcherGrain>(new BatcherKey(model, silo, "cpu0").ToString());
     }
 
-    /// <summary>The model repository the app serves: the generated <c>seq</c> and <c>multi</c> models.</summary>
-    public string Repository { get; } = TestModels.NewRepository();
+    /// <summary>
+    /// The model repository the app serves: the generated <c>seq</c>, <c>multi</c> and <c>lookup</c> models, and
+    /// <c>seq-batched</c> (<c>seq</c> waiting up to 50 ms for batch-mates, so concurrent requests share a batch).
+    /// </summary>
+    public string Repository { get; } = NewRepository();
 
     public async Task InitializeAsync()
     {
@@ -84,6 +87,13 @@ public sealed class FrontendFixture : IAsyncLifetime
         HttpUri = new Uri(address);
         WsUri = new UriBuilder(HttpUri) { Scheme = "ws", Path = "/ws" }.Uri;
         Http = new HttpClient { BaseAddress = HttpUri, Timeout = TimeSpan.FromSeconds(30) };
+    }
+
+    private static string NewRepository()
+    {
+        var root = TestModels.NewRepository();
+        TestModels.WriteSequence(root, "seq-batched", extraConfig: ", \"max_wait_ms\": 50");
+        return root;
     }
 
     public async Task DisposeAsync()
