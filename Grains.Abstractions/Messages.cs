@@ -82,6 +82,7 @@ public sealed record NamedTensor(
 /// <param name="ReplyTo">The id of the frontend that holds the client's connection: results are published to its stream.</param>
 /// <param name="Priority">The request's priority level, 0 (lowest) up to the model's <c>priority_levels</c> - 1; higher
 /// levels are batched first. Null for the model's default.</param>
+/// <param name="Generation">How a decoder model generates from <paramref name="Prompt"/>; null for the defaults.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.InferRequest")]
 public sealed record InferRequest(
     [property: Id(0)] string RequestId,
@@ -90,7 +91,75 @@ public sealed record InferRequest(
     [property: Id(3)] string? Prompt,
     [property: Id(4)] TimeSpan? Timeout,
     [property: Id(5)] string ReplyTo,
-    [property: Id(6)] int? Priority = null);
+    [property: Id(6)] int? Priority = null,
+    [property: Id(7)] GenerationOptions? Generation = null);
+
+/// <summary>
+/// How a decoder model generates text. Null members take the model's defaults: greedy unless a temperature above zero
+/// is given; <see cref="MaxTokens"/> from the model's configuration.
+/// </summary>
+/// <param name="MaxTokens">The most tokens to generate, at least 1.</param>
+/// <param name="Temperature">0 (greedy) to 2.</param>
+/// <param name="TopK">Sample among the k most likely tokens; 0 or null for all.</param>
+/// <param name="TopP">Sample from the smallest set of tokens whose probability reaches p, in (0, 1].</param>
+/// <param name="Seed">The same seed, prompt and settings give the same text.</param>
+/// <param name="Stop">Up to four strings that end generation; the stop text is not returned.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.GenerationOptions")]
+public sealed record GenerationOptions(
+    [property: Id(0)] int? MaxTokens = null,
+    [property: Id(1)] double? Temperature = null,
+    [property: Id(2)] int? TopK = null,
+    [property: Id(3)] double? TopP = null,
+    [property: Id(4)] long? Seed = null,
+    [property: Id(5)] ImmutableArray<string> Stop = default);
+
+/// <summary>One generated token: its position in the output (from 0), its id, and the text it completes.</summary>
+/// <param name="Index">The token's position among the generated tokens, from 0.</param>
+/// <param name="TokenId">The token's id in the model's vocabulary.</param>
+/// <param name="Text">The text this token adds. Never half a UTF-8 character: a character split across tokens arrives
+/// with the token that completes it, so some tokens carry an empty text; text that may be the start of a stop sequence
+/// is held back until it is known not to be.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.GeneratedToken")]
+public sealed record GeneratedToken(
+    [property: Id(0)] int Index,
+    [property: Id(1)] int TokenId,
+    [property: Id(2)] string Text);
+
+/// <summary>Why a generation ended. Values travel as these strings (OpenAI's, plus StreamInfer's own).</summary>
+public static class FinishReasons
+{
+    /// <summary>The model produced its end-of-text token, or a stop sequence appeared.</summary>
+    public const string Stop = "stop";
+
+    /// <summary><c>max_tokens</c> were generated, or the model's context is full.</summary>
+    public const string Length = "length";
+
+    /// <summary>The client cancelled or disconnected.</summary>
+    public const string Cancelled = "cancelled";
+
+    /// <summary>The request's deadline passed while it was generating.</summary>
+    public const string Deadline = "deadline";
+}
+
+/// <summary>The end of a generation: why it ended, what it used, and the model version that produced every token.</summary>
+/// <param name="Model">The model's name.</param>
+/// <param name="ModelVersion">The version that produced every token of the sequence.</param>
+/// <param name="FinishReason">One of <see cref="FinishReasons"/>.</param>
+/// <param name="PromptTokens">Tokens in the prompt.</param>
+/// <param name="CompletionTokens">Tokens generated.</param>
+/// <param name="Text">Held-back text released at the end (e.g. a partial stop sequence that never completed); often empty.</param>
+/// <param name="QueueMs">How long the request waited before its prefill began.</param>
+/// <param name="TimeToFirstTokenMs">From admission to the first token.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.GenerationDone")]
+public sealed record GenerationDone(
+    [property: Id(0)] string Model,
+    [property: Id(1)] string ModelVersion,
+    [property: Id(2)] string FinishReason,
+    [property: Id(3)] int PromptTokens,
+    [property: Id(4)] int CompletionTokens,
+    [property: Id(5)] string Text,
+    [property: Id(6)] double QueueMs,
+    [property: Id(7)] double TimeToFirstTokenMs);
 
 /// <summary>A warning that a client's backlog crossed its high-water mark (80% of capacity).</summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.BacklogWarning")]
@@ -132,14 +201,23 @@ public sealed record InferResult(
     [property: Id(2)] ImmutableArray<NamedTensor> Outputs,
     [property: Id(3)] Timing Timing);
 
-/// <summary>The end of one request, addressed to one client: exactly one of <see cref="Result"/> or
-/// <see cref="Error"/> is set.</summary>
+/// <summary>
+/// Something for one request of one client. The end of a request sets exactly one of <see cref="Result"/>,
+/// <see cref="Error"/> or <see cref="Done"/> (and <see cref="Token"/> when the last step also produced one). A delivery
+/// with only <see cref="Token"/> is one step of a generation; the steps of one request arrive in order, before its end.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.Delivery")]
 public sealed record Delivery(
     [property: Id(0)] string ClientId,
     [property: Id(1)] string RequestId,
     [property: Id(2)] InferResult? Result,
-    [property: Id(3)] InferError? Error);
+    [property: Id(3)] InferError? Error,
+    [property: Id(4)] GeneratedToken? Token = null,
+    [property: Id(5)] GenerationDone? Done = null)
+{
+    /// <summary>Whether this delivery ends its request.</summary>
+    public bool IsEnd => Result is not null || Error is not null || Done is not null;
+}
 
 /// <summary>
 /// Everything one batch step produced for the clients of one frontend: one stream event per batch per destination,
@@ -178,6 +256,7 @@ public sealed record SessionStatus(
 /// <param name="BatchesRun">Batches run since activation.</param>
 /// <param name="ItemsRun">Requests run since activation.</param>
 /// <param name="RecentBatchSizes">Sizes of the most recent batches, oldest first.</param>
+/// <param name="Sequences">Sequences decoding now (decoder models; 0 for others).</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.BatcherStatus")]
 public sealed record BatcherStatus(
     [property: Id(0)] string Model,
@@ -187,4 +266,5 @@ public sealed record BatcherStatus(
     [property: Id(3)] int Running,
     [property: Id(4)] long BatchesRun,
     [property: Id(5)] long ItemsRun,
-    [property: Id(6)] ImmutableArray<int> RecentBatchSizes);
+    [property: Id(6)] ImmutableArray<int> RecentBatchSizes,
+    [property: Id(8)] int Sequences = 0);

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.KServe;
+using StreamInfer.Frontend.OpenAI;
 using StreamInfer.Frontend.WebSockets;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Options;
@@ -57,8 +58,9 @@ public static class StreamInferApp
         app.Map("/ws", WebSocketEndpoint.HandleAsync);
         app.MapPost("/predict", PredictEndpoint.HandleAsync);
         app.MapKServe();
+        app.MapOpenAI();
         app.MapGet("/healthz", () => Results.Text("ok"));
-        app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict, KServe v2 under /v2. See README.md.\n"));
+        app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict, KServe v2 under /v2, OpenAI-compatible under /v1. See README.md.\n"));
         return app;
     }
 }

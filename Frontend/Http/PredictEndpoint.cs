@@ -63,14 +63,37 @@ internal static partial class PredictEndpoint
             return;
         }
 
-        var outcome = await SubmitAndWaitAsync(context, client, router, identity, options.Value, sessionOptions.Value, loggers, infer);
+        var text = infer.Prompt is null ? null : new System.Text.StringBuilder();
+        var outcome = await SubmitAndWaitAsync(context, client, router, identity, options.Value, sessionOptions.Value, loggers, infer, text is null ? null : t => text.Append(t.Text));
         var publicId = infer.Id.Length > 0 ? infer.Id : outcome.RequestId;
         if (outcome.Abandoned)
         {
             return;
         }
 
-        if (outcome.Result is { } result)
+        if (outcome.Done is { } done)
+        {
+            await WriteJsonAsync(context, w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("id", publicId);
+                w.WriteString("model", done.Model);
+                w.WriteString("model_version", done.ModelVersion);
+                w.WriteString("text", text!.Append(done.Text).ToString());
+                w.WriteString("finish_reason", done.FinishReason);
+                w.WriteStartObject("usage");
+                w.WriteNumber("prompt_tokens", done.PromptTokens);
+                w.WriteNumber("completion_tokens", done.CompletionTokens);
+                w.WriteNumber("total_tokens", done.PromptTokens + done.CompletionTokens);
+                w.WriteEndObject();
+                w.WriteStartObject("timing");
+                w.WriteNumber("queue_ms", Math.Round(done.QueueMs, 3));
+                w.WriteNumber("time_to_first_token_ms", Math.Round(done.TimeToFirstTokenMs, 3));
+                w.WriteEndObject();
+                w.WriteEndObject();
+            });
+        }
+        else if (outcome.Result is { } result)
         {
             // Encode before answering, so that an output JSON cannot carry still gets a structured error.
             var encoded = new ArrayBufferWriter<byte>(1024);
@@ -111,19 +134,18 @@ internal static partial class PredictEndpoint
         FrontendOptions options,
         ClientSessionOptions sessionOptions,
         ILoggerFactory loggers,
-        ClientFrame.Infer infer)
+        ClientFrame.Infer infer,
+        Action<GeneratedToken>? tokens = null,
+        TaskCompletionSource? admitted = null)
     {
-        var caller = context.Request.Headers["X-Client-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } header
-            ? header
-            : context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
-        var clientId = $"http-{caller}";
+        var clientId = CallerSession(context);
         var requestId = Guid.NewGuid().ToString("N");
         var session = client.GetGrain<IClientSessionGrain>(clientId);
-        var answer = router.AddWaiter(clientId, requestId);
+        var answer = router.AddWaiter(clientId, requestId, tokens);
         Admission admission;
         try
         {
-            admission = await session.SubmitAsync(new InferRequest(requestId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority));
+            admission = await session.SubmitAsync(new InferRequest(requestId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation));
         }
         catch (Exception ex)
         {
@@ -138,12 +160,13 @@ internal static partial class PredictEndpoint
             return new HttpOutcome(requestId, null, refused, false);
         }
 
+        admitted?.TrySetResult();
         var timeout = admission.Timeout ?? infer.Timeout ?? sessionOptions.DefaultTimeout;
         timeout = timeout < sessionOptions.MaxTimeout ? timeout : sessionOptions.MaxTimeout;
         try
         {
             var delivery = await answer.WaitAsync(timeout + options.WatchdogGrace, context.RequestAborted);
-            return new HttpOutcome(requestId, delivery.Result, delivery.Error, false);
+            return new HttpOutcome(requestId, delivery.Result, delivery.Error, false, delivery.Done);
         }
         catch (TimeoutException)
         {
@@ -158,6 +181,20 @@ internal static partial class PredictEndpoint
             _ = CancelQuietlyAsync(session, requestId, loggers);
             return new HttpOutcome(requestId, null, null, true);
         }
+    }
+
+    /// <summary>Writes a 200 JSON body.</summary>
+    internal static async Task WriteJsonAsync(HttpContext context, Action<Utf8JsonWriter> write)
+    {
+        var encoded = new ArrayBufferWriter<byte>(1024);
+        using (var writer = new Utf8JsonWriter(encoded, FrameWriter.Options))
+        {
+            write(writer);
+        }
+
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/json";
+        await context.Response.BodyWriter.WriteAsync(encoded.WrittenMemory, context.RequestAborted);
     }
 
     /// <summary>Writes <c>{"id":..., "error": {"code", "message", "retry_after_ms"}}</c> with the code's HTTP status.</summary>
@@ -221,8 +258,14 @@ internal static partial class PredictEndpoint
         }
     }
 
-    /// <summary>How an HTTP request ended: a result, an error, or abandoned by its caller.</summary>
-    internal sealed record HttpOutcome(string RequestId, InferResult? Result, InferError? Error, bool Abandoned);
+    /// <summary>How an HTTP request ended: a result, a generation's end, an error, or abandoned by its caller.</summary>
+    internal sealed record HttpOutcome(string RequestId, InferResult? Result, InferError? Error, bool Abandoned, GenerationDone? Done = null);
+
+    /// <summary>The session of an HTTP caller: <c>http-</c> + <c>X-Client-Id</c>, or its address.</summary>
+    internal static string CallerSession(HttpContext context)
+        => "http-" + (context.Request.Headers["X-Client-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } header
+            ? header
+            : context.Connection.RemoteIpAddress?.ToString() ?? "unknown");
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cancelling HTTP request {RequestId} failed")]
     private static partial void LogCancelFailed(ILogger logger, Exception ex, string requestId);

@@ -35,6 +35,54 @@ internal static class FrameWriter
         w.WriteEndObject();
     });
 
+    /// <summary>A <c>token</c> frame: one generated token of a streaming text request.</summary>
+    public static byte[] Token(string id, GeneratedToken token) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("type", "token");
+        w.WriteString("id", id);
+        w.WriteNumber("index", token.Index);
+        w.WriteString("text", token.Text);
+        w.WriteNumber("token_id", token.TokenId);
+        w.WriteEndObject();
+    });
+
+    /// <summary>
+    /// A <c>done</c> frame: the end of a text request. <paramref name="text"/> is the text not already sent in
+    /// <c>token</c> frames (all of it when the request did not stream); omitted when empty.
+    /// </summary>
+    public static byte[] Done(string id, string finishReason, int promptTokens, int completionTokens, string? modelVersion, string text, GenerationDone? done) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("type", "done");
+        w.WriteString("id", id);
+        w.WriteString("finish_reason", finishReason);
+        if (text.Length > 0)
+        {
+            w.WriteString("text", text);
+        }
+
+        w.WriteStartObject("usage");
+        w.WriteNumber("prompt_tokens", promptTokens);
+        w.WriteNumber("completion_tokens", completionTokens);
+        w.WriteNumber("total_tokens", promptTokens + completionTokens);
+        w.WriteEndObject();
+        if (modelVersion is not null)
+        {
+            w.WriteString("model_version", modelVersion);
+        }
+
+        if (done is not null)
+        {
+            w.WriteStartObject("timing");
+            w.WriteNumber("queue_ms", Math.Round(done.QueueMs, 3));
+            w.WriteNumber("time_to_first_token_ms", Math.Round(done.TimeToFirstTokenMs, 3));
+            w.WriteEndObject();
+        }
+
+        w.WriteEndObject();
+    });
+
     /// <summary>A <c>slow_consumer</c> warning: the client's backlog, or its connection's send queue, is 80% full.</summary>
     public static byte[] Warning(int backlog, int capacity, string message) => Write(w =>
     {

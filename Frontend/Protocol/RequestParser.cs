@@ -140,7 +140,111 @@ internal static class RequestParser
             inputs = parsed;
         }
 
-        return new ClientFrame.Infer(id, model, inputs, prompt, timeout, priority);
+        var (generation, generationError) = ParseGeneration(root);
+        if (generationError is not null)
+        {
+            return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, generationError);
+        }
+
+        var stream = true;
+        if (root.TryGetProperty("stream", out var streamElement))
+        {
+            if (streamElement.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'stream' must be true or false.");
+            }
+
+            stream = streamElement.GetBoolean();
+        }
+
+        return new ClientFrame.Infer(id, model, inputs, prompt, timeout, priority, generation, stream);
+    }
+
+    /// <summary>
+    /// Reads the generation settings of a text request: <c>max_tokens</c> (or OpenAI's <c>max_completion_tokens</c>),
+    /// <c>temperature</c>, <c>top_k</c>, <c>top_p</c>, <c>seed</c>, <c>stop</c> (a string or an array of strings). Types
+    /// are checked here, ranges by the model (they depend on it). Null when none is given.
+    /// </summary>
+    internal static (GenerationOptions? Options, string? Error) ParseGeneration(JsonElement root)
+    {
+        int? maxTokens = null, topK = null;
+        double? temperature = null, topP = null;
+        long? seed = null;
+        ImmutableArray<string> stop = default;
+        var any = false;
+        foreach (var property in root.EnumerateObject())
+        {
+            var value = property.Value;
+            if (value.ValueKind == JsonValueKind.Null)
+            {
+                continue;
+            }
+
+            switch (property.Name)
+            {
+                case "max_tokens" or "max_completion_tokens":
+                    if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out var m))
+                    {
+                        return (null, $"'{property.Name}' must be an integer.");
+                    }
+
+                    maxTokens = m;
+                    break;
+                case "top_k":
+                    if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out var k))
+                    {
+                        return (null, "'top_k' must be an integer.");
+                    }
+
+                    topK = k;
+                    break;
+                case "temperature" or "top_p":
+                    if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var d) || !double.IsFinite(d))
+                    {
+                        return (null, $"'{property.Name}' must be a number.");
+                    }
+
+                    if (property.Name == "temperature")
+                    {
+                        temperature = d;
+                    }
+                    else
+                    {
+                        topP = d;
+                    }
+
+                    break;
+                case "seed":
+                    if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out var sd))
+                    {
+                        return (null, "'seed' must be an integer.");
+                    }
+
+                    seed = sd;
+                    break;
+                case "stop":
+                    if (value.ValueKind == JsonValueKind.String)
+                    {
+                        stop = [value.GetString()!];
+                    }
+                    else if (value.ValueKind == JsonValueKind.Array && value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String))
+                    {
+                        stop = [.. value.EnumerateArray().Select(e => e.GetString()!)];
+                    }
+                    else
+                    {
+                        return (null, "'stop' must be a string or an array of strings.");
+                    }
+
+                    break;
+                default:
+                    continue;
+            }
+
+            any = true;
+        }
+
+        return (any ? new GenerationOptions(maxTokens, temperature, topK, topP, seed, stop) : null, null);
     }
 
     /// <summary>A priority level (0 to 15), or null when the element is not one.</summary>

@@ -27,7 +27,7 @@ internal sealed partial class DeliveryRouter(
     private static readonly TimeSpan WatchdogPeriod = TimeSpan.FromSeconds(1);
 
     private readonly ConcurrentDictionary<string, IDeliverySink> _sinks = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<(string Client, string Request), TaskCompletionSource<Delivery>> _waiters = new();
+    private readonly ConcurrentDictionary<(string Client, string Request), HttpWaiter> _waiters = new();
     private StreamSubscriptionHandle<DeliveryBatch>? _subscription;
     private ITimer? _watchdog;
 
@@ -63,12 +63,15 @@ internal sealed partial class DeliveryRouter(
 
     public void Unregister(string clientId) => _sinks.TryRemove(clientId, out _);
 
-    /// <summary>Registers a one-shot waiter for an HTTP request; <paramref name="requestId"/> must be unique.</summary>
-    public Task<Delivery> AddWaiter(string clientId, string requestId)
+    /// <summary>
+    /// Registers a waiter for an HTTP request; <paramref name="requestId"/> must be unique. The task completes with the
+    /// request's end; a text request's tokens before it go to <paramref name="tokens"/> when one is given.
+    /// </summary>
+    public Task<Delivery> AddWaiter(string clientId, string requestId, Action<GeneratedToken>? tokens = null)
     {
-        var waiter = new TaskCompletionSource<Delivery>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var waiter = new HttpWaiter(tokens);
         _waiters[(clientId, requestId)] = waiter;
-        return waiter.Task;
+        return waiter.End.Task;
     }
 
     public void RemoveWaiter(string clientId, string requestId) => _waiters.TryRemove((clientId, requestId), out _);
@@ -83,9 +86,17 @@ internal sealed partial class DeliveryRouter(
                 {
                     sink.Deliver(delivery);
                 }
-                else if (_waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
+                else if (delivery.Token is { } generated && _waiters.TryGetValue((delivery.ClientId, delivery.RequestId), out var streaming))
                 {
-                    waiter.TrySetResult(delivery);
+                    streaming.Tokens?.Invoke(generated);
+                    if (delivery.IsEnd && _waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
+                    {
+                        waiter.End.TrySetResult(delivery);
+                    }
+                }
+                else if (delivery.IsEnd && _waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
+                {
+                    waiter.End.TrySetResult(delivery);
                 }
             }
             catch (Exception ex)
@@ -129,6 +140,14 @@ internal sealed partial class DeliveryRouter(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The delivery stream reported an error")]
     private static partial void LogStreamError(ILogger logger, Exception ex);
+}
+
+/// <summary>An HTTP request waiting for its end, and for the tokens before it.</summary>
+internal sealed class HttpWaiter(Action<GeneratedToken>? tokens)
+{
+    public TaskCompletionSource<Delivery> End { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Action<GeneratedToken>? Tokens { get; } = tokens;
 }
 
 /// <summary>This frontend's identity: the key of its delivery stream, named in every request's ReplyTo.</summary>

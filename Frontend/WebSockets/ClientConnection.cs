@@ -132,10 +132,40 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             return;
         }
 
+        if (delivery.Token is { } token)
+        {
+            lock (pending)
+            {
+                // Under the request's lock: a token is never written after its request's end.
+                if (_pending.TryGetValue(id, out var current) && current == pending)
+                {
+                    pending.Tokens++;
+                    if (pending.Stream)
+                    {
+                        Send(FrameWriter.Token(id, token));
+                    }
+                    else
+                    {
+                        pending.Text.Append(token.Text);
+                    }
+                }
+            }
+        }
+
+        if (!delivery.IsEnd)
+        {
+            return;
+        }
+
         byte[] frame;
         try
         {
-            frame = delivery.Result is { } result ? FrameWriter.Result(id, result) : FrameWriter.Error(id, delivery.Error!);
+            frame = delivery switch
+            {
+                { Result: { } result } => FrameWriter.Result(id, result),
+                { Done: { } done } => FrameWriter.Done(id, done.FinishReason, done.PromptTokens, done.CompletionTokens, done.ModelVersion, pending.Stream ? done.Text : pending.Text.Append(done.Text).ToString(), done),
+                _ => FrameWriter.Error(id, delivery.Error!),
+            };
         }
         catch (Exception ex)
         {
@@ -144,19 +174,15 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             frame = FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the result could not be encoded as JSON."));
         }
 
-        if (_pending.TryRemove(KeyValuePair.Create(id, pending)))
-        {
-            Send(frame);
-        }
+        TryEnd(id, pending, frame);
     }
 
     public void ExpireOverdue(long nowTimestamp)
     {
         foreach (var (id, pending) in _pending)
         {
-            if (pending.WatchdogAt <= nowTimestamp && _pending.TryRemove(KeyValuePair.Create(id, pending)))
+            if (pending.WatchdogAt <= nowTimestamp && TryEnd(id, pending, FrameWriter.Error(id, new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline."))))
             {
-                Send(FrameWriter.Error(id, new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline.")));
                 _ = CancelQuietlyAsync(pending);
             }
         }
@@ -259,7 +285,11 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 var timeout = infer.Timeout ?? _sessionOptions.MaxTimeout;
                 timeout = timeout < _sessionOptions.MaxTimeout ? timeout : _sessionOptions.MaxTimeout;
                 var submittedAt = _time.GetTimestamp();
-                var pending = new PendingRequest($"{infer.Id}#{Interlocked.Increment(ref _sequence)}", WatchdogAt(submittedAt, timeout), submittedAt);
+                var pending = new PendingRequest($"{infer.Id}#{Interlocked.Increment(ref _sequence)}", WatchdogAt(submittedAt, timeout), submittedAt)
+                {
+                    IsText = infer.Prompt is not null,
+                    Stream = infer.Stream,
+                };
                 if (!_pending.TryAdd(infer.Id, pending))
                 {
                     Send(FrameWriter.Error(infer.Id, new InferError(ErrorCode.BadRequest, $"a request with id '{infer.Id}' is already in flight on this connection.")));
@@ -267,7 +297,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 }
 
                 await _submitGate.WaitAsync(cancellationToken);
-                _ = SubmitAsync(infer.Id, pending, new InferRequest(pending.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _replyTo, infer.Priority));
+                _ = SubmitAsync(infer.Id, pending, new InferRequest(pending.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _replyTo, infer.Priority, infer.Generation));
                 break;
         }
     }
@@ -286,17 +316,16 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 Send(FrameWriter.Warning(warning.Backlog, warning.Capacity, $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less."));
             }
 
-            if (admission.Error is { } error && _pending.TryRemove(KeyValuePair.Create(id, pending)))
+            if (admission.Error is { } error)
             {
-                Send(FrameWriter.Error(id, error));
+                TryEnd(id, pending, FrameWriter.Error(id, error));
             }
         }
         catch (Exception ex)
         {
             LogSubmitFailed(_logger, ex, ClientId, id);
-            if (_pending.TryRemove(KeyValuePair.Create(id, pending)))
+            if (TryEnd(id, pending, FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the request could not be admitted; try again."))))
             {
-                Send(FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the request could not be admitted; try again.")));
                 // The session may have admitted it before the failure reached us: release it there too.
                 _ = CancelQuietlyAsync(pending);
             }
@@ -310,9 +339,26 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private async Task CancelAsync(string id, PendingRequest pending)
     {
         await CancelQuietlyAsync(pending);
-        if (_pending.TryRemove(KeyValuePair.Create(id, pending)))
+        // A text request ends as generations do, with what it produced so far; others with a cancelled error.
+        TryEnd(id, pending, () => pending.IsText
+            ? FrameWriter.Done(id, FinishReasons.Cancelled, 0, pending.Tokens, null, pending.Stream ? string.Empty : pending.Text.ToString(), null)
+            : FrameWriter.Error(id, new InferError(ErrorCode.Cancelled, "cancelled by the client.")));
+    }
+
+    /// <summary>Ends a request with <paramref name="frame"/> if nothing else has ended it; false if something had.</summary>
+    private bool TryEnd(string id, PendingRequest pending, byte[] frame) => TryEnd(id, pending, () => frame);
+
+    private bool TryEnd(string id, PendingRequest pending, Func<byte[]> frame)
+    {
+        lock (pending)
         {
-            Send(FrameWriter.Error(id, new InferError(ErrorCode.Cancelled, "cancelled by the client.")));
+            if (!_pending.TryRemove(KeyValuePair.Create(id, pending)))
+            {
+                return false;
+            }
+
+            Send(frame());
+            return true;
         }
     }
 
@@ -432,5 +478,19 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         }
 
         public int Cancelling;
+
+        /// <summary>A text (prompt) request: it ends with <c>done</c>, a cancelled one too.</summary>
+        public bool IsText { get; init; }
+
+        /// <summary>Whether tokens are written as they come; otherwise they are gathered in <see cref="Text"/>.</summary>
+        public bool Stream { get; init; } = true;
+
+        /// <summary>Tokens received (under the request's lock).</summary>
+        public int Tokens { get; set; }
+
+        /// <summary>The text of a request that does not stream (under the request's lock).</summary>
+        public System.Text.StringBuilder Text => _text ??= new();
+
+        private System.Text.StringBuilder? _text;
     }
 }

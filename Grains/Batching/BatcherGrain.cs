@@ -7,6 +7,7 @@ using StreamInfer.Grains.Clocks;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Models.Decoding;
 using StreamInfer.Grains.Placement;
 
 namespace StreamInfer.Grains.Batching;
@@ -70,11 +71,18 @@ internal sealed partial class BatcherGrain(
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _wake?.Dispose();
-        // Nothing accepted may be lost: whatever is still queued ends with an error the client can act on.
-        if (_queue.Count > 0)
+        // Nothing accepted may be lost: whatever is still queued or generating ends with an error the client can act on.
+        if (_queue.Count > 0 || _sequences.Count > 0)
         {
             var error = new InferError(ErrorCode.ModelUnavailable, $"the batcher of model '{_key.Model}' shut down ({reason.ReasonCode}).");
             var ended = _queue.RemoveAll(static _ => true);
+            foreach (var r in _sequences.Where(r => !r.Queued.Cancelled))
+            {
+                r.Queued.Sequence!.Release();
+                ended.Add(r.Queued);
+            }
+
+            _sequences.Clear();
             foreach (var q in ended)
             {
                 _byId.Remove((q.Item.ClientId, q.Item.Request.RequestId));
@@ -108,20 +116,36 @@ internal sealed partial class BatcherGrain(
             return Task.FromResult<InferError?>(new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{_key.Model}' has levels 0 to {options.PriorityLevels - 1}."));
         }
 
-        var check = _instance.Check(item.Request);
-        if (check.Error is { } invalid)
+        DecodeSequence? sequence = null;
+        int rows;
+        if (_instance is OnnxDecoderModel decoder)
         {
-            return Task.FromResult<InferError?>(invalid);
+            if (PrepareSequence(decoder, item, out sequence) is { } refused)
+            {
+                return Task.FromResult<InferError?>(refused);
+            }
+
+            rows = 1;
+        }
+        else
+        {
+            var check = _instance.Check(item.Request);
+            if (check.Error is { } invalid)
+            {
+                return Task.FromResult<InferError?>(invalid);
+            }
+
+            rows = check.Rows;
         }
 
         if (_queue.Count >= options.QueueCapacity)
         {
-            var retry = (int)Math.Ceiling(ExpectedWaitMs(_queue.Rows));
+            var retry = (int)Math.Ceiling(sequence is null ? ExpectedWaitMs(_queue.Rows) : DecoderExpectedWaitMs(_queue.Count));
             return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", Math.Max(1, retry)));
         }
 
         // Global backpressure (DESIGN §4, ring 3): refuse at once what would miss its deadline in the queue anyway.
-        var expected = ExpectedWaitMs(_queue.RowsAtOrAbove(priority) + check.Rows);
+        var expected = sequence is null ? ExpectedWaitMs(_queue.RowsAtOrAbove(priority) + rows) : DecoderExpectedWaitMs(_queue.RowsAtOrAbove(priority));
         var remaining = (item.Deadline - time.GetUtcNow()).TotalMilliseconds;
         if (expected > remaining)
         {
@@ -129,7 +153,7 @@ internal sealed partial class BatcherGrain(
             return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry));
         }
 
-        var queued = new Queued(item, time.GetTimestamp(), check.Rows);
+        var queued = new Queued(item, time.GetTimestamp(), rows) { Sequence = sequence };
         if (!_byId.TryAdd((item.ClientId, item.Request.RequestId), queued))
         {
             return Task.FromResult<InferError?>(new InferError(ErrorCode.BadRequest, $"a request with id '{item.Request.RequestId}' is already queued."));
@@ -173,10 +197,11 @@ internal sealed partial class BatcherGrain(
         SiloNames.ForKey(silo.Name),
         _key.Device,
         _queue.Count,
-        _running,
+        _running + (_stepping ? 1 : 0),
         _batchesRun,
         _itemsRun,
-        [.. _recentBatchSizes]));
+        [.. _recentBatchSizes],
+        ActiveSequences));
 
     private void OnWake()
     {
@@ -195,6 +220,12 @@ internal sealed partial class BatcherGrain(
         var options = _model.Options;
         var now = time.GetUtcNow();
         ExpireQueued(now);
+        if (_instance is OnnxDecoderModel decoder)
+        {
+            AdmitSequences(decoder);
+            ArmTimer(now);
+            return;
+        }
 
         while (_queue.Count > 0 && _running < options.MaxConcurrentBatches)
         {
@@ -262,7 +293,8 @@ internal sealed partial class BatcherGrain(
         // The next event is the earliest of: the oldest request's MaxWait running out (only matters while the device
         // has room) and the earliest deadline in the queue.
         var next = DateTimeOffset.MaxValue;
-        if (_running < _model!.Options.MaxConcurrentBatches)
+        // A decoder's queue waits for free slots, not for batch-mates: only deadlines wake it.
+        if (_running < _model!.Options.MaxConcurrentBatches && _instance is not OnnxDecoderModel)
         {
             var waited = time.GetElapsedTime(_queue.OldestEnqueuedAt);
             next = now + (_model.Options.MaxWait - waited);
@@ -294,7 +326,7 @@ internal sealed partial class BatcherGrain(
             rows += batch[i].Rows;
         }
 
-        var model = _instance!;
+        var model = (IBatchModel)_instance!;
 
         var started = time.GetTimestamp();
         IReadOnlyList<ItemOutcome>? outcomes = null;
@@ -433,6 +465,9 @@ internal sealed partial class BatcherGrain(
         public int Rows { get; } = rows;
 
         public bool Running { get; set; }
+
+        /// <summary>A decoder's sequence, prepared (prompt tokenized) at admission.</summary>
+        public DecodeSequence? Sequence { get; init; }
 
         public bool Cancelled { get; set; }
     }

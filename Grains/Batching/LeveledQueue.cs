@@ -58,6 +58,22 @@ internal sealed class LeveledQueue<T>(int levels, Func<T, int> rowsOf, Func<T, l
         Count++;
     }
 
+    /// <summary>The request the next batch starts with (highest level, oldest), or false when the queue is empty.</summary>
+    public bool TryPeek(out T item)
+    {
+        for (var level = _levels.Length - 1; level >= 0; level--)
+        {
+            if (_levels[level].Count > 0)
+            {
+                item = _levels[level][0];
+                return true;
+            }
+        }
+
+        item = default!;
+        return false;
+    }
+
     /// <summary>
     /// Takes the next batch: from the highest level down, oldest first, while the rows fit in <paramref name="maxRows"/>.
     /// Stops at the first request that does not fit (it leads the next batch) rather than let smaller ones overtake it.

@@ -7,7 +7,7 @@ namespace StreamInfer.Grains.Models;
 /// The built-in <c>echo</c> model: returns its inputs. It may simulate a device's compute with a fixed delay per batch
 /// plus a cost per request, so that batching and scale-out can be measured on a machine without a GPU.
 /// </summary>
-public sealed class EchoModel : IInferenceModel
+public sealed class EchoModel : IBatchModel
 {
     private readonly ModelOptions _options;
     private readonly Dictionary<string, (TensorElementType Type, long[] Shape)> _inputs;

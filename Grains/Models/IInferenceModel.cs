@@ -18,8 +18,8 @@ public readonly record struct RequestCheck(InferError? Error, int Rows)
 
 /// <summary>
 /// A loaded model version on one device. <see cref="Check"/> is cheap, thread-safe and runs on the grain scheduler at
-/// admission; <see cref="Run"/> may block for as long as the compute takes and runs only on its device's worker
-/// thread, one batch at a time.
+/// admission; the model's compute (<see cref="IBatchModel.Run"/>, a decoder's steps) may block for as long as it takes
+/// and runs only on its device's worker thread, one batch at a time.
 /// </summary>
 public interface IInferenceModel : IDisposable
 {
@@ -38,7 +38,12 @@ public interface IInferenceModel : IDisposable
 
     /// <summary>Checks a request against what the model takes; an error names the input and the mismatch.</summary>
     RequestCheck Check(InferRequest request);
+}
 
-    /// <summary>Runs one batch of requests that passed <see cref="Check"/>; returns one outcome per request, in order.</summary>
+/// <summary>A model that answers a batch of requests in one run (echo and tensor models).</summary>
+public interface IBatchModel : IInferenceModel
+{
+    /// <summary>Runs one batch of requests that passed <see cref="IInferenceModel.Check"/>; returns one outcome per
+    /// request, in order.</summary>
     IReadOnlyList<ItemOutcome> Run(IReadOnlyList<InferRequest> batch);
 }

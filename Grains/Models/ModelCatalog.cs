@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models.Decoding;
 using StreamInfer.Grains.Models.Onnx;
 using StreamInfer.Grains.Models.Repository;
 using StreamInfer.Grains.Options;
@@ -207,6 +208,25 @@ public sealed partial class ModelCatalog : IDisposable
     private IInferenceModel? LoadOn(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
     {
         using var sessionOptions = _devices.CreateSessionOptions(device);
+        if (definition.Kind == "decoder")
+        {
+            var decoder = OnnxDecoderModel.Load(definition, sessionOptions, errors);
+            if (decoder is null)
+            {
+                return null;
+            }
+
+            var batchSizes = definition.Config.WarmupBatchSizes is { Count: > 0 } chosen ? chosen : WarmupSizes(definition.Options.MaxBatchSize);
+            if (decoder.WarmUp(batchSizes) is { } warmFailure)
+            {
+                errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"on {device.Name}: {warmFailure}"));
+                decoder.Dispose();
+                return null;
+            }
+
+            return decoder;
+        }
+
         var model = OnnxTensorModel.Load(definition, sessionOptions, errors);
         if (model is null)
         {

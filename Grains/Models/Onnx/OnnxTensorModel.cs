@@ -14,7 +14,7 @@ namespace StreamInfer.Grains.Models.Onnx;
 /// request and cut to each request's own lengths. Staging buffers for the inputs are pinned, kept per input and grown to
 /// the largest batch seen, so a batch allocates no input memory.
 /// </summary>
-internal sealed class OnnxTensorModel : IInferenceModel
+internal sealed class OnnxTensorModel : IBatchModel
 {
     private readonly InferenceSession _session;
     private readonly TensorSignature _signature;

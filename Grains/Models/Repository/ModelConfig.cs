@@ -15,7 +15,7 @@ public sealed class ModelConfig
     /// <summary>The version folder to serve; default the highest numbered one.</summary>
     public string? Version { get; set; }
 
-    /// <summary>Most rows in one batch. [1, 4096], default 32.</summary>
+    /// <summary>Most rows in one batch (for a decoder: most sequences decoding at once). [1, 4096], default 32.</summary>
     public int? MaxBatchSize { get; set; }
 
     /// <summary>Longest the oldest queued request waits for batch-mates; 0 = work-conserving. [0, 10000], default 0.</summary>
@@ -59,6 +59,33 @@ public sealed class ModelConfig
 
     /// <summary>Echo only: simulated compute per request, in ms.</summary>
     public double? PerItemCostMs { get; set; }
+
+    /// <summary>
+    /// Decoder only: <c>"bytes"</c> (one token per byte, the built-in tiny-lm's), a tokenizer file in the model's
+    /// folder, or null to look for <c>tokenizer.json</c>, then <c>vocab.json</c> + <c>merges.txt</c>.
+    /// </summary>
+    public string? Tokenizer { get; set; }
+
+    /// <summary>Decoder only: the most tokens (prompt and generated) one sequence may hold. [2, 1048576], default 1024.</summary>
+    public int? MaxContextTokens { get; set; }
+
+    /// <summary>Decoder only: the token that ends a generation; default the tokenizer's <c>&lt;|endoftext|&gt;</c>.</summary>
+    public int? EosTokenId { get; set; }
+
+    /// <summary>Decoder only: tokens generated when a request sets no <c>max_tokens</c>. [1, 1048576], default 256.</summary>
+    public int? DefaultMaxTokens { get; set; }
+
+    /// <summary>
+    /// Decoder only: the most prompt tokens prefilled in one step. A longer prompt is prefilled in chunks, so running
+    /// streams never wait longer than one chunk's step for their next token. [1, 65536], default 256.
+    /// </summary>
+    public int? MaxPrefillTokens { get; set; }
+
+    /// <summary>
+    /// Decoder only: key/value cache memory per device, in MiB. A sequence reserves its prompt plus its
+    /// <c>max_tokens</c> when it joins; requests wait in the queue while the cache is full. [1, 1048576], default 1024.
+    /// </summary>
+    public int? KvCacheMb { get; set; }
 
     internal static readonly JsonSerializerOptions Json = new()
     {

@@ -108,11 +108,8 @@ public static class ModelRepositoryScanner
             case null:
                 Error("kind", "is missing (expected \"echo\", \"tensor\" or \"decoder\").");
                 break;
-            case "echo" or "tensor":
+            case "echo" or "tensor" or "decoder":
                 options.Kind = config.Kind;
-                break;
-            case "decoder":
-                Error("kind", "\"decoder\" models are not served by this version of StreamInfer yet.");
                 break;
             default:
                 Error("kind", $"\"{config.Kind}\" is not a known kind (expected \"echo\", \"tensor\" or \"decoder\").");
@@ -128,6 +125,24 @@ public static class ModelRepositoryScanner
         Milliseconds(config.DefaultTimeoutMs, 0.001, 3_600_000, "default_timeout_ms", Error, v => options.DefaultTimeout = v);
         Milliseconds(config.FixedDelayMs, 0, 10_000, "fixed_delay_ms", Error, v => options.FixedDelay = v);
         Milliseconds(config.PerItemCostMs, 0, 1_000, "per_item_cost_ms", Error, v => options.PerItemCost = v);
+        if (config.Kind == "decoder")
+        {
+            Range(config.MaxContextTokens, 2, 1 << 20, "max_context_tokens", Error, _ => { });
+            Range(config.DefaultMaxTokens, 1, 1 << 20, "default_max_tokens", Error, _ => { });
+            Range(config.MaxPrefillTokens, 1, 65_536, "max_prefill_tokens", Error, _ => { });
+            Range(config.KvCacheMb, 1, 1 << 20, "kv_cache_mb", Error, _ => { });
+            Range(config.EosTokenId, 0, int.MaxValue, "eos_token_id", Error, _ => { });
+        }
+        else
+        {
+            foreach (var (field, given) in new[] { ("tokenizer", config.Tokenizer is not null), ("max_context_tokens", config.MaxContextTokens is not null), ("eos_token_id", config.EosTokenId is not null), ("default_max_tokens", config.DefaultMaxTokens is not null), ("max_prefill_tokens", config.MaxPrefillTokens is not null), ("kv_cache_mb", config.KvCacheMb is not null) })
+            {
+                if (given)
+                {
+                    Error(field, "applies to decoder models only.");
+                }
+            }
+        }
 
         if (config.WarmupBatchSizes is { } sizes)
         {
@@ -158,7 +173,7 @@ public static class ModelRepositoryScanner
             Error(config.Inputs is not null ? "inputs" : config.Outputs is not null ? "outputs" : "mask_input", "an echo model takes any inputs; declarations are for tensor models.");
         }
 
-        if (config.Kind == "tensor" && (config.FixedDelayMs is not null || config.PerItemCostMs is not null))
+        if (config.Kind is "tensor" or "decoder" && (config.FixedDelayMs is not null || config.PerItemCostMs is not null))
         {
             Error(config.FixedDelayMs is not null ? "fixed_delay_ms" : "per_item_cost_ms", "simulated compute is for echo models only.");
         }
@@ -166,7 +181,7 @@ public static class ModelRepositoryScanner
         var version = config.Version ?? "1";
         string? onnxPath = null;
         string? onnxFile = null;
-        if (config.Kind == "tensor")
+        if (config.Kind is "tensor" or "decoder")
         {
             if (config.Version is { } pinned)
             {

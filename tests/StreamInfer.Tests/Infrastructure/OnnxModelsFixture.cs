@@ -16,11 +16,11 @@ public sealed class OnnxModelsFixture : IAsyncLifetime, IDisposable
 
     public ModelCatalog Catalog { get; private set; } = null!;
 
-    public IInferenceModel Model(string name)
+    public IBatchModel Model(string name)
     {
         Assert.True(Catalog.TryGet(name, out var entry), $"model {name} is in the catalog");
         Assert.Equal(ModelState.Ready, entry.State);
-        return entry.Any!;
+        return Assert.IsAssignableFrom<IBatchModel>(entry.Any);
     }
 
     public async Task InitializeAsync()

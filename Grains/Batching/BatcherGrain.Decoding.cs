@@ -1,0 +1,313 @@
+using System.Collections.Immutable;
+using StreamInfer.Grains.Models.Decoding;
+
+namespace StreamInfer.Grains.Batching;
+
+/// <summary>
+/// Continuous batching for decoder models. Sequences join the running set between steps (up to <c>max_batch_size</c>
+/// of them and the device's key/value cache budget) and leave between steps when they finish, are cancelled or pass
+/// their deadline, freeing their slot and cache at once. One step at a time runs on the device; each step's tokens go
+/// out as one <see cref="DeliveryBatch"/> per destination frontend, in step order.
+/// </summary>
+internal sealed partial class BatcherGrain
+{
+    private readonly List<Running> _sequences = [];
+    private readonly Dictionary<string, Task> _publishing = new(StringComparer.Ordinal);
+    private long _reservedCacheBytes;
+    private bool _stepping;
+    private long _stepsRun;
+    private double _recentSequenceMs;
+    private long _sequencesDone;
+
+    /// <summary>Sequences decoding now (for status).</summary>
+    private int ActiveSequences => _sequences.Count;
+
+    private InferError? PrepareSequence(OnnxDecoderModel decoder, BatchItem item, out DecodeSequence? sequence)
+    {
+        (sequence, var error) = decoder.Prepare(item.Request);
+        if (error is null && decoder.ReservedBytes(sequence!) > decoder.KvCacheBytes)
+        {
+            error = new InferError(ErrorCode.InvalidInput, $"the prompt and max_tokens need {decoder.ReservedBytes(sequence!) >> 20} MiB of key/value cache; model '{_key.Model}' has {decoder.KvCacheBytes >> 20} MiB per device. Ask for fewer tokens.");
+            sequence = null;
+        }
+
+        return error;
+    }
+
+    /// <summary>
+    /// How long a request that has <paramref name="ahead"/> requests before it waits to start: nothing while a slot is
+    /// free, else one recent sequence's lifetime per full set of slots ahead of it.
+    /// </summary>
+    private double DecoderExpectedWaitMs(long ahead)
+    {
+        var slots = _model!.Options.MaxBatchSize;
+        if (_sequences.Count + ahead < slots)
+        {
+            return 0;
+        }
+
+        return Math.Ceiling((double)(ahead + 1) / slots) * _recentSequenceMs;
+    }
+
+    /// <summary>Moves queued requests into the running set while there are slots and cache, highest priority first.</summary>
+    private void AdmitSequences(OnnxDecoderModel decoder)
+    {
+        var slots = _model!.Options.MaxBatchSize;
+        while (_sequences.Count < slots && _queue.TryPeek(out var q))
+        {
+            var bytes = decoder.ReservedBytes(q.Sequence!);
+            if (_reservedCacheBytes + bytes > decoder.KvCacheBytes && _sequences.Count > 0)
+            {
+                // The cache is full: the request waits at the head of the queue until a sequence leaves.
+                break;
+            }
+
+            _queue.TakeBatch(1);
+            q.Running = true;
+            _reservedCacheBytes += bytes;
+            _sequences.Add(new Running(q, bytes, time.GetTimestamp()));
+        }
+
+        if (!_stepping && _sequences.Count > 0)
+        {
+            _stepping = true;
+            _ = StepLoopAsync(decoder);
+        }
+    }
+
+    private async Task StepLoopAsync(OnnxDecoderModel decoder)
+    {
+        try
+        {
+            while (true)
+            {
+                var now = time.GetUtcNow();
+                var deliveries = new List<(Running, Delivery)>();
+                var ended = new List<Running>();
+
+                // Leave between steps: cancelled ones silently (their session already let them go), expired ones with
+                // their tokens so far and finish_reason "deadline".
+                foreach (var r in _sequences)
+                {
+                    if (r.Queued.Cancelled)
+                    {
+                        ended.Add(r);
+                    }
+                    else if (r.Queued.Item.Deadline <= now)
+                    {
+                        ended.Add(r);
+                        deliveries.Add((r, ToDelivery(r, null, Done(decoder, r, FinishReasons.Deadline, string.Empty))));
+                    }
+                }
+
+                Leave(ended);
+                ExpireQueued(now);
+                AdmitSequencesWithoutLoop(decoder);
+                if (deliveries.Count > 0)
+                {
+                    Finish(deliveries, ended);
+                }
+
+                if (_sequences.Count == 0)
+                {
+                    return;
+                }
+
+                // Prefill chunks in arrival order up to the step's budget, so a long prompt costs other streams at most
+                // one chunk's time per step; every decoding sequence advances by one token.
+                var budget = decoder.MaxPrefillTokens;
+                var prefill = new List<(DecodeSequence, int)>();
+                var decode = new List<DecodeSequence>();
+                var stepping = new List<Running>(_sequences.Count);
+                foreach (var r in _sequences)
+                {
+                    var seq = r.Queued.Sequence!;
+                    if (seq.Decoding)
+                    {
+                        decode.Add(seq);
+                        stepping.Add(r);
+                    }
+                    else if (budget > 0)
+                    {
+                        var chunk = Math.Min(budget, seq.Prompt.Length - seq.Prefilled);
+                        budget -= chunk;
+                        prefill.Add((seq, chunk));
+                        stepping.Add(r);
+                    }
+                }
+
+                var started = time.GetTimestamp();
+                List<StepOutcome>? outcomes = null;
+                Exception? failure = null;
+                try
+                {
+                    outcomes = await _device!.RunAsync(() => decoder.Step(prefill, decode));
+                }
+                catch (Exception ex)
+                {
+                    failure = ex;
+                }
+
+                _stepsRun++;
+                _recentBatchMs = _stepsRun == 1 ? time.GetElapsedTime(started).TotalMilliseconds : (0.8 * _recentBatchMs) + (0.2 * time.GetElapsedTime(started).TotalMilliseconds);
+                RecordBatch(stepping.Count);
+
+                deliveries = [];
+                ended = [];
+                if (failure is not null)
+                {
+                    LogBatchFailed(logger, failure, _key.Model, stepping.Count);
+                    var error = new InferError(ErrorCode.Internal, $"model '{_key.Model}' failed on a decoding step: {failure.GetType().Name}.");
+                    foreach (var r in stepping)
+                    {
+                        ended.Add(r);
+                        if (!r.Queued.Cancelled)
+                        {
+                            deliveries.Add((r, ToDelivery(r.Queued, null, error)));
+                        }
+                    }
+                }
+                else
+                {
+                    var byStep = stepping.ToDictionary(r => r.Queued.Sequence!);
+                    foreach (var outcome in outcomes!)
+                    {
+                        var r = byStep[outcome.Sequence];
+                        if (outcome.Token is not null && r.FirstTokenAt == 0)
+                        {
+                            r.FirstTokenAt = time.GetTimestamp();
+                        }
+
+                        if (outcome.FinishReason is not null)
+                        {
+                            ended.Add(r);
+                        }
+
+                        if (r.Queued.Cancelled)
+                        {
+                            continue;
+                        }
+
+                        var done = outcome.FinishReason is { } why ? Done(decoder, r, why, outcome.FinalText) : null;
+                        if (outcome.Token is not null || done is not null)
+                        {
+                            deliveries.Add((r, ToDelivery(r, outcome.Token, done)));
+                        }
+                    }
+                }
+
+                Leave(ended);
+                Finish(deliveries, ended.Where(r => !r.Queued.Cancelled).ToList());
+            }
+        }
+        finally
+        {
+            _stepping = false;
+            // A request queued while the last step ran may be waiting for a slot that has just come free.
+            if (_queue.Count > 0 && _instance is OnnxDecoderModel d)
+            {
+                AdmitSequences(d);
+            }
+        }
+    }
+
+    private void AdmitSequencesWithoutLoop(OnnxDecoderModel decoder)
+    {
+        var stepping = _stepping;
+        _stepping = true;
+        AdmitSequences(decoder);
+        _stepping = stepping;
+    }
+
+    /// <summary>Frees the slots and caches of sequences that have ended.</summary>
+    private void Leave(List<Running> ended)
+    {
+        foreach (var r in ended)
+        {
+            if (!_sequences.Remove(r))
+            {
+                continue;
+            }
+
+            r.Queued.Sequence!.Release();
+            _reservedCacheBytes -= r.ReservedBytes;
+            _byId.Remove((r.Queued.Item.ClientId, r.Queued.Item.Request.RequestId));
+            _itemsRun++;
+            _sequencesDone++;
+            var lifetime = time.GetElapsedTime(r.JoinedAt).TotalMilliseconds;
+            _recentSequenceMs = _sequencesDone == 1 ? lifetime : (0.9 * _recentSequenceMs) + (0.1 * lifetime);
+        }
+    }
+
+    /// <summary>Publishes one step's deliveries, keeping each destination's events in step order, and tells sessions
+    /// which requests ended.</summary>
+    private void Finish(List<(Running Sequence, Delivery Delivery)> deliveries, List<Running> ended)
+    {
+        if (deliveries.Count == 0 && ended.Count == 0)
+        {
+            return;
+        }
+
+        activity.NotifyActivity();
+        foreach (var group in deliveries.GroupBy(d => d.Sequence.Queued.Item.Request.ReplyTo))
+        {
+            var replyTo = group.Key;
+            ImmutableArray<Delivery> items = [.. group.Select(d => d.Delivery)];
+            var previous = _publishing.GetValueOrDefault(replyTo) ?? Task.CompletedTask;
+            // Each destination's events are chained: concurrent publishes to one stream could overtake each other.
+            _publishing[replyTo] = previous.IsCompleted ? PublishAsync(replyTo, items) : PublishAfterAsync(previous, replyTo, items);
+        }
+
+        foreach (var group in ended.GroupBy(r => r.Queued.Item.ClientId))
+        {
+            _ = NotifySessionAsync(group.Key, [.. group.Select(r => r.Queued.Item.Request.RequestId)]);
+        }
+    }
+
+    private async Task PublishAfterAsync(Task previous, string replyTo, ImmutableArray<Delivery> items)
+    {
+        await previous;
+        await PublishAsync(replyTo, items);
+    }
+
+    private Delivery ToDelivery(Running r, GeneratedToken? token, GenerationDone? done)
+        => new(r.Queued.Item.ClientId, r.Queued.Item.Request.RequestId, null, null, token, done);
+
+    private GenerationDone Done(OnnxDecoderModel decoder, Running r, string reason, string text)
+    {
+        var seq = r.Queued.Sequence!;
+        var completion = seq.Generated - (reason == FinishReasons.Stop && seq.LastToken == seq.EndOfText ? 1 : 0);
+        return new GenerationDone(
+            _key.Model,
+            decoder.Version,
+            reason,
+            seq.Prompt.Length,
+            Math.Max(0, completion),
+            text,
+            time.GetElapsedTime(r.Queued.EnqueuedAt, r.JoinedAt).TotalMilliseconds,
+            r.FirstTokenAt == 0 ? 0 : time.GetElapsedTime(r.Queued.EnqueuedAt, r.FirstTokenAt).TotalMilliseconds);
+    }
+
+    private void RecordBatch(int size)
+    {
+        _batchesRun++;
+        if (_recentBatchSizes.Count == RecentBatchWindow)
+        {
+            _recentBatchSizes.Dequeue();
+        }
+
+        _recentBatchSizes.Enqueue(size);
+    }
+
+    /// <summary>A sequence in the running set: its queue entry, the cache it reserved, and when it joined and first produced.</summary>
+    private sealed class Running(Queued queued, long reservedBytes, long joinedAt)
+    {
+        public Queued Queued { get; } = queued;
+
+        public long ReservedBytes { get; } = reservedBytes;
+
+        public long JoinedAt { get; } = joinedAt;
+
+        public long FirstTokenAt { get; set; }
+    }
+}

@@ -1,0 +1,510 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Microsoft.ML.OnnxRuntime;
+using StreamInfer.Grains.Models.Onnx;
+using StreamInfer.Grains.Models.Repository;
+using OrtType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
+
+namespace StreamInfer.Grains.Models.Decoding;
+
+/// <summary>What one step did for one sequence: the token it generated (if any) and, when the sequence ended, why.</summary>
+/// <param name="Sequence">The sequence.</param>
+/// <param name="Token">The token generated this step; null during a prefill chunk that is not the prompt's last, and
+/// for the end-of-text token.</param>
+/// <param name="FinishReason">One of <see cref="FinishReasons"/> when the sequence ended this step.</param>
+/// <param name="FinalText">Text held back until the end and released with it (see <see cref="GenerationDone.Text"/>).</param>
+public readonly record struct StepOutcome(DecodeSequence Sequence, GeneratedToken? Token, string? FinishReason, string FinalText);
+
+/// <summary>
+/// A causal language model in the Hugging Face / Optimum ONNX convention (<c>input_ids</c>, <c>attention_mask</c>,
+/// <c>position_ids</c>, <c>past_key_values.N.key|value</c> → <c>logits</c>, <c>present.N.key|value</c>), decoded with a
+/// key/value cache per sequence. <see cref="Prepare"/> runs on the grain scheduler at admission (tokenizing the prompt);
+/// <see cref="Step"/> runs on the device thread and advances every sequence it is given by one step.
+/// <para>
+/// A step runs the model at most twice: once for the prefill chunks of sequences that are joining (their prompt tokens,
+/// up to the chunk budget), once for every sequence that is decoding (one token each). Within each run the sequences'
+/// caches are left-padded to the longest and the new tokens right-padded; the attention mask hides both paddings and
+/// the position ids count each sequence's own tokens, so a sequence's tokens do not depend on its batch-mates.
+/// </para>
+/// </summary>
+public sealed class OnnxDecoderModel : IInferenceModel
+{
+    private const string InputIds = "input_ids";
+    private const string AttentionMask = "attention_mask";
+    private const string PositionIds = "position_ids";
+    private const string UseCacheBranch = "use_cache_branch";
+    private const string Logits = "logits";
+
+    private readonly InferenceSession _session;
+    private readonly RunOptions _runOptions = new();
+    private readonly IDecoderTokenizer _tokenizer;
+    private readonly string[] _inputNames;
+    private readonly string[] _outputNames;
+    private readonly bool _hasUseCacheBranch;
+    private readonly PinnedBuffer _ids = new();
+    private readonly PinnedBuffer _positions = new();
+    private readonly PinnedBuffer _mask = new();
+    private readonly PinnedBuffer[] _past;
+    private readonly PinnedBuffer _branch = new();
+    private int _disposed;
+
+    private OnnxDecoderModel(ModelDefinition definition, InferenceSession session, IDecoderTokenizer tokenizer, DecoderShape shape, bool hasUseCacheBranch)
+    {
+        Name = definition.Name;
+        Version = definition.Version;
+        _session = session;
+        _tokenizer = tokenizer;
+        Shape = shape;
+        _hasUseCacheBranch = hasUseCacheBranch;
+        var config = definition.Config;
+        MaxContextTokens = config.MaxContextTokens ?? 1024;
+        DefaultMaxTokens = config.DefaultMaxTokens ?? 256;
+        MaxPrefillTokens = config.MaxPrefillTokens ?? 256;
+        KvCacheBytes = (long)(config.KvCacheMb ?? 1024) * 1024 * 1024;
+        EndOfText = config.EosTokenId ?? tokenizer.EndOfTextId;
+
+        var inputs = new List<string> { InputIds, AttentionMask, PositionIds };
+        var outputs = new List<string> { Logits };
+        for (var l = 0; l < shape.Layers; l++)
+        {
+            inputs.Add(PastName(l, key: true));
+            inputs.Add(PastName(l, key: false));
+            outputs.Add(PresentName(l, key: true));
+            outputs.Add(PresentName(l, key: false));
+        }
+
+        if (hasUseCacheBranch)
+        {
+            inputs.Add(UseCacheBranch);
+        }
+
+        _inputNames = [.. inputs];
+        _outputNames = [.. outputs];
+        _past = [.. Enumerable.Range(0, 2 * shape.Layers).Select(_ => new PinnedBuffer())];
+        Inputs = [new TensorSpec("prompt", TensorElementType.String, [1])];
+        Outputs = [new TensorSpec("text", TensorElementType.String, [1])];
+    }
+
+    public string Name { get; }
+
+    public string Version { get; }
+
+    /// <summary>A decoder takes a prompt, shown as one string input.</summary>
+    public ImmutableArray<TensorSpec> Inputs { get; }
+
+    /// <summary>A decoder returns text, shown as one string output.</summary>
+    public ImmutableArray<TensorSpec> Outputs { get; }
+
+    /// <summary>How long a decode step of a full batch took at warm-up, in ms.</summary>
+    public double WarmBatchMs { get; private set; }
+
+    /// <summary>The cache and vocabulary dimensions.</summary>
+    public DecoderShape Shape { get; }
+
+    /// <summary>The most tokens, prompt and generated, one sequence may hold.</summary>
+    public int MaxContextTokens { get; }
+
+    /// <summary>Tokens generated when a request sets no <c>max_tokens</c>.</summary>
+    public int DefaultMaxTokens { get; }
+
+    /// <summary>The most prompt tokens prefilled in one step.</summary>
+    public int MaxPrefillTokens { get; }
+
+    /// <summary>Key/value cache memory for all sequences on the device.</summary>
+    public long KvCacheBytes { get; }
+
+    /// <summary>The token that ends a generation, if the model has one.</summary>
+    public int? EndOfText { get; }
+
+    /// <summary>The tokenizer.</summary>
+    public IDecoderTokenizer Tokenizer => _tokenizer;
+
+    /// <summary>
+    /// Creates the session, reads the cache's dimensions from its inputs and loads the tokenizer. Returns null, with the
+    /// reasons in <paramref name="errors"/>, when the file does not follow the convention.
+    /// </summary>
+    public static OnnxDecoderModel? Load(ModelDefinition definition, SessionOptions sessionOptions, List<ModelLoadError> errors)
+    {
+        void Error(string? file, string? field, string reason) => errors.Add(new ModelLoadError(definition.Name, file, field, reason));
+
+        IDecoderTokenizer tokenizer;
+        var folder = Path.GetDirectoryName(Path.GetDirectoryName(definition.OnnxPath!))!;
+        try
+        {
+            tokenizer = DecoderTokenizers.Load(folder, definition.Config.Tokenizer);
+        }
+        catch (Exception ex) when (ex is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException or System.Text.Json.JsonException)
+        {
+            Error($"{definition.Name}/{ModelRepositoryScanner.ConfigFile}", "tokenizer", $"the tokenizer cannot be loaded: {ex.Message}");
+            return null;
+        }
+
+        InferenceSession session;
+        try
+        {
+            session = new InferenceSession(definition.OnnxPath!, sessionOptions);
+        }
+        catch (OnnxRuntimeException ex)
+        {
+            Error(definition.OnnxFile, null, $"ONNX Runtime cannot load it: {ex.Message.Trim()}");
+            return null;
+        }
+
+        var before = errors.Count;
+        var inputs = session.InputMetadata;
+        var outputs = session.OutputMetadata;
+        void Need(IReadOnlyDictionary<string, NodeMetadata> metadata, string name, TensorElementType type, string what)
+        {
+            if (!metadata.TryGetValue(name, out var m))
+            {
+                Error(definition.OnnxFile, null, $"a decoder needs the {what} '{name}' (the Hugging Face / Optimum export convention); the model has {string.Join(", ", metadata.Keys)}.");
+            }
+            else if (!m.IsTensor || !TensorSignature.TryMap(m.ElementDataType, out var actual) || actual != type)
+            {
+                Error(definition.OnnxFile, null, $"the {what} '{name}' must be a {type.ToWire()} tensor.");
+            }
+        }
+
+        Need(inputs, InputIds, TensorElementType.Int64, "input");
+        Need(inputs, AttentionMask, TensorElementType.Int64, "input");
+        Need(inputs, PositionIds, TensorElementType.Int64, "input");
+        Need(outputs, Logits, TensorElementType.Float32, "output");
+        var layers = 0;
+        while (inputs.ContainsKey(PastName(layers, key: true)))
+        {
+            layers++;
+        }
+
+        if (layers == 0)
+        {
+            Error(definition.OnnxFile, null, "a decoder needs 'past_key_values.0.key' and '.value' inputs (a model exported with its cache, e.g. Optimum's decoder_model_merged).");
+        }
+
+        int heads = 0, headDim = 0;
+        for (var l = 0; l < layers && errors.Count == before; l++)
+        {
+            foreach (var key in new[] { true, false })
+            {
+                Need(inputs, PastName(l, key), TensorElementType.Float32, "input");
+                Need(outputs, PresentName(l, key), TensorElementType.Float32, "output");
+                if (inputs.TryGetValue(PastName(l, key), out var past) && past.Dimensions.Length == 4 && past.Dimensions[1] > 0 && past.Dimensions[3] > 0)
+                {
+                    if (heads != 0 && (heads != past.Dimensions[1] || headDim != past.Dimensions[3]))
+                    {
+                        Error(definition.OnnxFile, null, $"'{PastName(l, key)}' has {past.Dimensions[1]} heads of {past.Dimensions[3]}; earlier layers have {heads} of {headDim}.");
+                    }
+
+                    heads = past.Dimensions[1];
+                    headDim = past.Dimensions[3];
+                }
+                else if (inputs.ContainsKey(PastName(l, key)))
+                {
+                    Error(definition.OnnxFile, null, $"'{PastName(l, key)}' must be [batch, heads, past_sequence, head_dim] with a fixed number of heads and head size.");
+                }
+            }
+        }
+
+        var hasBranch = inputs.TryGetValue(UseCacheBranch, out var branch);
+        if (hasBranch && branch!.ElementDataType != OrtType.Bool)
+        {
+            Error(definition.OnnxFile, null, $"'{UseCacheBranch}' must be a bool tensor.");
+        }
+
+        var vocab = outputs.TryGetValue(Logits, out var logits) && logits.Dimensions.Length == 3 && logits.Dimensions[2] > 0 ? logits.Dimensions[2] : tokenizer.VocabSize;
+        if (vocab < tokenizer.VocabSize)
+        {
+            Error(definition.OnnxFile, null, $"the model's logits cover {vocab} tokens, fewer than the tokenizer's {tokenizer.VocabSize}.");
+        }
+
+        if (errors.Count > before)
+        {
+            session.Dispose();
+            return null;
+        }
+
+        return new OnnxDecoderModel(definition, session, tokenizer, new DecoderShape(layers, heads, headDim, vocab), hasBranch);
+    }
+
+    /// <summary>
+    /// Checks a request and tokenizes its prompt into a new sequence. Thread-safe; runs on the grain scheduler. The
+    /// error is <see cref="ErrorCode.InvalidInput"/> naming the field at fault.
+    /// </summary>
+    public (DecodeSequence? Sequence, InferError? Error) Prepare(InferRequest request)
+    {
+        if (request.Prompt is null)
+        {
+            return (null, Invalid($"model '{Name}' is a text model: send a 'prompt' (or messages), not tensors."));
+        }
+
+        if (!request.Inputs.IsDefaultOrEmpty)
+        {
+            return (null, Invalid($"model '{Name}' takes a 'prompt', not input tensors."));
+        }
+
+        var g = request.Generation ?? new GenerationOptions();
+        var stop = g.Stop.IsDefault ? [] : g.Stop;
+        if (GenerationSettings.Validate(g.Temperature, g.TopK, g.TopP, g.MaxTokens, stop, Shape.VocabSize) is { } invalid)
+        {
+            return (null, Invalid(invalid));
+        }
+
+        var prompt = _tokenizer.Encode(request.Prompt);
+        if (prompt.Count == 0)
+        {
+            return (null, Invalid("'prompt' is empty; give at least one character."));
+        }
+
+        if (prompt.Count >= MaxContextTokens)
+        {
+            return (null, Invalid($"the prompt is {prompt.Count} tokens; model '{Name}' holds at most {MaxContextTokens} tokens, prompt and generated together."));
+        }
+
+        // A request may ask for more than fits: it is generated until the context is full and ends with "length".
+        var maxTokens = Math.Min(g.MaxTokens ?? DefaultMaxTokens, MaxContextTokens - prompt.Count);
+        var sampler = new TokenSampler(g.Temperature, g.TopK, g.TopP, g.Seed);
+        var assembler = new TextAssembler(_tokenizer, stop);
+        return (new DecodeSequence(Shape, [.. prompt], maxTokens, sampler, assembler, EndOfText), null);
+    }
+
+    /// <summary>Bytes of cache a sequence reserves when it joins: its prompt and every token it may generate.</summary>
+    public long ReservedBytes(DecodeSequence sequence) => (sequence.Prompt.Length + sequence.MaxTokens) * Shape.BytesPerToken;
+
+    RequestCheck IInferenceModel.Check(InferRequest request)
+    {
+        var (_, error) = Prepare(request);
+        return error is null ? new RequestCheck(null, 1) : new RequestCheck(error, 0);
+    }
+
+    /// <summary>
+    /// Runs one step: the next prefill chunk of each sequence in <paramref name="prefill"/> (with its chunk length), and
+    /// one token of each sequence in <paramref name="decode"/>. Device thread only. A sequence that ends is marked
+    /// <see cref="DecodeSequence.Finished"/>; its cache is released by the caller.
+    /// </summary>
+    public List<StepOutcome> Step(IReadOnlyList<(DecodeSequence Sequence, int Tokens)> prefill, IReadOnlyList<DecodeSequence> decode)
+    {
+        var outcomes = new List<StepOutcome>(prefill.Count + decode.Count);
+        if (prefill.Count > 0)
+        {
+            Run(prefill, outcomes);
+        }
+
+        if (decode.Count > 0)
+        {
+            var batch = new (DecodeSequence, int)[decode.Count];
+            for (var i = 0; i < decode.Count; i++)
+            {
+                batch[i] = (decode[i], 1);
+            }
+
+            Run(batch, outcomes);
+        }
+
+        return outcomes;
+    }
+
+    /// <summary>
+    /// Runs prefill chunks of <paramref name="count"/> tokens, then decode steps, at each batch size up to
+    /// in <paramref name="batchSizes"/>, so the first clients pay no first-run cost. Device
+    /// thread only. Returns an error message, or null.
+    /// </summary>
+    public string? WarmUp(IReadOnlyList<int> batchSizes, int count = 8)
+    {
+        foreach (var size in batchSizes)
+        {
+            var sequences = new List<DecodeSequence>(size);
+            for (var i = 0; i < size; i++)
+            {
+                var prompt = Enumerable.Range(0, count).Select(t => (t * 7 + i) % Math.Max(1, _tokenizer.VocabSize - 1)).ToArray();
+                sequences.Add(new DecodeSequence(Shape, prompt, 2, new TokenSampler(null, null, null, 0), new TextAssembler(_tokenizer, []), null));
+            }
+
+            try
+            {
+                Step([.. sequences.Select(s => (s, s.Prompt.Length))], []);
+                var started = Stopwatch.GetTimestamp();
+                Step([], sequences);
+                WarmBatchMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            }
+            catch (Exception ex) when (ex is OnnxRuntimeException or InvalidOperationException or ArgumentException)
+            {
+                return $"warm-up at {size} sequences failed: {ex.Message.Trim()}";
+            }
+            finally
+            {
+                foreach (var s in sequences)
+                {
+                    s.Release();
+                }
+            }
+        }
+
+        return null;
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _session.Dispose();
+        _runOptions.Dispose();
+    }
+
+    private static string PastName(int layer, bool key) => string.Create(CultureInfo.InvariantCulture, $"past_key_values.{layer}.{(key ? "key" : "value")}");
+
+    private static string PresentName(int layer, bool key) => string.Create(CultureInfo.InvariantCulture, $"present.{layer}.{(key ? "key" : "value")}");
+
+    private InferError Invalid(string message) => new(ErrorCode.InvalidInput, message);
+
+    private void Run(IReadOnlyList<(DecodeSequence Sequence, int Tokens)> batch, List<StepOutcome> outcomes)
+    {
+        var b = batch.Count;
+        var s = 0;
+        var p = 0;
+        foreach (var (seq, tokens) in batch)
+        {
+            s = Math.Max(s, tokens);
+            p = Math.Max(p, seq.CacheLength);
+            seq.Reserve(tokens);
+        }
+
+        var total = p + s;
+        var ids = Longs(_ids, b * s);
+        var positions = Longs(_positions, b * s);
+        var mask = Longs(_mask, b * total);
+        ids.Clear();
+        positions.Clear();
+        mask.Clear();
+        for (var row = 0; row < b; row++)
+        {
+            var (seq, tokens) = batch[row];
+            var length = seq.CacheLength;
+            // Past: left-padded (right-aligned at p); new tokens: left-aligned at p, right-padded to s.
+            mask.Slice((row * total) + p - length, length).Fill(1);
+            mask.Slice((row * total) + p, tokens).Fill(1);
+            for (var t = 0; t < tokens; t++)
+            {
+                ids[(row * s) + t] = seq.Decoding ? seq.LastToken : seq.Prompt[seq.Prefilled + t];
+                positions[(row * s) + t] = length + t;
+            }
+        }
+
+        var hd = Shape.HeadDim;
+        var values = new OrtValue[_inputNames.Length];
+        try
+        {
+            values[0] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtType.Int64, [b, s], _ids.Address, (long)b * s * sizeof(long));
+            values[1] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtType.Int64, [b, total], _mask.Address, (long)b * total * sizeof(long));
+            values[2] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtType.Int64, [b, s], _positions.Address, (long)b * s * sizeof(long));
+            var pastElements = (long)b * Shape.Heads * p * hd;
+            for (var l = 0; l < Shape.Layers; l++)
+            {
+                for (var k = 0; k < 2; k++)
+                {
+                    var key = k == 0;
+                    var buffer = _past[(2 * l) + k];
+                    var past = MemoryMarshal.Cast<byte, float>(buffer.Get(Math.Max(4, pastElements * sizeof(float))).AsSpan()).Slice(0, (int)pastElements);
+                    for (var row = 0; row < b; row++)
+                    {
+                        var seq = batch[row].Sequence;
+                        var pad = p - seq.CacheLength;
+                        for (var h = 0; h < Shape.Heads; h++)
+                        {
+                            var at = ((row * Shape.Heads) + h) * p * hd;
+                            // Padding must be finite: a masked position weighs zero, and zero times NaN is NaN.
+                            past.Slice(at, pad * hd).Clear();
+                            seq.Cached(l, key, h).CopyTo(past.Slice(at + (pad * hd)));
+                        }
+                    }
+
+                    values[3 + (2 * l) + k] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtType.Float, [b, Shape.Heads, p, hd], buffer.Address, pastElements * sizeof(float));
+                }
+            }
+
+            if (_hasUseCacheBranch)
+            {
+                _branch.Get(1)[0] = p > 0 ? (byte)1 : (byte)0;
+                values[^1] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtType.Bool, [1], _branch.Address, 1);
+            }
+
+            using var results = _session.Run(_runOptions, _inputNames, values, _outputNames);
+            for (var l = 0; l < Shape.Layers; l++)
+            {
+                for (var k = 0; k < 2; k++)
+                {
+                    var present = results[1 + (2 * l) + k].GetTensorDataAsSpan<float>();
+                    for (var row = 0; row < b; row++)
+                    {
+                        var (seq, tokens) = batch[row];
+                        seq.Append(l, k == 0, present, row, total, p, tokens);
+                    }
+                }
+            }
+
+            var logits = results[0].GetTensorDataAsSpan<float>();
+            var vocab = Shape.VocabSize;
+            for (var row = 0; row < b; row++)
+            {
+                var (seq, tokens) = batch[row];
+                seq.Advance(tokens);
+                if (!seq.Decoding)
+                {
+                    seq.Prefilled += tokens;
+                    if (!seq.Decoding)
+                    {
+                        // A chunk that is not the prompt's last: nothing to sample yet.
+                        continue;
+                    }
+                }
+
+                var last = logits.Slice(((row * s) + tokens - 1) * vocab, vocab);
+                outcomes.Add(Next(seq, last));
+            }
+        }
+        finally
+        {
+            foreach (var value in values)
+            {
+                value?.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Samples the sequence's next token from its logits and decides whether the sequence ends.</summary>
+    private StepOutcome Next(DecodeSequence seq, ReadOnlySpan<float> logits)
+    {
+        var token = seq.Sampler.Next(logits);
+        var index = seq.Generated;
+        seq.Generated++;
+        seq.LastToken = token;
+        if (token == seq.EndOfText)
+        {
+            seq.Finished = true;
+            return new StepOutcome(seq, null, FinishReasons.Stop, seq.Assembler.Finish());
+        }
+
+        var (text, stopped) = seq.Assembler.Append(token);
+        var generated = new GeneratedToken(index, token, text);
+        if (stopped)
+        {
+            seq.Finished = true;
+            return new StepOutcome(seq, generated, FinishReasons.Stop, string.Empty);
+        }
+
+        // The next step would feed this token at position CacheLength: the context must hold it.
+        if (seq.Generated >= seq.MaxTokens || seq.CacheLength + 1 >= MaxContextTokens)
+        {
+            seq.Finished = true;
+            return new StepOutcome(seq, generated, FinishReasons.Length, seq.Assembler.Finish());
+        }
+
+        return new StepOutcome(seq, generated, null, string.Empty);
+    }
+
+    private static Span<long> Longs(PinnedBuffer buffer, int count)
+        => MemoryMarshal.Cast<byte, long>(buffer.Get(Math.Max(8, (long)count * sizeof(long))).AsSpan()).Slice(0, count);
+}
