@@ -117,6 +117,15 @@ public static class TinyLm
             $$"""{"kind":"decoder","tokenizer":"bytes","max_context_tokens":{{options.MaxPositions}},"eos_token_id":{{EndOfTextTokenId}},"max_batch_size":{{options.MaxBatchSize}}}""") + "\n";
     }
 
+    /// <summary>Weights in the model (GPT-2 counting: embeddings, blocks, final LayerNorm) plus the logits bias.</summary>
+    public static long ParameterCount(TinyLmOptions? options = null)
+    {
+        options ??= new TinyLmOptions();
+        long d = options.DModel;
+        var perLayer = (4 * d) + (3 * d * d) + (3 * d) + (d * d) + d + (4 * d * d) + (4 * d) + (4 * d * d) + d;
+        return (VocabSize * d) + (options.MaxPositions * d) + (options.Layers * perLayer) + (2 * d) + VocabSize;
+    }
+
     /// <summary>The fixed bias added to every position's logits (see the class remarks).</summary>
     public static float[] LogitsBias()
     {
