@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
@@ -50,6 +51,16 @@ public sealed class TinyLmTests(TinyLmTests.ModelFixture model) : IClassFixture<
 
         Assert.Equal(File.ReadAllBytes(model.OnnxPath), File.ReadAllBytes(Path.Combine(other.Path, "1", "model.onnx")));
         Assert.Equal(File.ReadAllBytes(Path.Combine(model.Folder.Path, "config.json")), File.ReadAllBytes(Path.Combine(other.Path, "config.json")));
+    }
+
+    [Fact]
+    public void Write_Default_MatchesThePinnedHash()
+    {
+        // Weights come from integer PRNG arithmetic and IEEE additions only, so every machine writes these bytes;
+        // a deliberate change to the model updates this hash.
+        var hash = Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(model.OnnxPath)));
+
+        Assert.Equal("82302262049ce0ceecb077228d9c956f388ef902c13fe10d18c334d83695e1db", hash);
     }
 
     [Fact]
