@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Google.Protobuf;
 using Onnx;
 
@@ -55,6 +56,25 @@ public sealed class OnnxGraphBuilder
     }
 
     /// <summary>
+    /// Adds a constant float tensor stored as little-endian <c>raw_data</c>, as exporters write weights: for millions
+    /// of values it serializes and loads far faster than the repeated <c>float_data</c> field, and its bytes do not
+    /// depend on the host's endianness.
+    /// </summary>
+    public string RawConstant(string name, ReadOnlySpan<float> values, params long[] dims)
+    {
+        var bytes = new byte[values.Length * sizeof(float)];
+        for (var i = 0; i < values.Length; i++)
+        {
+            BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(i * sizeof(float)), values[i]);
+        }
+
+        var t = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float, RawData = ByteString.CopyFrom(bytes) };
+        t.Dims.AddRange(dims);
+        _graph.Initializer.Add(t);
+        return name;
+    }
+
+    /// <summary>
     /// Adds a node with one output and returns the output's name (<paramref name="output"/>, or a fresh one).
     /// Attributes are <c>(name, value)</c> with value a <see cref="long"/>, <see cref="float"/>, <see cref="long"/>[]
     /// or <see cref="string"/>.
@@ -74,12 +94,34 @@ public sealed class OnnxGraphBuilder
         return output;
     }
 
+    /// <summary>
+    /// Adds a node with several outputs (e.g. <c>Split</c>) and returns their names, <paramref name="outputs"/>.
+    /// Attributes are as for <see cref="Node"/>.
+    /// </summary>
+    public string[] MultiOutputNode(string op, string[] inputs, string[] outputs, params (string Name, object Value)[] attributes)
+    {
+        var node = new NodeProto { OpType = op, Name = $"{op}_{_graph.Node.Count}" };
+        node.Input.AddRange(inputs);
+        node.Output.AddRange(outputs);
+        foreach (var (attrName, value) in attributes)
+        {
+            node.Attribute.Add(Attribute(attrName, value));
+        }
+
+        _graph.Node.Add(node);
+        return outputs;
+    }
+
+    /// <summary>A fresh output name with <paramref name="prefix"/>, for <see cref="MultiOutputNode"/>.</summary>
+    public string FreshName(string prefix) => $"{prefix}_{_next++}";
+
     /// <summary>The finished model.</summary>
     public ModelProto Build()
     {
         var model = new ModelProto
         {
-            IrVersion = 8,
+            // The IR version that goes with the opset (ONNX's versioning table), so checkers accept newer opsets too.
+            IrVersion = _opset switch { >= 23 => 11, >= 21 => 10, >= 19 => 9, _ => 8 },
             ProducerName = "StreamInfer",
             Graph = _graph,
         };
