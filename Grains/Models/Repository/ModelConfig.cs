@@ -54,19 +54,6 @@ public sealed class ModelConfig
     /// <summary>Sizes of dynamic axes during warm-up, by axis name (e.g. <c>{"seq": 16}</c>); default 1.</summary>
     public Dictionary<string, long>? WarmupDims { get; set; }
 
-    /// <summary>
-    /// Decoder only: how text becomes token ids. <c>bytes</c> = one token per UTF-8 byte (id = byte value, as the
-    /// built-in <c>tiny-lm</c>); otherwise a file name in the model folder; null = look for <c>tokenizer.json</c>, or
-    /// <c>vocab.json</c> with <c>merges.txt</c>.
-    /// </summary>
-    public string? Tokenizer { get; set; }
-
-    /// <summary>Decoder only: the longest sequence (prompt plus generated tokens) the model takes, e.g. its positions.</summary>
-    public int? MaxContextTokens { get; set; }
-
-    /// <summary>Decoder only: the token id that ends a generation; null = none (stop on length or stop strings only).</summary>
-    public int? EosTokenId { get; set; }
-
     /// <summary>Echo only: simulated compute per batch, in ms.</summary>
     public double? FixedDelayMs { get; set; }
 
