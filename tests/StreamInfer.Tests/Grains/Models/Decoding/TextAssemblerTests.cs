@@ -159,6 +159,20 @@ public sealed class TextAssemblerTests
         Assert.Equal("héllo ", emitted);
     }
 
+    [Fact]
+    public void Append_BpeTokens_ReassembleTheText()
+    {
+        using var files = new TinyBpeFiles();
+        var tokenizer = DecoderTokenizers.Load(files.WriteTokenizerJson(), null);
+        const string text = "hello world, héllo 😀 世界";
+        var assembler = new TextAssembler(tokenizer, ["STOP"]);
+
+        var (emitted, stopped) = Feed(assembler, [.. tokenizer.Encode(text), TinyBpeFiles.EndOfText]);
+
+        Assert.False(stopped);
+        Assert.Equal(text, emitted + assembler.Finish().Text);
+    }
+
     private static (string Emitted, bool Stopped) Feed(TextAssembler assembler, string text) =>
         Feed(assembler, Bytes.Encode(text));
 
