@@ -68,6 +68,21 @@ public sealed partial class ModelCatalog : IDisposable
         }
 
         RepositoryPath = Path.GetFullPath(repository.Value.Path);
+        if (repository.Value.BuiltInTinyLm)
+        {
+            try
+            {
+                if (TinyLm.EnsureIn(RepositoryPath))
+                {
+                    LogTinyLmWritten(_logger, Path.Combine(RepositoryPath, TinyLm.Name));
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                LogTinyLmFailed(_logger, ex, RepositoryPath);
+            }
+        }
+
         var (definitions, errors) = ModelRepositoryScanner.Scan(RepositoryPath, entries.Keys.ToHashSet(StringComparer.Ordinal));
         _pending = [];
         foreach (var definition in definitions)
@@ -277,6 +292,12 @@ public sealed partial class ModelCatalog : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is ready on {Devices} (a full batch took {BatchMs:F1} ms at warm-up)")]
     private static partial void LogReady(ILogger logger, string model, string version, string devices, double batchMs);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Wrote the built-in tiny-lm decoder to {Path}")]
+    private static partial void LogTinyLmWritten(ILogger logger, string path);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The built-in tiny-lm could not be written into {Path}; it is not served")]
+    private static partial void LogTinyLmFailed(ILogger logger, Exception ex, string path);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model repository {Path}: {Count} problems; the models concerned are not served:\n{Errors}")]
     private static partial void LogRepositoryErrors(ILogger logger, string path, int count, string errors);

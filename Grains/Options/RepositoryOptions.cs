@@ -13,6 +13,13 @@ public sealed class ModelRepositoryOptions
     /// and configured ones still serve). Default <c>models</c>.
     /// </summary>
     public string Path { get; set; } = "models";
+
+    /// <summary>
+    /// Whether the built-in <c>tiny-lm</c> decoder is written into the repository at start when it is absent, so the
+    /// grid streams tokens with nothing to download. It is generated (deterministic weights, ~4 MB) in about a quarter
+    /// of a second; an existing <c>tiny-lm</c> folder is left as it is. Default true.
+    /// </summary>
+    public bool BuiltInTinyLm { get; set; } = true;
 }
 
 /// <summary>The devices a silo runs models on. Section <c>StreamInfer:Devices</c>.</summary>

@@ -263,7 +263,7 @@ public sealed class OnnxDecoderModel : IInferenceModel
 
         // A request may ask for more than fits: it is generated until the context is full and ends with "length".
         var maxTokens = Math.Min(g.MaxTokens ?? DefaultMaxTokens, MaxContextTokens - prompt.Count);
-        var sampler = new TokenSampler(g.Temperature, g.TopK, g.TopP, g.Seed);
+        var sampler = new TokenSampler(g.Temperature, g.TopK, g.TopP, g.Seed, defaultTemperature: 0);
         var assembler = new TextAssembler(_tokenizer, stop);
         return (new DecodeSequence(Shape, [.. prompt], maxTokens, sampler, assembler, EndOfText), null);
     }
@@ -317,7 +317,7 @@ public sealed class OnnxDecoderModel : IInferenceModel
             for (var i = 0; i < size; i++)
             {
                 var prompt = Enumerable.Range(0, count).Select(t => (t * 7 + i) % Math.Max(1, _tokenizer.VocabSize - 1)).ToArray();
-                sequences.Add(new DecodeSequence(Shape, prompt, 2, new TokenSampler(null, null, null, 0), new TextAssembler(_tokenizer, []), null));
+                sequences.Add(new DecodeSequence(Shape, prompt, 2, new TokenSampler(0, null, null, 0), new TextAssembler(_tokenizer, []), null));
             }
 
             try
@@ -484,7 +484,7 @@ public sealed class OnnxDecoderModel : IInferenceModel
         if (token == seq.EndOfText)
         {
             seq.Finished = true;
-            return new StepOutcome(seq, null, FinishReasons.Stop, seq.Assembler.Finish());
+            return new StepOutcome(seq, null, FinishReasons.Stop, seq.Assembler.Finish().Text);
         }
 
         var (text, stopped) = seq.Assembler.Append(token);
@@ -499,7 +499,7 @@ public sealed class OnnxDecoderModel : IInferenceModel
         if (seq.Generated >= seq.MaxTokens || seq.CacheLength + 1 >= MaxContextTokens)
         {
             seq.Finished = true;
-            return new StepOutcome(seq, generated, FinishReasons.Length, seq.Assembler.Finish());
+            return new StepOutcome(seq, generated, FinishReasons.Length, seq.Assembler.Finish().Text);
         }
 
         return new StepOutcome(seq, generated, null, string.Empty);

@@ -48,7 +48,8 @@ public sealed class FrontendFixture : IAsyncLifetime
 
     /// <summary>
     /// The model repository the app serves: the generated <c>seq</c>, <c>multi</c> and <c>lookup</c> models, and
-    /// <c>seq-batched</c> (<c>seq</c> waiting up to 50 ms for batch-mates, so concurrent requests share a batch).
+    /// <c>seq-batched</c> (<c>seq</c> waiting up to 50 ms for batch-mates, so concurrent requests share a batch), the
+    /// built-in <c>tiny-lm</c>, and <c>tiny-lm-1</c> (tiny-lm decoding one sequence at a time).
     /// </summary>
     public string Repository { get; } = NewRepository();
 
@@ -93,6 +94,8 @@ public sealed class FrontendFixture : IAsyncLifetime
     {
         var root = TestModels.NewRepository();
         TestModels.WriteSequence(root, "seq-batched", extraConfig: ", \"max_wait_ms\": 50");
+        // tiny-lm itself is written by the catalog at start; this copy decodes one sequence at a time.
+        StreamInfer.Grains.Models.Decoding.TinyLm.Write(Path.Combine(root, "tiny-lm-1"), new StreamInfer.Grains.Models.Decoding.TinyLmOptions { MaxBatchSize = 1 });
         return root;
     }
 
