@@ -76,11 +76,8 @@ internal sealed partial class BatcherGrain(
         {
             var error = new InferError(ErrorCode.ModelUnavailable, $"the batcher of model '{_key.Model}' shut down ({reason.ReasonCode}).");
             var ended = _queue.RemoveAll(static _ => true);
-            foreach (var r in _sequences.Where(r => !r.Queued.Cancelled))
-            {
-                r.Queued.Sequence!.Release();
-                ended.Add(r.Queued);
-            }
+            // Their caches are not returned to the pool: a step may still be writing them on the device thread.
+            ended.AddRange(_sequences.Where(r => !r.Queued.Cancelled).Select(r => r.Queued));
 
             _sequences.Clear();
             foreach (var q in ended)

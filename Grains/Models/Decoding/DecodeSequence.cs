@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace StreamInfer.Grains.Models.Decoding;
 
 /// <summary>
@@ -74,11 +76,13 @@ public sealed class DecodeSequence
     /// <summary>The cache's memory, in bytes, as allocated now.</summary>
     public long CacheBytes => 2L * Shape.Layers * Shape.Heads * _capacity * Shape.HeadDim * sizeof(float);
 
-    /// <summary>Drops the cache's memory (the sequence has left).</summary>
+    /// <summary>Returns the cache's memory to the pool (the sequence has left).</summary>
     public void Release()
     {
         for (var l = 0; l < Shape.Layers; l++)
         {
+            Return(_keys[l]);
+            Return(_values[l]);
             _keys[l] = [];
             _values[l] = [];
         }
@@ -103,7 +107,10 @@ public sealed class DecodeSequence
             return;
         }
 
-        var capacity = Math.Max(needed, Math.Max(16, _capacity * 2));
+        // The whole of what the sequence may hold, at once: it is what admission reserved, and growing by doubling made
+        // every running sequence reallocate on the same step (bench/decode-grid.sh saw 100 ms steps and gen2 GCs at
+        // cache lengths 33, 65, 129). The arrays come from the pool, so a leaving sequence's memory serves the next.
+        var capacity = Math.Max(needed, _capacity == 0 ? Prompt.Length + MaxTokens : _capacity * 2);
         var hd = Shape.HeadDim;
         for (var l = 0; l < Shape.Layers; l++)
         {
@@ -115,13 +122,22 @@ public sealed class DecodeSequence
 
         float[] Grow(float[] old, int newCapacity)
         {
-            var grown = new float[Shape.Heads * newCapacity * hd];
+            var grown = ArrayPool<float>.Shared.Rent(Shape.Heads * newCapacity * hd);
             for (var h = 0; h < Shape.Heads; h++)
             {
                 old.AsSpan(h * _capacity * hd, CacheLength * hd).CopyTo(grown.AsSpan(h * newCapacity * hd));
             }
 
+            Return(old);
             return grown;
+        }
+    }
+
+    private static void Return(float[] array)
+    {
+        if (array.Length > 0)
+        {
+            ArrayPool<float>.Shared.Return(array);
         }
     }
 

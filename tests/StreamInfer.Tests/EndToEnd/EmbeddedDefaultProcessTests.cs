@@ -15,7 +15,7 @@ public sealed class EmbeddedDefaultProcessTests
     public async Task EmbeddedDefault_HundredClientsThousandRequests_AllAnsweredAndMatched()
     {
         var port = Ports.Free();
-        await using var grid = await GridProcess.StartAsync(port);
+        await using var grid = await GridProcess.StartAsync(port, workingDirectory: NewWorkingFolder());
         var uri = new Uri($"ws://127.0.0.1:{port}/ws");
 
         var answered = 0;
@@ -87,6 +87,99 @@ public sealed class EmbeddedDefaultProcessTests
             frame.GetProperty("outputs").GetProperty("pooled").GetProperty("data").EnumerateArray().Select(d => d.GetDouble()));
     }
 
+
+    /// <summary>
+    /// The issue's "done when": started in an empty folder, the grid writes tiny-lm into ./models and 64 WebSocket
+    /// clients stream from it at once, every stream complete (its tokens counted in <c>usage</c>), in order, and ended
+    /// by <c>done</c>.
+    /// </summary>
+    [Fact]
+    public async Task EmbeddedDefault_SixtyFourClientsStreamTinyLm_EveryStreamCompleteAndInOrder()
+    {
+        var folder = NewWorkingFolder();
+        var port = Ports.Free();
+        await using var grid = await GridProcess.StartAsync(port, workingDirectory: folder);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await Eventually.UntilAsync(() => http.GetAsync(new Uri("/v2/health/ready", UriKind.Relative)), r => r.IsSuccessStatusCode, TimeSpan.FromSeconds(60), "tiny-lm loads");
+        Assert.True(File.Exists(Path.Combine(folder, "models", "tiny-lm", "1", "model.onnx")));
+
+        async Task<int> StreamAsync(int c)
+        {
+            await using var client = await WsTestClient.ConnectAsync(new Uri($"ws://127.0.0.1:{port}/ws"));
+            await client.SendAsync(new { type = "infer", id = $"s{c}", model = "tiny-lm", prompt = $"Client {c} says", max_tokens = 32, temperature = 0.8, seed = c });
+            // Sampling may end a stream early with the end-of-text token ("stop"); every other ends at max_tokens.
+            var frames = new List<System.Text.Json.JsonElement>();
+            while (frames.Count == 0 || frames[^1].GetProperty("type").GetString() == "token")
+            {
+                frames.Add(await client.NextAsync(TimeSpan.FromSeconds(60)));
+            }
+
+            var done = frames[^1];
+            Assert.Equal("done", done.GetProperty("type").GetString());
+            Assert.Equal(Enumerable.Range(0, frames.Count - 1), frames[..^1].Select(f => f.GetProperty("index").GetInt32()));
+            Assert.Equal(frames.Count - 1, done.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+            Assert.Equal(frames.Count - 1 == 32 ? "length" : "stop", done.GetProperty("finish_reason").GetString());
+            return done.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        }
+
+        var tokens = await Task.WhenAll(Enumerable.Range(0, 64).Select(StreamAsync));
+
+        Assert.All(tokens, t => Assert.InRange(t, 1, 32));
+        Assert.Contains(tokens, t => t == 32);
+    }
+
+    /// <summary>The official OpenAI Node SDK, pointed at the grid's /v1, streams tiny-lm (needs node and tests/clients' npm install; .ci/run does both).</summary>
+    [Fact]
+    public async Task EmbeddedDefault_OfficialOpenAIClient_StreamsAndCompletes()
+    {
+        var clients = Path.Combine(FindRepositoryFolder(), "tests", "clients");
+        Assert.True(Directory.Exists(Path.Combine(clients, "node_modules", "openai")), "run 'npm install' in tests/clients first (.ci/run does)");
+        var port = Ports.Free();
+        await using var grid = await GridProcess.StartAsync(port, workingDirectory: NewWorkingFolder());
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await Eventually.UntilAsync(() => http.GetAsync(new Uri("/v2/health/ready", UriKind.Relative)), r => r.IsSuccessStatusCode, TimeSpan.FromSeconds(60), "tiny-lm loads");
+
+        var info = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = clients };
+        info.ArgumentList.Add("openai-stream.mjs");
+        info.ArgumentList.Add($"http://127.0.0.1:{port}/v1");
+        using var node = Process.Start(info)!;
+        var stdout = node.StandardOutput.ReadToEndAsync();
+        var stderr = node.StandardError.ReadToEndAsync();
+        await node.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(node.ExitCode == 0, await stderr);
+
+        using var result = System.Text.Json.JsonDocument.Parse(await stdout);
+        var root = result.RootElement;
+        Assert.Equal("length", root.GetProperty("finish").GetString());
+        Assert.True(root.GetProperty("chunks").GetInt32() >= 3);
+        Assert.Equal(5, root.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        // The same chat, not streamed, over plain HTTP: the SDK's stream carried exactly its text.
+        using var plain = await http.PostAsync(
+            new Uri("/v1/chat/completions", UriKind.Relative),
+            new StringContent("""{"model":"tiny-lm","messages":[{"role":"user","content":"Hi"}],"max_tokens":12,"temperature":0}""", Encoding.UTF8, "application/json"));
+        using var plainJson = System.Text.Json.JsonDocument.Parse(await plain.Content.ReadAsStringAsync());
+        Assert.Equal(plainJson.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString(), root.GetProperty("text").GetString());
+    }
+
+    private static string NewWorkingFolder()
+    {
+        var folder = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(folder);
+        return folder;
+    }
+
+    private static string FindRepositoryFolder()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "StreamInfer.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("the repository folder (with StreamInfer.sln) was not found above the test binaries.");
+    }
 
     /// <summary>The Frontend executable started as its own process, with the repository's appsettings.json.</summary>
     private sealed class GridProcess : IAsyncDisposable
