@@ -17,6 +17,18 @@ const string Usage = """
           inter-op 1, intra-op = --threads, default every core; spinning off unless --spinning), and prints rows/s and
           ms per batch; --seconds is per batch size
 
+      StreamInfer.OnnxBench decode [--sequences 64] [--prompt-tokens 16] [--max-tokens 128] [--seconds 5] [--warmup 1]
+                                   [--threads N] [--spinning]
+          the bare decoder engine on the built-in tiny-lm (written to a temporary repository), the grid's session
+          options: rounds of --sequences sequences prefilled in one step, then decoded together step by step (greedy)
+          until all finish; prints one line: generated tokens/s, ms per decode step (mean, p50, p99), prefill ms
+
+      StreamInfer.OnnxBench decode-grid --url ws://HOST:PORT/ws [--model tiny-lm] [--connections 64] [--prompt-tokens 16]
+                                        [--max-tokens 128] [--seconds 10] [--warmup 2]
+          the same workload through the grid: --connections WebSocket connections, one prompt request in flight on
+          each (closed loop); prints one line: generated tokens/s, time to first token and inter-token latency
+          (p50, p99, ms), errors; exit code 1 on any error
+
     Progress goes to stderr, the table to stdout. Exit code 2 on a bad command line.
     """;
 
@@ -72,8 +84,40 @@ try
             return 0;
         }
 
+        case "decode":
+        {
+            var bench = new DecodeBench
+            {
+                Sequences = flags.Int("sequences", 64, 1, 4096),
+                PromptTokens = flags.Int("prompt-tokens", 16, 1, 512),
+                MaxTokens = flags.Int("max-tokens", 128, 1, 512),
+                Seconds = flags.Seconds("seconds", 5),
+                WarmupSeconds = flags.Seconds("warmup", 1, allowZero: true),
+                Threads = flags.Int("threads", Environment.ProcessorCount, 1, 1024),
+                Spinning = flags.Bool("spinning"),
+            };
+            flags.EnsureAllUsed();
+            return bench.Run(Console.Out, Console.Error);
+        }
+
+        case "decode-grid":
+        {
+            var client = new DecodeGridClient
+            {
+                Url = new Uri(flags.Text("url") ?? throw new FormatException("decode-grid needs --url ws://HOST:PORT/ws.")),
+                Model = flags.Text("model") ?? "tiny-lm",
+                Connections = flags.Int("connections", 64, 1, 4096),
+                PromptTokens = flags.Int("prompt-tokens", 16, 1, 512),
+                MaxTokens = flags.Int("max-tokens", 128, 1, 512),
+                Seconds = flags.Seconds("seconds", 10),
+                WarmupSeconds = flags.Seconds("warmup", 2, allowZero: true),
+            };
+            flags.EnsureAllUsed();
+            return await client.RunAsync(Console.Out, Console.Error);
+        }
+
         default:
-            throw new FormatException($"unknown command '{args[0]}' (generate or bare).");
+            throw new FormatException($"unknown command '{args[0]}' (generate, bare, decode or decode-grid).");
     }
 }
 catch (FormatException ex)

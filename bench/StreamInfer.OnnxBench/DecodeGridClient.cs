@@ -1,0 +1,201 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
+
+namespace StreamInfer.OnnxBench;
+
+/// <summary>
+/// Streams from a decoder model over the grid's WebSocket protocol: C connections, each sending one prompt request at a
+/// time (closed loop), for the bare decode bench's workload. Measures generated tokens/s, time to first token (send to
+/// first token frame) and inter-token latency (gap between one request's consecutive token frames). Kept apart from
+/// StreamInfer.LoadGen, whose slots end at one result frame and which has no notion of streamed tokens.
+/// </summary>
+internal sealed class DecodeGridClient
+{
+    public required Uri Url { get; init; }
+
+    public string Model { get; init; } = "tiny-lm";
+
+    public int Connections { get; init; } = 64;
+
+    public int PromptTokens { get; init; } = 16;
+
+    public int MaxTokens { get; init; } = 128;
+
+    public double Seconds { get; init; } = 10;
+
+    public double WarmupSeconds { get; init; } = 2;
+
+    /// <summary>Connects, runs the warm-up and the measured window, and writes the result line.</summary>
+    public async Task<int> RunAsync(TextWriter output, TextWriter progress)
+    {
+        var sockets = new List<ClientWebSocket>(Connections);
+        try
+        {
+            for (var i = 0; i < Connections; i++)
+            {
+                var ws = new ClientWebSocket();
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                await ws.ConnectAsync(Url, cts.Token);
+                sockets.Add(ws);
+            }
+
+            progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{Connections} connections open; warm-up {WarmupSeconds:F0} s, then {Seconds:F0} s measured"));
+            var now = Stopwatch.GetTimestamp();
+            var window = new Window(
+                now + (long)(WarmupSeconds * Stopwatch.Frequency),
+                now + (long)((WarmupSeconds + Seconds) * Stopwatch.Frequency));
+            var stats = await Task.WhenAll(sockets.Select((ws, i) => Task.Run(() => StreamAsync(ws, i, window))));
+            var tokens = stats.Sum(s => s.Tokens);
+            var ttft = stats.SelectMany(s => s.FirstToken).Order().ToList();
+            var itl = stats.SelectMany(s => s.Gaps).Order().ToList();
+            var done = stats.Sum(s => s.Done);
+            var errors = stats.Sum(s => s.Errors);
+            output.WriteLine(string.Create(
+                CultureInfo.InvariantCulture,
+                $"grid: tokens_per_s={tokens / Seconds:F0} requests={done} tokens={tokens} errors={errors} ttft_p50={Percentile(ttft, 50):F3} ttft_p99={Percentile(ttft, 99):F3} itl_p50={Percentile(itl, 50):F3} itl_p99={Percentile(itl, 99):F3} itl_max={(itl.Count > 0 ? itl[^1] : double.NaN):F3}"));
+            foreach (var message in stats.Select(s => s.FirstError).OfType<string>().Distinct().Take(3))
+            {
+                progress.WriteLine("error: " + message);
+            }
+
+            return errors == 0 && tokens > 0 ? 0 : 1;
+        }
+        finally
+        {
+            foreach (var ws in sockets)
+            {
+                ws.Abort();
+                ws.Dispose();
+            }
+        }
+    }
+
+    private static double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;
+
+    private static double Percentile(List<double> sorted, double p)
+    {
+        if (sorted.Count == 0)
+        {
+            return double.NaN;
+        }
+
+        var rank = (int)Math.Ceiling(p / 100.0 * sorted.Count);
+        return sorted[Math.Clamp(rank, 1, sorted.Count) - 1];
+    }
+
+    /// <summary>One connection's loop. Tokens count when their frame arrives inside the window; latencies count for
+    /// requests sent inside it, so the warm-up's JIT and pool growth stay out of both.</summary>
+    private async Task<ConnectionStats> StreamAsync(ClientWebSocket ws, int connection, Window window)
+    {
+        var stats = new ConnectionStats();
+        var buffer = new ArrayBufferWriter<byte>(4096);
+        var prompt = DecodeBench.Prompt(PromptTokens);
+        var n = 0;
+        try
+        {
+            while (Stopwatch.GetTimestamp() < window.End)
+            {
+                var id = string.Create(CultureInfo.InvariantCulture, $"c{connection}-{n++}");
+                var request = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+                {
+                    ["type"] = "infer",
+                    ["id"] = id,
+                    ["model"] = Model,
+                    ["prompt"] = prompt,
+                    ["max_tokens"] = MaxTokens,
+                    ["temperature"] = 0,
+                });
+                var sent = Stopwatch.GetTimestamp();
+                await ws.SendAsync(request, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+                var measured = sent >= window.Start && sent < window.End;
+                long last = 0;
+                while (true)
+                {
+                    buffer.ResetWrittenCount();
+                    ValueWebSocketReceiveResult r;
+                    do
+                    {
+                        r = await ws.ReceiveAsync(buffer.GetMemory(4096), CancellationToken.None);
+                        buffer.Advance(r.Count);
+                    }
+                    while (!r.EndOfMessage && r.MessageType != WebSocketMessageType.Close);
+
+                    if (r.MessageType == WebSocketMessageType.Close)
+                    {
+                        stats.Errors++;
+                        stats.FirstError ??= "the server closed the connection";
+                        return stats;
+                    }
+
+                    var at = Stopwatch.GetTimestamp();
+                    using var frame = JsonDocument.Parse(buffer.WrittenMemory);
+                    var type = frame.RootElement.GetProperty("type").GetString();
+                    if (type == "token")
+                    {
+                        if (at >= window.Start && at < window.End)
+                        {
+                            stats.Tokens++;
+                        }
+
+                        if (measured)
+                        {
+                            if (last == 0)
+                            {
+                                stats.FirstToken.Add(Ms(at - sent));
+                            }
+                            else
+                            {
+                                stats.Gaps.Add(Ms(at - last));
+                            }
+                        }
+
+                        last = at;
+                    }
+                    else if (type == "done")
+                    {
+                        if (measured)
+                        {
+                            stats.Done++;
+                        }
+
+                        break;
+                    }
+                    else if (type == "error")
+                    {
+                        stats.Errors++;
+                        stats.FirstError ??= Encoding.UTF8.GetString(buffer.WrittenSpan);
+                        break;
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (ex is WebSocketException or JsonException or KeyNotFoundException)
+        {
+            stats.Errors++;
+            stats.FirstError ??= ex.Message;
+        }
+
+        return stats;
+    }
+
+    private readonly record struct Window(long Start, long End);
+
+    private sealed class ConnectionStats
+    {
+        public long Tokens { get; set; }
+
+        public long Done { get; set; }
+
+        public long Errors { get; set; }
+
+        public string? FirstError { get; set; }
+
+        public List<double> FirstToken { get; } = [];
+
+        public List<double> Gaps { get; } = [];
+    }
+}

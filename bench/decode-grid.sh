@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The bare decoder engine against the grid on the built-in tiny-lm (GPT-2-style, 4 layers, d=128, byte vocabulary):
+# 64 streams, a 16-byte prompt each, 128 tokens generated greedy. Bare: StreamInfer.OnnxBench decode, 64 sequences
+# prefilled in one step then decoded together step by step until all finish, round after round (the grid's session
+# options). Grid: embedded default, CPU, 64 WebSocket connections with one prompt request in flight each (closed loop).
+# One table; the last line checks the targets: grid >= 85% of bare tokens/s, and the grid's overhead per token
+# (grid ITL p99 - bare step p99) <= 1 ms.
+# Usage: bash bench/decode-grid.sh [seconds]   (measured seconds, bare and grid alike; default 10)
+# Environment: CONNECTIONS (64), PROMPT (prompt tokens, 16), TOKENS (max tokens, 128), THREADS (ORT intra-op threads,
+# both; default every core).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+secs="${1:-10}"
+conns="${CONNECTIONS:-64}"; prompt="${PROMPT:-16}"; tokens="${TOKENS:-128}"
+threads="${THREADS:-$(nproc)}"
+onnxbench=bench/StreamInfer.OnnxBench/bin/Release/net10.0/StreamInfer.OnnxBench.dll
+# Ports of their own (HTTP, silo, gateway) and a cluster id of their own, so that a dev grid on the defaults is left alone.
+port=18030; silo_port=11131; gateway_port=30031
+
+repo=$(mktemp -d /tmp/streaminfer-decode-grid.XXXXXX)
+trap 'stop_server; rm -rf "$repo"' EXIT
+
+build_all
+
+# Bare first, alone on the machine.
+dotnet "$onnxbench" decode --sequences "$conns" --prompt-tokens "$prompt" --max-tokens "$tokens" --seconds "$secs" \
+  --warmup 2 --threads "$threads" >"$repo/bare.txt" 2>"$repo/bare.err" || { echo "the bare run failed:" >&2; cat "$repo/bare.txt" "$repo/bare.err" >&2; exit 1; }
+
+# The grid writes tiny-lm into the empty repository at start.
+start_server "$port" dotnet "$frontend" --urls "http://127.0.0.1:$port" --Logging:LogLevel:Default=Warning \
+  --StreamInfer:Orleans:SiloPort=$silo_port --StreamInfer:Orleans:GatewayPort=$gateway_port \
+  --StreamInfer:Orleans:ClusterId=bench-decode-grid --StreamInfer:Devices:Gpus=none \
+  --StreamInfer:Devices:CpuThreads="$threads" --StreamInfer:Repository:Path="$repo"
+ready=0
+for _ in $(seq 1 600); do
+  if curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1; then ready=1; break; fi
+  sleep 0.1
+done
+if [ "$ready" != 1 ]; then echo "the grid did not become ready in 60 s:" >&2; cat /tmp/bench-server.log >&2; exit 1; fi
+curl -sf "http://127.0.0.1:$port/v2/models/tiny-lm" >/dev/null || { echo "the grid does not serve tiny-lm:" >&2; cat /tmp/bench-server.log >&2; exit 1; }
+
+grid_rc=0
+dotnet "$onnxbench" decode-grid --url "ws://127.0.0.1:$port/ws" --connections "$conns" --prompt-tokens "$prompt" \
+  --max-tokens "$tokens" --seconds "$secs" --warmup 3 >"$repo/grid.txt" 2>"$repo/grid.err" || grid_rc=$?
+grep -q '^grid:' "$repo/grid.txt" || { echo "the grid run failed:" >&2; cat "$repo/grid.txt" "$repo/grid.err" /tmp/bench-server.log >&2; exit 1; }
+
+# field FILE NAME: the value of NAME=... on the file's result line.
+field() { sed -n "s/.*[ :]$2=\([^ ]*\).*/\1/p" "$1" | head -n 1; }
+b_tps=$(field "$repo/bare.txt" tokens_per_s); b_step=$(field "$repo/bare.txt" step_ms)
+b_p50=$(field "$repo/bare.txt" step_p50); b_p99=$(field "$repo/bare.txt" step_p99)
+b_pf50=$(field "$repo/bare.txt" prefill_p50); b_pf99=$(field "$repo/bare.txt" prefill_p99)
+g_tps=$(field "$repo/grid.txt" tokens_per_s); g_err=$(field "$repo/grid.txt" errors)
+g_t50=$(field "$repo/grid.txt" ttft_p50); g_t99=$(field "$repo/grid.txt" ttft_p99)
+g_i50=$(field "$repo/grid.txt" itl_p50); g_i99=$(field "$repo/grid.txt" itl_p99)
+pct=$(awk -v a="$g_tps" -v b="$b_tps" 'BEGIN { printf "%.1f", 100 * a / b }')
+
+echo "tiny-lm decode, bare engine vs the grid: $conns streams, ${prompt}-token prompt, $tokens tokens greedy, ${secs} s measured"
+echo "$(nproc) cores, ORT intra-op threads $threads, spinning off; bare TTFT = the prefill step of all $conns prompts, bare ITL = one decode step; grid TTFT = send to first token frame, grid ITL = gap between a request's token frames (client side); grid step ms = 1000 / (tokens/s / $conns), the mean step the streams saw"
+echo
+echo "| path | tokens/s | % of bare | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | step ms | errors |"
+echo "|---|---|---|---|---|---|---|---|---|"
+echo "| bare engine | $b_tps | 100% | $b_pf50 | $b_pf99 | $b_p50 | $b_p99 | $b_step | – |"
+g_step=$(awk -v t="$g_tps" -v c="$conns" 'BEGIN { printf "%.3f", (t > 0 ? 1000 * c / t : 0) }')
+echo "| grid, $conns WebSocket streams | $g_tps | ${pct}% | $g_t50 | $g_t99 | $g_i50 | $g_i99 | $g_step | ${g_err:-?} |"
+echo
+awk -v r="$pct" -v gi="$g_i99" -v bs="$b_p99" 'BEGIN {
+  o = gi - bs
+  printf "targets: grid tokens/s >= 85%% of bare: %.1f%% (%s); grid overhead per token <= 1 ms p99: ITL p99 %.3f - bare step p99 %.3f = %.3f ms (%s)\n",
+    r, (r >= 85 ? "met" : "not met"), gi, bs, o, (o <= 1 ? "met" : "not met") }'
+exit "$grid_rc"
