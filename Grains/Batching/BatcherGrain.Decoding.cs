@@ -77,6 +77,9 @@ internal sealed partial class BatcherGrain
 
     private async Task StepLoopAsync(OnnxDecoderModel decoder)
     {
+        // The previous step's deliveries are published while the next step runs on the device, so the device does not
+        // wait on serialization and stream calls (bench/decode-grid.sh: see BENCHMARKS.md).
+        (List<(Running, Delivery)> Deliveries, List<Running> Ended)? previous = null;
         try
         {
             while (true)
@@ -110,7 +113,7 @@ internal sealed partial class BatcherGrain
 
                 if (_sequences.Count == 0)
                 {
-                    return;
+                    break;
                 }
 
                 // Prefill chunks in arrival order up to the step's budget, so a long prompt costs other streams at most
@@ -141,7 +144,14 @@ internal sealed partial class BatcherGrain
                 Exception? failure = null;
                 try
                 {
-                    outcomes = await _device!.RunAsync(() => decoder.Step(prefill, decode));
+                    var step = _device!.RunAsync(() => decoder.Step(prefill, decode));
+                    if (previous is { } published)
+                    {
+                        previous = null;
+                        Finish(published.Deliveries, published.Ended);
+                    }
+
+                    outcomes = await step;
                 }
                 catch (Exception ex)
                 {
@@ -197,11 +207,16 @@ internal sealed partial class BatcherGrain
                 }
 
                 Leave(ended);
-                Finish(deliveries, ended.Where(r => !r.Queued.Cancelled).ToList());
+                previous = (deliveries, ended.Where(r => !r.Queued.Cancelled).ToList());
             }
         }
         finally
         {
+            if (previous is { } last)
+            {
+                Finish(last.Deliveries, last.Ended);
+            }
+
             _stepping = false;
             // A request queued while the last step ran may be waiting for a slot that has just come free.
             if (_queue.Count > 0 && _instance is OnnxDecoderModel d)
