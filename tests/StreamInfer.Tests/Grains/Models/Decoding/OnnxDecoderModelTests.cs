@@ -1,3 +1,4 @@
+using Microsoft.ML.OnnxRuntime;
 using StreamInfer.Grains.Models.Decoding;
 using StreamInfer.Tests.Infrastructure;
 
@@ -89,6 +90,63 @@ public sealed class OnnxDecoderModelTests(OnnxModelsFixture models) : IClassFixt
         Assert.Equal(5 + 4, seq.CacheLength);
     }
 
+    /// <summary>
+    /// The engine's incremental cache (prefill, then one token per step, left-padded beside another sequence) holds
+    /// exactly the keys and values that one run of the whole sequence without any cache computes.
+    /// </summary>
+    [Fact]
+    public void Step_CacheAfterDecoding_EqualsRecomputingTheWholeSequenceWithoutCache()
+    {
+        var model = TinyLm();
+        var seq = Sequence(model, "Recompute me", 15);
+        var other = Sequence(model, "A neighbour with a longer prompt", 40);
+        var tokens = new List<int>();
+        Step(model, [(seq, seq.Prompt.Length), (other, other.Prompt.Length)], [], (seq, tokens));
+        while (!seq.Finished)
+        {
+            Step(model, [], [seq, other], (seq, tokens));
+        }
+
+        // The cache holds the prompt and every generated token but the last (never fed back).
+        long[] ids = [.. seq.Prompt, .. tokens.Take(tokens.Count - 1)];
+        Assert.Equal(ids.Length, seq.CacheLength);
+        var file = Path.Combine(models.Catalog.RepositoryPath, StreamInfer.Grains.Models.Decoding.TinyLm.Name, "1", "model.onnx");
+        using var session = new InferenceSession(file);
+        var shape = seq.Shape;
+        var n = ids.Length;
+        using var inputs = new DisposableList
+        {
+            ["input_ids"] = OrtValue.CreateTensorValueFromMemory(ids, [1, n]),
+            ["attention_mask"] = OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(1L, n).ToArray(), [1, n]),
+            ["position_ids"] = OrtValue.CreateTensorValueFromMemory(Enumerable.Range(0, n).Select(i => (long)i).ToArray(), [1, n]),
+        };
+        for (var l = 0; l < shape.Layers; l++)
+        {
+            inputs[$"past_key_values.{l}.key"] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, shape.Heads, 0, shape.HeadDim]);
+            inputs[$"past_key_values.{l}.value"] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), [1, shape.Heads, 0, shape.HeadDim]);
+        }
+
+        var outputNames = Enumerable.Range(0, shape.Layers).SelectMany(l => new[] { $"present.{l}.key", $"present.{l}.value" }).ToArray();
+        using var runOptions = new RunOptions();
+        using var outputs = session.Run(runOptions, [.. inputs.Keys], [.. inputs.Values], outputNames);
+        for (var l = 0; l < shape.Layers; l++)
+        {
+            for (var k = 0; k < 2; k++)
+            {
+                var present = outputs[(2 * l) + k].GetTensorDataAsSpan<float>();
+                for (var h = 0; h < shape.Heads; h++)
+                {
+                    var expected = present.Slice(h * n * shape.HeadDim, n * shape.HeadDim);
+                    var cached = seq.Cached(l, k == 0, h);
+                    for (var i = 0; i < expected.Length; i++)
+                    {
+                        Assert.True(Math.Abs(expected[i] - cached[i]) <= 1e-4f, $"layer {l} {(k == 0 ? "key" : "value")} head {h} element {i}: recomputed {expected[i]}, cached {cached[i]}");
+                    }
+                }
+            }
+        }
+    }
+
     private static DecodeSequence Sequence(OnnxDecoderModel model, string prompt, int maxTokens)
     {
         var (seq, error) = model.Prepare(new InferRequest("t", model.Name, [], prompt, null, "test", null, new GenerationOptions(MaxTokens: maxTokens, Temperature: 0)));
@@ -142,6 +200,18 @@ public sealed class OnnxDecoderModelTests(OnnxModelsFixture models) : IClassFixt
             if (watch is { } w && outcome.Sequence == w.Watched && outcome.Token is { } token)
             {
                 w.Tokens.Add(token.TokenId);
+            }
+        }
+    }
+
+    /// <summary>Named ONNX Runtime values, disposed together.</summary>
+    private sealed class DisposableList : Dictionary<string, OrtValue>, IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var value in Values)
+            {
+                value.Dispose();
             }
         }
     }
