@@ -114,7 +114,7 @@ public static class TinyLm
         options ??= new TinyLmOptions();
         return string.Create(
             CultureInfo.InvariantCulture,
-            $$"""{"kind":"decoder","tokenizer":"bytes","max_context_tokens":{{options.MaxPositions}},"eos_token_id":{{EndOfTextTokenId}},"max_batch_size":{{options.MaxBatchSize}}}""") + "\n";
+            $$"""{"kind":"decoder","tokenizer":"{{options.Tokenizer}}","max_context_tokens":{{options.MaxPositions}},"eos_token_id":{{options.EndOfTextId}},"max_batch_size":{{options.MaxBatchSize}}}""") + "\n";
     }
 
     /// <summary>Weights in the model (GPT-2 counting: embeddings, blocks, final LayerNorm) plus the logits bias.</summary>
@@ -123,13 +123,14 @@ public static class TinyLm
         options ??= new TinyLmOptions();
         long d = options.DModel;
         var perLayer = (4 * d) + (3 * d * d) + (3 * d) + (d * d) + d + (4 * d * d) + (4 * d) + (4 * d * d) + d;
-        return (VocabSize * d) + (options.MaxPositions * d) + (options.Layers * perLayer) + (2 * d) + VocabSize;
+        return (options.Vocabulary * d) + (options.MaxPositions * d) + (options.Layers * perLayer) + (2 * d) + options.Vocabulary;
     }
 
     /// <summary>The fixed bias added to every position's logits (see the class remarks).</summary>
-    public static float[] LogitsBias()
+    public static float[] LogitsBias(TinyLmOptions? options = null)
     {
-        var bias = new float[VocabSize];
+        options ??= new TinyLmOptions();
+        var bias = new float[options.Vocabulary];
         for (var b = 32; b <= 126; b++)
         {
             bias[b] = 3f;
@@ -142,7 +143,7 @@ public static class TinyLm
             bias[b] += 1f;
         }
 
-        bias[EndOfTextTokenId] = 1f;
+        bias[options.EndOfTextId] = 1f;
         return bias;
     }
 
@@ -162,7 +163,7 @@ public static class TinyLm
             g.Input($"past_key_values.{layer}.value", TensorElementType.Float32, BatchDim, (long)heads, PastDim, (long)headDim);
         }
 
-        var wte = g.RawConstant("transformer.wte.weight", Normal(random, VocabSize * d, InitStd), VocabSize, d);
+        var wte = g.RawConstant("transformer.wte.weight", Normal(random, o.Vocabulary * d, InitStd), o.Vocabulary, d);
         var wpe = g.RawConstant("transformer.wpe.weight", Normal(random, o.MaxPositions * d, InitStd / 2), o.MaxPositions, d);
         var h = g.Node("Add", [
             g.Node("Gather", [wte, "input_ids"], null, ("axis", 0L)),
@@ -205,10 +206,10 @@ public static class TinyLm
 
         var final = LayerNorm(g, h, "transformer.ln_f", d);
         var tied = g.Node("Transpose", [wte], null, ("perm", new long[] { 1, 0 }));
-        var bias = g.RawConstant("lm_head.bias", LogitsBias(), VocabSize);
+        var bias = g.RawConstant("lm_head.bias", LogitsBias(o), o.Vocabulary);
         g.Node("Add", [g.Node("MatMul", [final, tied]), bias], "logits");
 
-        g.Output("logits", TensorElementType.Float32, BatchDim, SequenceDim, (long)VocabSize);
+        g.Output("logits", TensorElementType.Float32, BatchDim, SequenceDim, (long)o.Vocabulary);
         for (var layer = 0; layer < o.Layers; layer++)
         {
             g.Output($"present.{layer}.key", TensorElementType.Float32, BatchDim, (long)heads, TotalDim, (long)headDim);

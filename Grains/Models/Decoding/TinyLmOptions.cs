@@ -25,11 +25,28 @@ public sealed record TinyLmOptions
     /// <summary>Seed of the weights; another seed is another (equally meaningless) model.</summary>
     public ulong Seed { get; init; } = 0x7E57_11AF_2026_0001UL;
 
+    /// <summary>
+    /// Rows of the token embedding and columns of the logits; at least 257. The default is the byte vocabulary plus
+    /// <c>&lt;|endoftext|&gt;</c>; a larger one pairs the model with another tokenizer (tests of the BPE path).
+    /// </summary>
+    public int Vocabulary { get; init; } = TinyLm.VocabSize;
+
+    /// <summary><c>tokenizer</c> in config.json: <c>bytes</c>, or a tokenizer file the caller puts beside the model.</summary>
+    public string Tokenizer { get; init; } = "bytes";
+
+    /// <summary><c>eos_token_id</c> in config.json, which the logits bias also favours a little.</summary>
+    public int EndOfTextId { get; init; } = TinyLm.EndOfTextTokenId;
+
     /// <summary>head_dim.</summary>
     public int HeadDim => DModel / Heads;
 
     internal void Validate()
     {
+        if (Vocabulary < TinyLm.VocabSize || EndOfTextId < 0 || EndOfTextId >= Vocabulary)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Vocabulary), Vocabulary, "the vocabulary must hold at least the 257 byte tokens, and the end-of-text id must be one of its ids.");
+        }
+
         if (Layers is < 1 or > 64)
         {
             throw new ArgumentOutOfRangeException(nameof(Layers), Layers, "layers must be in [1, 64].");

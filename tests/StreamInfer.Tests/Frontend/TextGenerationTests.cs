@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using StreamInfer.Tests.Grains.Models.Decoding;
 using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Frontend;
@@ -199,6 +200,21 @@ public sealed class TextGenerationTests(FrontendFixture fixture)
         Assert.Equal(alone, together.Take(3));
         var status = await fixture.Batcher("tiny-lm").GetStatusAsync();
         Assert.Contains(status.RecentBatchSizes, size => size > 1);
+    }
+
+    [Fact]
+    public async Task Infer_DecoderWithBpeTokenizerJson_PromptEncodedByMergesAndTextDecoded()
+    {
+        await using var ws = await WsTestClient.ConnectAsync(fixture.WsUri);
+
+        await ws.SendAsync(new { type = "infer", id = "b", model = "tiny-bpe", prompt = "hello world", max_tokens = 24, temperature = 1.0, seed = 5 });
+        var (tokens, done) = await ReadGenerationAsync(ws, "b");
+
+        // "hello" and " world" are single merged tokens of the tokenizer.json.
+        Assert.Equal(2, done.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(tokens.Count, done.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.All(tokens, t => Assert.InRange(t.GetProperty("token_id").GetInt32(), 0, TinyBpeFiles.EndOfText - 1));
+        Assert.DoesNotContain('\uFFFD', Text(tokens.Where(t => t.GetProperty("token_id").GetInt32() is >= 32 and <= 126)));
     }
 
     private async Task<string> PredictTextAsync(object body)
