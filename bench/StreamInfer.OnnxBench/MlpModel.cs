@@ -1,4 +1,5 @@
 using System.Globalization;
+using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Models.Onnx;
 
 namespace StreamInfer.OnnxBench;
@@ -61,20 +62,5 @@ internal static class MlpModel
         }
 
         return values;
-    }
-
-    /// <summary>SplitMix64: a fixed, portable sequence (System.Random's seeded sequence is an implementation detail).</summary>
-    private sealed class SplitMix64(ulong seed)
-    {
-        private ulong _state = seed;
-
-        public double NextDouble()
-        {
-            var z = _state += 0x9E3779B97F4A7C15UL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            z ^= z >> 31;
-            return (z >> 11) * (1.0 / (1UL << 53));
-        }
     }
 }

@@ -14,10 +14,10 @@ internal struct Xoshiro256
     public Xoshiro256(long seed)
     {
         var state = unchecked((ulong)seed);
-        _s0 = SplitMix64(ref state);
-        _s1 = SplitMix64(ref state);
-        _s2 = SplitMix64(ref state);
-        _s3 = SplitMix64(ref state);
+        _s0 = SplitMix64.Next(ref state);
+        _s1 = SplitMix64.Next(ref state);
+        _s2 = SplitMix64.Next(ref state);
+        _s3 = SplitMix64.Next(ref state);
     }
 
     public ulong NextUInt64()
@@ -35,12 +35,4 @@ internal struct Xoshiro256
 
     /// <summary>A uniform double in [0, 1) from the top 53 bits.</summary>
     public double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));
-
-    private static ulong SplitMix64(ref ulong state)
-    {
-        var z = state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-        return z ^ (z >> 31);
-    }
 }
