@@ -15,6 +15,9 @@ secs="${1:-10}"
 conns="${CONNECTIONS:-64}"; prompt="${PROMPT:-16}"; tokens="${TOKENS:-128}"
 threads="${THREADS:-$(nproc)}"
 onnxbench=bench/StreamInfer.OnnxBench/bin/Release/net10.0/StreamInfer.OnnxBench.dll
+# Warm-up before measuring, both runs: a fresh grid spends its first seconds in tiered JIT compilation (perf showed
+# libclrjit at 18% of the server's CPU 4-10 s after start, 0.2% after 20 s).
+warmup="${WARMUP:-10}"
 # Ports of their own (HTTP, silo, gateway) and a cluster id of their own, so that a dev grid on the defaults is left alone.
 port=18030; silo_port=11131; gateway_port=30031
 
@@ -25,7 +28,7 @@ build_all
 
 # Bare first, alone on the machine.
 dotnet "$onnxbench" decode --sequences "$conns" --prompt-tokens "$prompt" --max-tokens "$tokens" --seconds "$secs" \
-  --warmup 2 --threads "$threads" >"$repo/bare.txt" 2>"$repo/bare.err" || { echo "the bare run failed:" >&2; cat "$repo/bare.txt" "$repo/bare.err" >&2; exit 1; }
+  --warmup "$warmup" --threads "$threads" >"$repo/bare.txt" 2>"$repo/bare.err" || { echo "the bare run failed:" >&2; cat "$repo/bare.txt" "$repo/bare.err" >&2; exit 1; }
 
 # The grid writes tiny-lm into the empty repository at start.
 start_server "$port" dotnet "$frontend" --urls "http://127.0.0.1:$port" --Logging:LogLevel:Default=Warning \
@@ -42,7 +45,7 @@ curl -sf "http://127.0.0.1:$port/v2/models/tiny-lm" >/dev/null || { echo "the gr
 
 grid_rc=0
 dotnet "$onnxbench" decode-grid --url "ws://127.0.0.1:$port/ws" --connections "$conns" --prompt-tokens "$prompt" \
-  --max-tokens "$tokens" --seconds "$secs" --warmup 3 >"$repo/grid.txt" 2>"$repo/grid.err" || grid_rc=$?
+  --max-tokens "$tokens" --seconds "$secs" --warmup "$warmup" >"$repo/grid.txt" 2>"$repo/grid.err" || grid_rc=$?
 grep -q '^grid:' "$repo/grid.txt" || { echo "the grid run failed:" >&2; cat "$repo/grid.txt" "$repo/grid.err" /tmp/bench-server.log >&2; exit 1; }
 
 # field FILE NAME: the value of NAME=... on the file's result line.
