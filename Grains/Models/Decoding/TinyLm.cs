@@ -163,6 +163,14 @@ public static class TinyLm
             g.Input($"past_key_values.{layer}.value", TensorElementType.Float32, BatchDim, (long)heads, PastDim, (long)headDim);
         }
 
+        // The merged form's switch: routed through layer 0's past so that the graph consumes it (see TinyLmOptions).
+        var pastKey0 = "past_key_values.0.key";
+        if (o.UseCacheBranch)
+        {
+            g.Input("use_cache_branch", TensorElementType.Bool, 1L);
+            pastKey0 = g.Node("Where", ["use_cache_branch", pastKey0, pastKey0]);
+        }
+
         var wte = g.RawConstant("transformer.wte.weight", Normal(random, o.Vocabulary * d, InitStd), o.Vocabulary, d);
         var wpe = g.RawConstant("transformer.wpe.weight", Normal(random, o.MaxPositions * d, InitStd / 2), o.MaxPositions, d);
         var h = g.Node("Add", [
@@ -186,7 +194,7 @@ public static class TinyLm
             var qkv = Linear(g, random, ln1, $"{p}.attn.c_attn", d, 3 * d, InitStd);
             var split = g.MultiOutputNode("Split", [qkv], [g.FreshName("q"), g.FreshName("k"), g.FreshName("v")], ("axis", 2L));
             var q = g.Node("Mul", [Heads(split[0]), scale]);
-            var keys = g.Node("Concat", [$"past_key_values.{layer}.key", Heads(split[1])], $"present.{layer}.key", ("axis", 2L));
+            var keys = g.Node("Concat", [layer == 0 ? pastKey0 : $"past_key_values.{layer}.key", Heads(split[1])], $"present.{layer}.key", ("axis", 2L));
             var values = g.Node("Concat", [$"past_key_values.{layer}.value", Heads(split[2])], $"present.{layer}.value", ("axis", 2L));
             var scores = g.Node("Add", [
                 g.Node("MatMul", [q, g.Node("Transpose", [keys], null, ("perm", new long[] { 0, 1, 3, 2 }))]),

@@ -37,6 +37,13 @@ public sealed record TinyLmOptions
     /// <summary><c>eos_token_id</c> in config.json, which the logits bias also favours a little.</summary>
     public int EndOfTextId { get; init; } = TinyLm.EndOfTextTokenId;
 
+    /// <summary>
+    /// Adds Optimum's merged-decoder input <c>use_cache_branch</c> (bool [1]). A merged export switches between its
+    /// with-past and without-past subgraphs on it; tiny-lm has one graph for both, so the input only passes through, but
+    /// the engine must find it and feed it. Default false.
+    /// </summary>
+    public bool UseCacheBranch { get; init; }
+
     /// <summary>head_dim.</summary>
     public int HeadDim => DModel / Heads;
 

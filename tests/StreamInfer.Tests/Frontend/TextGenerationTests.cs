@@ -203,6 +203,16 @@ public sealed class TextGenerationTests(FrontendFixture fixture)
     }
 
     [Fact]
+    public async Task Infer_MergedDecoderWithUseCacheBranch_SameTokensAsTheSameWeightsWithout()
+    {
+        var body = new { prompt = "merged branch", max_tokens = 16, temperature = 0.9, seed = 11 };
+        var plain = await PredictTextAsync(new { model = "tiny-lm", body.prompt, body.max_tokens, body.temperature, body.seed });
+        var merged = await PredictTextAsync(new { model = "tiny-merged", body.prompt, body.max_tokens, body.temperature, body.seed });
+
+        Assert.Equal(plain, merged);
+    }
+
+    [Fact]
     public async Task Infer_DecoderWithBpeTokenizerJson_PromptEncodedByMergesAndTextDecoded()
     {
         await using var ws = await WsTestClient.ConnectAsync(fixture.WsUri);

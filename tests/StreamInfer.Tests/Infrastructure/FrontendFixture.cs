@@ -50,7 +50,8 @@ public sealed class FrontendFixture : IAsyncLifetime
     /// <summary>
     /// The model repository the app serves: the generated <c>seq</c>, <c>multi</c> and <c>lookup</c> models, and
     /// <c>seq-batched</c> (<c>seq</c> waiting up to 50 ms for batch-mates, so concurrent requests share a batch), the
-    /// built-in <c>tiny-lm</c>, <c>tiny-lm-1</c> (tiny-lm decoding one sequence at a time), and <c>tiny-bpe</c> (tiny-lm's
+    /// built-in <c>tiny-lm</c>, <c>tiny-lm-1</c> (tiny-lm decoding one sequence at a time), <c>tiny-merged</c> (tiny-lm with
+    /// a <c>use_cache_branch</c> input), and <c>tiny-bpe</c> (tiny-lm's
     /// architecture with a byte-level BPE <c>tokenizer.json</c>).
     /// </summary>
     public string Repository { get; } = NewRepository();
@@ -98,6 +99,8 @@ public sealed class FrontendFixture : IAsyncLifetime
         TestModels.WriteSequence(root, "seq-batched", extraConfig: ", \"max_wait_ms\": 50");
         // tiny-lm itself is written by the catalog at start; this copy decodes one sequence at a time.
         StreamInfer.Grains.Models.Decoding.TinyLm.Write(Path.Combine(root, "tiny-lm-1"), new StreamInfer.Grains.Models.Decoding.TinyLmOptions { MaxBatchSize = 1 });
+        // tiny-lm with Optimum's merged-decoder switch input, use_cache_branch.
+        StreamInfer.Grains.Models.Decoding.TinyLm.Write(Path.Combine(root, "tiny-merged"), new StreamInfer.Grains.Models.Decoding.TinyLmOptions { UseCacheBranch = true });
         // tiny-lm's architecture with a byte-level BPE tokenizer.json beside it: the path a real GPT-2 export takes.
         var bpe = Path.Combine(root, "tiny-bpe");
         StreamInfer.Grains.Models.Decoding.TinyLm.Write(bpe, new StreamInfer.Grains.Models.Decoding.TinyLmOptions { Vocabulary = TinyBpeFiles.EndOfText + 1, EndOfTextId = TinyBpeFiles.EndOfText, Tokenizer = "tokenizer.json" });
