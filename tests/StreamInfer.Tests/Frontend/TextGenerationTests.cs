@@ -159,6 +159,50 @@ public sealed class TextGenerationTests(FrontendFixture fixture)
     }
 
     [Fact]
+    public async Task Deadline_RunningSequence_EndsItAndTheQueuedOneStarts()
+    {
+        await using var first = await WsTestClient.ConnectAsync(fixture.WsUri);
+        await using var second = await WsTestClient.ConnectAsync(fixture.WsUri);
+        await first.SendAsync(new { type = "infer", id = "a", model = "tiny-lm-1", prompt = "long", max_tokens = 1000, temperature = 0, timeout_ms = 500 });
+        Assert.Equal("token", (await first.NextAsync()).GetProperty("type").GetString());
+        await second.SendAsync(new { type = "infer", id = "b", model = "tiny-lm-1", prompt = "next", max_tokens = 3, temperature = 0 });
+
+        var ended = await UntilTypeAsync(first, "done");
+        var (tokens, done) = await ReadGenerationAsync(second, "b");
+
+        Assert.Equal("deadline", ended.GetProperty("finish_reason").GetString());
+        Assert.Equal(3, tokens.Count);
+        Assert.Equal("length", done.GetProperty("finish_reason").GetString());
+    }
+
+    /// <summary>
+    /// <c>tiny-kv</c> has 1 MiB of cache, 256 tokens: a sequence reserves its prompt and max_tokens when it joins, so a
+    /// second one that would not fit waits in the queue until the first leaves; one that could never fit is refused.
+    /// </summary>
+    [Fact]
+    public async Task Infer_CacheBudgetFull_NextWaitsInQueueThenRuns_TooLargeRefused()
+    {
+        await using var first = await WsTestClient.ConnectAsync(fixture.WsUri);
+        await using var second = await WsTestClient.ConnectAsync(fixture.WsUri);
+
+        await first.SendAsync(new { type = "infer", id = "huge", model = "tiny-kv", prompt = "x", max_tokens = 300 });
+        var refused = await first.NextAsync();
+        await first.SendAsync(new { type = "infer", id = "a", model = "tiny-kv", prompt = "0123456789", max_tokens = 200, temperature = 0 });
+        Assert.Equal("token", (await first.NextAsync()).GetProperty("type").GetString());
+        await second.SendAsync(new { type = "infer", id = "b", model = "tiny-kv", prompt = "0123456789", max_tokens = 100, temperature = 0 });
+        var waiting = await Eventually.UntilAsync(() => fixture.Batcher("tiny-kv").GetStatusAsync(), s => s.Queued == 1, what: "the second sequence waits for cache");
+        var (firstTokens, _) = await ReadGenerationAsync(first, "a");
+        var (secondTokens, secondDone) = await ReadGenerationAsync(second, "b");
+
+        Assert.Equal("invalid_input", refused.GetProperty("code").GetString());
+        Assert.Contains("MiB", refused.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(1, waiting.Sequences);
+        Assert.Equal(199, firstTokens.Count);
+        Assert.Equal(100, secondTokens.Count);
+        Assert.Equal("length", secondDone.GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
     public async Task Infer_DeadlinePassesWhileGenerating_DoneWithFinishReasonDeadline()
     {
         await using var ws = await WsTestClient.ConnectAsync(fixture.WsUri);

@@ -50,7 +50,8 @@ public sealed class FrontendFixture : IAsyncLifetime
     /// <summary>
     /// The model repository the app serves: the generated <c>seq</c>, <c>multi</c> and <c>lookup</c> models, and
     /// <c>seq-batched</c> (<c>seq</c> waiting up to 50 ms for batch-mates, so concurrent requests share a batch), the
-    /// built-in <c>tiny-lm</c>, <c>tiny-lm-1</c> (tiny-lm decoding one sequence at a time), <c>tiny-merged</c> (tiny-lm with
+    /// built-in <c>tiny-lm</c>, <c>tiny-lm-1</c> (tiny-lm decoding one sequence at a time), <c>tiny-kv</c> (1 MiB of cache),
+    /// <c>tiny-merged</c> (tiny-lm with
     /// a <c>use_cache_branch</c> input), and <c>tiny-bpe</c> (tiny-lm's
     /// architecture with a byte-level BPE <c>tokenizer.json</c>).
     /// </summary>
@@ -99,6 +100,10 @@ public sealed class FrontendFixture : IAsyncLifetime
         TestModels.WriteSequence(root, "seq-batched", extraConfig: ", \"max_wait_ms\": 50");
         // tiny-lm itself is written by the catalog at start; this copy decodes one sequence at a time.
         StreamInfer.Grains.Models.Decoding.TinyLm.Write(Path.Combine(root, "tiny-lm-1"), new StreamInfer.Grains.Models.Decoding.TinyLmOptions { MaxBatchSize = 1 });
+        // tiny-lm with 1 MiB of key/value cache: 256 tokens of its 4 KiB each, shared by every running sequence.
+        var kv = Path.Combine(root, "tiny-kv");
+        StreamInfer.Grains.Models.Decoding.TinyLm.Write(kv);
+        File.WriteAllText(Path.Combine(kv, "config.json"), File.ReadAllText(Path.Combine(kv, "config.json")).Replace("\"kind\"", "\"kv_cache_mb\":1,\"kind\"", StringComparison.Ordinal));
         // tiny-lm with Optimum's merged-decoder switch input, use_cache_branch.
         StreamInfer.Grains.Models.Decoding.TinyLm.Write(Path.Combine(root, "tiny-merged"), new StreamInfer.Grains.Models.Decoding.TinyLmOptions { UseCacheBranch = true });
         // tiny-lm's architecture with a byte-level BPE tokenizer.json beside it: the path a real GPT-2 export takes.
