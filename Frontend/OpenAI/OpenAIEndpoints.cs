@@ -135,9 +135,9 @@ internal static partial class OpenAIEndpoints
         // Streaming: the answer's status and headers wait for the admission, so a refusal is still an HTTP error.
         var tokens = Channel.CreateBounded<GeneratedToken>(new BoundedChannelOptions(StreamBufferTokens) { SingleReader = true, SingleWriter = true });
         var admitted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var overflowed = false;
-        var waiting = SubmitAsync(context, infer, t => overflowed |= !tokens.Writer.TryWrite(t), admitted);
-        _ = waiting.ContinueWith(_ => tokens.Writer.TryComplete(), TaskScheduler.Default);
+        var overflow = new Overflow();
+        var waiting = SubmitAsync(context, infer, t => overflow.Observe(tokens.Writer.TryWrite(t)), admitted);
+        _ = waiting.ContinueWith(_ => overflow.Complete(tokens.Writer), TaskScheduler.Default);
         await Task.WhenAny(admitted.Task, waiting);
         if (!admitted.Task.IsCompleted)
         {
@@ -164,7 +164,7 @@ internal static partial class OpenAIEndpoints
 
             await foreach (var token in tokens.Reader.ReadAllAsync(context.RequestAborted))
             {
-                if (overflowed)
+                if (overflow.Happened)
                 {
                     break;
                 }
@@ -175,7 +175,7 @@ internal static partial class OpenAIEndpoints
                 }
             }
 
-            if (overflowed)
+            if (overflow.Happened)
             {
                 // As a WebSocket client that does not read is dropped: hanging up cancels the sequence (SubmitAsync
                 // sees the abort) and frees what the stream buffered.
@@ -286,6 +286,29 @@ internal static partial class OpenAIEndpoints
 
         w.WriteEndObject();
         w.WriteEndObject();
+    }
+
+    /// <summary>Whether the event stream's token buffer overflowed; a write refused after the end does not count.</summary>
+    private sealed class Overflow
+    {
+        private volatile bool _happened;
+        private volatile bool _completed;
+
+        public bool Happened => _happened;
+
+        public void Observe(bool written)
+        {
+            if (!written && !_completed)
+            {
+                _happened = true;
+            }
+        }
+
+        public void Complete(ChannelWriter<GeneratedToken> writer)
+        {
+            _completed = true;
+            writer.TryComplete();
+        }
     }
 
     /// <summary>Writes OpenAI's stream chunks as Server-Sent Events, flushing each.</summary>

@@ -157,24 +157,13 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             return;
         }
 
-        byte[] frame;
-        try
+        // Built under the request's lock (TryEnd): a non-streamed text is read there by a cancel as well.
+        TryEnd(id, pending, () => delivery switch
         {
-            frame = delivery switch
-            {
-                { Result: { } result } => FrameWriter.Result(id, result),
-                { Done: { } done } => FrameWriter.Done(id, done.FinishReason, done.PromptTokens, done.CompletionTokens, done.ModelVersion, pending.Stream ? done.Text : pending.Text.Append(done.Text).ToString(), done),
-                _ => FrameWriter.Error(id, delivery.Error!),
-            };
-        }
-        catch (Exception ex)
-        {
-            // An output the protocol cannot carry must still end the request, not leave the client waiting.
-            LogWriteFailed(_logger, ex, ClientId, id);
-            frame = FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the result could not be encoded as JSON."));
-        }
-
-        TryEnd(id, pending, frame);
+            { Result: { } result } => FrameWriter.Result(id, result),
+            { Done: { } done } => FrameWriter.Done(id, done.FinishReason, done.PromptTokens, done.CompletionTokens, done.ModelVersion, pending.Stream ? done.Text : pending.Text.Append(done.Text).ToString(), done),
+            _ => FrameWriter.Error(id, delivery.Error!),
+        });
     }
 
     public void ExpireOverdue(long nowTimestamp)
@@ -320,6 +309,12 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             {
                 TryEnd(id, pending, FrameWriter.Error(id, error));
             }
+            else if (Volatile.Read(ref pending.Cancelling) == 1)
+            {
+                // The client's cancel may have reached the session before this submit did (both are sent without
+                // waiting), found nothing to cancel, and ended the request here: cancel again now that it is admitted.
+                _ = CancelQuietlyAsync(pending);
+            }
         }
         catch (Exception ex)
         {
@@ -357,7 +352,19 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 return false;
             }
 
-            Send(frame());
+            byte[] bytes;
+            try
+            {
+                bytes = frame();
+            }
+            catch (Exception ex)
+            {
+                // An output the protocol cannot carry must still end the request, not leave the client waiting.
+                LogWriteFailed(_logger, ex, ClientId, id);
+                bytes = FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the result could not be encoded as JSON."));
+            }
+
+            Send(bytes);
             return true;
         }
     }

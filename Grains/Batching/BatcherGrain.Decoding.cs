@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using Microsoft.Extensions.Logging;
 using StreamInfer.Grains.Models.Decoding;
 
 namespace StreamInfer.Grains.Batching;
@@ -15,6 +16,7 @@ internal sealed partial class BatcherGrain
     private readonly Dictionary<string, Task> _publishing = new(StringComparer.Ordinal);
     private long _reservedCacheBytes;
     private bool _stepping;
+    private bool _deactivating;
     private long _stepsRun;
     private double _recentSequenceMs;
     private long _sequencesDone;
@@ -98,8 +100,9 @@ internal sealed partial class BatcherGrain
                     }
                     else if (r.Queued.Item.Deadline <= now)
                     {
+                        // Between steps the assembler is ours: release what it held back with the end.
                         ended.Add(r);
-                        deliveries.Add((r, ToDelivery(r, null, Done(decoder, r, FinishReasons.Deadline, string.Empty))));
+                        deliveries.Add((r, ToDelivery(r, null, Done(decoder, r, FinishReasons.Deadline, r.Queued.Sequence!.Assembler.Finish().Text))));
                     }
                 }
 
@@ -108,7 +111,17 @@ internal sealed partial class BatcherGrain
                 AdmitSequencesWithoutLoop(decoder);
                 if (deliveries.Count > 0)
                 {
-                    Finish(deliveries, ended);
+                    // After the previous step's tokens, which are not published yet: an end never overtakes a token.
+                    var expired = ended.Where(r => !r.Queued.Cancelled).ToList();
+                    if (previous is { } pending)
+                    {
+                        pending.Deliveries.AddRange(deliveries);
+                        pending.Ended.AddRange(expired);
+                    }
+                    else
+                    {
+                        Finish(deliveries, expired);
+                    }
                 }
 
                 if (_sequences.Count == 0)
@@ -142,20 +155,27 @@ internal sealed partial class BatcherGrain
                 var started = time.GetTimestamp();
                 List<StepOutcome>? outcomes = null;
                 Exception? failure = null;
+                var step = _device!.RunAsync(() => decoder.Step(prefill, decode));
+                if (previous is { } published)
+                {
+                    previous = null;
+                    Finish(published.Deliveries, published.Ended);
+                }
+
                 try
                 {
-                    var step = _device!.RunAsync(() => decoder.Step(prefill, decode));
-                    if (previous is { } published)
-                    {
-                        previous = null;
-                        Finish(published.Deliveries, published.Ended);
-                    }
-
                     outcomes = await step;
                 }
                 catch (Exception ex)
                 {
                     failure = ex;
+                }
+
+                if (_deactivating)
+                {
+                    // OnDeactivateAsync has ended every running sequence with an error; nothing more goes out.
+                    previous = null;
+                    return;
                 }
 
                 _stepsRun++;
@@ -208,6 +228,31 @@ internal sealed partial class BatcherGrain
 
                 Leave(ended);
                 previous = (deliveries, ended.Where(r => !r.Queued.Cancelled).ToList());
+            }
+        }
+        catch (Exception ex)
+        {
+            // A bug here must not leave streams hanging until their watchdog: end them all. Their caches are not
+            // returned to the pool, since a step may still be writing them.
+            LogStepLoopFailed(logger, ex, _key.Model);
+            var error = new InferError(ErrorCode.Internal, $"the decoding loop of model '{_key.Model}' failed: {ex.GetType().Name}.");
+            var failed = _sequences.Where(r => !r.Queued.Cancelled).ToList();
+            foreach (var r in _sequences)
+            {
+                _reservedCacheBytes -= r.ReservedBytes;
+                _byId.Remove((r.Queued.Item.ClientId, r.Queued.Item.Request.RequestId));
+            }
+
+            _sequences.Clear();
+            var deliveries = failed.Select(r => (r, ToDelivery(r.Queued, null, error))).ToList();
+            if (previous is { } pending)
+            {
+                pending.Deliveries.AddRange(deliveries);
+                pending.Ended.AddRange(failed);
+            }
+            else
+            {
+                previous = (deliveries, failed);
             }
         }
         finally
@@ -278,6 +323,9 @@ internal sealed partial class BatcherGrain
             _ = NotifySessionAsync(group.Key, [.. group.Select(r => r.Queued.Item.Request.RequestId)]);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "The decoding loop of model {Model} failed; its running sequences were ended")]
+    private static partial void LogStepLoopFailed(ILogger logger, Exception ex, string model);
 
     private async Task PublishAfterAsync(Task previous, string replyTo, ImmutableArray<Delivery> items)
     {

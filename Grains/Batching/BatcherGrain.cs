@@ -71,6 +71,7 @@ internal sealed partial class BatcherGrain(
     public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _wake?.Dispose();
+        _deactivating = true;
         // Nothing accepted may be lost: whatever is still queued or generating ends with an error the client can act on.
         if (_queue.Count > 0 || _sequences.Count > 0)
         {
@@ -111,6 +112,13 @@ internal sealed partial class BatcherGrain(
         if (priority < 0 || priority >= options.PriorityLevels)
         {
             return Task.FromResult<InferError?>(new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{_key.Model}' has levels 0 to {options.PriorityLevels - 1}."));
+        }
+
+        if (_instance is OnnxDecoderModel && _queue.Count >= options.QueueCapacity)
+        {
+            // Checked before the prompt is tokenized: a refusal under overload costs the scheduler nothing more.
+            var retry = Math.Max(1, (int)Math.Ceiling(DecoderExpectedWaitMs(_queue.Count)));
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", retry));
         }
 
         DecodeSequence? sequence = null;

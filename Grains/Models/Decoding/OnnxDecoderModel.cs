@@ -446,7 +446,14 @@ public sealed class OnnxDecoderModel : IInferenceModel
             }
 
             var logits = results[0].GetTensorDataAsSpan<float>();
-            var vocab = Shape.VocabSize;
+            // The row length comes from the run: a model whose logits axis is dynamic may pad its vocabulary beyond
+            // the tokenizer's (50304 for 50257), and slicing at the tokenizer's size would read across rows.
+            var vocab = logits.Length / (b * s);
+            if (vocab * b * s != logits.Length || vocab < Shape.VocabSize)
+            {
+                throw new InvalidOperationException($"model '{Name}' returned {logits.Length} logits for {b} x {s} positions; expected rows of at least {Shape.VocabSize}.");
+            }
+
             for (var row = 0; row < b; row++)
             {
                 var (seq, tokens) = batch[row];
