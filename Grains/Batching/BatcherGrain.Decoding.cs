@@ -12,6 +12,8 @@ namespace StreamInfer.Grains.Batching;
 /// </summary>
 internal sealed partial class BatcherGrain
 {
+    private static readonly TimeSpan KeepAliveWhileDecoding = TimeSpan.FromMinutes(5);
+
     private readonly List<Running> _sequences = [];
     private readonly Dictionary<string, Task> _publishing = new(StringComparer.Ordinal);
     private long _reservedCacheBytes;
@@ -86,6 +88,8 @@ internal sealed partial class BatcherGrain
         {
             while (true)
             {
+                // Steps are not grain calls: without this, a batcher that only decodes could be collected as idle.
+                DelayDeactivation(KeepAliveWhileDecoding);
                 var now = time.GetUtcNow();
                 var deliveries = new List<(Running, Delivery)>();
                 var ended = new List<Running>();

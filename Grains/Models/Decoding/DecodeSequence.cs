@@ -133,6 +133,10 @@ public sealed class DecodeSequence
         }
     }
 
+    /// <summary>The length of the array the pool hands out for one layer's keys (or values) of <paramref name="tokens"/>.</summary>
+    internal static long PooledLength(DecoderShape shape, int tokens)
+        => (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)((long)shape.Heads * tokens * shape.HeadDim));
+
     private static void Return(float[] array)
     {
         if (array.Length > 0)

@@ -268,8 +268,12 @@ public sealed class OnnxDecoderModel : IInferenceModel
         return (new DecodeSequence(Shape, [.. prompt], maxTokens, sampler, assembler, EndOfText), null);
     }
 
-    /// <summary>Bytes of cache a sequence reserves when it joins: its prompt and every token it may generate.</summary>
-    public long ReservedBytes(DecodeSequence sequence) => (sequence.Prompt.Length + sequence.MaxTokens) * Shape.BytesPerToken;
+    /// <summary>
+    /// Bytes of cache a sequence reserves when it joins: room for its prompt and every token it may generate, as the
+    /// pool hands it out (each layer's keys and values in one array, rounded up to a power of two elements).
+    /// </summary>
+    public long ReservedBytes(DecodeSequence sequence)
+        => DecodeSequence.PooledLength(Shape, sequence.Prompt.Length + sequence.MaxTokens) * 2L * Shape.Layers * sizeof(float);
 
     RequestCheck IInferenceModel.Check(InferRequest request)
     {
