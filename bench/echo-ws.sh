@@ -6,17 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 secs="${1:-10}"
+# Warm-up per row: a fresh server spends its first seconds in tiered JIT compilation; 2 s measured the JIT as well
+# (the grid's echo went from 6.3k to 18.9k req/s over its first three 8 s runs on 2026-11-29).
+warmup="${WARMUP:-10}"
 build_all
 
 row() { # label, port, loadgen args: prints a table row, leaves req/s in $rps
   local label="$1" port="$2"; shift 2
-  local cells; cells=$(load_row "$port" --connections 100 --duration "$secs" --warmup 2 "$@")
+  local cells; cells=$(load_row "$port" --connections 100 --duration "$secs" --warmup "$warmup" "$@")
   rps=$(echo "$cells" | awk -F'|' '{gsub(/ /, "", $1); print $1}')
   local errors; errors=$(sed -n 's/^outcomes: //p' "$load_file" | tr ' ' '\n' | { grep -v '^result=' || true; } | tr '\n' ' ')
   echo "| $label |$cells ${errors:-none} |"
 }
 
-echo "echo over WebSocket, 100 connections, ${secs} s per row (after 2 s warm-up), one machine (server and load generator share it)"
+echo "echo over WebSocket, 100 connections, ${secs} s per row (after ${warmup} s warm-up), one machine (server and load generator share it)"
 echo "| server, load | req/s | p50 ms | p95 ms | p99 ms | max ms | errors |"
 echo "|---|---|---|---|---|---|---|"
 for target in baseline grid; do
