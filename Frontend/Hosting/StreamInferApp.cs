@@ -3,6 +3,7 @@ using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.KServe;
 using StreamInfer.Frontend.OpenAI;
+using StreamInfer.Frontend.Operations;
 using StreamInfer.Frontend.WebSockets;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Options;
@@ -59,6 +60,7 @@ public static class StreamInferApp
         app.MapPost("/predict", PredictEndpoint.HandleAsync);
         app.MapKServe();
         app.MapOpenAI();
+        app.MapModelAdmin();
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict, KServe v2 under /v2, OpenAI-compatible under /v1. See README.md.\n"));
         return app;

@@ -59,7 +59,7 @@ internal sealed partial class BatcherGrain
         var slots = _model!.Options.MaxBatchSize;
         while (_sequences.Count < slots && _queue.TryPeek(out var q))
         {
-            var bytes = decoder.ReservedBytes(q.Sequence!);
+            var bytes = ((OnnxDecoderModel)q.Lease.Model).ReservedBytes(q.Sequence!);
             if (_reservedCacheBytes + bytes > decoder.KvCacheBytes && _sequences.Count > 0)
             {
                 // The cache is full: the request waits at the head of the queue until a sequence leaves.
@@ -106,7 +106,7 @@ internal sealed partial class BatcherGrain
                     {
                         // Between steps the assembler is ours: release what it held back with the end.
                         ended.Add(r);
-                        deliveries.Add((r, ToDelivery(r, null, Done(decoder, r, FinishReasons.Deadline, r.Queued.Sequence!.Assembler.Finish().Text))));
+                        deliveries.Add((r, ToDelivery(r, null, Done(r, FinishReasons.Deadline, r.Queued.Sequence!.Assembler.Finish().Text))));
                     }
                 }
 
@@ -135,23 +135,30 @@ internal sealed partial class BatcherGrain
 
                 // Prefill chunks in arrival order up to the step's budget, so a long prompt costs other streams at most
                 // one chunk's time per step; every decoding sequence advances by one token.
+                // Sequences run on the version they started with: during a rollout a step runs each version's part.
                 var budget = decoder.MaxPrefillTokens;
-                var prefill = new List<(DecodeSequence, int)>();
-                var decode = new List<DecodeSequence>();
+                var plan = new Dictionary<OnnxDecoderModel, (List<(DecodeSequence, int)> Prefill, List<DecodeSequence> Decode)>();
                 var stepping = new List<Running>(_sequences.Count);
                 foreach (var r in _sequences)
                 {
                     var seq = r.Queued.Sequence!;
+                    var version = (OnnxDecoderModel)r.Queued.Lease.Model;
+                    if (!plan.TryGetValue(version, out var part))
+                    {
+                        part = ([], []);
+                        plan[version] = part;
+                    }
+
                     if (seq.Decoding)
                     {
-                        decode.Add(seq);
+                        part.Decode.Add(seq);
                         stepping.Add(r);
                     }
                     else if (budget > 0)
                     {
                         var chunk = Math.Min(budget, seq.Prompt.Length - seq.Prefilled);
                         budget -= chunk;
-                        prefill.Add((seq, chunk));
+                        part.Prefill.Add((seq, chunk));
                         stepping.Add(r);
                     }
                 }
@@ -159,7 +166,22 @@ internal sealed partial class BatcherGrain
                 var started = time.GetTimestamp();
                 List<StepOutcome>? outcomes = null;
                 Exception? failure = null;
-                var step = _device!.RunAsync(() => decoder.Step(prefill, decode));
+                var step = _device!.RunAsync(() =>
+                {
+                    if (plan.Count == 1)
+                    {
+                        var (only, part) = plan.First();
+                        return only.Step(part.Prefill, part.Decode);
+                    }
+
+                    var all = new List<StepOutcome>();
+                    foreach (var (version, part) in plan)
+                    {
+                        all.AddRange(version.Step(part.Prefill, part.Decode));
+                    }
+
+                    return all;
+                });
                 if (previous is { } published)
                 {
                     previous = null;
@@ -222,7 +244,7 @@ internal sealed partial class BatcherGrain
                             continue;
                         }
 
-                        var done = outcome.FinishReason is { } why ? Done(decoder, r, why, outcome.FinalText) : null;
+                        var done = outcome.FinishReason is { } why ? Done(r, why, outcome.FinalText) : null;
                         if (outcome.Token is not null || done is not null)
                         {
                             deliveries.Add((r, ToDelivery(r, outcome.Token, done)));
@@ -294,6 +316,7 @@ internal sealed partial class BatcherGrain
             }
 
             r.Queued.Sequence!.Release();
+            r.Queued.End();
             _reservedCacheBytes -= r.ReservedBytes;
             _byId.Remove((r.Queued.Item.ClientId, r.Queued.Item.Request.RequestId));
             _itemsRun++;
@@ -340,13 +363,13 @@ internal sealed partial class BatcherGrain
     private Delivery ToDelivery(Running r, GeneratedToken? token, GenerationDone? done)
         => new(r.Queued.Item.ClientId, r.Queued.Item.Request.RequestId, null, null, token, done);
 
-    private GenerationDone Done(OnnxDecoderModel decoder, Running r, string reason, string text)
+    private GenerationDone Done(Running r, string reason, string text)
     {
         var seq = r.Queued.Sequence!;
         var completion = seq.Generated - (reason == FinishReasons.Stop && seq.LastToken == seq.EndOfText ? 1 : 0);
         return new GenerationDone(
             _key.Model,
-            decoder.Version,
+            r.Queued.Lease.Model.Version,
             reason,
             seq.Prompt.Length,
             Math.Max(0, completion),

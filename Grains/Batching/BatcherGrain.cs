@@ -77,7 +77,12 @@ internal sealed partial class BatcherGrain(
         {
             var error = new InferError(ErrorCode.ModelUnavailable, $"the batcher of model '{_key.Model}' shut down ({reason.ReasonCode}).");
             var ended = _queue.RemoveAll(static _ => true);
-            // Their caches are not returned to the pool: a step may still be writing them on the device thread.
+            foreach (var q in ended)
+            {
+                q.End();
+            }
+
+            // Their caches (and versions) are not let go: a step may still be using them on the device thread.
             ended.AddRange(_sequences.Where(r => !r.Queued.Cancelled).Select(r => r.Queued));
 
             _sequences.Clear();
@@ -95,10 +100,13 @@ internal sealed partial class BatcherGrain(
     public Task<InferError?> EnqueueAsync(BatchItem item)
     {
         // The catalog is an immutable snapshot: reading it per request is a dictionary lookup, and it sees a model
-        // that became ready after this activation started.
-        if (catalog.TryGet(_key.Model, out var entry) && entry.Instances.TryGetValue(_key.Device, out var instance))
+        // that became ready after this activation started, or a version a rollout committed (options included).
+        ModelLease? lease = null;
+        if (catalog.TryGet(_key.Model, out var entry) && entry.Leases.TryGetValue(_key.Device, out var current))
         {
-            _instance = instance;
+            _model = entry;
+            _instance = current.Model;
+            lease = current;
         }
 
         if (_model is null || _device is null || _instance is null)
@@ -158,9 +166,17 @@ internal sealed partial class BatcherGrain(
             return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry));
         }
 
-        var queued = new Queued(item, time.GetTimestamp(), rows) { Sequence = sequence };
+        // The request holds the version it was checked against until it ends (a rollout's old version drains).
+        if (!lease!.TryAcquire())
+        {
+            // That version was released between the lookup and now: a commit swapped it out. The new one takes it.
+            return EnqueueAsync(item);
+        }
+
+        var queued = new Queued(item, time.GetTimestamp(), rows, lease) { Sequence = sequence };
         if (!_byId.TryAdd((item.ClientId, item.Request.RequestId), queued))
         {
+            queued.End();
             return Task.FromResult<InferError?>(new InferError(ErrorCode.BadRequest, $"a request with id '{item.Request.RequestId}' is already queued."));
         }
 
@@ -190,7 +206,10 @@ internal sealed partial class BatcherGrain(
         if (dropQueued)
         {
             // One pass whatever the number of ids (a closing client cancels all of its requests at once).
-            _queue.RemoveAll(static q => q.Cancelled && !q.Running);
+            foreach (var q in _queue.RemoveAll(static q => q.Cancelled && !q.Running))
+            {
+                q.End();
+            }
         }
 
         Pump();
@@ -241,8 +260,12 @@ internal sealed partial class BatcherGrain(
             }
 
             var batch = _queue.TakeBatch(options.MaxBatchSize);
-            _running++;
-            _ = RunBatchAsync(batch);
+            // Requests checked against different versions (a rollout just committed) run as separate batches.
+            foreach (var group in batch.GroupBy(q => q.Lease))
+            {
+                _running++;
+                _ = RunBatchAsync(group.ToList());
+            }
         }
 
         ArmTimer(now);
@@ -276,6 +299,10 @@ internal sealed partial class BatcherGrain(
         }
 
         _queue.RemoveAll(q => q.Item.Deadline <= now);
+        foreach (var q in expired)
+        {
+            q.End();
+        }
 
         foreach (var q in expired)
         {
@@ -331,7 +358,7 @@ internal sealed partial class BatcherGrain(
             rows += batch[i].Rows;
         }
 
-        var model = (IBatchModel)_instance!;
+        var model = (IBatchModel)batch[0].Lease.Model;
 
         var started = time.GetTimestamp();
         IReadOnlyList<ItemOutcome>? outcomes = null;
@@ -368,6 +395,8 @@ internal sealed partial class BatcherGrain(
         for (var i = 0; i < batch.Count; i++)
         {
             var q = batch[i];
+            // The batch has run: its requests, cancelled ones too, let go of the version it ran on.
+            q.End();
             if (q.Cancelled)
             {
                 continue;
@@ -461,9 +490,24 @@ internal sealed partial class BatcherGrain(
     private static Delivery ToDelivery(Queued q, InferResult? result, InferError? error)
         => new(q.Item.ClientId, q.Item.Request.RequestId, result, result is null ? error ?? new InferError(ErrorCode.Internal, "no outcome.") : null);
 
-    private sealed class Queued(BatchItem item, long enqueuedAt, int rows)
+    private sealed class Queued(BatchItem item, long enqueuedAt, int rows, ModelLease lease)
     {
+        private int _ended;
+
         public BatchItem Item { get; } = item;
+
+        /// <summary>The model version the request was checked against and runs on.</summary>
+        public ModelLease Lease { get; } = lease;
+
+        /// <summary>Lets go of the request's model version; once, whichever way the request ended.</summary>
+        public void End()
+        {
+            if (Interlocked.Exchange(ref _ended, 1) == 0)
+            {
+                Lease.Release();
+            }
+        }
+
 
         public long EnqueuedAt { get; } = enqueuedAt;
 

@@ -49,6 +49,8 @@ public static class StreamInferSiloExtensions
         }
 
         silo.AddMemoryGrainStorage("PubSubStore");
+        // Model versions and rollouts. In memory on the embedded default; a cluster keeps it in Redis (a later stage).
+        silo.AddMemoryGrainStorage(StreamInfer.Grains.Models.Versions.ModelVersionGrain.Storage);
         silo.AddMemoryStreams(DeliveryStreams.ProviderName, b =>
         {
             b.ConfigurePartitioning(Math.Clamp(streams.Partitions, 1, 64));

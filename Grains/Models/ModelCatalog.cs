@@ -11,7 +11,10 @@ using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Grains.Models;
 
-/// <summary>A model as this silo serves it: its options, its state, and its loaded instance on each device.</summary>
+/// <summary>
+/// A model as this silo serves it: its options, its state, and its loaded instance on each device, leased (see
+/// <see cref="ModelLease"/>) so that a version that stops serving is released only once its last request has ended.
+/// </summary>
 public sealed record ModelEntry(
     string Name,
     string Kind,
@@ -19,8 +22,11 @@ public sealed record ModelEntry(
     ModelOptions Options,
     ModelState State,
     ImmutableArray<ModelLoadError> Errors,
-    FrozenDictionary<string, IInferenceModel> Instances)
+    FrozenDictionary<string, ModelLease> Leases)
 {
+    /// <summary>The instance on each device.</summary>
+    public FrozenDictionary<string, IInferenceModel> Instances { get; } = Leases.ToFrozenDictionary(kv => kv.Key, kv => kv.Value.Model, StringComparer.Ordinal);
+
     /// <summary>Any one loaded instance (they share a signature), or null.</summary>
     public IInferenceModel? Any => Instances.Values.FirstOrDefault();
 
@@ -52,6 +58,7 @@ public sealed partial class ModelCatalog : IDisposable
     private readonly List<ModelDefinition> _pending;
     private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly object _writeLock = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Model, string Version), ModelEntry> _prepared = new();
     private volatile Snapshot _snapshot;
     private int _roundRobin;
 
@@ -94,7 +101,7 @@ public sealed partial class ModelCatalog : IDisposable
             else
             {
                 _pending.Add(definition);
-                entries[definition.Name] = new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Loading, [], FrozenDictionary<string, IInferenceModel>.Empty);
+                entries[definition.Name] = new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Loading, [], FrozenDictionary<string, ModelLease>.Empty);
             }
         }
 
@@ -103,7 +110,7 @@ public sealed partial class ModelCatalog : IDisposable
         {
             if (!entries.ContainsKey(failed.Key))
             {
-                entries[failed.Key] = new ModelEntry(failed.Key, "?", "?", new ModelOptions(), ModelState.Failed, [.. failed], FrozenDictionary<string, IInferenceModel>.Empty);
+                entries[failed.Key] = new ModelEntry(failed.Key, "?", "?", new ModelOptions(), ModelState.Failed, [.. failed], FrozenDictionary<string, ModelLease>.Empty);
             }
         }
 
@@ -169,8 +176,8 @@ public sealed partial class ModelCatalog : IDisposable
                 }
 
                 var entry = instances.Count > 0
-                    ? new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Ready, [.. errors], instances.ToFrozenDictionary(StringComparer.Ordinal))
-                    : new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Failed, [.. errors], FrozenDictionary<string, IInferenceModel>.Empty);
+                    ? new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Ready, [.. errors], Leased(instances))
+                    : new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Failed, [.. errors], FrozenDictionary<string, ModelLease>.Empty);
                 Publish(entry, errors, stillLoading: definition != _pending[^1]);
                 if (entry.State == ModelState.Ready)
                 {
@@ -193,6 +200,151 @@ public sealed partial class ModelCatalog : IDisposable
 
             _loaded.TrySetResult();
         }
+    }
+
+    /// <summary>
+    /// A rollout's first phase on this silo: loads version <paramref name="version"/> of model <paramref name="name"/>
+    /// from the repository beside the serving one, on every device, and warms it up. Nothing serves it until
+    /// <see cref="Commit"/>. Returns the problems that stop it (empty when prepared): an unreadable or missing file, a
+    /// kind or priority levels that differ, a tensor model whose inputs changed incompatibly, a failed warm-up.
+    /// Preparing a version already prepared succeeds at once.
+    /// </summary>
+    public async Task<ImmutableArray<ModelLoadError>> PrepareAsync(string name, string version, CancellationToken cancellationToken = default)
+    {
+        ImmutableArray<ModelLoadError> Refuse(string reason) => [new ModelLoadError(name, null, "version", reason)];
+        if (!TryGet(name, out var current))
+        {
+            return Refuse($"no model named '{name}' is served.");
+        }
+
+        if (current.Kind is "echo" or "?")
+        {
+            return Refuse(current.Kind == "echo" ? "an echo model has no versions to roll out." : "the model's config is broken; fix it and reload.");
+        }
+
+        if (_prepared.ContainsKey((name, version)))
+        {
+            return [];
+        }
+
+        var (definition, errors) = ModelRepositoryScanner.ScanVersion(RepositoryPath, name, version);
+        if (definition is null)
+        {
+            return [.. errors];
+        }
+
+        if (definition.Kind != current.Kind)
+        {
+            return Refuse($"version {version} is a {definition.Kind} model; version {current.Version} is a {current.Kind} model.");
+        }
+
+        if (definition.Options.PriorityLevels != current.Options.PriorityLevels)
+        {
+            return Refuse($"version {version} has {definition.Options.PriorityLevels} priority levels, the serving version {current.Options.PriorityLevels}: requests queued at one level cannot move to another.");
+        }
+
+        var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
+        foreach (var device in _devices.Devices)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var model = await device.RunAsync(() => LoadOn(definition, device, errors));
+            if (model is not null)
+            {
+                instances[device.Name] = model;
+            }
+        }
+
+        var incompatible = current.State == ModelState.Ready && instances.Count > 0 && current.Kind == "tensor"
+            ? Incompatibility(current.Any!.Inputs, instances.Values.First().Inputs)
+            : null;
+        if (errors.Count > 0 || instances.Count < _devices.Devices.Count() || incompatible is not null)
+        {
+            foreach (var (deviceName, model) in instances)
+            {
+                ReleaseOnDevice(deviceName, model);
+            }
+
+            return incompatible is null ? [.. errors] : Refuse($"version {version} changes the inputs incompatibly: {incompatible}");
+        }
+
+        var prepared = new ModelEntry(name, definition.Kind, definition.Version, definition.Options, ModelState.Ready, [], Leased(instances));
+        if (!_prepared.TryAdd((name, version), prepared))
+        {
+            foreach (var lease in prepared.Leases.Values)
+            {
+                lease.Release();
+            }
+        }
+
+        LogPrepared(_logger, name, version, string.Join(", ", instances.Keys));
+        return [];
+    }
+
+    /// <summary>
+    /// A rollout's second phase on this silo: the prepared version serves from now on (one reference swap). Requests
+    /// admitted before keep the version they started on; the old version is released when the last of them ends.
+    /// Returns false when the version was not prepared here.
+    /// </summary>
+    public bool Commit(string name, string version)
+    {
+        ModelEntry? old = null;
+        lock (_writeLock)
+        {
+            if (!_prepared.TryRemove((name, version), out var prepared))
+            {
+                return false;
+            }
+
+            _snapshot.Models.TryGetValue(name, out old);
+            var models = _snapshot.Models.ToDictionary(StringComparer.Ordinal);
+            models[name] = prepared;
+            _snapshot = _snapshot with { Models = models.ToFrozenDictionary(StringComparer.Ordinal) };
+        }
+
+        foreach (var lease in old?.Leases.Values ?? [])
+        {
+            lease.Release();
+        }
+
+        LogCommitted(_logger, name, version, old?.Version ?? "?");
+        return true;
+    }
+
+    /// <summary>Drops a prepared version that will not serve (a rollout aborted). Unknown versions are ignored.</summary>
+    public void Abort(string name, string version)
+    {
+        if (_prepared.TryRemove((name, version), out var prepared))
+        {
+            foreach (var lease in prepared.Leases.Values)
+            {
+                lease.Release();
+            }
+        }
+    }
+
+    /// <summary>Versions of a model prepared on this silo and not yet committed or aborted.</summary>
+    public ImmutableArray<string> PreparedVersions(string name)
+        => [.. _prepared.Keys.Where(k => k.Model == name).Select(k => k.Version).Order(StringComparer.Ordinal)];
+
+    /// <summary>Why a new version's inputs cannot take the old version's requests (names, types, shapes), or null.</summary>
+    private static string? Incompatibility(ImmutableArray<TensorSpec> old, ImmutableArray<TensorSpec> next)
+    {
+        foreach (var input in old)
+        {
+            var match = next.FirstOrDefault(n => n.Name == input.Name);
+            if (match is null)
+            {
+                return $"input '{input.Name}' is gone (it has {string.Join(", ", next.Select(n => n.Name))}).";
+            }
+
+            if (match.ElementType != input.ElementType || !match.Shape.SequenceEqual(input.Shape))
+            {
+                return $"input '{input.Name}' was {input.ElementType.ToWire()} [{string.Join(",", input.Shape)}], is {match.ElementType.ToWire()} [{string.Join(",", match.Shape)}].";
+            }
+        }
+
+        var added = next.FirstOrDefault(n => !old.Any(o => o.Name == n.Name));
+        return added is null ? null : $"it needs a new input '{added.Name}' that requests of the serving version do not send.";
     }
 
     public void Dispose()
@@ -285,13 +437,41 @@ public sealed partial class ModelCatalog : IDisposable
     private ModelEntry Echo(string name, ModelOptions options)
     {
         var model = new EchoModel(name, options);
-        return new ModelEntry(name, "echo", options.Version, options, ModelState.Ready, [], _devices.Devices.ToFrozenDictionary(d => d.Name, _ => (IInferenceModel)model, StringComparer.Ordinal));
+        // Echo holds nothing to release; its leases only keep the batcher's bookkeeping uniform.
+        return new ModelEntry(name, "echo", options.Version, options, ModelState.Ready, [], _devices.Devices.ToFrozenDictionary(d => d.Name, _ => new ModelLease(model, static _ => { }), StringComparer.Ordinal));
+    }
+
+    /// <summary>Leases whose last release frees each instance on its own device's thread, after any batch still there.</summary>
+    private FrozenDictionary<string, ModelLease> Leased(Dictionary<string, IInferenceModel> instances)
+        => instances.ToFrozenDictionary(kv => kv.Key, kv => new ModelLease(kv.Value, model => ReleaseOnDevice(kv.Key, model)), StringComparer.Ordinal);
+
+    private void ReleaseOnDevice(string deviceName, IInferenceModel model)
+    {
+        try
+        {
+            if (_devices.TryGet(deviceName, out var device))
+            {
+                _ = device.RunAsync(() => { model.Dispose(); return true; });
+                return;
+            }
+        }
+        catch (ChannelClosedException)
+        {
+        }
+
+        model.Dispose();
     }
 
     private sealed record Snapshot(FrozenDictionary<string, ModelEntry> Models, ImmutableArray<ModelLoadError> Errors, bool Loading);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is ready on {Devices} (a full batch took {BatchMs:F1} ms at warm-up)")]
     private static partial void LogReady(ILogger logger, string model, string version, string devices, double batchMs);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is prepared on {Devices}")]
+    private static partial void LogPrepared(ILogger logger, string model, string version, string devices);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} now serves version {Version} (was {Previous}); the old version is released when its last request ends")]
+    private static partial void LogCommitted(ILogger logger, string model, string version, string previous);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Wrote the built-in tiny-lm decoder to {Path}")]
     private static partial void LogTinyLmWritten(ILogger logger, string path);

@@ -55,7 +55,18 @@ public static class ModelRepositoryScanner
         return (models, errors);
     }
 
-    private static ModelDefinition? ScanModel(string root, string name, IReadOnlySet<string> taken, List<ModelLoadError> errors)
+    /// <summary>
+    /// Scans one model of the repository at a given version folder (a rollout's target), with every check of
+    /// <see cref="Scan"/>. Returns null, with the reasons in the list, when it cannot be served.
+    /// </summary>
+    public static (ModelDefinition? Model, List<ModelLoadError> Errors) ScanVersion(string root, string name, string version)
+    {
+        var errors = new List<ModelLoadError>();
+        var definition = ScanModel(root, name, new HashSet<string>(), errors, version);
+        return (errors.Count == 0 ? definition : null, errors);
+    }
+
+    private static ModelDefinition? ScanModel(string root, string name, IReadOnlySet<string> taken, List<ModelLoadError> errors, string? versionOverride = null)
     {
         var configFile = $"{name}/{ConfigFile}";
         void Error(string? field, string reason) => errors.Add(new ModelLoadError(name, configFile, field, reason));
@@ -176,6 +187,11 @@ public static class ModelRepositoryScanner
         if (config.Kind is "tensor" or "decoder" && (config.FixedDelayMs is not null || config.PerItemCostMs is not null))
         {
             Error(config.FixedDelayMs is not null ? "fixed_delay_ms" : "per_item_cost_ms", "simulated compute is for echo models only.");
+        }
+
+        if (versionOverride is not null)
+        {
+            config.Version = versionOverride;
         }
 
         var version = config.Version ?? "1";

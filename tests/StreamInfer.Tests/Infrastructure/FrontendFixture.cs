@@ -51,6 +51,7 @@ public sealed class FrontendFixture : IAsyncLifetime
     /// The model repository the app serves: the generated <c>seq</c>, <c>multi</c> and <c>lookup</c> models, and
     /// <c>seq-batched</c> (<c>seq</c> waiting up to 50 ms for batch-mates, so concurrent requests share a batch), the
     /// built-in <c>tiny-lm</c>, <c>tiny-lm-1</c> (tiny-lm decoding one sequence at a time), <c>tiny-kv</c> (1 MiB of cache),
+    /// the rollout models <c>swap-*</c> and <c>tiny-swap</c> (see <see cref="TestModels.WriteScale"/>),
     /// <c>tiny-merged</c> (tiny-lm with
     /// a <c>use_cache_branch</c> input), and <c>tiny-bpe</c> (tiny-lm's
     /// architecture with a byte-level BPE <c>tokenizer.json</c>).
@@ -104,6 +105,23 @@ public sealed class FrontendFixture : IAsyncLifetime
         var kv = Path.Combine(root, "tiny-kv");
         StreamInfer.Grains.Models.Decoding.TinyLm.Write(kv);
         File.WriteAllText(Path.Combine(kv, "config.json"), File.ReadAllText(Path.Combine(kv, "config.json")).Replace("\"kind\"", "\"kv_cache_mb\":1,\"kind\"", StringComparison.Ordinal));
+        // Rollout models: version k multiplies by k; "swap-bad" has a corrupt version 3 and an incompatible version 4.
+        foreach (var name in new[] { "swap-load", "swap-back", "swap-race", "swap-bad" })
+        {
+            TestModels.WriteScale(root, name, "1", 1f);
+            TestModels.WriteScale(root, name, "2", 2f);
+        }
+
+        Directory.CreateDirectory(Path.Combine(root, "swap-bad", "3"));
+        File.WriteAllText(Path.Combine(root, "swap-bad", "3", "model.onnx"), "not a model");
+        TestModels.WriteScale(root, "swap-bad", "4", 4f, input: "z");
+        // A decoder whose version 2 has other weights (another seed), pinned to version 1.
+        var tinySwap = Path.Combine(root, "tiny-swap");
+        StreamInfer.Grains.Models.Decoding.TinyLm.Write(tinySwap);
+        StreamInfer.Grains.Models.Decoding.TinyLm.Write(Path.Combine(root, "tiny-swap-v2"), new StreamInfer.Grains.Models.Decoding.TinyLmOptions { Seed = 2 });
+        Directory.Move(Path.Combine(root, "tiny-swap-v2", "1"), Path.Combine(tinySwap, "2"));
+        Directory.Delete(Path.Combine(root, "tiny-swap-v2"), recursive: true);
+        File.WriteAllText(Path.Combine(tinySwap, "config.json"), File.ReadAllText(Path.Combine(tinySwap, "config.json")).Replace("\"kind\"", "\"version\":\"1\",\"kind\"", StringComparison.Ordinal));
         // tiny-lm with Optimum's merged-decoder switch input, use_cache_branch.
         StreamInfer.Grains.Models.Decoding.TinyLm.Write(Path.Combine(root, "tiny-merged"), new StreamInfer.Grains.Models.Decoding.TinyLmOptions { UseCacheBranch = true });
         // tiny-lm's architecture with a byte-level BPE tokenizer.json beside it: the path a real GPT-2 export takes.

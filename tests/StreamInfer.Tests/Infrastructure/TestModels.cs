@@ -84,6 +84,21 @@ public static class TestModels
         File.WriteAllText(Path.Combine(repository, name, "config.json"), """{ "kind": "tensor", "max_batch_size": 8 }""");
     }
 
+    /// <summary>
+    /// <c>x</c> float32 [batch, 2] → <c>y</c> = <paramref name="factor"/> · x, as version <paramref name="version"/> of
+    /// <paramref name="name"/> (rollout tests: each version's factor tells which version answered). The config pins
+    /// version 1, so later versions serve only once rolled out.
+    /// </summary>
+    public static void WriteScale(string repository, string name, string version, float factor, string input = "x")
+    {
+        var g = new OnnxGraphBuilder(name);
+        g.Input(input, TensorElementType.Float32, "batch", 2L);
+        g.Node("Mul", [input, g.Constant("factor", [factor], 1)], "y");
+        g.Output("y", TensorElementType.Float32, "batch", 2L);
+        g.Save(Path.Combine(repository, name, version, "model.onnx"));
+        File.WriteAllText(Path.Combine(repository, name, "config.json"), """{ "kind": "tensor", "max_batch_size": 8, "version": "1" }""");
+    }
+
     /// <summary>A fresh repository folder under the temp directory with <c>seq</c>, <c>multi</c> and <c>lookup</c> in it.</summary>
     public static string NewRepository()
     {

@@ -1,0 +1,105 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using StreamInfer.Frontend.Http;
+
+namespace StreamInfer.Frontend.Operations;
+
+/// <summary>
+/// Model operations: <c>POST /api/models/{name}/rollout</c> <c>{"version": "2"}</c>, <c>POST /api/models/{name}/rollback</c>
+/// and <c>GET /api/models/{name}</c>, through the model's <see cref="IModelVersionGrain"/>. A rollout answers when it has
+/// ended: 200 committed, 422 aborted (the failures say which silo and why; the old version still serves), 409 refused
+/// (another rollout is under way, or the version already serves).
+/// </summary>
+internal static class ModelAdminEndpoints
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    public static WebApplication MapModelAdmin(this WebApplication app)
+    {
+        app.MapGet("/api/models/{name}", StatusAsync);
+        app.MapPost("/api/models/{name}/rollout", RolloutAsync);
+        app.MapPost("/api/models/{name}/rollback", RollbackAsync);
+        return app;
+    }
+
+    private static async Task StatusAsync(HttpContext context, IClusterClient client, string name)
+    {
+        if (!await KnownAsync(context, client, name))
+        {
+            return;
+        }
+
+        var status = await client.GetGrain<IModelVersionGrain>(name).GetStatusAsync();
+        await context.Response.WriteAsJsonAsync(status, Json);
+    }
+
+    private static async Task RolloutAsync(HttpContext context, IClusterClient client, string name)
+    {
+        if (!await KnownAsync(context, client, name))
+        {
+            return;
+        }
+
+        string? version = null;
+        try
+        {
+            using var body = await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted);
+            if (body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.TryGetProperty("version", out var v))
+            {
+                version = v.ValueKind switch
+                {
+                    JsonValueKind.String => v.GetString(),
+                    JsonValueKind.Number => v.GetRawText(),
+                    _ => null,
+                };
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        if (string.IsNullOrWhiteSpace(version))
+        {
+            await PredictEndpoint.WriteErrorAsync(context, new InferError(ErrorCode.BadRequest, "the body must be {\"version\": \"<a version folder of the model>\"}."));
+            return;
+        }
+
+        await WriteOutcomeAsync(context, await client.GetGrain<IModelVersionGrain>(name).RolloutAsync(version));
+    }
+
+    private static async Task RollbackAsync(HttpContext context, IClusterClient client, string name)
+    {
+        if (!await KnownAsync(context, client, name))
+        {
+            return;
+        }
+
+        await WriteOutcomeAsync(context, await client.GetGrain<IModelVersionGrain>(name).RollbackAsync());
+    }
+
+    private static async Task WriteOutcomeAsync(HttpContext context, RolloutState rollout)
+    {
+        context.Response.StatusCode = rollout.Phase switch
+        {
+            RolloutPhases.Committed => StatusCodes.Status200OK,
+            RolloutPhases.Refused => StatusCodes.Status409Conflict,
+            _ => StatusCodes.Status422UnprocessableEntity,
+        };
+        await context.Response.WriteAsJsonAsync(rollout, Json);
+    }
+
+    private static async Task<bool> KnownAsync(HttpContext context, IClusterClient client, string name)
+    {
+        if (await client.GetGrain<IModelInfoGrain>(0).GetModelAsync(name) is not null)
+        {
+            return true;
+        }
+
+        await PredictEndpoint.WriteErrorAsync(context, new InferError(ErrorCode.UnknownModel, $"no model named '{name}' is served."));
+        return false;
+    }
+}

@@ -1,0 +1,110 @@
+using System.Collections.Immutable;
+using Orleans.Concurrency;
+
+namespace StreamInfer;
+
+/// <summary>
+/// The cluster-wide truth of which version of one model serves (key: the model's name), its history, and its rollouts.
+/// A rollout is two-phase: every silo loads and warms the new version beside the old (prepare); when all have, each
+/// switches at once (commit) and work in flight finishes on the version it started with. If any silo fails to prepare,
+/// all drop the new version (abort) and the old keeps serving. One rollout at a time: another asked for meanwhile is
+/// refused (<see cref="RolloutPhases.Refused"/>), not queued. The state is kept in grain storage.
+/// </summary>
+[Alias("StreamInfer.IModelVersionGrain")]
+public interface IModelVersionGrain : IGrainWithStringKey
+{
+    /// <summary>Rolls the model out to <paramref name="version"/> (a folder of the repository) on every silo; returns how it ended.</summary>
+    [Alias("Rollout")]
+    Task<RolloutState> RolloutAsync(string version);
+
+    /// <summary>Rolls back to the version that served before the last committed rollout, the same two-phase way.</summary>
+    [Alias("Rollback")]
+    Task<RolloutState> RollbackAsync();
+
+    /// <summary>The serving version, history, last rollout, and what each silo has loaded.</summary>
+    [Alias("GetStatus"), AlwaysInterleave]
+    Task<ModelVersionStatus> GetStatusAsync();
+}
+
+/// <summary>
+/// One silo's side of rollouts (key: <c>models/{silo}/host</c>, placed on that silo): prepares, commits and aborts
+/// versions in the silo's model catalog.
+/// </summary>
+[Alias("StreamInfer.IModelHostGrain")]
+public interface IModelHostGrain : IGrainWithStringKey
+{
+    /// <summary>Loads and warms <paramref name="version"/> beside the serving one; returns the problems (empty when prepared).</summary>
+    [Alias("Prepare")]
+    Task<ImmutableArray<ModelLoadError>> PrepareAsync(string model, string version);
+
+    /// <summary>Makes a prepared version serve; false when it was not prepared on this silo.</summary>
+    [Alias("Commit")]
+    Task<bool> CommitAsync(string model, string version);
+
+    /// <summary>Drops a prepared version. Idempotent.</summary>
+    [Alias("Abort")]
+    Task AbortAsync(string model, string version);
+
+    /// <summary>What this silo serves and has prepared of one model.</summary>
+    [Alias("GetStatus"), AlwaysInterleave]
+    Task<ModelHostStatus> GetStatusAsync(string model);
+}
+
+/// <summary>The phases of a rollout. Values travel as these strings.</summary>
+public static class RolloutPhases
+{
+    /// <summary>Every silo is loading and warming the new version.</summary>
+    public const string Preparing = "preparing";
+
+    /// <summary>Every silo serves the new version.</summary>
+    public const string Committed = "committed";
+
+    /// <summary>A silo failed or timed out in prepare: every silo dropped the new version; the old one serves.</summary>
+    public const string Aborted = "aborted";
+
+    /// <summary>Not started: another rollout is under way, or the version already serves.</summary>
+    public const string Refused = "refused";
+}
+
+/// <summary>A silo's failure in a rollout, and why.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.RolloutFailure")]
+public sealed record RolloutFailure(
+    [property: Id(0)] string Silo,
+    [property: Id(1)] string Reason);
+
+/// <summary>One rollout: from which version to which, its phase, when, and which silos failed and why.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.RolloutState")]
+public sealed record RolloutState(
+    [property: Id(0)] string Model,
+    [property: Id(1)] string? From,
+    [property: Id(2)] string To,
+    [property: Id(3)] string Phase,
+    [property: Id(4)] ImmutableArray<RolloutFailure> Failures,
+    [property: Id(5)] DateTimeOffset StartedAt,
+    [property: Id(6)] DateTimeOffset? EndedAt,
+    [property: Id(7)] bool Rollback = false);
+
+/// <summary>What one silo serves and has prepared of a model.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.ModelHostStatus")]
+public sealed record ModelHostStatus(
+    [property: Id(0)] string Silo,
+    [property: Id(1)] string? ServingVersion,
+    [property: Id(2)] ModelState? State,
+    [property: Id(3)] ImmutableArray<string> PreparedVersions);
+
+/// <summary>A model's versions across the cluster.</summary>
+/// <param name="Model">The model.</param>
+/// <param name="ServingVersion">The version the last committed rollout made serve; null until the first rollout (each
+/// silo serves what its repository scan chose).</param>
+/// <param name="PreviousVersion">What served before it (what a rollback returns to).</param>
+/// <param name="History">Committed rollouts and rollbacks, oldest first (the last 32).</param>
+/// <param name="LastRollout">The last rollout, whatever its end; null when none was asked for.</param>
+/// <param name="Silos">Each active silo's view.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.ModelVersionStatus")]
+public sealed record ModelVersionStatus(
+    [property: Id(0)] string Model,
+    [property: Id(1)] string? ServingVersion,
+    [property: Id(2)] string? PreviousVersion,
+    [property: Id(3)] ImmutableArray<RolloutState> History,
+    [property: Id(4)] RolloutState? LastRollout,
+    [property: Id(5)] ImmutableArray<ModelHostStatus> Silos);

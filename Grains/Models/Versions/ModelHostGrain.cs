@@ -1,0 +1,50 @@
+using System.Collections.Immutable;
+using Orleans.Concurrency;
+using StreamInfer.Grains.Placement;
+
+namespace StreamInfer.Grains.Models.Versions;
+
+/// <summary>A silo's side of rollouts: placed on the silo its key names, it drives that silo's <see cref="ModelCatalog"/>.</summary>
+[Reentrant]
+[SiloKeyPlacement]
+internal sealed class ModelHostGrain(ModelCatalog catalog, ILocalSiloDetails silo) : Grain, IModelHostGrain
+{
+    /// <summary>The key of the host grain of the silo named <paramref name="siloName"/>.</summary>
+    public static string KeyFor(string siloName) => $"models/{SiloNames.ForKey(siloName)}/host";
+
+    public Task<ImmutableArray<ModelLoadError>> PrepareAsync(string model, string version)
+    {
+        if (!OnItsSilo(out var wrong))
+        {
+            return Task.FromResult<ImmutableArray<ModelLoadError>>([new ModelLoadError(model, null, null, wrong)]);
+        }
+
+        // Loading runs on the devices' threads; this grain only awaits it.
+        return catalog.PrepareAsync(model, version);
+    }
+
+    public Task<bool> CommitAsync(string model, string version) => Task.FromResult(OnItsSilo(out _) && catalog.Commit(model, version));
+
+    public Task AbortAsync(string model, string version)
+    {
+        catalog.Abort(model, version);
+        return Task.CompletedTask;
+    }
+
+    public Task<ModelHostStatus> GetStatusAsync(string model)
+    {
+        var known = catalog.TryGet(model, out var entry);
+        return Task.FromResult(new ModelHostStatus(
+            SiloNames.ForKey(silo.Name),
+            known ? entry.Version : null,
+            known ? entry.State : null,
+            catalog.PreparedVersions(model)));
+    }
+
+    /// <summary>Whether this activation runs on the silo its key names (it does unless that silo has left).</summary>
+    private bool OnItsSilo(out string why)
+    {
+        why = $"silo '{this.GetPrimaryKeyString().Split('/')[1]}' is not in the cluster.";
+        return this.GetPrimaryKeyString() == KeyFor(silo.Name);
+    }
+}
