@@ -48,7 +48,55 @@ public interface IModelHostGrain : IGrainWithStringKey
     /// <summary>What this silo serves and has prepared of one model.</summary>
     [Alias("GetStatus"), AlwaysInterleave]
     Task<ModelHostStatus> GetStatusAsync(string model);
+
+    /// <summary>Reads this silo's repository again: what it holds now, its problems, and what the silo serves from it.</summary>
+    [Alias("Scan"), AlwaysInterleave]
+    Task<RepositoryScan> ScanAsync();
+
+    /// <summary>Starts serving a model that appeared in the repository; returns its problems (empty when it serves).</summary>
+    [Alias("AddModel")]
+    Task<ImmutableArray<ModelLoadError>> AddModelAsync(string model);
+
+    /// <summary>Stops serving a repository model (requests in flight finish first); false when it was not served.</summary>
+    [Alias("RemoveModel")]
+    Task<bool> RemoveModelAsync(string model);
 }
+
+/// <summary>
+/// The model repository across the cluster (key: <c>repository</c>): <see cref="ReloadAsync"/> reads it again and
+/// brings every silo in line — new models loaded, removed ones unloaded after their requests end, and a model whose
+/// newest version (or pinned <c>version</c>) changed rolled out through its <see cref="IModelVersionGrain"/>. Reloads
+/// run one at a time.
+/// </summary>
+[Alias("StreamInfer.IRepositoryGrain")]
+public interface IRepositoryGrain : IGrainWithStringKey
+{
+    /// <summary>Reloads the repository; returns what changed.</summary>
+    [Alias("Reload")]
+    Task<ReloadReport> ReloadAsync();
+}
+
+/// <summary>A model as a repository scan found it.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.ScannedModel")]
+public sealed record ScannedModel(
+    [property: Id(0)] string Name,
+    [property: Id(1)] string Kind,
+    [property: Id(2)] string Version);
+
+/// <summary>A silo's repository as read now, its problems, and the repository models the silo serves (name, version).</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.RepositoryScan")]
+public sealed record RepositoryScan(
+    [property: Id(0)] ImmutableArray<ScannedModel> Models,
+    [property: Id(1)] ImmutableArray<ModelLoadError> Errors,
+    [property: Id(2)] ImmutableArray<ScannedModel> Served);
+
+/// <summary>What a reload changed: models added and removed, rollouts (with how each ended), and every problem found.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.ReloadReport")]
+public sealed record ReloadReport(
+    [property: Id(0)] ImmutableArray<string> Added,
+    [property: Id(1)] ImmutableArray<string> Removed,
+    [property: Id(2)] ImmutableArray<RolloutState> Rollouts,
+    [property: Id(3)] ImmutableArray<ModelLoadError> Errors);
 
 /// <summary>The phases of a rollout. Values travel as these strings.</summary>
 public static class RolloutPhases

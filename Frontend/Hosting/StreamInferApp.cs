@@ -49,6 +49,7 @@ public static class StreamInferApp
         services.AddSingleton<FrontendIdentity>();
         services.AddSingleton<DeliveryRouter>();
         services.AddHostedService(sp => sp.GetRequiredService<DeliveryRouter>());
+        services.AddHostedService<StreamInfer.Frontend.Operations.ReloadSignal>();
         return services;
     }
 

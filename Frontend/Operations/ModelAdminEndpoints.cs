@@ -8,7 +8,8 @@ namespace StreamInfer.Frontend.Operations;
 /// Model operations: <c>POST /api/models/{name}/rollout</c> <c>{"version": "2"}</c>, <c>POST /api/models/{name}/rollback</c>
 /// and <c>GET /api/models/{name}</c>, through the model's <see cref="IModelVersionGrain"/>. A rollout answers when it has
 /// ended: 200 committed, 422 aborted (the failures say which silo and why; the old version still serves), 409 refused
-/// (another rollout is under way, or the version already serves).
+/// (another rollout is under way, or the version already serves). <c>POST /api/reload</c> (and SIGHUP, see
+/// <see cref="ReloadSignal"/>) re-reads the repository.
 /// </summary>
 internal static class ModelAdminEndpoints
 {
@@ -23,8 +24,19 @@ internal static class ModelAdminEndpoints
         app.MapGet("/api/models/{name}", StatusAsync);
         app.MapPost("/api/models/{name}/rollout", RolloutAsync);
         app.MapPost("/api/models/{name}/rollback", RollbackAsync);
+        app.MapPost("/api/reload", ReloadAsync);
         return app;
     }
+
+    /// <summary>Reads the repository again on every silo: new models load, removed ones unload, changed versions roll out.</summary>
+    private static async Task ReloadAsync(HttpContext context, IClusterClient client)
+    {
+        var report = await client.GetGrain<IRepositoryGrain>(RepositoryKey).ReloadAsync();
+        await context.Response.WriteAsJsonAsync(report, Json);
+    }
+
+    /// <summary>The key of the cluster's one repository grain.</summary>
+    internal const string RepositoryKey = "repository";
 
     private static async Task StatusAsync(HttpContext context, IClusterClient client, string name)
     {

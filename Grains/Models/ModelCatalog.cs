@@ -59,6 +59,7 @@ public sealed partial class ModelCatalog : IDisposable
     private readonly TaskCompletionSource _loaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly object _writeLock = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Model, string Version), ModelEntry> _prepared = new();
+    private readonly HashSet<string> _configured;
     private volatile Snapshot _snapshot;
     private int _roundRobin;
 
@@ -73,6 +74,8 @@ public sealed partial class ModelCatalog : IDisposable
         {
             entries[name] = Echo(name, o);
         }
+
+        _configured = [.. configured.Keys];
 
         RepositoryPath = Path.GetFullPath(repository.Value.Path);
         if (repository.Value.BuiltInTinyLm)
@@ -164,25 +167,7 @@ public sealed partial class ModelCatalog : IDisposable
             foreach (var definition in _pending)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var errors = new List<ModelLoadError>();
-                var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
-                foreach (var device in _devices.Devices)
-                {
-                    var model = await device.RunAsync(() => LoadOn(definition, device, errors));
-                    if (model is not null)
-                    {
-                        instances[device.Name] = model;
-                    }
-                }
-
-                var entry = instances.Count > 0
-                    ? new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Ready, [.. errors], Leased(instances))
-                    : new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Failed, [.. errors], FrozenDictionary<string, ModelLease>.Empty);
-                Publish(entry, errors, stillLoading: definition != _pending[^1]);
-                if (entry.State == ModelState.Ready)
-                {
-                    LogReady(_logger, entry.Name, entry.Version, string.Join(", ", instances.Keys), instances.Values.First().WarmBatchMs);
-                }
+                await LoadDefinitionAsync(definition, stillLoading: definition != _pending[^1]);
             }
         }
         finally
@@ -200,6 +185,106 @@ public sealed partial class ModelCatalog : IDisposable
 
             _loaded.TrySetResult();
         }
+    }
+
+    /// <summary>Loads one scanned model on every device and publishes it ready (or failed, with the reasons).</summary>
+    private async Task<ImmutableArray<ModelLoadError>> LoadDefinitionAsync(ModelDefinition definition, bool stillLoading)
+    {
+        var errors = new List<ModelLoadError>();
+        var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
+        foreach (var device in _devices.Devices)
+        {
+            var model = await device.RunAsync(() => LoadOn(definition, device, errors));
+            if (model is not null)
+            {
+                instances[device.Name] = model;
+            }
+        }
+
+        var entry = instances.Count > 0
+            ? new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Ready, [.. errors], Leased(instances))
+            : new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Failed, [.. errors], FrozenDictionary<string, ModelLease>.Empty);
+        Publish(entry, errors, stillLoading);
+        if (entry.State == ModelState.Ready)
+        {
+            LogReady(_logger, entry.Name, entry.Version, string.Join(", ", instances.Keys), instances.Values.First().WarmBatchMs);
+        }
+
+        return [.. errors];
+    }
+
+    /// <summary>Scans the repository again, as at start: every model it holds now (configured names left out), and every problem.</summary>
+    public (List<ModelDefinition> Models, List<ModelLoadError> Errors) ScanRepository()
+        => ModelRepositoryScanner.Scan(RepositoryPath, _configured);
+
+    /// <summary>The models this silo serves from the repository (not the configured ones), with their versions.</summary>
+    public ImmutableArray<(string Name, string Version)> RepositoryModels
+        => [.. _snapshot.Models.Values.Where(m => !_configured.Contains(m.Name)).Select(m => (m.Name, m.Version)).OrderBy(m => m.Name, StringComparer.Ordinal)];
+
+    /// <summary>
+    /// Starts serving a model that appeared in the repository since the silo started: scans it, loads and warms it on
+    /// every device. Returns its problems (empty when it serves); a model already served is left alone.
+    /// </summary>
+    public async Task<ImmutableArray<ModelLoadError>> AddAsync(string name)
+    {
+        if (_snapshot.Models.ContainsKey(name))
+        {
+            return [];
+        }
+
+        var (models, errors) = ScanRepository();
+        if (models.FirstOrDefault(m => m.Name == name) is not { } definition)
+        {
+            var own = errors.Where(e => e.Model == name).ToImmutableArray();
+            return own.IsEmpty ? [new ModelLoadError(name, null, null, "the repository holds no such model.")] : own;
+        }
+
+        if (definition.Kind == "echo")
+        {
+            Publish(Echo(definition.Name, definition.Options), [], _snapshot.Loading);
+            return [];
+        }
+
+        Publish(new ModelEntry(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Loading, [], FrozenDictionary<string, ModelLease>.Empty), [], _snapshot.Loading);
+        return await LoadDefinitionAsync(definition, _snapshot.Loading);
+    }
+
+    /// <summary>
+    /// Stops serving a repository model (its folder was removed): new requests get <c>unknown_model</c> at once;
+    /// requests in flight finish, then its instances are released. False for a configured model or an unknown name.
+    /// </summary>
+    public bool Remove(string name)
+    {
+        if (_configured.Contains(name))
+        {
+            return false;
+        }
+
+        ModelEntry? removed;
+        lock (_writeLock)
+        {
+            if (!_snapshot.Models.TryGetValue(name, out removed))
+            {
+                return false;
+            }
+
+            var models = _snapshot.Models.ToDictionary(StringComparer.Ordinal);
+            models.Remove(name);
+            _snapshot = _snapshot with { Models = models.ToFrozenDictionary(StringComparer.Ordinal) };
+        }
+
+        foreach (var version in PreparedVersions(name))
+        {
+            Abort(name, version);
+        }
+
+        foreach (var lease in removed.Leases.Values)
+        {
+            lease.Release();
+        }
+
+        LogRemoved(_logger, name, removed.Version);
+        return true;
     }
 
     /// <summary>
@@ -466,6 +551,9 @@ public sealed partial class ModelCatalog : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is ready on {Devices} (a full batch took {BatchMs:F1} ms at warm-up)")]
     private static partial void LogReady(ILogger logger, string model, string version, string devices, double batchMs);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} (version {Version}) left the repository: no longer served; released once its last request ends")]
+    private static partial void LogRemoved(ILogger logger, string model, string version);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is prepared on {Devices}")]
     private static partial void LogPrepared(ILogger logger, string model, string version, string devices);

@@ -41,6 +41,19 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ILocalSiloDetails sil
             catalog.PreparedVersions(model)));
     }
 
+    public Task<RepositoryScan> ScanAsync()
+    {
+        var (models, errors) = catalog.ScanRepository();
+        return Task.FromResult(new RepositoryScan(
+            [.. models.Select(m => new ScannedModel(m.Name, m.Kind, m.Version))],
+            [.. errors],
+            [.. catalog.RepositoryModels.Select(m => new ScannedModel(m.Name, catalog.TryGet(m.Name, out var e) ? e.Kind : "?", m.Version))]));
+    }
+
+    public Task<ImmutableArray<ModelLoadError>> AddModelAsync(string model) => catalog.AddAsync(model);
+
+    public Task<bool> RemoveModelAsync(string model) => Task.FromResult(catalog.Remove(model));
+
     /// <summary>Whether this activation runs on the silo its key names (it does unless that silo has left).</summary>
     private bool OnItsSilo(out string why)
     {

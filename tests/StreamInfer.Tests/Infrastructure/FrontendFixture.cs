@@ -115,6 +115,13 @@ public sealed class FrontendFixture : IAsyncLifetime
         Directory.CreateDirectory(Path.Combine(root, "swap-bad", "3"));
         File.WriteAllText(Path.Combine(root, "swap-bad", "3", "model.onnx"), "not a model");
         TestModels.WriteScale(root, "swap-bad", "4", 4f, input: "z");
+        // Reload models: versions not pinned, so a new version folder is what the scan picks.
+        foreach (var name in new[] { "reload-ver", "reload-sig", "reload-gone" })
+        {
+            TestModels.WriteScale(root, name, "1", 1f);
+            File.WriteAllText(Path.Combine(root, name, "config.json"), """{ "kind": "tensor", "max_batch_size": 8 }""");
+        }
+
         // A decoder whose version 2 has other weights (another seed), pinned to version 1.
         var tinySwap = Path.Combine(root, "tiny-swap");
         StreamInfer.Grains.Models.Decoding.TinyLm.Write(tinySwap);
