@@ -21,6 +21,11 @@ public interface IModelVersionGrain : IGrainWithStringKey
     [Alias("Rollback")]
     Task<RolloutState> RollbackAsync();
 
+    /// <summary>The version the last committed rollout made serve, or null when none has (each silo serves its scan's).
+    /// A silo that starts later asks this, so that it serves the committed version, never a stale one.</summary>
+    [Alias("GetServingVersion"), AlwaysInterleave]
+    Task<string?> GetServingVersionAsync();
+
     /// <summary>The serving version, history, last rollout, and what each silo has loaded.</summary>
     [Alias("GetStatus"), AlwaysInterleave]
     Task<ModelVersionStatus> GetStatusAsync();

@@ -6,7 +6,7 @@ namespace StreamInfer.Grains.Models;
 /// Starts loading the model repository when the silo starts, without holding the silo's start up: models become
 /// ready one by one, and the health endpoints say ready only when all have loaded (or failed).
 /// </summary>
-internal sealed partial class ModelLoader(ModelCatalog catalog, ILogger<ModelLoader> logger) : ILifecycleParticipant<ISiloLifecycle>, IDisposable
+internal sealed partial class ModelLoader(ModelCatalog catalog, IGrainFactory grains, ILogger<ModelLoader> logger) : ILifecycleParticipant<ISiloLifecycle>, IDisposable
 {
     private readonly CancellationTokenSource _stopping = new();
 
@@ -21,6 +21,7 @@ internal sealed partial class ModelLoader(ModelCatalog catalog, ILogger<ModelLoa
             try
             {
                 await catalog.LoadAsync(_stopping.Token);
+                await CatchUpWithRolloutsAsync(_stopping.Token);
             }
             catch (OperationCanceledException)
             {
@@ -40,7 +41,57 @@ internal sealed partial class ModelLoader(ModelCatalog catalog, ILogger<ModelLoa
         return Task.CompletedTask;
     }
 
+    /// <summary>
+    /// A silo that starts after a rollout committed (a new silo, a restart) serves the committed version, not whatever
+    /// its repository scan chose: each repository model's version grain is asked, and a differing version is prepared
+    /// and committed here. The grains answer once the silo has joined, so failures are retried for a minute.
+    /// </summary>
+    private async Task CatchUpWithRolloutsAsync(CancellationToken cancellationToken)
+    {
+        foreach (var (name, version) in catalog.RepositoryModels)
+        {
+            string? serving = null;
+            for (var attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    serving = await grains.GetGrain<IModelVersionGrain>(name).GetServingVersionAsync();
+                    break;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException && attempt < 60)
+                {
+                    LogVersionAskFailed(logger, ex, name);
+                    await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+                }
+            }
+
+            if (serving is null || serving == version)
+            {
+                continue;
+            }
+
+            var problems = await catalog.PrepareAsync(name, serving, cancellationToken);
+            if (problems.IsEmpty && catalog.Commit(name, serving))
+            {
+                LogCaughtUp(logger, name, serving, version);
+            }
+            else
+            {
+                LogCatchUpFailed(logger, name, serving, string.Join("; ", problems));
+            }
+        }
+    }
+
     public void Dispose() => _stopping.Dispose();
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model}: serving the committed version {Version}, not the scanned {Scanned}")]
+    private static partial void LogCaughtUp(ILogger logger, string model, string version, string scanned);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model}: the committed version {Version} cannot be served here: {Problems}")]
+    private static partial void LogCatchUpFailed(ILogger logger, string model, string version, string problems);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Model {Model}: asking for its committed version failed; retrying")]
+    private static partial void LogVersionAskFailed(ILogger logger, Exception ex, string model);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Loading the model repository failed")]
     private static partial void LogLoadFailed(ILogger logger, Exception ex);

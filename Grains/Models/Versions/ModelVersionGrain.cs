@@ -35,6 +35,8 @@ internal sealed partial class ModelVersionGrain(
             ? RollAsync(previous, rollback: true)
             : Task.FromResult(Refused(state.State.Serving, state.State.Serving ?? "?", "there is no earlier version to roll back to.", rollback: true));
 
+    public Task<string?> GetServingVersionAsync() => Task.FromResult(state.State.Serving);
+
     public async Task<ModelVersionStatus> GetStatusAsync()
     {
         var silos = new List<ModelHostStatus>();
