@@ -332,7 +332,7 @@ public sealed partial class ModelCatalog : IDisposable
         foreach (var device in _devices.Devices)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var model = await device.RunAsync(() => LoadOn(definition, device, errors));
+            var model = await LoadBesideAsync(definition, device, errors);
             if (model is not null)
             {
                 instances[device.Name] = model;
@@ -459,42 +459,69 @@ public sealed partial class ModelCatalog : IDisposable
 
     private IInferenceModel? LoadOn(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
     {
-        using var sessionOptions = _devices.CreateSessionOptions(device);
-        if (definition.Kind == "decoder")
-        {
-            var decoder = OnnxDecoderModel.Load(definition, sessionOptions, errors);
-            if (decoder is null)
-            {
-                return null;
-            }
-
-            var batchSizes = definition.Config.WarmupBatchSizes is { Count: > 0 } chosen ? chosen : WarmupSizes(definition.Options.MaxBatchSize);
-            if (decoder.WarmUp(batchSizes) is { } warmFailure)
-            {
-                errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"on {device.Name}: {warmFailure}"));
-                decoder.Dispose();
-                return null;
-            }
-
-            return decoder;
-        }
-
-        var model = OnnxTensorModel.Load(definition, sessionOptions, errors);
+        var model = CreateOn(definition, device, errors);
         if (model is null)
         {
             return null;
         }
 
-        var sizes = definition.Config.WarmupBatchSizes is { Count: > 0 } given ? given : WarmupSizes(definition.Options.MaxBatchSize);
-        if (model.WarmUp(sizes, definition.Config.WarmupDims) is { } failure)
+        foreach (var size in WarmupSizesOf(definition))
         {
-            errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"on {device.Name}: {failure}"));
-            model.Dispose();
-            return null;
+            if (WarmUp(model, definition, size) is { } failure)
+            {
+                errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"on {device.Name}: {failure}"));
+                model.Dispose();
+                return null;
+            }
         }
 
         return model;
     }
+
+    /// <summary>
+    /// Loads a version beside a serving one without holding its device: the session is created on a pool thread (graph
+    /// optimisation runs nothing on the device), and each warm-up batch size is its own device job, so the serving
+    /// version's batches interleave with the warm-up instead of waiting for all of it (bench/rollout.sh).
+    /// </summary>
+    private async Task<IInferenceModel?> LoadBesideAsync(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
+    {
+        var model = await Task.Run(() => CreateOn(definition, device, errors));
+        if (model is null)
+        {
+            return null;
+        }
+
+        foreach (var size in WarmupSizesOf(definition))
+        {
+            if (await device.RunAsync(() => WarmUp(model, definition, size)) is { } failure)
+            {
+                errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"on {device.Name}: {failure}"));
+                ReleaseOnDevice(device.Name, model);
+                return null;
+            }
+        }
+
+        return model;
+    }
+
+    private IInferenceModel? CreateOn(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
+    {
+        using var sessionOptions = _devices.CreateSessionOptions(device);
+        return definition.Kind == "decoder"
+            ? OnnxDecoderModel.Load(definition, sessionOptions, errors)
+            : OnnxTensorModel.Load(definition, sessionOptions, errors);
+    }
+
+    private static List<int> WarmupSizesOf(ModelDefinition definition)
+        => definition.Config.WarmupBatchSizes is { Count: > 0 } given ? given : WarmupSizes(definition.Options.MaxBatchSize);
+
+    /// <summary>Runs one warm-up batch size; an error message, or null. Device thread only.</summary>
+    private static string? WarmUp(IInferenceModel model, ModelDefinition definition, int size) => model switch
+    {
+        OnnxDecoderModel decoder => decoder.WarmUp([size]),
+        OnnxTensorModel tensor => tensor.WarmUp([size], definition.Config.WarmupDims),
+        _ => null,
+    };
 
     /// <summary>Powers of two up to the largest batch, and the largest itself.</summary>
     internal static List<int> WarmupSizes(int maxBatchSize)
