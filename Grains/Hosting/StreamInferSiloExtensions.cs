@@ -31,6 +31,7 @@ public static class StreamInferSiloExtensions
         services.AddSingleton<IValidateOptions<DeviceOptions>, DeviceOptionsValidator>();
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ModelLoader>();
+        services.AddHostedService<StreamInfer.Grains.Models.Versions.RepositoryWatch>();
         services.AddPlacementDirector<SiloKeyPlacement, SiloKeyPlacementDirector>();
         services.AddSingleton<DeviceRegistry>();
 

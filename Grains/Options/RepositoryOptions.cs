@@ -20,6 +20,13 @@ public sealed class ModelRepositoryOptions
     /// of a second; an existing <c>tiny-lm</c> folder is left as it is. Default true.
     /// </summary>
     public bool BuiltInTinyLm { get; set; } = true;
+
+    /// <summary>
+    /// How often the repository is polled for changes (a new model or version folder, a removed one, a changed file),
+    /// which are then reloaded as by <c>POST /api/reload</c>. Zero (the default) turns the watch off. Range: 0, or
+    /// [100 ms, 1 h].
+    /// </summary>
+    public TimeSpan WatchInterval { get; set; } = TimeSpan.Zero;
 }
 
 /// <summary>The devices a silo runs models on. Section <c>StreamInfer:Devices</c>.</summary>
