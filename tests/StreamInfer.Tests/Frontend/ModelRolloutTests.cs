@@ -150,11 +150,5 @@ public sealed class ModelRolloutTests(FrontendFixture fixture)
         Assert.Equal("2", ends["next"].GetProperty("model_version").GetString());
     }
 
-    private async Task<(string Version, float Y)> PredictAsync(string model, float x)
-    {
-        using var response = await fixture.Http.PostAsJsonAsync("/predict", new { model, inputs = new { x = new { dtype = "float32", shape = new[] { 1, 2 }, data = new[] { x, x } } } });
-        var root = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, root.ToString());
-        return (root.GetProperty("model_version").GetString()!, root.GetProperty("outputs").GetProperty("y").GetProperty("data")[0].GetSingle());
-    }
+    private Task<(string Version, float Y)> PredictAsync(string model, float x) => ScaleModel.PredictAsync(fixture.Http, model, x);
 }

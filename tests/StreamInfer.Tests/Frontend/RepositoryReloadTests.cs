@@ -41,7 +41,7 @@ public sealed class RepositoryReloadTests(FrontendFixture fixture)
         Directory.Delete(Path.Combine(fixture.Repository, "reload-gone"), recursive: true);
 
         var report = await ReloadAsync();
-        using var gone = await fixture.Http.PostAsJsonAsync("/predict", Body("reload-gone", 1f));
+        using var gone = await fixture.Http.PostAsJsonAsync("/predict", ScaleModel.Body("reload-gone", 1f));
 
         Assert.Contains("reload-gone", report.GetProperty("removed").EnumerateArray().Select(a => a.GetString()));
         Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
@@ -71,13 +71,5 @@ public sealed class RepositoryReloadTests(FrontendFixture fixture)
         return report;
     }
 
-    private static object Body(string model, float x) => new { model, inputs = new { x = new { dtype = "float32", shape = new[] { 1, 2 }, data = new[] { x, x } } } };
-
-    private async Task<(string Version, float Y)> PredictAsync(string model, float x)
-    {
-        using var response = await fixture.Http.PostAsJsonAsync("/predict", Body(model, x));
-        var root = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.True(response.StatusCode == HttpStatusCode.OK, root.ToString());
-        return (root.GetProperty("model_version").GetString()!, root.GetProperty("outputs").GetProperty("y").GetProperty("data")[0].GetSingle());
-    }
+    private Task<(string Version, float Y)> PredictAsync(string model, float x) => ScaleModel.PredictAsync(fixture.Http, model, x);
 }

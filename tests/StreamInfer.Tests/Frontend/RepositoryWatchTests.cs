@@ -1,13 +1,4 @@
-using System.Net;
-using System.Net.Http.Json;
-using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using StreamInfer.Frontend.Hosting;
-using StreamInfer.Grains.Models;
 using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Frontend;
@@ -33,11 +24,8 @@ public sealed class RepositoryWatchTests : IAsyncLifetime
             ["StreamInfer:Repository:BuiltInTinyLm"] = "false",
             ["StreamInfer:Repository:WatchInterval"] = "00:00:00.200",
         };
-        _app = StreamInferApp.Create([], b => b.Configuration.AddInMemoryCollection(settings));
-        await _app.StartAsync();
-        await _app.Services.GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        _http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromSeconds(30) };
+        (_app, var address) = await FrontendFixture.StartGridAsync(settings);
+        _http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
     }
 
     public async Task DisposeAsync()
@@ -63,15 +51,5 @@ public sealed class RepositoryWatchTests : IAsyncLifetime
         Assert.Equal(10f, added.Y);
     }
 
-    private async Task<(string? Version, float Y)> PredictAsync(string model, float x)
-    {
-        using var response = await _http.PostAsJsonAsync("/predict", new { model, inputs = new { x = new { dtype = "float32", shape = new[] { 1, 2 }, data = new[] { x, x } } } });
-        if (response.StatusCode != HttpStatusCode.OK)
-        {
-            return (null, float.NaN);
-        }
-
-        var root = await response.Content.ReadFromJsonAsync<JsonElement>();
-        return (root.GetProperty("model_version").GetString(), root.GetProperty("outputs").GetProperty("y").GetProperty("data")[0].GetSingle());
-    }
+    private Task<(string? Version, float Y)> PredictAsync(string model, float x) => ScaleModel.TryPredictAsync(_http, model, x);
 }

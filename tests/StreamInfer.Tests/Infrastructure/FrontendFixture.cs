@@ -86,13 +86,22 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Models:typed:Inputs:x:Shape:0"] = "2",
             ["StreamInfer:Models:typed:Inputs:x:Shape:1"] = "2",
         };
-        App = StreamInferApp.Create([], b => b.Configuration.AddInMemoryCollection(settings));
-        await App.StartAsync();
-        await App.Services.GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
-        var address = App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        HttpUri = new Uri(address);
+        (App, HttpUri) = await StartGridAsync(settings);
         WsUri = new UriBuilder(HttpUri) { Scheme = "ws", Path = "/ws" }.Uri;
         Http = new HttpClient { BaseAddress = HttpUri, Timeout = TimeSpan.FromSeconds(30) };
+    }
+
+    /// <summary>
+    /// Starts the embedded default in this process with <paramref name="settings"/> over its shipped configuration, and
+    /// waits until its repository has loaded; returns the app and its HTTP address.
+    /// </summary>
+    public static async Task<(WebApplication App, Uri Http)> StartGridAsync(Dictionary<string, string?> settings)
+    {
+        var app = StreamInferApp.Create([], b => b.Configuration.AddInMemoryCollection(settings));
+        await app.StartAsync();
+        await app.Services.GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return (app, new Uri(address));
     }
 
     private static string NewRepository()
