@@ -260,6 +260,14 @@ internal sealed partial class BatcherGrain(
             }
 
             var batch = _queue.TakeBatch(options.MaxBatchSize);
+            var lease = batch[0].Lease;
+            if (batch.TrueForAll(q => q.Lease == lease))
+            {
+                _running++;
+                _ = RunBatchAsync(batch);
+                continue;
+            }
+
             // Requests checked against different versions (a rollout just committed) run as separate batches.
             foreach (var group in batch.GroupBy(q => q.Lease))
             {
