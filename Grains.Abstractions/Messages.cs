@@ -257,6 +257,8 @@ public sealed record SessionStatus(
 /// <param name="ItemsRun">Requests run since activation.</param>
 /// <param name="RecentBatchSizes">Sizes of the most recent batches, oldest first.</param>
 /// <param name="Sequences">Sequences decoding now (decoder models; 0 for others).</param>
+/// <param name="Versions">The model versions this batcher holds: the serving one, and any that requests still queued or
+/// running started on (during a rollout, the old one until they drain).</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.BatcherStatus")]
 public sealed record BatcherStatus(
     [property: Id(0)] string Model,
@@ -267,4 +269,5 @@ public sealed record BatcherStatus(
     [property: Id(4)] long BatchesRun,
     [property: Id(5)] long ItemsRun,
     [property: Id(6)] ImmutableArray<int> RecentBatchSizes,
-    [property: Id(8)] int Sequences = 0);
+    [property: Id(8)] int Sequences = 0,
+    [property: Id(9)] ImmutableArray<string> Versions = default);

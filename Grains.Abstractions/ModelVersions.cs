@@ -137,13 +137,20 @@ public sealed record RolloutState(
     [property: Id(6)] DateTimeOffset? EndedAt,
     [property: Id(7)] bool Rollback = false);
 
-/// <summary>What one silo serves and has prepared of a model.</summary>
+/// <summary>What one silo serves and has prepared of a model, and the versions each of its batchers holds.</summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.ModelHostStatus")]
 public sealed record ModelHostStatus(
     [property: Id(0)] string Silo,
     [property: Id(1)] string? ServingVersion,
     [property: Id(2)] ModelState? State,
-    [property: Id(3)] ImmutableArray<string> PreparedVersions);
+    [property: Id(3)] ImmutableArray<string> PreparedVersions,
+    [property: Id(4)] ImmutableArray<BatcherVersions> Batchers = default);
+
+/// <summary>The versions one batcher (one device) holds: the serving one, and those its requests in flight started on.</summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.BatcherVersions")]
+public sealed record BatcherVersions(
+    [property: Id(0)] string Device,
+    [property: Id(1)] ImmutableArray<string> Versions);
 
 /// <summary>A model's versions across the cluster.</summary>
 /// <param name="Model">The model.</param>

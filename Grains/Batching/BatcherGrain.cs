@@ -225,7 +225,8 @@ internal sealed partial class BatcherGrain(
         _batchesRun,
         _itemsRun,
         [.. _recentBatchSizes],
-        ActiveSequences));
+        ActiveSequences,
+        [.. _byId.Values.Select(q => q.Lease.Model.Version).Append(_instance?.Version).OfType<string>().Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)]));
 
     private void OnWake()
     {

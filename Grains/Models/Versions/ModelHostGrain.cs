@@ -31,14 +31,18 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ILocalSiloDetails sil
         return Task.CompletedTask;
     }
 
-    public Task<ModelHostStatus> GetStatusAsync(string model)
+    public async Task<ModelHostStatus> GetStatusAsync(string model)
     {
         var known = catalog.TryGet(model, out var entry);
-        return Task.FromResult(new ModelHostStatus(
-            SiloNames.ForKey(silo.Name),
-            known ? entry.Version : null,
-            known ? entry.State : null,
-            catalog.PreparedVersions(model)));
+        var siloKey = SiloNames.ForKey(silo.Name);
+        var batchers = new List<BatcherVersions>();
+        foreach (var device in known ? entry.Instances.Keys : [])
+        {
+            var status = await GrainFactory.GetGrain<IBatcherGrain>(new BatcherKey(model, siloKey, device).ToString()).GetStatusAsync();
+            batchers.Add(new BatcherVersions(device, status.Versions.IsDefault ? [] : status.Versions));
+        }
+
+        return new ModelHostStatus(siloKey, known ? entry.Version : null, known ? entry.State : null, catalog.PreparedVersions(model), [.. batchers]);
     }
 
     public Task<RepositoryScan> ScanAsync()

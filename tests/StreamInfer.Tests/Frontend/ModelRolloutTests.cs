@@ -65,6 +65,9 @@ public sealed class ModelRolloutTests(FrontendFixture fixture)
         var silo = Assert.Single(status.GetProperty("silos").EnumerateArray());
         Assert.Equal("2", silo.GetProperty("serving_version").GetString());
         Assert.Equal(0, silo.GetProperty("prepared_versions").GetArrayLength());
+        // Drained: the batcher holds the new version only.
+        var batcher = Assert.Single(silo.GetProperty("batchers").EnumerateArray());
+        Assert.Equal(["2"], batcher.GetProperty("versions").EnumerateArray().Select(v => v.GetString()));
     }
 
     [Theory]
