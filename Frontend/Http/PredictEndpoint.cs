@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Routing;
@@ -81,15 +80,8 @@ internal static partial class PredictEndpoint
                 w.WriteString("model_version", done.ModelVersion);
                 w.WriteString("text", text!.Append(done.Text).ToString());
                 w.WriteString("finish_reason", done.FinishReason);
-                w.WriteStartObject("usage");
-                w.WriteNumber("prompt_tokens", done.PromptTokens);
-                w.WriteNumber("completion_tokens", done.CompletionTokens);
-                w.WriteNumber("total_tokens", done.PromptTokens + done.CompletionTokens);
-                w.WriteEndObject();
-                w.WriteStartObject("timing");
-                w.WriteNumber("queue_ms", Math.Round(done.QueueMs, 3));
-                w.WriteNumber("time_to_first_token_ms", Math.Round(done.TimeToFirstTokenMs, 3));
-                w.WriteEndObject();
+                FrameWriter.WriteUsage(w, done.PromptTokens, done.CompletionTokens);
+                FrameWriter.WriteGenerationTiming(w, done);
                 w.WriteEndObject();
             });
         }
@@ -204,10 +196,7 @@ internal static partial class PredictEndpoint
     {
         context.Response.StatusCode = error.Code.ToHttpStatus();
         context.Response.ContentType = "application/json";
-        if (error.RetryAfterMs is { } retryMs)
-        {
-            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryMs / 1000.0)).ToString(CultureInfo.InvariantCulture);
-        }
+        FrameWriter.SetRetryAfter(context.Response, error);
 
         var encoded = new ArrayBufferWriter<byte>(256);
         using (var writer = new Utf8JsonWriter(encoded, FrameWriter.Options))

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Hosting;
@@ -338,11 +337,7 @@ internal static partial class KServeEndpoints
     /// <summary>KServe's error body, <c>{"error": message}</c>, with StreamInfer's <c>code</c> (and <c>retry_after_ms</c>) beside it.</summary>
     private static Task WriteErrorAsync(HttpContext context, InferError error, string? id = null)
     {
-        if (error.RetryAfterMs is { } retryMs)
-        {
-            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryMs / 1000.0)).ToString(CultureInfo.InvariantCulture);
-        }
-
+        FrameWriter.SetRetryAfter(context.Response, error);
         return WriteJsonAsync(context, error.Code.ToHttpStatus(), w =>
         {
             w.WriteStartObject();

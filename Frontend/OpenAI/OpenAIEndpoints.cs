@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
@@ -228,23 +227,13 @@ internal static partial class OpenAIEndpoints
             admitted);
     }
 
-    private static void WriteUsage(Utf8JsonWriter w, GenerationDone done)
-    {
-        w.WriteStartObject("usage");
-        w.WriteNumber("prompt_tokens", done.PromptTokens);
-        w.WriteNumber("completion_tokens", done.CompletionTokens);
-        w.WriteNumber("total_tokens", done.PromptTokens + done.CompletionTokens);
-        w.WriteEndObject();
-    }
+    private static void WriteUsage(Utf8JsonWriter w, GenerationDone done) => FrameWriter.WriteUsage(w, done.PromptTokens, done.CompletionTokens);
 
     /// <summary>OpenAI's error shape, with the HTTP status (and Retry-After) of StreamInfer's code.</summary>
     private static async Task WriteErrorAsync(HttpContext context, InferError error, string? param)
     {
         context.Response.StatusCode = error.Code.ToHttpStatus();
-        if (error.RetryAfterMs is { } retryMs)
-        {
-            context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryMs / 1000.0)).ToString(CultureInfo.InvariantCulture);
-        }
+        FrameWriter.SetRetryAfter(context.Response, error);
 
         context.Response.ContentType = "application/json";
         var encoded = new ArrayBufferWriter<byte>(256);

@@ -62,11 +62,7 @@ internal static class FrameWriter
             w.WriteString("text", text);
         }
 
-        w.WriteStartObject("usage");
-        w.WriteNumber("prompt_tokens", promptTokens);
-        w.WriteNumber("completion_tokens", completionTokens);
-        w.WriteNumber("total_tokens", promptTokens + completionTokens);
-        w.WriteEndObject();
+        WriteUsage(w, promptTokens, completionTokens);
         if (modelVersion is not null)
         {
             w.WriteString("model_version", modelVersion);
@@ -74,14 +70,39 @@ internal static class FrameWriter
 
         if (done is not null)
         {
-            w.WriteStartObject("timing");
-            w.WriteNumber("queue_ms", Math.Round(done.QueueMs, 3));
-            w.WriteNumber("time_to_first_token_ms", Math.Round(done.TimeToFirstTokenMs, 3));
-            w.WriteEndObject();
+            WriteGenerationTiming(w, done);
         }
 
         w.WriteEndObject();
     });
+
+    /// <summary>A generation's <c>usage</c> (OpenAI's names), shared by the <c>done</c> frame and the HTTP answers.</summary>
+    public static void WriteUsage(Utf8JsonWriter w, int promptTokens, int completionTokens)
+    {
+        w.WriteStartObject("usage");
+        w.WriteNumber("prompt_tokens", promptTokens);
+        w.WriteNumber("completion_tokens", completionTokens);
+        w.WriteNumber("total_tokens", promptTokens + completionTokens);
+        w.WriteEndObject();
+    }
+
+    /// <summary>A generation's <c>timing</c>: time queued, and time to its first token.</summary>
+    public static void WriteGenerationTiming(Utf8JsonWriter w, GenerationDone done)
+    {
+        w.WriteStartObject("timing");
+        w.WriteNumber("queue_ms", Math.Round(done.QueueMs, 3));
+        w.WriteNumber("time_to_first_token_ms", Math.Round(done.TimeToFirstTokenMs, 3));
+        w.WriteEndObject();
+    }
+
+    /// <summary>Sets <c>Retry-After</c> (whole seconds, at least 1) for an error that carries <c>retry_after_ms</c>.</summary>
+    public static void SetRetryAfter(HttpResponse response, InferError error)
+    {
+        if (error.RetryAfterMs is { } retryMs)
+        {
+            response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryMs / 1000.0)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
 
     /// <summary>A <c>slow_consumer</c> warning: the client's backlog, or its connection's send queue, is 80% full.</summary>
     public static byte[] Warning(int backlog, int capacity, string message) => Write(w =>

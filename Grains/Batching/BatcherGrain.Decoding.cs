@@ -53,8 +53,11 @@ internal sealed partial class BatcherGrain
         return Math.Ceiling((double)(ahead + 1) / slots) * _recentSequenceMs;
     }
 
-    /// <summary>Moves queued requests into the running set while there are slots and cache, highest priority first.</summary>
-    private void AdmitSequences(OnnxDecoderModel decoder)
+    /// <summary>
+    /// Moves queued requests into the running set while there are slots and cache, highest priority first, and starts
+    /// the step loop if it is not running (the loop itself admits with <paramref name="startLoop"/> false).
+    /// </summary>
+    private void AdmitSequences(OnnxDecoderModel decoder, bool startLoop = true)
     {
         var slots = _model!.Options.MaxBatchSize;
         while (_sequences.Count < slots && _queue.TryPeek(out var q))
@@ -72,7 +75,7 @@ internal sealed partial class BatcherGrain
             _sequences.Add(new Running(q, bytes, time.GetTimestamp()));
         }
 
-        if (!_stepping && _sequences.Count > 0)
+        if (startLoop && !_stepping && _sequences.Count > 0)
         {
             _stepping = true;
             _ = StepLoopAsync(decoder);
@@ -112,7 +115,7 @@ internal sealed partial class BatcherGrain
 
                 Leave(ended);
                 ExpireQueued(now);
-                AdmitSequencesWithoutLoop(decoder);
+                AdmitSequences(decoder, startLoop: false);
                 if (deliveries.Count > 0)
                 {
                     // After the previous step's tokens, which are not published yet: an end never overtakes a token.
@@ -295,14 +298,6 @@ internal sealed partial class BatcherGrain
                 AdmitSequences(d);
             }
         }
-    }
-
-    private void AdmitSequencesWithoutLoop(OnnxDecoderModel decoder)
-    {
-        var stepping = _stepping;
-        _stepping = true;
-        AdmitSequences(decoder);
-        _stepping = stepping;
     }
 
     /// <summary>Frees the slots and caches of sequences that have ended.</summary>

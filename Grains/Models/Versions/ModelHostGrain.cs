@@ -12,6 +12,13 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ILocalSiloDetails sil
     /// <summary>The key of the host grain of the silo named <paramref name="siloName"/>.</summary>
     public static string KeyFor(string siloName) => $"models/{SiloNames.ForKey(siloName)}/host";
 
+    /// <summary>The host grain of every active silo, by silo name order.</summary>
+    public static async Task<List<(string Silo, IModelHostGrain Host)>> ActiveAsync(IGrainFactory grains)
+    {
+        var silos = await grains.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: true);
+        return [.. silos.Select(s => s.SiloName).Order(StringComparer.Ordinal).Select(s => (s, grains.GetGrain<IModelHostGrain>(KeyFor(s))))];
+    }
+
     public Task<ImmutableArray<ModelLoadError>> PrepareAsync(string model, string version)
     {
         if (!OnItsSilo(out var wrong))

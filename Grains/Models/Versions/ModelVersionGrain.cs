@@ -40,9 +40,9 @@ internal sealed partial class ModelVersionGrain(
     public async Task<ModelVersionStatus> GetStatusAsync()
     {
         var silos = new List<ModelHostStatus>();
-        foreach (var name in await ActiveSilosAsync())
+        foreach (var (_, host) in await ModelHostGrain.ActiveAsync(GrainFactory))
         {
-            silos.Add(await GrainFactory.GetGrain<IModelHostGrain>(ModelHostGrain.KeyFor(name)).GetStatusAsync(Model));
+            silos.Add(await host.GetStatusAsync(Model));
         }
 
         var s = state.State;
@@ -67,8 +67,7 @@ internal sealed partial class ModelVersionGrain(
         _running = new RolloutState(Model, from, version, RolloutPhases.Preparing, [], started, null, rollback);
         try
         {
-            var silos = await ActiveSilosAsync();
-            var hosts = silos.Select(s => (Silo: s, Host: GrainFactory.GetGrain<IModelHostGrain>(ModelHostGrain.KeyFor(s)))).ToList();
+            var hosts = await ModelHostGrain.ActiveAsync(GrainFactory);
             from ??= (await hosts[0].Host.GetStatusAsync(Model)).ServingVersion;
             if (from == version)
             {
@@ -76,7 +75,7 @@ internal sealed partial class ModelVersionGrain(
             }
 
             _running = _running with { From = from };
-            LogRolloutStarted(logger, Model, from ?? "?", version, silos.Count);
+            LogRolloutStarted(logger, Model, from ?? "?", version, hosts.Count);
             var prepares = hosts.Select(async h =>
             {
                 try
@@ -127,12 +126,6 @@ internal sealed partial class ModelVersionGrain(
         {
             _running = null;
         }
-    }
-
-    private async Task<List<string>> ActiveSilosAsync()
-    {
-        var hosts = await GrainFactory.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: true);
-        return [.. hosts.Select(h => h.SiloName).Order(StringComparer.Ordinal)];
     }
 
     private async Task AbortQuietlyAsync(IModelHostGrain host, string version)

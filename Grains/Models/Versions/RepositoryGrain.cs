@@ -10,9 +10,7 @@ internal sealed partial class RepositoryGrain(ILogger<RepositoryGrain> logger) :
 {
     public async Task<ReloadReport> ReloadAsync()
     {
-        var silos = (await GrainFactory.GetGrain<IManagementGrain>(0).GetDetailedHosts(onlyActive: true))
-            .Select(h => h.SiloName).Order(StringComparer.Ordinal).ToList();
-        var hosts = silos.Select(s => GrainFactory.GetGrain<IModelHostGrain>(ModelHostGrain.KeyFor(s))).ToList();
+        var hosts = (await ModelHostGrain.ActiveAsync(GrainFactory)).Select(h => h.Host).ToList();
         var scans = await Task.WhenAll(hosts.Select(h => h.ScanAsync()));
         var repository = scans[0];
         var errors = repository.Errors.ToBuilder();
@@ -48,7 +46,7 @@ internal sealed partial class RepositoryGrain(ILogger<RepositoryGrain> logger) :
             await Task.WhenAll(hosts.Select(h => h.RemoveModelAsync(name)));
         }
 
-        LogReloaded(logger, silos.Count, added.Count, removed.Count, rollouts.Count, errors.Count);
+        LogReloaded(logger, hosts.Count, added.Count, removed.Count, rollouts.Count, errors.Count);
         return new ReloadReport([.. added], [.. removed], [.. rollouts], errors.ToImmutable());
     }
 
