@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using StreamInfer.Grains.Hosting;
@@ -6,20 +5,30 @@ using StreamInfer.Grains.Hosting;
 namespace StreamInfer.Silo;
 
 /// <summary>
-/// A standalone silo: the grains and devices without sockets. Localhost clustering at this stage; frontends reach it
-/// as Orleans clients through its gateway port.
+/// A standalone silo: the grains and devices without sockets. Localhost clustering by default; with
+/// <c>StreamInfer:Orleans:Redis</c> set it joins that cluster (DESIGN §5), and frontends reach it as Orleans clients
+/// through its gateway port.
 /// </summary>
 public static class SiloHost
 {
     public static IHost Build(string[] args, Action<HostApplicationBuilder>? configure = null)
     {
-        var builder = Host.CreateApplicationBuilder(args);
+        // As the frontend does: the shipped appsettings.json is read from the application's folder whatever the working
+        // directory (deploy scripts start silos from the repository root); --contentRoot still overrides it.
+        var builder = args.Any(a => a.StartsWith("--contentRoot", StringComparison.OrdinalIgnoreCase))
+            ? Host.CreateApplicationBuilder(args)
+            : Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.AddFilter("Orleans", LogLevel.Warning).AddFilter("Polly", LogLevel.Warning);
         configure?.Invoke(builder);
-        var endpoint = builder.Configuration.GetSection(ClusterEndpointOptions.Section).Get<ClusterEndpointOptions>() ?? new ClusterEndpointOptions();
+        var endpoint = StreamInferClustering.Read(builder.Configuration);
         builder.UseOrleans(silo =>
         {
-            silo.UseLocalhostClustering(endpoint.SiloPort, endpoint.GatewayPort, null, endpoint.ServiceId, endpoint.ClusterId);
+            if (endpoint.Kubernetes)
+            {
+                silo.UseKubernetesHosting();
+            }
+
+            silo.UseStreamInferClustering(endpoint);
             silo.AddStreamInfer(builder.Configuration);
         });
         return builder.Build();

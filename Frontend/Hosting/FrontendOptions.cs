@@ -24,6 +24,12 @@ public sealed class FrontendOptions
     /// <c>deadline_exceeded</c> (an answer lost with a silo). Range: [0, 10 min]. Default 5 s.
     /// </summary>
     public TimeSpan WatchdogGrace { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Whether this process also runs a silo (the embedded default: true). False: the frontend is an Orleans client of
+    /// the cluster named by <c>StreamInfer:Orleans</c> (its <c>Redis</c> membership), holding sockets only.
+    /// </summary>
+    public bool CoHostSilo { get; set; } = true;
 }
 
 /// <summary>Checks <see cref="FrontendOptions"/>, all errors at once.</summary>

@@ -10,7 +10,10 @@ using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Frontend.Hosting;
 
-/// <summary>Builds the frontend: Kestrel with <c>/ws</c> and <c>/predict</c>, co-hosting a silo (the embedded default).</summary>
+/// <summary>
+/// Builds the frontend: Kestrel with the public protocol's endpoints, co-hosting a silo (the embedded default) or, with
+/// <c>StreamInfer:Frontend:CoHostSilo=false</c>, as an Orleans client of a cluster's silos.
+/// </summary>
 public static class StreamInferApp
 {
     /// <summary>
@@ -26,12 +29,21 @@ public static class StreamInferApp
             : WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         configure?.Invoke(builder);
 
-        var endpoint = builder.Configuration.GetSection(ClusterEndpointOptions.Section).Get<ClusterEndpointOptions>() ?? new ClusterEndpointOptions();
-        builder.UseOrleans(silo =>
+        var endpoint = StreamInferClustering.Read(builder.Configuration);
+        if (builder.Configuration.GetValue($"{FrontendOptions.Section}:{nameof(FrontendOptions.CoHostSilo)}", true))
         {
-            silo.UseLocalhostClustering(endpoint.SiloPort, endpoint.GatewayPort, null, endpoint.ServiceId, endpoint.ClusterId);
-            silo.AddStreamInfer(builder.Configuration);
-        });
+            builder.UseOrleans(silo =>
+            {
+                silo.UseStreamInferClustering(endpoint);
+                silo.AddStreamInfer(builder.Configuration);
+            });
+        }
+        else
+        {
+            // A cluster frontend (DESIGN §5): sockets only, an Orleans client of the silos.
+            builder.UseOrleansClient(client => client.UseStreamInferClustering(endpoint));
+        }
+
         builder.Services.AddStreamInferFrontend(builder.Configuration);
 
         var app = builder.Build();

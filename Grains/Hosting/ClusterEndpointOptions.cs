@@ -1,8 +1,8 @@
 namespace StreamInfer.Grains.Hosting;
 
 /// <summary>
-/// Where a silo listens and which cluster it forms or joins: the embedded default's co-hosted silo and a standalone
-/// silo alike. Section <c>StreamInfer:Orleans</c>. Localhost clustering at this stage.
+/// Where a silo listens and which cluster it forms or joins: the embedded default's co-hosted silo, a standalone silo,
+/// and (the cluster part) a frontend that is an Orleans client. Section <c>StreamInfer:Orleans</c>.
 /// </summary>
 public sealed class ClusterEndpointOptions
 {
@@ -17,4 +17,40 @@ public sealed class ClusterEndpointOptions
     public string ClusterId { get; set; } = "streaminfer-dev";
 
     public string ServiceId { get; set; } = "streaminfer";
+
+    /// <summary>
+    /// Redis connection string (StackExchange.Redis syntax, e.g. <c>127.0.0.1:6379</c>). Empty (the default): localhost
+    /// clustering and in-memory grain state, one silo. Set: the silo joins the cluster whose membership is kept in that
+    /// Redis, keeps grain state (model versions, stream subscriptions) there, and a frontend without a co-hosted silo
+    /// finds its gateways there.
+    /// </summary>
+    public string? Redis { get; set; }
+
+    /// <summary>
+    /// The address other silos and clients reach this silo at, with Redis clustering. Default 127.0.0.1 (every silo on
+    /// one machine); a container or VM gives its own routable address (Kubernetes sets it from the pod's IP).
+    /// </summary>
+    public string AdvertisedAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// This silo's name: unique in the cluster, stable across restarts (batchers are keyed by it, so a restarted silo
+    /// takes its batchers back). Empty: Orleans picks one. Kubernetes uses the pod's name.
+    /// </summary>
+    public string? SiloName { get; set; }
+
+    /// <summary>
+    /// How long a silo waits for a probe's answer before counting it missed; after <see cref="MissedProbesLimit"/>
+    /// missed probes (and the votes of other silos) a silo is declared dead and its requests end. Range: [0.5 s, 60 s].
+    /// Default 2 s (Orleans' own is 5 s: a dead silo's requests would wait 15 s or more to end).
+    /// </summary>
+    public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Missed probes before a silo suspects another. Range: [1, 10]. Default 3.</summary>
+    public int MissedProbesLimit { get; set; } = 3;
+
+    /// <summary>Runs under Kubernetes (<c>Microsoft.Orleans.Hosting.Kubernetes</c>): names and addresses from the pod.</summary>
+    public bool Kubernetes { get; set; }
+
+    /// <summary>Whether Redis clustering is configured.</summary>
+    public bool UsesRedis => !string.IsNullOrWhiteSpace(Redis);
 }

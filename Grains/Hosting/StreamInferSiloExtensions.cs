@@ -49,9 +49,21 @@ public static class StreamInferSiloExtensions
             services.AddSingleton<IActivitySignal, NoActivitySignal>();
         }
 
-        silo.AddMemoryGrainStorage("PubSubStore");
-        // Model versions and rollouts. In memory on the embedded default; a cluster keeps it in Redis (a later stage).
-        silo.AddMemoryGrainStorage(StreamInfer.Grains.Models.Versions.ModelVersionGrain.Storage);
+        // Stream subscriptions (a frontend's delivery subscription must outlive any one silo) and model versions: in
+        // memory on the embedded default, in Redis in a cluster, where they survive the silo that held them.
+        var endpoint = StreamInferClustering.Read(configuration);
+        foreach (var storage in (string[])["PubSubStore", StreamInfer.Grains.Models.Versions.ModelVersionGrain.Storage])
+        {
+            if (endpoint.UsesRedis)
+            {
+                silo.AddRedisGrainStorage(storage, o => o.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(endpoint.Redis!));
+            }
+            else
+            {
+                silo.AddMemoryGrainStorage(storage);
+            }
+        }
+
         silo.AddMemoryStreams(DeliveryStreams.ProviderName, b =>
         {
             b.ConfigurePartitioning(Math.Clamp(streams.Partitions, 1, 64));
