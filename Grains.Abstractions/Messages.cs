@@ -172,12 +172,15 @@ public sealed record BacklogWarning(
 /// client's delivery stream) or refused with <see cref="Error"/> (nothing will follow). <see cref="Warning"/> may
 /// accompany an acceptance. <see cref="Timeout"/> is the deadline the grid applied, from admission (the request's own,
 /// or the model's or session's default, capped): the frontend's watchdog waits that long plus its grace.
+/// <see cref="Silo"/> names (as in batcher keys) the silo whose batcher holds the accepted request: when membership
+/// declares that silo dead, the frontend ends the request itself rather than wait for an answer that cannot come.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.Admission")]
 public sealed record Admission(
     [property: Id(0)] InferError? Error,
     [property: Id(1)] BacklogWarning? Warning,
-    [property: Id(2)] TimeSpan? Timeout = null)
+    [property: Id(2)] TimeSpan? Timeout = null,
+    [property: Id(3)] string? Silo = null)
 {
     /// <summary>Whether the request was accepted.</summary>
     public bool Accepted => Error is null;

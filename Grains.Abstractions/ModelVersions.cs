@@ -65,6 +65,13 @@ public interface IModelHostGrain : IGrainWithStringKey
     /// <summary>Stops serving a repository model (requests in flight finish first); false when it was not served.</summary>
     [Alias("RemoveModel")]
     Task<bool> RemoveModelAsync(string model);
+
+    /// <summary>
+    /// This silo's devices and the queue depth of each ready model's batcher on them: what the silo advertises to the
+    /// others, which refresh it every <c>LoadRefreshInterval</c>. Cheap and read-only; may be called at any time.
+    /// </summary>
+    [Alias("GetLoad"), AlwaysInterleave, ReadOnly]
+    Task<ImmutableArray<BatcherLoad>> GetLoadAsync();
 }
 
 /// <summary>
@@ -168,3 +175,13 @@ public sealed record ModelVersionStatus(
     [property: Id(3)] ImmutableArray<RolloutState> History,
     [property: Id(4)] RolloutState? LastRollout,
     [property: Id(5)] ImmutableArray<ModelHostStatus> Silos);
+
+/// <summary>
+/// How deep one batcher's queue is (rows waiting for the device), as its silo reports it to the others so that sessions
+/// can spill there when their own silo's batcher is backed up.
+/// </summary>
+[GenerateSerializer, Immutable, Alias("StreamInfer.BatcherLoad")]
+public sealed record BatcherLoad(
+    [property: Id(0)] string Model,
+    [property: Id(1)] string Device,
+    [property: Id(2)] int QueuedRows);

@@ -62,6 +62,8 @@ public static class StreamInferApp
         services.AddSingleton<DeliveryRouter>();
         services.AddHostedService(sp => sp.GetRequiredService<DeliveryRouter>());
         services.AddHostedService<StreamInfer.Frontend.Operations.ReloadSignal>();
+        services.AddSingleton<ClusterWatch>();
+        services.AddHostedService(sp => sp.GetRequiredService<ClusterWatch>());
         return services;
     }
 

@@ -154,6 +154,7 @@ internal static partial class PredictEndpoint
             return new HttpOutcome(requestId, null, refused, false);
         }
 
+        router.Placed(clientId, requestId, admission.Silo);
         admitted?.TrySetResult();
         var timeout = admission.Timeout ?? infer.Timeout ?? sessionOptions.DefaultTimeout;
         timeout = timeout < sessionOptions.MaxTimeout ? timeout : sessionOptions.MaxTimeout;

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using StreamInfer.Frontend.Http;
+using StreamInfer.Frontend.Routing;
 
 namespace StreamInfer.Frontend.Operations;
 
@@ -25,7 +26,15 @@ internal static class ModelAdminEndpoints
         app.MapPost("/api/models/{name}/rollout", RolloutAsync);
         app.MapPost("/api/models/{name}/rollback", RollbackAsync);
         app.MapPost("/api/reload", ReloadAsync);
+        app.MapGet("/api/cluster", ClusterAsync);
         return app;
+    }
+
+    /// <summary>The cluster's silos as membership has them now (name, address, status), and this frontend's id.</summary>
+    private static async Task ClusterAsync(HttpContext context, ClusterWatch watch, FrontendIdentity identity)
+    {
+        var silos = await watch.ReadAsync();
+        await context.Response.WriteAsJsonAsync(new { Frontend = identity.Id, Active = silos.Count(s => s.Status == nameof(SiloStatus.Active)), Silos = silos }, Json);
     }
 
     /// <summary>Reads the repository again on every silo: new models load, removed ones unload, changed versions roll out.</summary>

@@ -11,6 +11,13 @@ internal interface IDeliverySink
 
     /// <summary>Ends, with <c>deadline_exceeded</c>, requests whose answer is overdue past the watchdog grace.</summary>
     void ExpireOverdue(long nowTimestamp);
+
+    /// <summary>
+    /// Ends, with <paramref name="error"/>, requests held by a batcher on <paramref name="silo"/> (declared dead), and
+    /// those whose admission has not answered yet: a call in flight through the dead silo's gateway is never answered
+    /// (the client would wait out its response timeout), and which gateway a call took is not known here.
+    /// </summary>
+    void FailSilo(string silo, InferError error);
 }
 
 /// <summary>
@@ -76,6 +83,54 @@ internal sealed partial class DeliveryRouter(
 
     public void RemoveWaiter(string clientId, string requestId) => _waiters.TryRemove((clientId, requestId), out _);
 
+    /// <summary>Records which silo's batcher holds an HTTP request (its admission said so).</summary>
+    public void Placed(string clientId, string requestId, string? silo)
+    {
+        if (silo is not null && _waiters.TryGetValue((clientId, requestId), out var waiter))
+        {
+            waiter.Silo = silo;
+        }
+    }
+
+    /// <summary>
+    /// A silo was declared dead: every request its batchers held, and every one still being admitted, ends now with
+    /// <c>model_unavailable</c> (the client may retry at once: new requests go to the silos left), and its session slot
+    /// is released.
+    /// </summary>
+    public void FailSilo(string silo)
+    {
+        var error = new InferError(ErrorCode.ModelUnavailable, $"silo '{silo}', which was running this request, left the cluster; retry.");
+        var failed = 0;
+        foreach (var sink in _sinks.Values)
+        {
+            sink.FailSilo(silo, error);
+        }
+
+        foreach (var ((clientId, requestId), waiter) in _waiters)
+        {
+            if ((waiter.Silo is null || waiter.Silo == silo) && _waiters.TryRemove((clientId, requestId), out _))
+            {
+                waiter.End.TrySetResult(new Delivery(clientId, requestId, null, error));
+                _ = ReleaseQuietlyAsync(clientId, requestId);
+                failed++;
+            }
+        }
+
+        LogSiloLost(logger, silo, failed);
+    }
+
+    private async Task ReleaseQuietlyAsync(string clientId, string requestId)
+    {
+        try
+        {
+            await client.GetGrain<IClientSessionGrain>(clientId).CancelAsync(requestId);
+        }
+        catch (Exception ex)
+        {
+            LogReleaseFailed(logger, ex, clientId, requestId);
+        }
+    }
+
     public Task OnNextAsync(DeliveryBatch item, StreamSequenceToken? token = null)
     {
         foreach (var delivery in item.Items)
@@ -132,6 +187,12 @@ internal sealed partial class DeliveryRouter(
     [LoggerMessage(Level = LogLevel.Error, Message = "Handing the answer to {RequestId} to client {ClientId} failed")]
     private static partial void LogDeliverFailed(ILogger logger, Exception ex, string clientId, string requestId);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Silo {Silo} left the cluster: its requests end with model_unavailable ({Http} HTTP requests here)")]
+    private static partial void LogSiloLost(ILogger logger, string silo, int http);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Releasing request {RequestId} of client {ClientId} at its session failed")]
+    private static partial void LogReleaseFailed(ILogger logger, Exception ex, string clientId, string requestId);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Frontend {FrontendId} subscribed to its delivery stream")]
     private static partial void LogSubscribed(ILogger logger, string frontendId);
 
@@ -148,6 +209,9 @@ internal sealed class HttpWaiter(Action<GeneratedToken>? tokens)
     public TaskCompletionSource<Delivery> End { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public Action<GeneratedToken>? Tokens { get; } = tokens;
+
+    /// <summary>The silo whose batcher holds the request, once admitted (null while its admission is in flight).</summary>
+    public volatile string? Silo;
 }
 
 /// <summary>This frontend's identity: the key of its delivery stream, named in every request's ReplyTo.</summary>

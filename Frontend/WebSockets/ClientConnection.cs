@@ -177,6 +177,17 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         }
     }
 
+    public void FailSilo(string silo, InferError error)
+    {
+        foreach (var (id, pending) in _pending)
+        {
+            if ((pending.Silo is null || pending.Silo == silo) && TryEnd(id, pending, FrameWriter.Error(id, error)))
+            {
+                _ = CancelQuietlyAsync(pending);
+            }
+        }
+    }
+
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
@@ -300,6 +311,8 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             {
                 pending.WatchdogAt = WatchdogAt(pending.SubmittedAt, applied);
             }
+
+            pending.Silo = admission.Silo;
             if (admission.Warning is { } warning)
             {
                 Send(FrameWriter.Warning(warning.Backlog, warning.Capacity, $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less."));
@@ -485,6 +498,9 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         }
 
         public int Cancelling;
+
+        /// <summary>The silo whose batcher holds the request, once admitted (see <see cref="FailSilo"/>).</summary>
+        public volatile string? Silo;
 
         /// <summary>A text (prompt) request: it ends with <c>done</c>, a cancelled one too.</summary>
         public bool IsText { get; init; }

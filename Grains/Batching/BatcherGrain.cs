@@ -24,6 +24,7 @@ namespace StreamInfer.Grains.Batching;
 internal sealed partial class BatcherGrain(
     ModelCatalog catalog,
     DeviceRegistry devices,
+    ClusterLoad load,
     IActivitySignal activity,
     ILocalSiloDetails silo,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
@@ -40,6 +41,7 @@ internal sealed partial class BatcherGrain(
     private IInferenceModel? _instance;
     private DeviceWorker? _device;
     private ITimer? _wake;
+    private ClusterLoad.LoadCell? _load;
     private DateTimeOffset _wakeAt = DateTimeOffset.MaxValue;
 
     // A lower bound on the earliest deadline in the queue (exact after each expiry scan), so that enqueues do not
@@ -54,7 +56,10 @@ internal sealed partial class BatcherGrain(
     {
         _key = BatcherKey.Parse(this.GetPrimaryKeyString());
         _model = catalog.TryGet(_key.Model, out var model) ? model : null;
-        _device = devices.TryGet(_key.Device, out var device) ? device : null;
+        // A batcher activated away from the silo its key names (that silo left the cluster) serves nothing: its device
+        // is another silo's.
+        _device = _key.Silo == SiloNames.ForKey(silo.Name) && devices.TryGet(_key.Device, out var device) ? device : null;
+        _load = load.Register(this.GetPrimaryKeyString());
         if (_model is not null)
         {
             _queue = new LeveledQueue<Queued>(_model.Options.PriorityLevels, static q => q.Rows, static q => q.EnqueuedAt);
@@ -72,6 +77,7 @@ internal sealed partial class BatcherGrain(
     {
         _wake?.Dispose();
         _deactivating = true;
+        load.Unregister(this.GetPrimaryKeyString(), _load!);
         // Nothing accepted may be lost: whatever is still queued or generating ends with an error the client can act on.
         if (_queue.Count > 0 || _sequences.Count > 0)
         {
@@ -248,6 +254,7 @@ internal sealed partial class BatcherGrain(
         if (_instance is OnnxDecoderModel decoder)
         {
             AdmitSequences(decoder);
+            Volatile.Write(ref _load!.Rows, _queue.Rows);
             ArmTimer(now);
             return;
         }
@@ -277,6 +284,7 @@ internal sealed partial class BatcherGrain(
             }
         }
 
+        Volatile.Write(ref _load!.Rows, _queue.Rows);
         ArmTimer(now);
     }
 

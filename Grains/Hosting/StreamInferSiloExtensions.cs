@@ -33,6 +33,10 @@ public static class StreamInferSiloExtensions
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ModelLoader>();
         services.AddHostedService<StreamInfer.Grains.Models.Versions.RepositoryWatch>();
         services.AddPlacementDirector<SiloKeyPlacement, SiloKeyPlacementDirector>();
+        services.AddOptions<PlacementOptions>().Bind(configuration.GetSection(PlacementOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<PlacementOptions>, PlacementOptionsValidator>();
+        services.AddSingleton<ClusterLoad>();
+        services.AddHostedService(sp => sp.GetRequiredService<ClusterLoad>());
         services.AddSingleton<DeviceRegistry>();
 
         var streams = configuration.GetSection(DeliveryStreamOptions.Section).Get<DeliveryStreamOptions>() ?? new DeliveryStreamOptions();

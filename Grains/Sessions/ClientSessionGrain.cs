@@ -20,7 +20,7 @@ namespace StreamInfer.Grains.Sessions;
 internal sealed partial class ClientSessionGrain(
     IOptions<ClientSessionOptions> options,
     ModelCatalog catalog,
-    ILocalSiloDetails silo,
+    ClusterLoad load,
     IActivitySignal activity,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<ClientSessionGrain> logger) : Grain, IClientSessionGrain
@@ -28,7 +28,6 @@ internal sealed partial class ClientSessionGrain(
     private readonly ClientSessionOptions _options = options.Value;
     private readonly TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
     private readonly Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
-    private readonly string _silo = SiloNames.ForKey(silo.Name);
     private bool _closed;
 
     private string ClientId => this.GetPrimaryKeyString();
@@ -78,7 +77,8 @@ internal sealed partial class ClientSessionGrain(
         var timeout = request.Timeout is { } asked && asked > TimeSpan.Zero ? asked : model.Options.DefaultTimeout ?? _options.DefaultTimeout;
         timeout = timeout < _options.MaxTimeout ? timeout : _options.MaxTimeout;
         var deadline = now + timeout;
-        var batcherKey = new BatcherKey(request.Model, _silo, device).ToString();
+        var target = load.Choose(request.Model, device, model.Options.MaxBatchSize);
+        var batcherKey = target.ToString();
         _backlog.TryAdd(request.RequestId, new Pending(batcherKey, deadline), out var warn);
         var warning = warn ? new BacklogWarning(_backlog.Count, _backlog.Capacity) : null;
 
@@ -102,7 +102,7 @@ internal sealed partial class ClientSessionGrain(
             return new Admission(refusal, warning);
         }
 
-        return new Admission(null, warning, timeout);
+        return new Admission(null, warning, timeout, target.Silo);
     }
 
     public async Task<InferError?> CancelAsync(string requestId)

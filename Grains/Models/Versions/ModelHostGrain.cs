@@ -7,7 +7,7 @@ namespace StreamInfer.Grains.Models.Versions;
 /// <summary>A silo's side of rollouts: placed on the silo its key names, it drives that silo's <see cref="ModelCatalog"/>.</summary>
 [Reentrant]
 [SiloKeyPlacement]
-internal sealed class ModelHostGrain(ModelCatalog catalog, ILocalSiloDetails silo) : Grain, IModelHostGrain
+internal sealed class ModelHostGrain(ModelCatalog catalog, ClusterLoad load, ILocalSiloDetails silo) : Grain, IModelHostGrain
 {
     /// <summary>The key of the host grain of the silo named <paramref name="siloName"/>.</summary>
     public static string KeyFor(string siloName) => $"models/{SiloNames.ForKey(siloName)}/host";
@@ -64,6 +64,8 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ILocalSiloDetails sil
     public Task<ImmutableArray<ModelLoadError>> AddModelAsync(string model) => catalog.AddAsync(model);
 
     public Task<bool> RemoveModelAsync(string model) => Task.FromResult(catalog.Remove(model));
+
+    public Task<ImmutableArray<BatcherLoad>> GetLoadAsync() => Task.FromResult(OnItsSilo(out _) ? load.LocalLoads() : []);
 
     /// <summary>Whether this activation runs on the silo its key names (it does unless that silo has left).</summary>
     private bool OnItsSilo(out string why)

@@ -1,0 +1,166 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Models.Versions;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Grains.Placement;
+
+/// <summary>
+/// This silo's view of the batchers' queue depths across the cluster, for sessions to choose a batcher: their own
+/// silo's unless it is backed up, else the shortest queue elsewhere (<see cref="PlacementOptions.SpillBatches"/>).
+/// Local depths are read live (each batcher writes its own cell); other silos' are polled from their
+/// <see cref="IModelHostGrain"/> every <see cref="PlacementOptions.LoadRefreshInterval"/>, so a silo that joins adds its
+/// batchers to the choice within one interval and one that leaves drops out of it, with no restart and no hot grain on
+/// the request path.
+/// </summary>
+internal sealed partial class ClusterLoad(
+    IGrainFactory grains,
+    IClusterMembershipService membership,
+    ILocalSiloDetails silo,
+    ModelCatalog catalog,
+    IOptions<PlacementOptions> options,
+    ILogger<ClusterLoad> logger) : BackgroundService
+{
+    private readonly PlacementOptions _options = options.Value;
+    private readonly ConcurrentDictionary<string, LoadCell> _local = new(StringComparer.Ordinal);
+    private readonly string _silo = SiloNames.ForKey(silo.Name);
+    private volatile ImmutableDictionary<string, ImmutableArray<RemoteBatcher>> _remote = ImmutableDictionary<string, ImmutableArray<RemoteBatcher>>.Empty;
+
+    /// <summary>The cell a batcher of this silo writes its queue depth to while it is active.</summary>
+    public LoadCell Register(string batcherKey) => _local.GetOrAdd(batcherKey, static _ => new LoadCell());
+
+    public void Unregister(string batcherKey, LoadCell cell) => _local.TryRemove(KeyValuePair.Create(batcherKey, cell));
+
+    /// <summary>Each ready model's batchers on this silo's devices and their queue depth (0 for one not yet active).</summary>
+    public ImmutableArray<BatcherLoad> LocalLoads()
+    {
+        var loads = ImmutableArray.CreateBuilder<BatcherLoad>();
+        foreach (var name in catalog.Names)
+        {
+            if (catalog.TryGet(name, out var entry) && entry.State == ModelState.Ready)
+            {
+                foreach (var device in entry.Instances.Keys)
+                {
+                    loads.Add(new BatcherLoad(name, device, (int)Math.Min(int.MaxValue, LocalRows(new BatcherKey(name, _silo, device)))));
+                }
+            }
+        }
+
+        return loads.ToImmutable();
+    }
+
+    /// <summary>
+    /// The batcher for a request of <paramref name="model"/>: this silo's on <paramref name="device"/>, unless its queue
+    /// holds more than <see cref="PlacementOptions.SpillBatches"/> full batches and another silo's is a batch shorter.
+    /// </summary>
+    public BatcherKey Choose(string model, string device, int maxBatchSize)
+    {
+        var local = new BatcherKey(model, _silo, device);
+        if (_options.SpillBatches == 0)
+        {
+            return local;
+        }
+
+        var rows = LocalRows(local);
+        if (rows <= _options.SpillBatches * maxBatchSize || !_remote.TryGetValue(model, out var candidates))
+        {
+            return local;
+        }
+
+        RemoteBatcher? best = null;
+        foreach (var candidate in candidates)
+        {
+            if (best is null || candidate.Rows < best.Rows)
+            {
+                best = candidate;
+            }
+        }
+
+        if (best is null || best.Rows + maxBatchSize > rows)
+        {
+            return local;
+        }
+
+        // Count what is sent until the next refresh, so that a burst spreads over the other silos instead of piling
+        // onto whichever looked shortest.
+        Interlocked.Increment(ref best.Rows);
+        return new BatcherKey(model, best.Silo, best.Device);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(_options.LoadRefreshInterval);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await RefreshAsync(stoppingToken);
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
+            {
+                LogRefreshFailed(logger, ex);
+            }
+        }
+    }
+
+    private long LocalRows(BatcherKey key) => _local.TryGetValue(key.ToString(), out var cell) ? Volatile.Read(ref cell.Rows) : 0;
+
+    private async Task RefreshAsync(CancellationToken cancellationToken)
+    {
+        var others = membership.CurrentSnapshot.Members.Values
+            .Where(m => m.Status == SiloStatus.Active && !m.SiloAddress.Equals(silo.SiloAddress))
+            .ToList();
+        if (others.Count == 0)
+        {
+            _remote = ImmutableDictionary<string, ImmutableArray<RemoteBatcher>>.Empty;
+            return;
+        }
+
+        var reports = await Task.WhenAll(others.Select(async m =>
+        {
+            var name = SiloNames.ForKey(m.Name);
+            try
+            {
+                var loads = await grains.GetGrain<IModelHostGrain>(ModelHostGrain.KeyFor(m.Name)).GetLoadAsync()
+                    .WaitAsync(_options.LoadRefreshInterval * 4, cancellationToken);
+                return (Silo: name, Loads: loads);
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                // A silo that does not answer is left out until it does (it may be dying).
+                LogSiloUnreadable(logger, name, ex.Message);
+                return (Silo: name, Loads: ImmutableArray<BatcherLoad>.Empty);
+            }
+        }));
+
+        _remote = reports
+            .SelectMany(r => r.Loads.Select(l => (l.Model, Batcher: new RemoteBatcher(r.Silo, l.Device) { Rows = l.QueuedRows })))
+            .GroupBy(x => x.Model, StringComparer.Ordinal)
+            .ToImmutableDictionary(g => g.Key, g => g.Select(x => x.Batcher).ToImmutableArray(), StringComparer.Ordinal);
+    }
+
+    /// <summary>One local batcher's queue depth in rows, written by the batcher only.</summary>
+    internal sealed class LoadCell
+    {
+        public long Rows;
+    }
+
+    private sealed class RemoteBatcher(string silo, string device)
+    {
+        public string Silo { get; } = silo;
+
+        public string Device { get; } = device;
+
+        public long Rows;
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Reading the other silos' batcher loads failed")]
+    private static partial void LogRefreshFailed(ILogger logger, Exception ex);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Silo {Silo} did not report its batcher loads: {Reason}")]
+    private static partial void LogSiloUnreadable(ILogger logger, string silo, string reason);
+}
