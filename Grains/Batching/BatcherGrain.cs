@@ -32,6 +32,10 @@ internal sealed partial class BatcherGrain(
 {
     private const int RecentBatchWindow = 64;
 
+    // Publishing retries at 0.1, 0.2, 0.4, 0.8 and 1.6 s: 3.1 s in all, beyond the 2-3 s a silo's death takes to declare.
+    private const int PublishAttempts = 6;
+    private static readonly TimeSpan PublishRetryFirst = TimeSpan.FromMilliseconds(100);
+
     private LeveledQueue<Queued> _queue = new(1, static q => q.Rows, static q => q.EnqueuedAt);
     private readonly Dictionary<(string Client, string Id), Queued> _byId = [];
     private readonly Dictionary<string, IAsyncStream<DeliveryBatch>> _streams = new(StringComparer.Ordinal);
@@ -48,6 +52,10 @@ internal sealed partial class BatcherGrain(
     // scan the whole queue.
     private DateTimeOffset _earliestDeadline = DateTimeOffset.MaxValue;
     private int _running;
+
+    // Batches dispatched whose results are not yet published; deactivation waits for them (_drained).
+    private int _finishing;
+    private TaskCompletionSource? _drained;
     private long _batchesRun;
     private long _itemsRun;
     private double _recentBatchMs;
@@ -73,12 +81,31 @@ internal sealed partial class BatcherGrain(
         return Task.CompletedTask;
     }
 
-    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
     {
         _wake?.Dispose();
         _deactivating = true;
         load.Unregister(this.GetPrimaryKeyString(), _load!);
-        // Nothing accepted may be lost: whatever is still queued or generating ends with an error the client can act on.
+        // Nothing accepted may be lost: whatever is still queued or generating ends with an error the client can act on,
+        // and batches already on the device finish and publish their results before the activation goes (its silo
+        // may be shutting down: a silo leaving the cluster drains its batchers).
+        await EndUnstartedAsync(reason);
+        if (_finishing > 0)
+        {
+            _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            try
+            {
+                await _drained.Task.WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                LogDrainCut(logger, _key.Model, _finishing);
+            }
+        }
+    }
+
+    private Task EndUnstartedAsync(DeactivationReason reason)
+    {
         if (_queue.Count > 0 || _sequences.Count > 0)
         {
             var error = new InferError(ErrorCode.ModelUnavailable, $"the batcher of model '{_key.Model}' shut down ({reason.ReasonCode}).");
@@ -117,6 +144,13 @@ internal sealed partial class BatcherGrain(
 
         if (_model is null || _device is null || _instance is null)
         {
+            if (_key.Silo != SiloNames.ForKey(silo.Name))
+            {
+                // Placed away from the silo its key names (gone, or not yet seen by the silo that placed it): go once
+                // idle, so that the next request places it afresh.
+                DeactivateOnIdle();
+            }
+
             var why = _model?.State == ModelState.Loading ? "is still loading" : $"is not served on device '{_key.Device}' of silo '{_key.Silo}'";
             return Task.FromResult<InferError?>(new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' {why}."));
         }
@@ -366,6 +400,22 @@ internal sealed partial class BatcherGrain(
 
     private async Task RunBatchAsync(List<Queued> batch)
     {
+        _finishing++;
+        try
+        {
+            await RunAndPublishAsync(batch);
+        }
+        finally
+        {
+            if (--_finishing == 0)
+            {
+                _drained?.TrySetResult();
+            }
+        }
+    }
+
+    private async Task RunAndPublishAsync(List<Queued> batch)
+    {
         var requests = new InferRequest[batch.Count];
         var rows = 0;
         for (var i = 0; i < batch.Count; i++)
@@ -462,21 +512,37 @@ internal sealed partial class BatcherGrain(
 
     private async Task PublishAsync(string replyTo, ImmutableArray<Delivery> items)
     {
-        try
+        if (!_streams.TryGetValue(replyTo, out var stream))
         {
-            if (!_streams.TryGetValue(replyTo, out var stream))
+            stream = this.GetStreamProvider(DeliveryStreams.ProviderName)
+                .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, replyTo));
+            _streams[replyTo] = stream;
+        }
+
+        // A stream queue whose silo just died refuses until membership declares the death and the queue moves (about
+        // ProbeTimeout x MissedProbesLimit): retrying for a few seconds delivers what would otherwise be lost.
+        var delay = PublishRetryFirst;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
             {
-                stream = this.GetStreamProvider(DeliveryStreams.ProviderName)
-                    .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, replyTo));
-                _streams[replyTo] = stream;
+                await stream.OnNextAsync(new DeliveryBatch(items));
+                return;
+            }
+            catch (Exception ex) when (attempt < PublishAttempts && !_deactivating)
+            {
+                LogPublishRetry(logger, replyTo, attempt, ex.Message);
+            }
+            catch (Exception ex)
+            {
+                // The frontend's own deadline watchdog ends these requests for its clients.
+                LogPublishFailed(logger, ex, replyTo, items.Length);
+                return;
             }
 
-            await stream.OnNextAsync(new DeliveryBatch(items));
-        }
-        catch (Exception ex)
-        {
-            // The frontend's own deadline watchdog ends these requests for its clients.
-            LogPublishFailed(logger, ex, replyTo, items.Length);
+            // Real time, not the injected clock: under a test's virtual clock the retry must still happen.
+            await Task.Delay(delay);
+            delay *= 2;
         }
     }
 
@@ -540,6 +606,12 @@ internal sealed partial class BatcherGrain(
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model} failed on a batch of {Count}")]
     private static partial void LogBatchFailed(ILogger logger, Exception ex, string model, int count);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The batcher of model {Model} deactivated with {Count} batches still running: their requests end at their frontends' watchdogs")]
+    private static partial void LogDrainCut(ILogger logger, string model, int count);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Publishing to frontend {Frontend} failed (attempt {Attempt}): {Reason}; retrying")]
+    private static partial void LogPublishRetry(ILogger logger, string frontend, int attempt, string reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing {Count} deliveries to frontend {Frontend} failed")]
     private static partial void LogPublishFailed(ILogger logger, Exception ex, string frontend, int count);

@@ -26,6 +26,9 @@ internal sealed partial class ClusterLoad(
     ILogger<ClusterLoad> logger) : BackgroundService
 {
     private readonly PlacementOptions _options = options.Value;
+
+    // A silo that takes longer than this to report is left out of this round (it may be dying, or very busy).
+    private TimeSpan ReadTimeout => TimeSpan.FromTicks(Math.Max(_options.LoadRefreshInterval.Ticks * 4, TimeSpan.FromSeconds(2).Ticks));
     private readonly ConcurrentDictionary<string, LoadCell> _local = new(StringComparer.Ordinal);
     private readonly string _silo = SiloNames.ForKey(silo.Name);
     private volatile ImmutableDictionary<string, ImmutableArray<RemoteBatcher>> _remote = ImmutableDictionary<string, ImmutableArray<RemoteBatcher>>.Empty;
@@ -107,6 +110,9 @@ internal sealed partial class ClusterLoad(
         }
     }
 
+    /// <summary>The other silos' batchers of <paramref name="model"/> known from the last refresh.</summary>
+    public int KnownElsewhere(string model) => _remote.TryGetValue(model, out var batchers) ? batchers.Length : 0;
+
     private long LocalRows(BatcherKey key) => _local.TryGetValue(key.ToString(), out var cell) ? Volatile.Read(ref cell.Rows) : 0;
 
     private async Task RefreshAsync(CancellationToken cancellationToken)
@@ -126,7 +132,7 @@ internal sealed partial class ClusterLoad(
             try
             {
                 var loads = await grains.GetGrain<IModelHostGrain>(ModelHostGrain.KeyFor(m.Name)).GetLoadAsync()
-                    .WaitAsync(_options.LoadRefreshInterval * 4, cancellationToken);
+                    .WaitAsync(ReadTimeout, cancellationToken);
                 return (Silo: name, Loads: loads);
             }
             catch (Exception ex) when (!cancellationToken.IsCancellationRequested)

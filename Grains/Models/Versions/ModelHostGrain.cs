@@ -67,10 +67,19 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ClusterLoad load, ILo
 
     public Task<ImmutableArray<BatcherLoad>> GetLoadAsync() => Task.FromResult(OnItsSilo(out _) ? load.LocalLoads() : []);
 
-    /// <summary>Whether this activation runs on the silo its key names (it does unless that silo has left).</summary>
+    /// <summary>
+    /// Whether this activation runs on the silo its key names. It does unless that silo has left, or had not yet
+    /// joined in the view of the silo that placed it: then it goes once idle, so the next call places it afresh.
+    /// </summary>
     private bool OnItsSilo(out string why)
     {
         why = $"silo '{this.GetPrimaryKeyString().Split('/')[1]}' is not in the cluster.";
-        return this.GetPrimaryKeyString() == KeyFor(silo.Name);
+        if (this.GetPrimaryKeyString() == KeyFor(silo.Name))
+        {
+            return true;
+        }
+
+        DeactivateOnIdle();
+        return false;
     }
 }
