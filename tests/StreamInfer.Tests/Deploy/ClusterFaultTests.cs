@@ -50,6 +50,38 @@ public sealed class ClusterFaultTests
         Assert.True(rejoined.Ok > 0 && rejoined.Errors == 0, summary);
     }
 
+    [Fact]
+    public async Task Cluster_FrontendKilledThenRedisDown_ClientsMoveToTheOtherFrontendAndServingNeverStops()
+    {
+        await using var cluster = await ClusterProcess.StartAsync(2, 2, SlowEcho);
+        await using var load = await Load.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 8);
+        var before = await load.CountOverAsync(TimeSpan.FromSeconds(2));
+
+        // A frontend dies: its clients reconnect to the other one and go on.
+        cluster.Kill("frontend-2");
+        var killedAt = load.Elapsed;
+        await Eventually.UntilAsync(() => Task.FromResult(load.ClientsServedSince(killedAt)), n => n == 16, TimeSpan.FromSeconds(30), "every client is served again after frontend-2 died");
+
+        // Redis goes away for a few seconds: the running cluster keeps serving from what it holds.
+        cluster.Kill("redis");
+        var outage = await load.CountOverAsync(TimeSpan.FromSeconds(3));
+        var (code, output) = await cluster.RestartRedisAsync();
+        Assert.True(code == 0, output);
+
+        // Membership works again once it is back: a new silo joins.
+        (code, output) = await cluster.RestartSiloAsync(3);
+        Assert.True(code == 0, output);
+        await Eventually.UntilAsync(() => cluster.ActiveSilosAsync(1), n => n == 3, TimeSpan.FromSeconds(60), "silo-3 joins through the restarted Redis");
+        var after = await load.CountOverAsync(TimeSpan.FromSeconds(2));
+        var outcomes = await load.StopAsync(TimeSpan.FromMilliseconds(TimeoutMs + 8_000));
+
+        var summary = $"logs in {cluster.RunDir}; before {before.Ok}/{before.Errors}, Redis down {outage.Ok}/{outage.Errors}, after {after.Ok}/{after.Errors}; outcomes: {string.Join(", ", outcomes.GroupBy(o => o.Code).Select(g => $"{g.Key} x{g.Count()}"))}";
+        Assert.True(outcomes.All(o => o.Ended), "a request never ended: " + summary);
+        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "disconnected", "model_unavailable", "internal" }));
+        Assert.True(outage.Ok > 0 && outage.Errors == 0, summary);
+        Assert.True(after.Ok > 0 && after.Errors == 0, summary);
+    }
+
     /// <summary>Closed-loop WebSocket clients, one request in flight each; on a dropped connection a client reconnects to the next frontend.</summary>
     private sealed class Load : IAsyncDisposable
     {
@@ -58,6 +90,7 @@ public sealed class ClusterFaultTests
         private readonly ConcurrentQueue<Outcome> _outcomes = new();
         private readonly CancellationTokenSource _stop = new();
         private readonly List<Task> _clients = [];
+        private readonly ConcurrentDictionary<string, TimeSpan> _lastOk = new();
 
         private Load(Uri[] frontends) => _frontends = frontends;
 
@@ -71,12 +104,16 @@ public sealed class ClusterFaultTests
                 for (var c = 0; c < clientsPerFrontend; c++)
                 {
                     var client = await WsTestClient.ConnectAsync(frontends[f]);
-                    load._clients.Add(Task.Run(() => load.RunAsync(client, f, $"c{f}-{c}")));
+                    var (frontend, name) = (f, $"c{f}-{c}");
+                    load._clients.Add(Task.Run(() => load.RunAsync(client, frontend, name)));
                 }
             }
 
             return load;
         }
+
+        /// <summary>How many clients had a result since <paramref name="since"/>.</summary>
+        public int ClientsServedSince(TimeSpan since) => _lastOk.Values.Count(t => t > since);
 
         /// <summary>Requests that ended in the next <paramref name="window"/>, by outcome.</summary>
         public async Task<(int Ok, int Errors)> CountOverAsync(TimeSpan window)
@@ -136,6 +173,11 @@ public sealed class ClusterFaultTests
                             if (frame.TryGetProperty("id", out var got) && got.GetString() == id && type is "result" or "error")
                             {
                                 outcome.End(type == "result" ? "result" : frame.GetProperty("code").GetString()!, _clock.Elapsed);
+                                if (type == "result")
+                                {
+                                    _lastOk[name] = _clock.Elapsed;
+                                }
+
                                 break;
                             }
                         }
