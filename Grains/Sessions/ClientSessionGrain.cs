@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Orleans.Concurrency;
+using Orleans.Placement;
 using StreamInfer.Grains.Clocks;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models;
@@ -16,7 +17,13 @@ namespace StreamInfer.Grains.Sessions;
 /// their batcher; every check-and-update of the bucket and backlog happens before the first await, so interleaving
 /// never sees a half-made decision.
 /// </summary>
+/// <remarks>
+/// Placed at random over the silos: Orleans' default (resource-optimised) placement put all 48 sessions of a
+/// benchmark's frontend on the silo whose gateway the frontend used, so that one silo's batcher did most of the work
+/// and the others only what spilled (bench/scale-out.sh, 2026-11-30). Sessions use their own silo's batcher first.
+/// </remarks>
 [Reentrant]
+[RandomPlacement]
 internal sealed partial class ClientSessionGrain(
     IOptions<ClientSessionOptions> options,
     ModelCatalog catalog,
