@@ -33,7 +33,18 @@ internal static class ModelAdminEndpoints
     /// <summary>The cluster's silos as membership has them now (name, address, status), and this frontend's id.</summary>
     private static async Task ClusterAsync(HttpContext context, ClusterWatch watch, FrontendIdentity identity)
     {
-        var silos = await watch.ReadAsync();
+        System.Collections.Immutable.ImmutableArray<SiloView> silos;
+        try
+        {
+            silos = await watch.ReadAsync();
+        }
+        catch (Exception ex)
+        {
+            // Membership lives in Redis: while it is unreachable (or no silo answers) say so, as a 503.
+            await PredictEndpoint.WriteErrorAsync(context, new InferError(ErrorCode.ModelUnavailable, $"the cluster's membership could not be read: {ex.GetType().Name}."));
+            return;
+        }
+
         await context.Response.WriteAsJsonAsync(new { Frontend = identity.Id, Active = silos.Count(s => s.Status == nameof(SiloStatus.Active)), Silos = silos }, Json);
     }
 

@@ -14,10 +14,13 @@ public sealed class ClusterFaultTests
     private const int TimeoutMs = 10_000;
 
     // The echo model's simulated device: 20 ms per batch of up to 8, so a silo holds requests long enough to lose some.
+    // The frontends give up on an answer half a second past its deadline (default 5 s): results a dead silo's stream
+    // queue held unread are lost with it (memory streams have no replay), and those requests must still end in time.
     private static readonly Dictionary<string, string> SlowEcho = new()
     {
         ["StreamInfer__Models__echo__FixedDelay"] = "00:00:00.020",
         ["StreamInfer__Models__echo__MaxBatchSize"] = "8",
+        ["StreamInfer__Frontend__WatchdogGrace"] = "00:00:00.500",
     };
 
     [Fact]
@@ -41,9 +44,12 @@ public sealed class ClusterFaultTests
 
         var summary = $"logs in {cluster.RunDir}; before {before.Ok} ok/{before.Errors} err, after {after.Ok}/{after.Errors}, rejoined {rejoined.Ok}/{rejoined.Errors}; dead declared after {declaredAfter.TotalSeconds:F1} s; errors: {string.Join(", ", outcomes.Where(o => o.Code != "result").GroupBy(o => o.Code).Select(g => $"{g.Key} x{g.Count()}"))}";
         Assert.True(outcomes.All(o => o.Ended), "a request never ended: " + summary);
-        // No request waits past its deadline: those the dead silo held end once membership says so.
+        // No request waits past its deadline (and the frontend's half-second grace): those the dead silo held end once
+        // membership says so, with model_unavailable (or internal, for admissions that failed before it did).
         Assert.True(outcomes.Max(o => o.Took) < TimeSpan.FromMilliseconds(TimeoutMs + 1_500), $"slowest took {outcomes.Max(o => o.Took)}; {summary}");
-        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "model_unavailable", "internal" }));
+        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "model_unavailable", "internal", "deadline_exceeded" }));
+        // deadline_exceeded only for results lost in the dead silo's stream queue: at most a batch or two.
+        Assert.True(outcomes.Count(o => o.Code == "deadline_exceeded") <= 16, summary);
         Assert.True(before.Ok > 100, summary);
         // Throughput recovers on the two silos left (each was a third of the device capacity), then with silo-2 back.
         Assert.True(after.Ok > before.Ok / 3, summary);
@@ -77,7 +83,10 @@ public sealed class ClusterFaultTests
 
         var summary = $"logs in {cluster.RunDir}; before {before.Ok}/{before.Errors}, Redis down {outage.Ok}/{outage.Errors}, after {after.Ok}/{after.Errors}; outcomes: {string.Join(", ", outcomes.GroupBy(o => o.Code).Select(g => $"{g.Key} x{g.Count()}"))}";
         Assert.True(outcomes.All(o => o.Ended), "a request never ended: " + summary);
-        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "disconnected", "model_unavailable", "internal" }));
+        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "disconnected", "model_unavailable", "internal", "deadline_exceeded" }));
+        // deadline_exceeded only for a result lost while the stream queues move to the joining silo (memory streams
+        // hand a queue over without replay): at most a batch.
+        Assert.True(outcomes.Count(o => o.Code == "deadline_exceeded") <= 8, summary);
         Assert.True(outage.Ok > 0 && outage.Errors == 0, summary);
         Assert.True(after.Ok > 0 && after.Errors == 0, summary);
     }
