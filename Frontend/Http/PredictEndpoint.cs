@@ -145,7 +145,7 @@ internal static partial class PredictEndpoint
             LogSubmitFailed(loggers.CreateLogger(typeof(PredictEndpoint)), ex, clientId);
             // The session may have admitted it before the failure reached us: release it there too.
             _ = CancelQuietlyAsync(session, requestId, loggers);
-            return new HttpOutcome(requestId, null, new InferError(ErrorCode.Internal, "the request could not be admitted; try again."), false);
+            return new HttpOutcome(requestId, null, AdmissionFailure.From(ex), false);
         }
 
         if (admission.Error is { } refused)

@@ -332,7 +332,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         catch (Exception ex)
         {
             LogSubmitFailed(_logger, ex, ClientId, id);
-            if (TryEnd(id, pending, FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the request could not be admitted; try again."))))
+            if (TryEnd(id, pending, FrameWriter.Error(id, AdmissionFailure.From(ex))))
             {
                 // The session may have admitted it before the failure reached us: release it there too.
                 _ = CancelQuietlyAsync(pending);
