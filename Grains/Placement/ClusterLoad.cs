@@ -68,8 +68,14 @@ internal sealed partial class ClusterLoad(
             return local;
         }
 
+        // Other silos first: with none (one silo, the embedded default) the local depth is not worth a key lookup.
+        if (!_remote.TryGetValue(model, out var candidates))
+        {
+            return local;
+        }
+
         var rows = LocalRows(local);
-        if (rows <= _options.SpillBatches * maxBatchSize || !_remote.TryGetValue(model, out var candidates))
+        if (rows <= _options.SpillBatches * maxBatchSize)
         {
             return local;
         }
