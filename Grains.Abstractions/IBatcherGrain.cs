@@ -28,6 +28,16 @@ public interface IBatcherGrain : IGrainWithStringKey
     [Alias("Cancel"), AlwaysInterleave]
     Task CancelAsync(string clientId, ImmutableArray<string> requestIds);
 
+    /// <summary>
+    /// Takes this batcher out of service because its silo is shutting down: queued requests end at once with
+    /// <see cref="ErrorCode.ModelUnavailable"/> (their clients may retry: the other silos serve), later enqueues are
+    /// refused the same way, and batches and sequences already running finish and are delivered. What still runs after
+    /// <paramref name="timeout"/> ends with <see cref="ErrorCode.ModelUnavailable"/>. Completes when everything it held
+    /// has been delivered (or its delivery has failed). Calling it again waits again.
+    /// </summary>
+    [Alias("Drain")]
+    Task DrainAsync(TimeSpan timeout);
+
     /// <summary>Queue depth, batches in flight and recent batch sizes.</summary>
     [Alias("GetStatus"), AlwaysInterleave]
     Task<BatcherStatus> GetStatusAsync();

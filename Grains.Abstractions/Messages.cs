@@ -79,10 +79,13 @@ public sealed record NamedTensor(
 /// <param name="Inputs">Named input tensors (tensor and echo models).</param>
 /// <param name="Prompt">Prompt text (decoder models).</param>
 /// <param name="Timeout">How long the client is willing to wait, from admission; null for the configured default.</param>
-/// <param name="ReplyTo">The id of the frontend that holds the client's connection: results are published to its stream.</param>
+/// <param name="ReplyTo">The id of the frontend that holds the client's connection: deliveries are grouped by it and, when
+/// <paramref name="ReplyObserver"/> is null, published to the delivery stream keyed by it.</param>
 /// <param name="Priority">The request's priority level, 0 (lowest) up to the model's <c>priority_levels</c> - 1; higher
 /// levels are batched first. Null for the model's default.</param>
 /// <param name="Generation">How a decoder model generates from <paramref name="Prompt"/>; null for the defaults.</param>
+/// <param name="ReplyObserver">The frontend's delivery observer: when given, deliveries are made by calling it (the
+/// default transport, D9); null, they go through the delivery stream named by <paramref name="ReplyTo"/>.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.InferRequest")]
 public sealed record InferRequest(
     [property: Id(0)] string RequestId,
@@ -92,7 +95,8 @@ public sealed record InferRequest(
     [property: Id(4)] TimeSpan? Timeout,
     [property: Id(5)] string ReplyTo,
     [property: Id(6)] int? Priority = null,
-    [property: Id(7)] GenerationOptions? Generation = null);
+    [property: Id(7)] GenerationOptions? Generation = null,
+    [property: Id(8)] IDeliveryObserver? ReplyObserver = null);
 
 /// <summary>
 /// How a decoder model generates text. Null members take the model's defaults: greedy unless a temperature above zero

@@ -137,7 +137,7 @@ internal static partial class PredictEndpoint
         Admission admission;
         try
         {
-            admission = await session.SubmitAsync(new InferRequest(requestId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation));
+            admission = await session.SubmitAsync(new InferRequest(requestId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer));
         }
         catch (Exception ex)
         {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Orleans.Streams;
+using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Frontend.Routing;
 
@@ -21,15 +22,18 @@ internal interface IDeliverySink
 }
 
 /// <summary>
-/// This frontend's end of the delivery stream: subscribes to the stream keyed by <see cref="FrontendIdentity"/> and
-/// hands each <see cref="DeliveryBatch"/>'s items to the connection (or HTTP request) they belong to. Also runs the
-/// watchdog that ends requests whose answer never came (a silo lost with them), so no client waits forever.
+/// This frontend's delivery endpoint: batchers call it as a grain observer (<see cref="IDeliveryObserver"/>, named in
+/// every request through <see cref="FrontendIdentity.Observer"/>), or, with <see cref="DeliveryTransport.Stream"/>, it
+/// subscribes to the delivery stream keyed by <see cref="FrontendIdentity.Id"/>. Either way it hands each
+/// <see cref="DeliveryBatch"/>'s items to the connection (or HTTP request) they belong to. Also runs the watchdog that
+/// ends requests whose answer never came (a silo lost with them), so no client waits forever.
 /// </summary>
 internal sealed partial class DeliveryRouter(
     IClusterClient client,
     FrontendIdentity identity,
+    IConfiguration configuration,
     TimeProvider time,
-    ILogger<DeliveryRouter> logger) : IHostedService, IAsyncObserver<DeliveryBatch>, IDisposable
+    ILogger<DeliveryRouter> logger) : IHostedService, IAsyncObserver<DeliveryBatch>, IDeliveryObserver, IDisposable
 {
     private static readonly TimeSpan WatchdogPeriod = TimeSpan.FromSeconds(1);
 
@@ -43,16 +47,31 @@ internal sealed partial class DeliveryRouter(
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var stream = client.GetStreamProvider(DeliveryStreams.ProviderName)
-            .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, identity.Id));
-        _subscription = await stream.SubscribeAsync(this);
+        var transport = configuration.GetSection(DeliveryStreamOptions.Section).GetValue(nameof(DeliveryStreamOptions.Transport), DeliveryTransport.Observer);
+        if (transport == DeliveryTransport.Observer)
+        {
+            // This singleton holds the object strongly; Orleans keeps only a weak reference to it.
+            identity.Observer = client.CreateObjectReference<IDeliveryObserver>(this);
+        }
+        else
+        {
+            var stream = client.GetStreamProvider(DeliveryStreams.ProviderName)
+                .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, identity.Id));
+            _subscription = await stream.SubscribeAsync(this);
+        }
+
         _watchdog = time.CreateTimer(_ => Sweep(), null, WatchdogPeriod, WatchdogPeriod);
-        LogSubscribed(logger, identity.Id);
+        LogReady(logger, identity.Id, transport);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         _watchdog?.Dispose();
+        if (identity.Observer is { } observer)
+        {
+            client.DeleteObjectReference<IDeliveryObserver>(observer);
+        }
+
         if (_subscription is not null)
         {
             try
@@ -143,7 +162,13 @@ internal sealed partial class DeliveryRouter(
                 }
                 else if (delivery.Token is { } generated && _waiters.TryGetValue((delivery.ClientId, delivery.RequestId), out var streaming))
                 {
-                    streaming.Tokens?.Invoke(generated);
+                    // A token at an index already handed on is a retried delivery's duplicate (D9).
+                    if (generated.Index >= streaming.NextIndex)
+                    {
+                        streaming.NextIndex = generated.Index + 1;
+                        streaming.Tokens?.Invoke(generated);
+                    }
+
                     if (delivery.IsEnd && _waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
                     {
                         waiter.End.TrySetResult(delivery);
@@ -164,6 +189,9 @@ internal sealed partial class DeliveryRouter(
 
         return Task.CompletedTask;
     }
+
+    /// <summary>A batcher's call (the observer transport): the same hand-over as a stream event.</summary>
+    public Task DeliverAsync(DeliveryBatch batch) => OnNextAsync(batch);
 
     public Task OnCompletedAsync() => Task.CompletedTask;
 
@@ -193,8 +221,8 @@ internal sealed partial class DeliveryRouter(
     [LoggerMessage(Level = LogLevel.Debug, Message = "Releasing request {RequestId} of client {ClientId} at its session failed")]
     private static partial void LogReleaseFailed(ILogger logger, Exception ex, string clientId, string requestId);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Frontend {FrontendId} subscribed to its delivery stream")]
-    private static partial void LogSubscribed(ILogger logger, string frontendId);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Frontend {FrontendId} receives deliveries through {Transport}")]
+    private static partial void LogReady(ILogger logger, string frontendId, DeliveryTransport transport);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Unsubscribing from the delivery stream failed")]
     private static partial void LogUnsubscribeFailed(ILogger logger, Exception ex);
@@ -210,12 +238,19 @@ internal sealed class HttpWaiter(Action<GeneratedToken>? tokens)
 
     public Action<GeneratedToken>? Tokens { get; } = tokens;
 
+    /// <summary>The index of the next token to hand on; one request's deliveries come from one batcher, in order.</summary>
+    public int NextIndex { get; set; }
+
     /// <summary>The silo whose batcher holds the request, once admitted (null while its admission is in flight).</summary>
     public volatile string? Silo;
 }
 
-/// <summary>This frontend's identity: the key of its delivery stream, named in every request's ReplyTo.</summary>
+/// <summary>This frontend's identity: named in every request's ReplyTo (and ReplyObserver).</summary>
 internal sealed class FrontendIdentity
 {
+    /// <summary>The frontend's id: groups deliveries, and keys its delivery stream.</summary>
     public string Id { get; } = $"fe-{Guid.NewGuid():N}";
+
+    /// <summary>The frontend's delivery observer, set at start with the observer transport; null with streams.</summary>
+    public IDeliveryObserver? Observer { get; set; }
 }

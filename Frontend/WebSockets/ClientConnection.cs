@@ -26,7 +26,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private readonly DeliveryRouter _router;
     private readonly FrontendOptions _options;
     private readonly ClientSessionOptions _sessionOptions;
-    private readonly string _replyTo;
+    private readonly FrontendIdentity _identity;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly Channel<byte[]> _outbox;
@@ -54,7 +54,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         _router = router;
         _options = options;
         _sessionOptions = sessionOptions;
-        _replyTo = identity.Id;
+        _identity = identity;
         _time = time;
         _logger = logger;
         _outbox = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(options.SendQueueCapacity)
@@ -137,7 +137,8 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             lock (pending)
             {
                 // Under the request's lock: a token is never written after its request's end.
-                if (_pending.TryGetValue(id, out var current) && current == pending)
+                // A token at an index already written is a retried delivery's duplicate (D9).
+                if (_pending.TryGetValue(id, out var current) && current == pending && token.Index >= pending.Tokens)
                 {
                     pending.Tokens++;
                     if (pending.Stream)
@@ -297,7 +298,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 }
 
                 await _submitGate.WaitAsync(cancellationToken);
-                _ = SubmitAsync(infer.Id, pending, new InferRequest(pending.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _replyTo, infer.Priority, infer.Generation));
+                _ = SubmitAsync(infer.Id, pending, new InferRequest(pending.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, _identity.Id, infer.Priority, infer.Generation, _identity.Observer));
                 break;
         }
     }

@@ -334,10 +334,11 @@ internal sealed partial class BatcherGrain
         foreach (var group in deliveries.GroupBy(d => d.Sequence.Queued.Item.Request.ReplyTo))
         {
             var replyTo = group.Key;
+            var observer = group.First().Sequence.Queued.Item.Request.ReplyObserver;
             ImmutableArray<Delivery> items = [.. group.Select(d => d.Delivery)];
             var previous = _publishing.GetValueOrDefault(replyTo) ?? Task.CompletedTask;
-            // Each destination's events are chained: concurrent publishes to one stream could overtake each other.
-            _publishing[replyTo] = previous.IsCompleted ? PublishAsync(replyTo, items) : PublishAfterAsync(previous, replyTo, items);
+            // Each destination's events are chained: concurrent calls (or publishes) to one frontend could overtake each other.
+            _publishing[replyTo] = previous.IsCompleted ? PublishAsync(replyTo, observer, items) : PublishAfterAsync(previous, replyTo, observer, items);
         }
 
         foreach (var group in ended.GroupBy(r => r.Queued.Item.ClientId))
@@ -349,10 +350,10 @@ internal sealed partial class BatcherGrain
     [LoggerMessage(Level = LogLevel.Error, Message = "The decoding loop of model {Model} failed; its running sequences were ended")]
     private static partial void LogStepLoopFailed(ILogger logger, Exception ex, string model);
 
-    private async Task PublishAfterAsync(Task previous, string replyTo, ImmutableArray<Delivery> items)
+    private async Task PublishAfterAsync(Task previous, string replyTo, IDeliveryObserver? observer, ImmutableArray<Delivery> items)
     {
         await previous;
-        await PublishAsync(replyTo, items);
+        await PublishAsync(replyTo, observer, items);
     }
 
     private Delivery ToDelivery(Running r, GeneratedToken? token, GenerationDone? done)

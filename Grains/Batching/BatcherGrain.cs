@@ -39,6 +39,12 @@ internal sealed partial class BatcherGrain(
     private static readonly TimeSpan PublishRetryMax = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan PublishRetryBudget = TimeSpan.FromSeconds(10);
 
+    // However long one attempt took (a call waits out its response timeout), a failed delivery is tried this many times.
+    private const int PublishMinAttempts = 4;
+
+    // Within one load refresh (250 ms by default) every silo has stopped choosing a draining one.
+    private const int DrainRetryAfterMs = 250;
+
     private LeveledQueue<Queued> _queue = new(1, static q => q.Rows, static q => q.EnqueuedAt);
     private readonly Dictionary<(string Client, string Id), Queued> _byId = [];
     private readonly Dictionary<string, IAsyncStream<DeliveryBatch>> _streams = new(StringComparer.Ordinal);
@@ -58,6 +64,7 @@ internal sealed partial class BatcherGrain(
 
     // Batches dispatched whose results are not yet published; deactivation waits for them (_drained).
     private int _finishing;
+    private bool _draining;
     private TaskCompletionSource? _drained;
     private long _batchesRun;
     private long _itemsRun;
@@ -92,7 +99,7 @@ internal sealed partial class BatcherGrain(
         // Nothing accepted may be lost: whatever is still queued or generating ends with an error the client can act on,
         // and batches already on the device finish and publish their results before the activation goes (its silo
         // may be shutting down: a silo leaving the cluster drains its batchers).
-        await EndUnstartedAsync(reason);
+        await EndUnstartedAsync($"the batcher of model '{_key.Model}' shut down ({reason.ReasonCode}).");
         if (_finishing > 0)
         {
             _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -107,21 +114,28 @@ internal sealed partial class BatcherGrain(
         }
     }
 
-    private Task EndUnstartedAsync(DeactivationReason reason)
+    /// <summary>
+    /// Ends what is queued, and unless <paramref name="queuedOnly"/> the sequences generating, with
+    /// <see cref="ErrorCode.ModelUnavailable"/> and <paramref name="why"/>.
+    /// </summary>
+    private Task EndUnstartedAsync(string why, bool queuedOnly = false)
     {
-        if (_queue.Count > 0 || _sequences.Count > 0)
+        if (_queue.Count > 0 || (!queuedOnly && _sequences.Count > 0))
         {
-            var error = new InferError(ErrorCode.ModelUnavailable, $"the batcher of model '{_key.Model}' shut down ({reason.ReasonCode}).");
+            var error = new InferError(ErrorCode.ModelUnavailable, why, queuedOnly ? DrainRetryAfterMs : null);
             var ended = _queue.RemoveAll(static _ => true);
             foreach (var q in ended)
             {
                 q.End();
             }
 
-            // Their caches (and versions) are not let go: a step may still be using them on the device thread.
-            ended.AddRange(_sequences.Where(r => !r.Queued.Cancelled).Select(r => r.Queued));
+            if (!queuedOnly)
+            {
+                // Their caches (and versions) are not let go: a step may still be using them on the device thread.
+                ended.AddRange(_sequences.Where(r => !r.Queued.Cancelled).Select(r => r.Queued));
+                _sequences.Clear();
+            }
 
-            _sequences.Clear();
             foreach (var q in ended)
             {
                 _byId.Remove((q.Item.ClientId, q.Item.Request.RequestId));
@@ -133,8 +147,42 @@ internal sealed partial class BatcherGrain(
         return Task.CompletedTask;
     }
 
+    public async Task DrainAsync(TimeSpan timeout)
+    {
+        // Sessions stop choosing this silo as soon as ClusterLoad.Draining is set (here at once, elsewhere within one
+        // load refresh); what still arrives in between is refused, retryable.
+        _draining = true;
+        await EndUnstartedAsync($"silo '{_key.Silo}' is shutting down; retry (the other silos serve model '{_key.Model}').", queuedOnly: true);
+        var giveUpAt = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (!Drained && Environment.TickCount64 < giveUpAt)
+        {
+            // Real time, not the injected clock, and a short poll rather than a signal: this runs once, at shutdown.
+            await Task.Delay(10);
+        }
+
+        if (_sequences.Count > 0)
+        {
+            LogDrainTimedOut(logger, _key.Model, _sequences.Count, timeout);
+            _deactivating = true;
+            await EndUnstartedAsync($"silo '{_key.Silo}' shut down before this generation finished; retry.");
+        }
+
+        while (!Drained && Environment.TickCount64 < giveUpAt + (long)PublishRetryBudget.TotalMilliseconds)
+        {
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>Nothing queued, generating, on the device or being delivered.</summary>
+    private bool Drained => _queue.Count == 0 && _sequences.Count == 0 && _finishing == 0 && _publishing.Values.All(static t => t.IsCompleted);
+
     public Task<InferError?> EnqueueAsync(BatchItem item)
     {
+        if (_draining)
+        {
+            return Task.FromResult<InferError?>(new InferError(ErrorCode.ModelUnavailable, $"silo '{_key.Silo}' is shutting down; retry (the other silos serve model '{_key.Model}').", DrainRetryAfterMs));
+        }
+
         // The catalog is an immutable snapshot: reading it per request is a dictionary lookup, and it sees a model
         // that became ready after this activation started, or a version a rollout committed (options included).
         ModelLease? lease = null;
@@ -502,7 +550,7 @@ internal sealed partial class BatcherGrain(
         var work = new List<Task>();
         foreach (var group in deliveries.Zip(ended).GroupBy(p => p.Second.Item.Request.ReplyTo))
         {
-            work.Add(PublishAsync(group.Key, [.. group.Select(p => p.First)]));
+            work.Add(PublishAsync(group.Key, group.First().Second.Item.Request.ReplyObserver, [.. group.Select(p => p.First)]));
         }
 
         foreach (var group in ended.GroupBy(q => q.Item.ClientId))
@@ -513,34 +561,40 @@ internal sealed partial class BatcherGrain(
         await Task.WhenAll(work);
     }
 
-    private async Task PublishAsync(string replyTo, ImmutableArray<Delivery> items)
+    /// <summary>
+    /// Hands one destination's deliveries over: by calling its observer when the requests name one (D9), else by
+    /// publishing to its delivery stream. Retried on failure for <see cref="PublishRetryBudget"/>: an observer call fails
+    /// while the frontend's gateway silo dies and the frontend reconnects through another; a stream queue whose silo
+    /// just died refuses until membership declares the death and the queue moves. The frontend drops duplicates.
+    /// </summary>
+    private async Task PublishAsync(string replyTo, IDeliveryObserver? observer, ImmutableArray<Delivery> items)
     {
-        if (!_streams.TryGetValue(replyTo, out var stream))
+        IAsyncStream<DeliveryBatch>? stream = null;
+        if (observer is null && !_streams.TryGetValue(replyTo, out stream))
         {
             stream = this.GetStreamProvider(DeliveryStreams.ProviderName)
                 .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, replyTo));
             _streams[replyTo] = stream;
         }
 
-        // A stream queue whose silo just died refuses until membership declares the death and the queue moves (about
-        // ProbeTimeout x MissedProbesLimit, and more under load): retrying delivers what would otherwise be lost.
+        var batch = new DeliveryBatch(items);
         var delay = PublishRetryFirst;
         var giveUpAt = Environment.TickCount64 + (long)PublishRetryBudget.TotalMilliseconds;
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                await stream.OnNextAsync(new DeliveryBatch(items));
+                await (observer is not null ? observer.DeliverAsync(batch) : stream!.OnNextAsync(batch));
                 return;
             }
-            catch (Exception ex) when (Environment.TickCount64 < giveUpAt && !_deactivating)
+            catch (Exception ex) when (attempt < PublishMinAttempts || Environment.TickCount64 < giveUpAt)
             {
                 LogPublishRetry(logger, replyTo, attempt, ex.Message);
             }
             catch (Exception ex)
             {
                 // The frontend's own deadline watchdog ends these requests for its clients.
-                LogPublishFailed(logger, ex, replyTo, items.Length);
+                LogPublishFailed(logger, ex, replyTo, items.Length, attempt);
                 return;
             }
 
@@ -614,11 +668,14 @@ internal sealed partial class BatcherGrain(
     [LoggerMessage(Level = LogLevel.Warning, Message = "The batcher of model {Model} deactivated with {Count} batches still running: their requests end at their frontends' watchdogs")]
     private static partial void LogDrainCut(ILogger logger, string model, int count);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The batcher of model {Model} still had {Count} sequences generating when its silo's drain timeout ({Timeout}) passed: they end with model_unavailable")]
+    private static partial void LogDrainTimedOut(ILogger logger, string model, int count, TimeSpan timeout);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Publishing to frontend {Frontend} failed (attempt {Attempt}): {Reason}; retrying")]
     private static partial void LogPublishRetry(ILogger logger, string frontend, int attempt, string reason);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing {Count} deliveries to frontend {Frontend} failed")]
-    private static partial void LogPublishFailed(ILogger logger, Exception ex, string frontend, int count);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Publishing {Count} deliveries to frontend {Frontend} failed after {Attempt} attempts")]
+    private static partial void LogPublishFailed(ILogger logger, Exception ex, string frontend, int count, int attempt);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Telling session {ClientId} of completions failed")]
     private static partial void LogNotifyFailed(ILogger logger, Exception ex, string clientId);

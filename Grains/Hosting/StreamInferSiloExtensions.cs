@@ -37,6 +37,7 @@ public static class StreamInferSiloExtensions
         services.AddSingleton<IValidateOptions<PlacementOptions>, PlacementOptionsValidator>();
         services.AddSingleton<ClusterLoad>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterLoad>());
+        services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, SiloDrain>();
         services.AddSingleton<DeviceRegistry>();
 
         var streams = configuration.GetSection(DeliveryStreamOptions.Section).Get<DeliveryStreamOptions>() ?? new DeliveryStreamOptions();
@@ -73,7 +74,7 @@ public static class StreamInferSiloExtensions
             b.ConfigurePartitioning(Math.Clamp(streams.Partitions, 1, 64));
             b.ConfigurePullingAgent(ob => ob.Configure(o =>
             {
-                o.GetQueueMsgsTimerPeriod = streams.PollPeriod;
+                o.GetQueueMsgsTimerPeriod = streams.EffectivePollPeriod;
                 o.BatchContainerBatchSize = streams.ReadBatchSize;
             }));
         });

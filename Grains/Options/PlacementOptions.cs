@@ -16,6 +16,14 @@ public sealed class PlacementOptions
 
     /// <summary>How often a silo reads the other silos' queue depths (and learns of new silos). Range: [10 ms, 1 min]. Default 250 ms.</summary>
     public TimeSpan LoadRefreshInterval { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// When a silo shuts down gracefully (SIGTERM, or a scale-in): how long its batchers may go on running the batches
+    /// and generations they hold, after refusing new work and ending what was only queued. What still runs then ends
+    /// with <c>model_unavailable</c>. Keep it under the host's shutdown timeout (the Silo sets that to this plus 10 s).
+    /// Range: [0, 10 min]. Default 20 s.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(20);
 }
 
 /// <summary>Checks <see cref="PlacementOptions"/>, all errors at once.</summary>
@@ -32,6 +40,11 @@ public sealed class PlacementOptionsValidator : IValidateOptions<PlacementOption
         if (o.LoadRefreshInterval < TimeSpan.FromMilliseconds(10) || o.LoadRefreshInterval > TimeSpan.FromMinutes(1))
         {
             errors.Add($"{PlacementOptions.Section}:LoadRefreshInterval must be in [10 ms, 1 min]; got {o.LoadRefreshInterval}.");
+        }
+
+        if (o.DrainTimeout < TimeSpan.Zero || o.DrainTimeout > TimeSpan.FromMinutes(10))
+        {
+            errors.Add($"{PlacementOptions.Section}:DrainTimeout must be in [0, 10 min]; got {o.DrainTimeout}.");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

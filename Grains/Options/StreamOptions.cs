@@ -1,15 +1,42 @@
 namespace StreamInfer.Grains.Options;
 
+/// <summary>How results and tokens travel from a batcher back to the frontend that holds the client (D9).</summary>
+public enum DeliveryTransport
+{
+    /// <summary>
+    /// The batcher calls the frontend's grain observer, once per batch step per frontend. No polling and no stream
+    /// queue on a third silo: a delivery either arrives or its call fails and is retried. The default.
+    /// </summary>
+    Observer,
+
+    /// <summary>
+    /// Orleans memory streams keyed by frontend (D3): pulled by agents every <see cref="DeliveryStreamOptions.PollPeriod"/>;
+    /// what a queue holds is lost when its silo dies.
+    /// </summary>
+    Stream,
+}
+
 /// <summary>
-/// Tuning of the delivery streams (Orleans memory streams) that carry results back to frontends.
-/// Section <c>StreamInfer:Streams</c>. See docs/decisions.md for the measurements behind the defaults.
+/// How results get back to frontends, and the tuning of the delivery streams (Orleans memory streams) when they carry
+/// them. Section <c>StreamInfer:Streams</c>, read by silos and frontends alike: set it the same everywhere. See
+/// docs/decisions.md (D3, D9) for the measurements behind the defaults.
 /// </summary>
 public sealed class DeliveryStreamOptions
 {
     public const string Section = "StreamInfer:Streams";
 
     /// <summary>
-    /// How long a pulling agent waits after finding its queue empty before reading again. Orleans' default is 100 ms,
+    /// <see cref="DeliveryTransport.Observer"/> (default) or <see cref="DeliveryTransport.Stream"/>. A frontend names its
+    /// observer in each request only with Observer; a silo polls the delivery streams every <see cref="PollPeriod"/>
+    /// only with Stream (with Observer, every 100 ms, Orleans' default: they carry nothing then).
+    /// </summary>
+    public DeliveryTransport Transport { get; set; } = DeliveryTransport.Observer;
+
+    /// <summary>The pulling agents' poll period in effect for <see cref="Transport"/>.</summary>
+    public TimeSpan EffectivePollPeriod => Transport == DeliveryTransport.Stream ? PollPeriod : TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// With <see cref="DeliveryTransport.Stream"/>: how long a pulling agent waits after finding its queue empty before reading again. Orleans' default is 100 ms,
     /// which alone would put ~50 ms on every answer; timers fire no faster than ~4.4 ms here, so 1 ms means "every tick".
     /// Range: [1 ms, 1 s]. Default 1 ms.
     /// </summary>

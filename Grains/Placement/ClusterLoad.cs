@@ -33,6 +33,21 @@ internal sealed partial class ClusterLoad(
     private readonly string _silo = SiloNames.ForKey(silo.Name);
     private volatile ImmutableDictionary<string, ImmutableArray<RemoteBatcher>> _remote = ImmutableDictionary<string, ImmutableArray<RemoteBatcher>>.Empty;
 
+    private volatile bool _draining;
+
+    /// <summary>
+    /// Set when this silo starts shutting down (<see cref="SiloDrain"/>): its sessions send to other silos' batchers, and
+    /// it reports no batchers to the other silos, which stop choosing it at their next refresh.
+    /// </summary>
+    public bool Draining
+    {
+        get => _draining;
+        set => _draining = value;
+    }
+
+    /// <summary>The keys of this silo's active batchers.</summary>
+    public IEnumerable<string> LocalBatchers => _local.Keys;
+
     /// <summary>The cell a batcher of this silo writes its queue depth to while it is active.</summary>
     public LoadCell Register(string batcherKey) => _local.GetOrAdd(batcherKey, static _ => new LoadCell());
 
@@ -42,6 +57,11 @@ internal sealed partial class ClusterLoad(
     public ImmutableArray<BatcherLoad> LocalLoads()
     {
         var loads = ImmutableArray.CreateBuilder<BatcherLoad>();
+        if (_draining)
+        {
+            return [];
+        }
+
         foreach (var name in catalog.Names)
         {
             if (catalog.TryGet(name, out var entry) && entry.State == ModelState.Ready)
@@ -58,12 +78,13 @@ internal sealed partial class ClusterLoad(
 
     /// <summary>
     /// The batcher for a request of <paramref name="model"/>: this silo's on <paramref name="device"/>, unless its queue
-    /// holds more than <see cref="PlacementOptions.SpillBatches"/> full batches and another silo's is a batch shorter.
+    /// holds more than <see cref="PlacementOptions.SpillBatches"/> full batches and another silo's is a batch shorter, or
+    /// this silo is <see cref="Draining"/> and another silo has the model.
     /// </summary>
     public BatcherKey Choose(string model, string device, int maxBatchSize)
     {
         var local = new BatcherKey(model, _silo, device);
-        if (_options.SpillBatches == 0)
+        if (_options.SpillBatches == 0 && !_draining)
         {
             return local;
         }
@@ -75,7 +96,12 @@ internal sealed partial class ClusterLoad(
         }
 
         var rows = LocalRows(local);
-        if (rows <= _options.SpillBatches * maxBatchSize)
+        if (_draining)
+        {
+            // This silo is leaving: any other silo's batcher, however deep its queue.
+            rows = long.MaxValue - maxBatchSize;
+        }
+        else if (rows <= _options.SpillBatches * maxBatchSize)
         {
             return local;
         }

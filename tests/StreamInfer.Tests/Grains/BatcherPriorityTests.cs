@@ -62,7 +62,7 @@ public sealed class BatcherPriorityTests(ClusterFixture fixture)
         {
             var data = new byte[ids.Length * 8];
             Buffer.BlockCopy(ids, 0, data, 0, data.Length);
-            return new InferRequest(id, "lookup", [new NamedTensor("ids", new Tensor(TensorElementType.Int64, [.. shape], data, []))], null, null, probe.ReplyTo);
+            return new InferRequest(id, "lookup", [new NamedTensor("ids", new Tensor(TensorElementType.Int64, [.. shape], data, []))], null, null, probe.ReplyTo, ReplyObserver: probe.Observer);
         }
 
         var submissions = await Task.WhenAll(

@@ -6,10 +6,10 @@ using Orleans.Streams;
 namespace StreamInfer.Tests.Infrastructure;
 
 /// <summary>
-/// Stands in for a frontend in grain tests: subscribes to a delivery stream of its own and lets a test await
-/// deliveries with a deadline.
+/// Stands in for a frontend in grain tests: receives deliveries as a grain observer (the default transport) or through
+/// a delivery stream of its own, and lets a test await them with a deadline.
 /// </summary>
-public sealed class DeliveryProbe : IAsyncObserver<DeliveryBatch>
+public sealed class DeliveryProbe : IAsyncObserver<DeliveryBatch>, IDeliveryObserver
 {
     private readonly Channel<Delivery> _deliveries = Channel.CreateUnbounded<Delivery>();
     private readonly ConcurrentQueue<DeliveryBatch> _batches = new();
@@ -20,15 +20,29 @@ public sealed class DeliveryProbe : IAsyncObserver<DeliveryBatch>
 
     public string ReplyTo { get; } = $"probe-{Guid.NewGuid():N}";
 
-    /// <summary>Every stream event received so far.</summary>
+    /// <summary>Every observer call or stream event received so far.</summary>
     public IReadOnlyCollection<DeliveryBatch> Batches => _batches;
 
-    public static async Task<DeliveryProbe> SubscribeAsync(IClusterClient client)
+    /// <summary>The observer named in <see cref="Request"/>s; null when the probe listens on a stream.</summary>
+    public IDeliveryObserver? Observer { get; private set; }
+
+    /// <summary>A probe that receives through a grain observer (the default transport), or, with
+    /// <paramref name="stream"/>, through its delivery stream.</summary>
+    public static async Task<DeliveryProbe> SubscribeAsync(IClusterClient client, bool stream = false)
     {
         var probe = new DeliveryProbe();
-        await client.GetStreamProvider(DeliveryStreams.ProviderName)
-            .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, probe.ReplyTo))
-            .SubscribeAsync(probe);
+        if (stream)
+        {
+            await client.GetStreamProvider(DeliveryStreams.ProviderName)
+                .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, probe.ReplyTo))
+                .SubscribeAsync(probe);
+        }
+        else
+        {
+            // Orleans holds the object weakly; the probe's own property keeps it alive as long as the test holds it.
+            probe.Observer = client.CreateObjectReference<IDeliveryObserver>(probe);
+        }
+
         return probe;
     }
 
@@ -56,7 +70,9 @@ public sealed class DeliveryProbe : IAsyncObserver<DeliveryBatch>
     public int Unread => _deliveries.Reader.Count;
 
     public InferRequest Request(string id, string model = "echo", TimeSpan? timeout = null, float value = 1)
-        => new(id, model, [new NamedTensor("x", Tensors.Floats([1, 2], value, value + 1))], null, timeout, ReplyTo);
+        => new(id, model, [new NamedTensor("x", Tensors.Floats([1, 2], value, value + 1))], null, timeout, ReplyTo, ReplyObserver: Observer);
+
+    public Task DeliverAsync(DeliveryBatch batch) => OnNextAsync(batch);
 
     public Task OnNextAsync(DeliveryBatch item, StreamSequenceToken? token = null)
     {
