@@ -13,6 +13,11 @@ internal sealed partial class ClusterWatch(IClusterClient client, DeliveryRouter
     /// <summary>How often membership is read.</summary>
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
 
+    // The management grain may sit on the silo that just died, or the call may go through its gateway: such a read is
+    // not answered for the client's whole response timeout (30 s), and a dead silo's requests would wait that long to
+    // be ended. Give up on it and read again; the grain moves once the death is declared (ClusterFaultTests saw it).
+    private static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(2);
+
     private ImmutableArray<SiloView> _silos = [];
 
     /// <summary>The silos as last read (every status, the dead included until Orleans forgets them).</summary>
@@ -36,7 +41,7 @@ internal sealed partial class ClusterWatch(IClusterClient client, DeliveryRouter
         {
             try
             {
-                var silos = await ReadAsync();
+                var silos = await ReadAsync().WaitAsync(ReadTimeout, time, stoppingToken);
                 _silos = silos;
                 var now = silos.Where(s => s.Status != nameof(SiloStatus.Dead)).Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
                 foreach (var lost in alive.Where(name => !now.Contains(name)).ToList())

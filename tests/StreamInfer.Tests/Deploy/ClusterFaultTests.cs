@@ -14,13 +14,14 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
     private const int TimeoutMs = 10_000;
 
     // The echo model's simulated device: 20 ms per batch of up to 8, so a silo holds requests long enough to lose some.
-    // The frontends give up on an answer half a second past its deadline (default 5 s): results a dead silo's stream
-    // queue held unread are lost with it (memory streams have no replay), and those requests must still end in time.
+    // The frontends give up on an answer half a second past its deadline (default 5 s), so that a lost answer would show
+    // as deadline_exceeded well within the test; none may be lost (D9).
     private static readonly Dictionary<string, string> SlowEcho = new()
     {
         ["StreamInfer__Models__echo__FixedDelay"] = "00:00:00.020",
         ["StreamInfer__Models__echo__MaxBatchSize"] = "8",
         ["StreamInfer__Frontend__WatchdogGrace"] = "00:00:00.500",
+        ["Logging__Console__TimestampFormat"] = "HH:mm:ss.fff ",
     };
 
     [Fact]
@@ -34,8 +35,7 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
         var killedAt = load.Elapsed;
         await Eventually.UntilAsync(() => cluster.ActiveSilosAsync(1), n => n == 2, TimeSpan.FromSeconds(30), "membership declares silo-2 dead");
         var declaredAfter = load.Elapsed - killedAt;
-        // Deliveries can stall for some seconds more while the memory-stream queues the dead silo held move: wait
-        // until a one-second window runs at a third of the earlier rate, then measure.
+        // Wait until a one-second window runs at a third of the earlier rate, then measure.
         await Eventually.UntilAsync(() => load.CountOverAsync(TimeSpan.FromSeconds(1)), w => w.Ok * 3 > before.Ok / 3, TimeSpan.FromSeconds(30), "throughput recovers on the silos left");
         var recoveredAfter = load.Elapsed - killedAt;
         var after = await load.CountOverAsync(TimeSpan.FromSeconds(3));
@@ -52,10 +52,9 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
         // No request waits past its deadline, the frontend's half-second grace and its watchdog's 1 s sweep (plus 1 s for a
         // busy machine): those the dead silo held end once membership says so, with model_unavailable (or internal).
         Assert.True(outcomes.Max(o => o.Took) < TimeSpan.FromMilliseconds(TimeoutMs + 2_500), $"slowest took {outcomes.Max(o => o.Took)}; {summary}");
-        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "model_unavailable", "internal", "deadline_exceeded" }));
-        // deadline_exceeded only for results lost while the dead silo's stream queues moved: at most what was in flight
-        // then (one request per client), nothing after.
-        Assert.True(outcomes.Count(o => o.Code == "deadline_exceeded") <= 24, summary);
+        // Only the dead silo's requests fail; every result computed on the silos left reaches its client, including those
+        // of clients whose frontend reached the cluster through the dead silo's gateway (no deadline_exceeded).
+        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "model_unavailable", "internal" }));
         Assert.True(before.Ok > 100, summary);
         // Throughput recovers on the two silos left (each was a third of the device capacity), then with silo-2 back.
         Assert.True(after.Ok > before.Ok / 3, summary);
@@ -84,7 +83,7 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
         (code, output) = await cluster.RestartSiloAsync(3);
         Assert.True(code == 0, output);
         await Eventually.UntilAsync(() => cluster.ActiveSilosAsync(1), n => n == 3, TimeSpan.FromSeconds(60), "silo-3 joins through the restarted Redis");
-        // Deliveries can stall while memory-stream queues move to the new silo: wait until they flow again.
+        // The joining silo takes sessions and its share of the work: wait until deliveries flow at the earlier rate.
         await Eventually.UntilAsync(() => load.CountOverAsync(TimeSpan.FromSeconds(1)), w => w.Ok * 3 > before.Ok / 2, TimeSpan.FromSeconds(30), "deliveries flow again after silo-3 joined");
         var after = await load.CountOverAsync(TimeSpan.FromSeconds(2));
         var outcomes = await load.StopAsync(TimeSpan.FromMilliseconds(TimeoutMs + 8_000));
@@ -92,10 +91,8 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
         var summary = $"logs in {cluster.RunDir}; before {before.Ok}/{before.Errors}, Redis down {outage.Ok}/{outage.Errors}, after {after.Ok}/{after.Errors}; outcomes: {string.Join(", ", outcomes.GroupBy(o => o.Code).Select(g => $"{g.Key} x{g.Count()}"))}";
         log.WriteLine(summary);
         Assert.True(outcomes.All(o => o.Ended), "a request never ended: " + summary);
-        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "disconnected", "model_unavailable", "internal", "deadline_exceeded" }));
-        // deadline_exceeded only for results lost while the stream queues move to the joining silo (memory streams hand
-        // a queue over without replay): at most what was in flight then (one request per client), nothing after.
-        Assert.True(outcomes.Count(o => o.Code == "deadline_exceeded") <= 16, summary);
+        // Only requests in flight on the killed frontend's connections are cut; nothing is lost when a silo joins.
+        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "disconnected", "model_unavailable", "internal" }));
         Assert.True(outage.Ok > 0 && outage.Errors == 0, summary);
         Assert.True(after.Ok > 0, summary);
     }
