@@ -62,6 +62,32 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
     }
 
     [Fact]
+    public async Task Cluster_SiloStoppedUnderLoad_DrainsAndNothingIsLost()
+    {
+        await using var cluster = await ClusterProcess.StartAsync(3, 2, SlowEcho);
+        await using var load = await Load.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 12);
+
+        var before = await load.CountOverAsync(TimeSpan.FromSeconds(3));
+        var stoppedAt = load.Elapsed;
+        var took = await cluster.TerminateAsync("silo-3", TimeSpan.FromSeconds(40));
+        var during = await load.CountOverAsync(TimeSpan.FromSeconds(1));
+        await Eventually.UntilAsync(() => cluster.ActiveSilosAsync(1), n => n == 2, TimeSpan.FromSeconds(30), "membership drops the stopped silo-3");
+        var after = await load.CountOverAsync(TimeSpan.FromSeconds(3));
+        var outcomes = await load.StopAsync(TimeSpan.FromMilliseconds(TimeoutMs + 8_000));
+
+        var summary = $"logs in {cluster.RunDir}; before {before.Ok}/{before.Errors}, first second after SIGTERM {during.Ok}/{during.Errors}, after {after.Ok}/{after.Errors}; silo-3 exited {took.TotalSeconds:F1} s after SIGTERM; errors: {string.Join(", ", outcomes.Where(o => o.Code != "result").GroupBy(o => o.Code).Select(g => $"{g.Key} x{g.Count()}"))}";
+        log.WriteLine(summary);
+        Assert.Contains("Drained 1 batchers for shutdown", cluster.Log("silo-3"), StringComparison.Ordinal);
+        Assert.True(outcomes.All(o => o.Ended), "a request never ended: " + summary);
+        // A drained silo finishes what it runs and ends only what was queued, with a retryable model_unavailable (at most
+        // what was in flight: one request per client); nothing is lost and nothing waits for a deadline.
+        Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Equal("model_unavailable", o.Code));
+        Assert.True(outcomes.Count(o => o.Code != "result") <= 24, summary);
+        Assert.True(outcomes.Where(o => o.SentAt > stoppedAt).Max(o => o.Took) < TimeSpan.FromSeconds(5), summary);
+        Assert.True(after.Ok > before.Ok / 3 && after.Errors == 0, summary);
+    }
+
+    [Fact]
     public async Task Cluster_FrontendKilledThenRedisDown_ClientsMoveToTheOtherFrontendAndServingNeverStops()
     {
         await using var cluster = await ClusterProcess.StartAsync(2, 2, SlowEcho);

@@ -75,6 +75,27 @@ public sealed class ClusterProcess : IAsyncDisposable
         process.WaitForExit(10_000);
     }
 
+    /// <summary>
+    /// SIGTERMs the process named <paramref name="name"/> (a graceful stop: a silo drains) and waits for it to exit;
+    /// returns how long that took.
+    /// </summary>
+    public async Task<TimeSpan> TerminateAsync(string name, TimeSpan timeout)
+    {
+        var pid = int.Parse(File.ReadAllLines(Path.Combine(RunDir, "pids"))
+            .Select(l => l.Split(' '))
+            .Last(p => p[1] == name)[2], CultureInfo.InvariantCulture);
+        using var process = Process.GetProcessById(pid);
+        var started = Stopwatch.GetTimestamp();
+        using (var kill = Process.Start("kill", ["-TERM", pid.ToString(CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync();
+        }
+
+        using var cts = new CancellationTokenSource(timeout);
+        await process.WaitForExitAsync(cts.Token);
+        return Stopwatch.GetElapsedTime(started);
+    }
+
     /// <summary>Starts silo <paramref name="i"/> again (same name, same ports).</summary>
     public Task<(int Code, string Output)> RestartSiloAsync(int i) => RunScriptAsync("deploy/cluster-up.sh", TimeSpan.FromSeconds(30), "--silo", i.ToString(CultureInfo.InvariantCulture));
 
