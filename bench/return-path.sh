@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Measures the return path (batcher -> Orleans memory stream -> frontend -> socket) at low load, for several
-# delivery-stream settings, in one run: end-to-end latency of one request at a time (1 connection, depth 1) and the
+# Measures the return path (batcher -> grain observer or Orleans memory stream -> frontend -> socket) at low load, for
+# both transports and several delivery-stream settings, in one run: end-to-end latency of one request at a time (1 connection, depth 1) and the
 # grid's CPU while idle. The first row (Orleans' defaults) is the baseline. Usage: bash bench/return-path.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,10 +27,13 @@ run_setting() {
 }
 
 echo "return path at low load: 1 connection, 1 request in flight, echo model (MaxWait 0), ${secs} s per setting"
-echo "| delivery-stream setting | idle CPU % of one core | req/s | p50 ms | p95 ms | p99 ms | max ms |"
+echo "| return-path setting | idle CPU % of one core | req/s | p50 ms | p95 ms | p99 ms | max ms |"
 echo "|---|---|---|---|---|---|---|"
-run_setting "Orleans defaults: poll 100 ms, 8 queues, .NET timers" --StreamInfer:Streams:PollPeriod=00:00:00.100 --StreamInfer:Streams:Partitions=8 --StreamInfer:Streams:PreciseTimers=false
-run_setting "poll 1 ms, 8 queues, .NET timers" --StreamInfer:Streams:Partitions=8 --StreamInfer:Streams:PreciseTimers=false
-run_setting "poll 1 ms, 2 queues, .NET timers" --StreamInfer:Streams:PreciseTimers=false
-run_setting "poll 1 ms, 1 queue, precise timers" --StreamInfer:Streams:Partitions=1
-run_setting "poll 1 ms, 2 queues, precise timers (default)"
+stream=(--StreamInfer:Streams:Transport=Stream)
+run_setting "stream: Orleans defaults, poll 100 ms, 8 queues, .NET timers" "${stream[@]}" --StreamInfer:Streams:PollPeriod=00:00:00.100 --StreamInfer:Streams:Partitions=8 --StreamInfer:Streams:PreciseTimers=false
+run_setting "stream: poll 1 ms, 8 queues, .NET timers" "${stream[@]}" --StreamInfer:Streams:Partitions=8 --StreamInfer:Streams:PreciseTimers=false
+run_setting "stream: poll 1 ms, 2 queues, .NET timers" "${stream[@]}" --StreamInfer:Streams:PreciseTimers=false
+run_setting "stream: poll 1 ms, 1 queue, precise timers" "${stream[@]}" --StreamInfer:Streams:Partitions=1
+run_setting "stream: poll 1 ms, 2 queues, precise timers" "${stream[@]}"
+run_setting "observer, .NET timers" --StreamInfer:Streams:PreciseTimers=false
+run_setting "observer, precise timers (default)"
