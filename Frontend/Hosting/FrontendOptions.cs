@@ -30,6 +30,13 @@ public sealed class FrontendOptions
     /// the cluster named by <c>StreamInfer:Orleans</c> (its <c>Redis</c> membership), holding sockets only.
     /// </summary>
     public bool CoHostSilo { get; set; } = true;
+
+    /// <summary>
+    /// The operators' key. Set, the dashboard (<c>/dashboard</c>) and the operations that change what serves
+    /// (<c>POST /api/reload</c>, <c>POST /api/models/{name}/rollout|rollback</c>) need it (<c>Authorization: Bearer KEY</c>,
+    /// or HTTP Basic with the key as password); empty (the default), they are open. At least 16 characters when set.
+    /// </summary>
+    public string? AdminKey { get; set; }
 }
 
 /// <summary>Checks <see cref="FrontendOptions"/>, all errors at once.</summary>
@@ -56,6 +63,11 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
         if (o.WatchdogGrace < TimeSpan.Zero || o.WatchdogGrace > TimeSpan.FromMinutes(10))
         {
             errors.Add($"{FrontendOptions.Section}:WatchdogGrace must be in [0, 10 min]; got {o.WatchdogGrace}.");
+        }
+
+        if (!string.IsNullOrEmpty(o.AdminKey) && o.AdminKey.Length < 16)
+        {
+            errors.Add($"{FrontendOptions.Section}:AdminKey must be at least 16 characters when set; got {o.AdminKey.Length}.");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

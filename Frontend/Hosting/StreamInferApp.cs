@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Orleans.Dashboard;
 using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.KServe;
@@ -41,7 +42,14 @@ public static class StreamInferApp
         else
         {
             // A cluster frontend (DESIGN §5): sockets only, an Orleans client of the silos.
-            builder.UseOrleansClient(client => client.UseStreamInferClustering(endpoint));
+            builder.UseOrleansClient(client =>
+            {
+                client.UseStreamInferClustering(endpoint);
+                if (StreamInferDashboard.Enabled(builder.Configuration))
+                {
+                    client.AddDashboard();
+                }
+            });
         }
 
         builder.Services.AddStreamInferFrontend(builder.Configuration);
@@ -76,6 +84,12 @@ public static class StreamInferApp
         app.MapKServe();
         app.MapOpenAI();
         app.MapModelAdmin();
+        if (StreamInferDashboard.Enabled(app.Configuration))
+        {
+            // The Orleans dashboard: silos, grains and call rates, live (its page polls JSON under the same route).
+            app.MapOrleansDashboard(routePrefix: StreamInferDashboard.Route).RequireAdminKey();
+        }
+
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict, KServe v2 under /v2, OpenAI-compatible under /v1. See README.md.\n"));
         return app;

@@ -23,9 +23,9 @@ internal static class ModelAdminEndpoints
     public static WebApplication MapModelAdmin(this WebApplication app)
     {
         app.MapGet("/api/models/{name}", StatusAsync);
-        app.MapPost("/api/models/{name}/rollout", RolloutAsync);
-        app.MapPost("/api/models/{name}/rollback", RollbackAsync);
-        app.MapPost("/api/reload", ReloadAsync);
+        app.MapPost("/api/models/{name}/rollout", RolloutAsync).RequireAdminKey();
+        app.MapPost("/api/models/{name}/rollback", RollbackAsync).RequireAdminKey();
+        app.MapPost("/api/reload", ReloadAsync).RequireAdminKey();
         app.MapGet("/api/cluster", ClusterAsync);
         return app;
     }

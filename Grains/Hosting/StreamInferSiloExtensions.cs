@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Orleans.Dashboard;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
@@ -67,6 +68,12 @@ public static class StreamInferSiloExtensions
             {
                 silo.AddMemoryGrainStorage(storage);
             }
+        }
+
+        if (StreamInferDashboard.Enabled(configuration))
+        {
+            // Grain call profiling runs only while someone has the dashboard open (and a minute after).
+            silo.AddDashboard();
         }
 
         silo.AddMemoryStreams(DeliveryStreams.ProviderName, b =>

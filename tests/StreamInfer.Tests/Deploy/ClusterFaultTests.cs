@@ -67,6 +67,14 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
         await using var cluster = await ClusterProcess.StartAsync(3, 2, SlowEcho);
         await using var load = await Load.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 12);
 
+        // A cluster frontend (an Orleans client) serves the dashboard of the whole cluster.
+        using var http = new HttpClient { BaseAddress = cluster.Frontend(2), Timeout = TimeSpan.FromSeconds(10) };
+        await Eventually.UntilAsync(
+            async () => System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/dashboard/DashboardCounters")).RootElement.GetProperty("totalActiveHostCount").GetInt32(),
+            n => n == 3,
+            TimeSpan.FromSeconds(30),
+            "frontend-2's dashboard shows the three silos");
+
         var before = await load.CountOverAsync(TimeSpan.FromSeconds(3));
         var stoppedAt = load.Elapsed;
         var took = await cluster.TerminateAsync("silo-3", TimeSpan.FromSeconds(40));
