@@ -1,6 +1,9 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using StreamInfer.Grains.Hosting;
+using StreamInfer.Grains.Options;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace StreamInfer.Silo;
 
@@ -31,6 +34,9 @@ public static class SiloHost
             silo.UseStreamInferClustering(endpoint);
             silo.AddStreamInfer(builder.Configuration);
         });
+        // SIGTERM: the silo drains its batchers (Placement:DrainTimeout) before Orleans stops; allow for both.
+        var drain = builder.Configuration.GetValue($"{PlacementOptions.Section}:{nameof(PlacementOptions.DrainTimeout)}", new PlacementOptions().DrainTimeout);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(10));
         return builder.Build();
     }
 }

@@ -37,6 +37,19 @@ public sealed class FrontendOptions
     /// or HTTP Basic with the key as password); empty (the default), they are open. At least 16 characters when set.
     /// </summary>
     public string? AdminKey { get; set; }
+
+    /// <summary>
+    /// WebSocket connections this frontend holds at most; the next upgrade is refused with 503 <c>overloaded</c> (and
+    /// <c>Retry-After</c>), so that one frontend's memory stays bounded and clients go to another. Range: [1, 1000000].
+    /// Default 20000.
+    /// </summary>
+    public int MaxConnections { get; set; } = 20_000;
+
+    /// <summary>
+    /// On SIGTERM: how long requests in flight may go on finishing while the frontend refuses new ones and tells its
+    /// clients (<c>warning</c> <c>draining</c>); then sockets close with 1001. Range: [0, 10 min]. Default 20 s.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(20);
 }
 
 /// <summary>Checks <see cref="FrontendOptions"/>, all errors at once.</summary>
@@ -63,6 +76,16 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
         if (o.WatchdogGrace < TimeSpan.Zero || o.WatchdogGrace > TimeSpan.FromMinutes(10))
         {
             errors.Add($"{FrontendOptions.Section}:WatchdogGrace must be in [0, 10 min]; got {o.WatchdogGrace}.");
+        }
+
+        if (o.MaxConnections is < 1 or > 1_000_000)
+        {
+            errors.Add($"{FrontendOptions.Section}:MaxConnections must be in [1, 1000000]; got {o.MaxConnections}.");
+        }
+
+        if (o.DrainTimeout < TimeSpan.Zero || o.DrainTimeout > TimeSpan.FromMinutes(10))
+        {
+            errors.Add($"{FrontendOptions.Section}:DrainTimeout must be in [0, 10 min]; got {o.DrainTimeout}.");
         }
 
         if (!string.IsNullOrEmpty(o.AdminKey) && o.AdminKey.Length < 16)

@@ -54,9 +54,33 @@ public static class StreamInferApp
 
         builder.Services.AddStreamInferFrontend(builder.Configuration);
 
+        // SIGTERM: the frontend drains (Frontend:DrainTimeout), then a co-hosted silo drains its batchers
+        // (Placement:DrainTimeout) and stops; the host must allow both, plus Orleans' own stop.
+        var frontendDrain = builder.Configuration.GetValue($"{FrontendOptions.Section}:{nameof(FrontendOptions.DrainTimeout)}", new FrontendOptions().DrainTimeout);
+        var siloDrain = builder.Configuration.GetValue($"{PlacementOptions.Section}:{nameof(PlacementOptions.DrainTimeout)}", new PlacementOptions().DrainTimeout);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = frontendDrain + siloDrain + TimeSpan.FromSeconds(15));
+
         var app = builder.Build();
         app.MapStreamInfer();
         return app;
+    }
+
+    /// <summary>While draining, new inference over HTTP is refused (503, retry elsewhere); health, metrics and operations
+    /// still answer, and requests already in flight finish.</summary>
+    private static Task RefuseInferenceWhileDraining(HttpContext context, Func<Task> next)
+    {
+        var path = context.Request.Path.Value ?? string.Empty;
+        if (HttpMethods.IsPost(context.Request.Method)
+            && (path is "/predict" or "/v1/completions" or "/v1/chat/completions" || path.EndsWith("/infer", StringComparison.Ordinal))
+            && context.RequestServices.GetRequiredService<FrontendDrain>().IsDraining)
+        {
+            var error = new InferError(ErrorCode.ModelUnavailable, "this frontend is shutting down; send the request to another.", 1000);
+            return path.StartsWith("/v1/", StringComparison.Ordinal)
+                ? OpenAIEndpoints.WriteErrorAsync(context, error, null)
+                : PredictEndpoint.WriteErrorAsync(context, error);
+        }
+
+        return next();
     }
 
     /// <summary>The frontend's services: options, its identity, and the delivery router.</summary>
@@ -70,6 +94,8 @@ public static class StreamInferApp
         services.AddSingleton<DeliveryRouter>();
         services.AddHostedService(sp => sp.GetRequiredService<DeliveryRouter>());
         services.AddHostedService<StreamInfer.Frontend.Operations.ReloadSignal>();
+        services.AddSingleton<FrontendDrain>();
+        services.AddHostedService(sp => sp.GetRequiredService<FrontendDrain>());
         services.AddSingleton<ClusterWatch>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterWatch>());
         return services;
@@ -79,6 +105,7 @@ public static class StreamInferApp
     public static WebApplication MapStreamInfer(this WebApplication app)
     {
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(30) });
+        app.Use(RefuseInferenceWhileDraining);
         app.Map("/ws", WebSocketEndpoint.HandleAsync);
         app.MapPost("/predict", PredictEndpoint.HandleAsync);
         app.MapKServe();
@@ -90,7 +117,7 @@ public static class StreamInferApp
             app.MapOrleansDashboard(routePrefix: StreamInferDashboard.Route).RequireAdminKey();
         }
 
-        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapHealth();
         app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict, KServe v2 under /v2, OpenAI-compatible under /v1. See README.md.\n"));
         return app;
     }

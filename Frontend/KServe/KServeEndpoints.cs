@@ -21,7 +21,7 @@ internal static partial class KServeEndpoints
     {
         app.MapGet("/v2", () => Results.Json(new { name = "streaminfer", version = typeof(KServeEndpoints).Assembly.GetName().Version?.ToString(), extensions = Array.Empty<string>() }));
         app.MapGet("/v2/health/live", () => Results.Json(new { live = true }));
-        app.MapGet("/v2/health/ready", ReadyAsync);
+        app.MapGet("/v2/health/ready", Operations.HealthEndpoints.ReadyAsync);
         app.MapGet("/v2/models/{name}", (HttpContext c, IClusterClient client, string name) => MetadataAsync(c, client, name, null));
         app.MapGet("/v2/models/{name}/versions/{version}", (HttpContext c, IClusterClient client, string name, string version) => MetadataAsync(c, client, name, version));
         app.MapGet("/v2/models/{name}/ready", (HttpContext c, IClusterClient client, string name) => ModelReadyAsync(c, client, name, null));
@@ -29,15 +29,6 @@ internal static partial class KServeEndpoints
         app.MapPost("/v2/models/{name}/infer", (HttpContext c, string name) => InferAsync(c, name, null));
         app.MapPost("/v2/models/{name}/versions/{version}/infer", (HttpContext c, string name, string version) => InferAsync(c, name, version));
         return app;
-    }
-
-    /// <summary>Ready when the repository has finished loading (every model ready or failed) and some model serves.</summary>
-    private static async Task ReadyAsync(HttpContext context, IClusterClient client)
-    {
-        var status = await client.GetGrain<IModelInfoGrain>(0).GetRepositoryAsync();
-        var ready = !status.Loading && status.Models.Any(m => m.State == ModelState.Ready);
-        context.Response.StatusCode = ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
-        await context.Response.WriteAsJsonAsync(new { ready, loading = status.Loading, failed = status.Models.Where(m => m.State == ModelState.Failed).Select(m => m.Name) });
     }
 
     private static async Task MetadataAsync(HttpContext context, IClusterClient client, string name, string? version)

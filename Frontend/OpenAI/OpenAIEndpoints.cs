@@ -230,7 +230,7 @@ internal static partial class OpenAIEndpoints
     private static void WriteUsage(Utf8JsonWriter w, GenerationDone done) => FrameWriter.WriteUsage(w, done.PromptTokens, done.CompletionTokens);
 
     /// <summary>OpenAI's error shape, with the HTTP status (and Retry-After) of StreamInfer's code.</summary>
-    private static async Task WriteErrorAsync(HttpContext context, InferError error, string? param)
+    internal static async Task WriteErrorAsync(HttpContext context, InferError error, string? param)
     {
         context.Response.StatusCode = error.Code.ToHttpStatus();
         FrameWriter.SetRetryAfter(context.Response, error);

@@ -116,6 +116,20 @@ internal static class FrameWriter
         w.WriteEndObject();
     });
 
+    /// <summary>
+    /// The frontend is shutting down: requests in flight finish (for up to <paramref name="drainMs"/>), new ones are
+    /// refused, then the connection is closed (1001); reconnect, to another frontend.
+    /// </summary>
+    public static byte[] Draining(long drainMs, string message) => Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("type", "warning");
+        w.WriteString("code", "draining");
+        w.WriteString("message", message);
+        w.WriteNumber("drain_ms", drainMs);
+        w.WriteEndObject();
+    });
+
     /// <summary>The fields of a result, shared by the WebSocket frame and the HTTP response.</summary>
     public static void WriteResultBody(Utf8JsonWriter w, string id, InferResult result)
     {

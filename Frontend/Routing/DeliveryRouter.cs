@@ -69,6 +69,7 @@ internal sealed partial class DeliveryRouter(
         _watchdog?.Dispose();
         if (identity.Observer is { } observer)
         {
+            identity.Observer = null;
             client.DeleteObjectReference<IDeliveryObserver>(observer);
         }
 
@@ -101,6 +102,9 @@ internal sealed partial class DeliveryRouter(
     }
 
     public void RemoveWaiter(string clientId, string requestId) => _waiters.TryRemove((clientId, requestId), out _);
+
+    /// <summary>HTTP requests waiting for their end now.</summary>
+    public int HttpInFlight => _waiters.Count;
 
     /// <summary>Records which silo's batcher holds an HTTP request (its admission said so).</summary>
     public void Placed(string clientId, string requestId, string? silo)

@@ -35,7 +35,11 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private readonly CancellationTokenSource _closing = new();
     private readonly SlowConsumerMark _sendQueueMark;
     private volatile bool _finished;
+    private volatile bool _draining;
     private long _sequence;
+
+    // Queued after a drain's last frame: the send loop closes the socket with 1001 when it reaches it.
+    private static readonly byte[] GoingAway = [];
 
     public ClientConnection(
         WebSocket socket,
@@ -67,6 +71,38 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     }
 
     public string ClientId { get; }
+
+    /// <summary>Requests of this connection not yet ended.</summary>
+    public int InFlight => _pending.Count;
+
+    /// <summary>The frontend is shutting down: warn the client; from now on its new requests are refused.</summary>
+    public void BeginDrain(long drainMs)
+    {
+        _draining = true;
+        Send(FrameWriter.Draining(drainMs, $"this frontend is shutting down: requests in flight finish (within {drainMs} ms), new ones are refused; then the connection closes. Reconnect, to another frontend."));
+    }
+
+    /// <summary>After the drain: close the socket (1001) once the frames already queued are sent.</summary>
+    public void CloseGoingAway()
+    {
+        if (!_outbox.Writer.TryWrite(GoingAway))
+        {
+            Abort();
+        }
+    }
+
+    /// <summary>Drops the connection without a close handshake (the client did not answer ours).</summary>
+    public void Abort()
+    {
+        try
+        {
+            _closing.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // Already ended.
+        }
+    }
 
     public async Task RunAsync(CancellationToken aborted)
     {
@@ -280,6 +316,10 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 
                 break;
 
+            case ClientFrame.Infer infer when _draining:
+                Send(FrameWriter.Error(infer.Id, new InferError(ErrorCode.ModelUnavailable, "this frontend is shutting down; send it again on a connection to another frontend.", 1000)));
+                break;
+
             case ClientFrame.Infer infer:
                 // Until the admission says which deadline applied (the model's default may differ from the session's),
                 // the watchdog allows the longest there is.
@@ -427,6 +467,13 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         {
             await foreach (var frame in _outbox.Reader.ReadAllAsync(cancellationToken))
             {
+                if (ReferenceEquals(frame, GoingAway))
+                {
+                    // The client answers with its own close frame, which ends the receive loop.
+                    await _socket.CloseOutputAsync(WebSocketCloseStatus.EndpointUnavailable, "server shutting down", cancellationToken);
+                    return;
+                }
+
                 await _socket.SendAsync(frame, WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
             }
         }

@@ -128,6 +128,20 @@ public sealed class WsTestClient : IAsyncDisposable
 
                 if (result.MessageType == WebSocketMessageType.Close)
                 {
+                    // Answer the server's close, as browsers and client libraries do, completing the handshake.
+                    if (_socket.State == WebSocketState.CloseReceived)
+                    {
+                        await _sendLock.WaitAsync();
+                        try
+                        {
+                            await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
+                        }
+                        finally
+                        {
+                            _sendLock.Release();
+                        }
+                    }
+
                     return;
                 }
 
