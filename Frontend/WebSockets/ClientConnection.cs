@@ -38,6 +38,10 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private volatile bool _draining;
     private long _sequence;
 
+    // Requests accepted and not yet ended; a request counts until its terminal frame is queued (after it leaves
+    // _pending), so that a drain never closes the socket between the two.
+    private int _inFlight;
+
     // Queued after a drain's last frame: the send loop closes the socket with 1001 when it reaches it.
     private static readonly byte[] GoingAway = [];
 
@@ -73,7 +77,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     public string ClientId { get; }
 
     /// <summary>Requests of this connection not yet ended.</summary>
-    public int InFlight => _pending.Count;
+    public int InFlight => Volatile.Read(ref _inFlight);
 
     /// <summary>The frontend is shutting down: warn the client; from now on its new requests are refused.</summary>
     public void BeginDrain(long drainMs)
@@ -331,8 +335,10 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                     IsText = infer.Prompt is not null,
                     Stream = infer.Stream,
                 };
+                Interlocked.Increment(ref _inFlight);
                 if (!_pending.TryAdd(infer.Id, pending))
                 {
+                    Interlocked.Decrement(ref _inFlight);
                     Send(FrameWriter.Error(infer.Id, new InferError(ErrorCode.BadRequest, $"a request with id '{infer.Id}' is already in flight on this connection.")));
                     break;
                 }
@@ -419,6 +425,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             }
 
             Send(bytes);
+            Interlocked.Decrement(ref _inFlight);
             return true;
         }
     }

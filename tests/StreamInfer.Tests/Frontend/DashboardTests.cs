@@ -65,17 +65,7 @@ public sealed class AdminKeyTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var settings = new Dictionary<string, string?>
-        {
-            ["Urls"] = "http://127.0.0.1:0",
-            ["Logging:LogLevel:Default"] = "Warning",
-            ["StreamInfer:Orleans:SiloPort"] = Ports.FreeText(),
-            ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
-            ["StreamInfer:Repository:Path"] = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N")),
-            ["StreamInfer:Repository:BuiltInTinyLm"] = "false",
-            ["StreamInfer:Frontend:AdminKey"] = Key,
-        };
-        (_app, var address) = await FrontendFixture.StartGridAsync(settings);
+        (_app, var address) = await FrontendFixture.StartGridAsync(FrontendFixture.IsolatedSettings(extra: ("StreamInfer:Frontend:AdminKey", Key)));
         _http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromSeconds(30) };
     }
 

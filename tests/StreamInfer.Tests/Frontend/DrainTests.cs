@@ -20,20 +20,14 @@ public sealed class DrainTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var settings = new Dictionary<string, string?>
-        {
-            ["Urls"] = "http://127.0.0.1:0",
-            ["Logging:LogLevel:Default"] = "Warning",
-            ["StreamInfer:Orleans:SiloPort"] = Ports.FreeText(),
-            ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
-            ["StreamInfer:Repository:Path"] = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N")),
-            ["StreamInfer:Repository:BuiltInTinyLm"] = "false",
-            ["StreamInfer:Frontend:MaxConnections"] = "3",
-            ["StreamInfer:Frontend:DrainTimeout"] = "00:00:10",
-            ["StreamInfer:Models:slow:MaxBatchSize"] = "1",
-            ["StreamInfer:Models:slow:FixedDelay"] = "00:00:01",
-        };
-        (_app, _http) = await FrontendFixture.StartGridAsync(settings);
+        (_app, _http) = await FrontendFixture.StartGridAsync(FrontendFixture.IsolatedSettings(
+            extra:
+            [
+                ("StreamInfer:Frontend:MaxConnections", "3"),
+                ("StreamInfer:Frontend:DrainTimeout", "00:00:10"),
+                ("StreamInfer:Models:slow:MaxBatchSize", "1"),
+                ("StreamInfer:Models:slow:FixedDelay", "00:00:01"),
+            ]));
         _ws = new UriBuilder(_http) { Scheme = "ws", Path = "/ws" }.Uri;
     }
 

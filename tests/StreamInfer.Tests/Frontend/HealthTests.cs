@@ -41,14 +41,7 @@ public sealed class HealthTests(FrontendFixture fixture)
     {
         // A grid of its own, asked from the moment its server listens, while the built-in tiny-lm is still being
         // written, loaded and warmed.
-        var settings = new Dictionary<string, string?>
-        {
-            ["Urls"] = "http://127.0.0.1:0",
-            ["Logging:LogLevel:Default"] = "Warning",
-            ["StreamInfer:Orleans:SiloPort"] = Ports.FreeText(),
-            ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
-            ["StreamInfer:Repository:Path"] = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N")),
-        };
+        var settings = FrontendFixture.IsolatedSettings(tinyLm: true);
         var app = StreamInferApp.Create([], b => b.Configuration.AddInMemoryCollection(settings));
         await app.StartAsync();
         try

@@ -92,6 +92,29 @@ public sealed class FrontendFixture : IAsyncLifetime
     }
 
     /// <summary>
+    /// Settings for a grid of a test's own: any free ports, warnings only, an empty repository of its own (no built-in
+    /// tiny-lm unless <paramref name="tinyLm"/>), plus <paramref name="extra"/>.
+    /// </summary>
+    public static Dictionary<string, string?> IsolatedSettings(bool tinyLm = false, params (string Key, string? Value)[] extra)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Urls"] = "http://127.0.0.1:0",
+            ["Logging:LogLevel:Default"] = "Warning",
+            ["StreamInfer:Orleans:SiloPort"] = Ports.FreeText(),
+            ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
+            ["StreamInfer:Repository:Path"] = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N")),
+            ["StreamInfer:Repository:BuiltInTinyLm"] = tinyLm ? "true" : "false",
+        };
+        foreach (var (key, value) in extra)
+        {
+            settings[key] = value;
+        }
+
+        return settings;
+    }
+
+    /// <summary>
     /// Starts the embedded default in this process with <paramref name="settings"/> over its shipped configuration, and
     /// waits until its repository has loaded; returns the app and its HTTP address.
     /// </summary>
