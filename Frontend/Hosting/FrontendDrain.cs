@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.WebSockets;
+using StreamInfer.Grains.Metrics;
 
 namespace StreamInfer.Frontend.Hosting;
 
@@ -49,11 +50,16 @@ internal sealed partial class FrontendDrain(
             return false;
         }
 
+        GridMetrics.Connection(1);
         return true;
     }
 
     /// <summary>Gives back a slot from <see cref="TryReserve"/> (the upgrade failed, or the connection ended).</summary>
-    public void Release() => Interlocked.Decrement(ref _slots);
+    public void Release()
+    {
+        Interlocked.Decrement(ref _slots);
+        GridMetrics.Connection(-1);
+    }
 
     public void Opened(ClientConnection connection)
     {

@@ -94,6 +94,7 @@ public static class StreamInferApp
         services.AddSingleton<DeliveryRouter>();
         services.AddHostedService(sp => sp.GetRequiredService<DeliveryRouter>());
         services.AddHostedService<StreamInfer.Frontend.Operations.ReloadSignal>();
+        services.AddStreamInferMetrics();
         services.AddSingleton<FrontendDrain>();
         services.AddHostedService(sp => sp.GetRequiredService<FrontendDrain>());
         services.AddSingleton<ClusterWatch>();
@@ -118,6 +119,7 @@ public static class StreamInferApp
         }
 
         app.MapHealth();
+        app.MapMetrics();
         app.MapGet("/", () => Results.Text("StreamInfer: WebSocket /ws, POST /predict, KServe v2 under /v2, OpenAI-compatible under /v1. See README.md.\n"));
         return app;
     }

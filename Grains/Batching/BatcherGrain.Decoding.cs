@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
+using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Models.Decoding;
 
 namespace StreamInfer.Grains.Batching;
@@ -73,6 +74,7 @@ internal sealed partial class BatcherGrain
             q.Running = true;
             _reservedCacheBytes += bytes;
             _sequences.Add(new Running(q, bytes, time.GetTimestamp()));
+            GridMetrics.Queued(_key.Model, q.Lease.Model.Version, _key.Device, time.GetElapsedTime(q.EnqueuedAt).TotalSeconds, -1);
         }
 
         if (startLoop && !_stepping && _sequences.Count > 0)
@@ -208,8 +210,13 @@ internal sealed partial class BatcherGrain
                 }
 
                 _stepsRun++;
-                _recentBatchMs = _stepsRun == 1 ? time.GetElapsedTime(started).TotalMilliseconds : (0.8 * _recentBatchMs) + (0.2 * time.GetElapsedTime(started).TotalMilliseconds);
+                var stepTime = time.GetElapsedTime(started);
+                _recentBatchMs = _stepsRun == 1 ? stepTime.TotalMilliseconds : (0.8 * _recentBatchMs) + (0.2 * stepTime.TotalMilliseconds);
                 RecordBatch(stepping.Count);
+                var stepVersion = stepping[0].Queued.Lease.Model.Version;
+                GridMetrics.Batch(_key.Model, stepVersion, _key.Device, stepping.Count);
+                // Back to back, a step's duration is the gap between a running sequence's tokens.
+                GridMetrics.Step(_key.Model, stepVersion, _key.Device, stepTime.TotalSeconds);
 
                 deliveries = [];
                 ended = [];
@@ -235,6 +242,7 @@ internal sealed partial class BatcherGrain
                         if (outcome.Token is not null && r.FirstTokenAt == 0)
                         {
                             r.FirstTokenAt = time.GetTimestamp();
+                            GridMetrics.FirstToken(_key.Model, r.Queued.Lease.Model.Version, _key.Device, time.GetElapsedTime(r.Queued.EnqueuedAt, r.FirstTokenAt).TotalSeconds);
                         }
 
                         if (outcome.FinishReason is not null)
@@ -331,6 +339,7 @@ internal sealed partial class BatcherGrain
         }
 
         activity.NotifyActivity();
+        RecordEnds(deliveries, ended);
         foreach (var group in deliveries.GroupBy(d => d.Sequence.Queued.Item.Request.ReplyTo))
         {
             var replyTo = group.Key;
@@ -345,6 +354,34 @@ internal sealed partial class BatcherGrain
         {
             _ = NotifySessionAsync(group.Key, [.. group.Select(r => r.Queued.Item.Request.RequestId)]);
         }
+    }
+
+    /// <summary>Counts the sequences that ended this step, by outcome (a cancelled one leaves without a delivery).</summary>
+    private void RecordEnds(List<(Running Sequence, Delivery Delivery)> deliveries, List<Running> ended)
+    {
+        foreach (var (r, d) in deliveries)
+        {
+            if (d.IsEnd)
+            {
+                var code = d.Error is { } error ? error.Code.ToWire() : d.Done!.FinishReason switch
+                {
+                    FinishReasons.Cancelled => ErrorCode.Cancelled.ToWire(),
+                    FinishReasons.Deadline => ErrorCode.DeadlineExceeded.ToWire(),
+                    _ => GridMetrics.Ok,
+                };
+                GridMetrics.Ended(_key.Model, r.Queued.Lease.Model.Version, _key.Device, code, time.GetElapsedTime(r.Queued.EnqueuedAt).TotalSeconds);
+            }
+        }
+
+        foreach (var r in ended)
+        {
+            if (r.Queued.Cancelled)
+            {
+                GridMetrics.Ended(_key.Model, r.Queued.Lease.Model.Version, _key.Device, ErrorCode.Cancelled.ToWire(), time.GetElapsedTime(r.Queued.EnqueuedAt).TotalSeconds);
+            }
+        }
+
+        ReportDepth();
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The decoding loop of model {Model} failed; its running sequences were ended")]

@@ -6,6 +6,7 @@ using Orleans.Streams;
 using StreamInfer.Grains.Clocks;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Hosting;
+using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Models.Decoding;
 using StreamInfer.Grains.Placement;
@@ -64,6 +65,8 @@ internal sealed partial class BatcherGrain(
 
     // Batches dispatched whose results are not yet published; deactivation waits for them (_drained).
     private int _finishing;
+    private long _reportedQueued;
+    private long _reportedActive;
     private bool _draining;
     private TaskCompletionSource? _drained;
     private long _batchesRun;
@@ -96,6 +99,8 @@ internal sealed partial class BatcherGrain(
         _wake?.Dispose();
         _deactivating = true;
         load.Unregister(this.GetPrimaryKeyString(), _load!);
+        GridMetrics.Depth(_key.Model, _key.Device, -_reportedQueued, -_reportedActive);
+        (_reportedQueued, _reportedActive) = (0, 0);
         // Nothing accepted may be lost: whatever is still queued or generating ends with an error the client can act on,
         // and batches already on the device finish and publish their results before the activation goes (its silo
         // may be shutting down: a silo leaving the cluster drains its batchers).
@@ -173,14 +178,36 @@ internal sealed partial class BatcherGrain(
         }
     }
 
+    /// <summary>Moves the queue-depth and active-sequence gauges by what changed since they were last moved.</summary>
+    private void ReportDepth()
+    {
+        long queued = _queue.Count, active = _sequences.Count;
+        if (queued != _reportedQueued || active != _reportedActive)
+        {
+            GridMetrics.Depth(_key.Model, _key.Device, queued - _reportedQueued, active - _reportedActive);
+            (_reportedQueued, _reportedActive) = (queued, active);
+        }
+    }
+
     /// <summary>Nothing queued, generating, on the device or being delivered.</summary>
     private bool Drained => _queue.Count == 0 && _sequences.Count == 0 && _finishing == 0 && _publishing.Values.All(static t => t.IsCompleted);
 
     public Task<InferError?> EnqueueAsync(BatchItem item)
     {
+        var refused = Enqueue(item);
+        if (refused is not null)
+        {
+            GridMetrics.Refused(_key.Model, refused.Code);
+        }
+
+        return Task.FromResult(refused);
+    }
+
+    private InferError? Enqueue(BatchItem item)
+    {
         if (_draining)
         {
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.ModelUnavailable, $"silo '{_key.Silo}' is shutting down; retry (the other silos serve model '{_key.Model}').", DrainRetryAfterMs));
+            return new InferError(ErrorCode.ModelUnavailable, $"silo '{_key.Silo}' is shutting down; retry (the other silos serve model '{_key.Model}').", DrainRetryAfterMs);
         }
 
         // The catalog is an immutable snapshot: reading it per request is a dictionary lookup, and it sees a model
@@ -203,21 +230,21 @@ internal sealed partial class BatcherGrain(
             }
 
             var why = _model?.State == ModelState.Loading ? "is still loading" : $"is not served on device '{_key.Device}' of silo '{_key.Silo}'";
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' {why}."));
+            return new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' {why}.");
         }
 
         var options = _model.Options;
         var priority = item.Request.Priority ?? options.DefaultPriority;
         if (priority < 0 || priority >= options.PriorityLevels)
         {
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{_key.Model}' has levels 0 to {options.PriorityLevels - 1}."));
+            return new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{_key.Model}' has levels 0 to {options.PriorityLevels - 1}.");
         }
 
         if (_instance is OnnxDecoderModel && _queue.Count >= options.QueueCapacity)
         {
             // Checked before the prompt is tokenized: a refusal under overload costs the scheduler nothing more.
             var retry = Math.Max(1, (int)Math.Ceiling(DecoderExpectedWaitMs(_queue.Count)));
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", retry));
+            return new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", retry);
         }
 
         DecodeSequence? sequence = null;
@@ -226,7 +253,7 @@ internal sealed partial class BatcherGrain(
         {
             if (PrepareSequence(decoder, item, out sequence) is { } refused)
             {
-                return Task.FromResult<InferError?>(refused);
+                return refused;
             }
 
             rows = 1;
@@ -236,7 +263,7 @@ internal sealed partial class BatcherGrain(
             var check = _instance.Check(item.Request);
             if (check.Error is { } invalid)
             {
-                return Task.FromResult<InferError?>(invalid);
+                return invalid;
             }
 
             rows = check.Rows;
@@ -245,7 +272,7 @@ internal sealed partial class BatcherGrain(
         if (_queue.Count >= options.QueueCapacity)
         {
             var retry = (int)Math.Ceiling(sequence is null ? ExpectedWaitMs(_queue.Rows) : DecoderExpectedWaitMs(_queue.Count));
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", Math.Max(1, retry)));
+            return new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' has {_queue.Count} requests queued, its capacity; retry in {retry} ms.", Math.Max(1, retry));
         }
 
         // Global backpressure (DESIGN §4, ring 3): refuse at once what would miss its deadline in the queue anyway.
@@ -254,21 +281,21 @@ internal sealed partial class BatcherGrain(
         if (expected > remaining)
         {
             var retry = Math.Max(1, (int)Math.Ceiling(expected - remaining));
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry));
+            return new InferError(ErrorCode.Overloaded, $"model '{_key.Model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry);
         }
 
         // The request holds the version it was checked against until it ends (a rollout's old version drains).
         if (!lease!.TryAcquire())
         {
             // That version was released between the lookup and now: a commit swapped it out. The new one takes it.
-            return EnqueueAsync(item);
+            return Enqueue(item);
         }
 
         var queued = new Queued(item, time.GetTimestamp(), rows, lease) { Sequence = sequence };
         if (!_byId.TryAdd((item.ClientId, item.Request.RequestId), queued))
         {
             queued.End();
-            return Task.FromResult<InferError?>(new InferError(ErrorCode.BadRequest, $"a request with id '{item.Request.RequestId}' is already queued."));
+            return new InferError(ErrorCode.BadRequest, $"a request with id '{item.Request.RequestId}' is already queued.");
         }
 
         _queue.Add(queued, priority);
@@ -278,7 +305,7 @@ internal sealed partial class BatcherGrain(
         }
 
         Pump();
-        return Task.FromResult<InferError?>(null);
+        return null;
     }
 
     public Task CancelAsync(string clientId, ImmutableArray<string> requestIds)
@@ -340,6 +367,7 @@ internal sealed partial class BatcherGrain(
         {
             AdmitSequences(decoder);
             Volatile.Write(ref _load!.Rows, _queue.Rows);
+            ReportDepth();
             ArmTimer(now);
             return;
         }
@@ -370,6 +398,7 @@ internal sealed partial class BatcherGrain(
         }
 
         Volatile.Write(ref _load!.Rows, _queue.Rows);
+        ReportDepth();
         ArmTimer(now);
     }
 
@@ -498,6 +527,7 @@ internal sealed partial class BatcherGrain(
         var computeMs = time.GetElapsedTime(started).TotalMilliseconds;
         _running--;
         _batchesRun++;
+        GridMetrics.Batch(_key.Model, model.Version, _key.Device, batch.Count);
         _itemsRun += batch.Count;
         // Admission's estimate of a batch's time; it assumes full batches, so it errs towards admitting.
         _recentBatchMs = _batchesRun == 1 ? computeMs : (0.8 * _recentBatchMs) + (0.2 * computeMs);
@@ -517,6 +547,7 @@ internal sealed partial class BatcherGrain(
             q.End();
             if (q.Cancelled)
             {
+                GridMetrics.Ended(_key.Model, model.Version, _key.Device, ErrorCode.Cancelled.ToWire(), time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
                 continue;
             }
 
@@ -546,6 +577,16 @@ internal sealed partial class BatcherGrain(
 
         // Results are about to be published: wake idling timers so the stream's pulling agent polls promptly.
         activity.NotifyActivity();
+        for (var i = 0; i < deliveries.Count; i++)
+        {
+            var (delivery, q) = (deliveries[i], ended[i]);
+            var version = q.Lease.Model.Version;
+            GridMetrics.Ended(_key.Model, version, _key.Device, delivery.Error?.Code.ToWire() ?? GridMetrics.Ok, time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
+            if (delivery.Result is { } result)
+            {
+                GridMetrics.Queued(_key.Model, version, _key.Device, result.Timing.QueueMs / 1000, result.Timing.ComputeMs / 1000);
+            }
+        }
 
         var work = new List<Task>();
         foreach (var group in deliveries.Zip(ended).GroupBy(p => p.Second.Item.Request.ReplyTo))

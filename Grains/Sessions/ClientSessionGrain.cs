@@ -6,6 +6,7 @@ using Orleans.Concurrency;
 using Orleans.Placement;
 using StreamInfer.Grains.Clocks;
 using StreamInfer.Grains.Hosting;
+using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
 using StreamInfer.Grains.Placement;
@@ -72,12 +73,14 @@ internal sealed partial class ClientSessionGrain(
 
         if (_backlog.IsFull)
         {
+            GridMetrics.Refused(request.Model, ErrorCode.BacklogFull);
             return Admission.Refused(new InferError(ErrorCode.BacklogFull, $"the client has {_backlog.Count} unfinished requests, its backlog capacity."));
         }
 
         if (!_bucket.TryTake(out var retryAfter))
         {
             var ms = (int)retryAfter.TotalMilliseconds;
+            GridMetrics.Refused(request.Model, ErrorCode.RateLimited);
             return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_options.RatePerSecond}/s (burst {_options.Burst}) exceeded; retry in {ms} ms.", ms));
         }
 

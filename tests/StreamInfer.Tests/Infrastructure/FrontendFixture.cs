@@ -75,6 +75,9 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Models:echo:QueueCapacity"] = "10000",
             ["StreamInfer:Models:hold:MaxBatchSize"] = "1000",
             ["StreamInfer:Models:hold:MaxWait"] = "00:00:10",
+            // MetricsTests' own model: batches of exactly four.
+            ["StreamInfer:Models:metered:MaxBatchSize"] = "4",
+            ["StreamInfer:Models:metered:MaxWait"] = "00:00:10",
             ["StreamInfer:Models:slow:MaxBatchSize"] = "1",
             ["StreamInfer:Models:slow:FixedDelay"] = "00:00:00.500",
             ["StreamInfer:Models:slow-http:MaxBatchSize"] = "1",
