@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
 using StreamInfer.Grains.Hosting;
+using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Options;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -34,6 +36,21 @@ public static class SiloHost
             silo.UseStreamInferClustering(endpoint);
             silo.AddStreamInfer(builder.Configuration);
         });
+        // The silo's grid metrics (a silo serves no HTTP otherwise): Prometheus text at http://HOST:PORT/metrics
+        // (StreamInfer:Metrics:Port, off by default; Host "*" by default, every interface).
+        var metricsPort = builder.Configuration.GetValue($"{GridMetrics.MetricsSection}:Port", 0);
+        if (metricsPort > 0)
+        {
+            builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+                .AddMeter(GridMetrics.MeterName)
+                .AddPrometheusHttpListener(o =>
+                {
+                    o.Host = builder.Configuration.GetValue($"{GridMetrics.MetricsSection}:Host", "*")!;
+                    o.Port = metricsPort;
+                    o.ScrapeResponseCacheDurationMilliseconds = 0;
+                }));
+        }
+
         // SIGTERM: the silo drains its batchers (Placement:DrainTimeout) before Orleans stops; allow for both.
         var drain = builder.Configuration.GetValue($"{PlacementOptions.Section}:{nameof(PlacementOptions.DrainTimeout)}", new PlacementOptions().DrainTimeout);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(10));

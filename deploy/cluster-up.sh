@@ -8,7 +8,8 @@
 #   deploy/cluster-up.sh --redis                     (re)start the running cluster's redis-server
 #
 # Settings (environment): RUN_DIR (deploy/.run), REDIS_PORT (6390), HTTP_BASE (8100: frontend j on HTTP_BASE+j),
-# SILO_PORT_BASE (11200), GATEWAY_BASE (30200), CLUSTER_ID (streaminfer-local), CONFIG (Release: the build
+# SILO_PORT_BASE (11200), GATEWAY_BASE (30200), METRICS_BASE (9460: silo i's Prometheus metrics on
+# 127.0.0.1:METRICS_BASE+i/metrics; 0 for none), CLUSTER_ID (streaminfer-local), CONFIG (Release: the build
 # configuration whose binaries run), NO_BUILD=1 to skip the build,
 # and any StreamInfer__Section__Key variable, passed to every process (e.g. StreamInfer__Models__echo__FixedDelay).
 set -euo pipefail
@@ -19,6 +20,7 @@ REDIS_PORT=${REDIS_PORT:-6390}
 HTTP_BASE=${HTTP_BASE:-8100}
 SILO_PORT_BASE=${SILO_PORT_BASE:-11200}
 GATEWAY_BASE=${GATEWAY_BASE:-30200}
+METRICS_BASE=${METRICS_BASE:-9460}
 CLUSTER_ID=${CLUSTER_ID:-streaminfer-local}
 CONFIG=${CONFIG:-Release}
 silo_dll=Silo/bin/$CONFIG/net10.0/StreamInfer.Silo.dll
@@ -51,6 +53,7 @@ start_silo() {
   StreamInfer__Orleans__SiloName="silo-$i" \
   StreamInfer__Orleans__SiloPort=$((SILO_PORT_BASE + i)) \
   StreamInfer__Orleans__GatewayPort=$((GATEWAY_BASE + i)) \
+  StreamInfer__Metrics__Port=$((METRICS_BASE > 0 ? METRICS_BASE + i : 0)) StreamInfer__Metrics__Host=127.0.0.1 \
     nohup dotnet "$silo_dll" >>"$RUN_DIR/silo-$i.log" 2>&1 &
   record silo "silo-$i" $!
 }

@@ -112,6 +112,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(aborted, _closing.Token);
         _router.Register(ClientId, this);
+        var openedAt = _time.GetTimestamp();
         LogOpened(_logger, ClientId);
         var sender = SendLoopAsync(linked.Token);
         try
@@ -149,7 +150,8 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             }
 
             await CloseSocketAsync();
-            LogClosed(_logger, ClientId);
+            // One line per connection, at its end: how long it lasted and what it asked.
+            LogClosed(_logger, ClientId, _time.GetElapsedTime(openedAt).TotalSeconds, Interlocked.Read(ref _sequence), _closing.IsCancellationRequested ? "dropped" : _draining ? "drained" : "closed");
         }
     }
 
@@ -519,8 +521,8 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     [LoggerMessage(Level = LogLevel.Debug, Message = "Client {ClientId} connected")]
     private static partial void LogOpened(ILogger logger, string clientId);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Client {ClientId} disconnected")]
-    private static partial void LogClosed(ILogger logger, string clientId);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Client {ClientId} {How} after {Seconds:F1} s and {Requests} requests")]
+    private static partial void LogClosed(ILogger logger, string clientId, double seconds, long requests, string how);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Closing the session of client {ClientId} failed")]
     private static partial void LogCloseFailed(ILogger logger, Exception ex, string clientId);

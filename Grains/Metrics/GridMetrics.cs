@@ -14,6 +14,10 @@ public static class GridMetrics
 {
     public const string MeterName = "StreamInfer";
 
+    /// <summary>Configuration of the standalone silo's metrics listener: <c>StreamInfer:Metrics:Port</c> (0, the
+    /// default, serves none; frontends serve theirs at <c>/metrics</c>).</summary>
+    public const string MetricsSection = "StreamInfer:Metrics";
+
     /// <summary>Latency buckets, seconds: from half a millisecond (the return path) to a minute (long generations).</summary>
     private static readonly IReadOnlyList<double> Seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 

@@ -86,6 +86,9 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
         var summary = $"logs in {cluster.RunDir}; before {before.Ok}/{before.Errors}, first second after SIGTERM {during.Ok}/{during.Errors}, after {after.Ok}/{after.Errors}; silo-3 exited {took.TotalSeconds:F1} s after SIGTERM; errors: {string.Join(", ", outcomes.Where(o => o.Code != "result").GroupBy(o => o.Code).Select(g => $"{g.Key} x{g.Count()}"))}";
         log.WriteLine(summary);
         Assert.Contains("Drained 1 batchers for shutdown", cluster.Log("silo-3"), StringComparison.Ordinal);
+        // A standalone silo serves its grid metrics: the echo requests its batcher answered.
+        var siloMetrics = await http.GetStringAsync(cluster.SiloMetrics(1));
+        Assert.Contains(siloMetrics.Split('\n'), l => l.StartsWith("streaminfer_requests_total{", StringComparison.Ordinal) && l.Contains("model=\"echo\"", StringComparison.Ordinal) && l.Contains("code=\"ok\"", StringComparison.Ordinal));
         Assert.True(outcomes.All(o => o.Ended), "a request never ended: " + summary);
         // A drained silo finishes what it runs and ends only what was queued, with a retryable model_unavailable (at most
         // what was in flight: one request per client); nothing is lost and nothing waits for a deadline.

@@ -41,6 +41,7 @@ public sealed class ClusterProcess : IAsyncDisposable
             ["HTTP_BASE"] = (block - 10000).ToString(CultureInfo.InvariantCulture),
             ["SILO_PORT_BASE"] = block.ToString(CultureInfo.InvariantCulture),
             ["GATEWAY_BASE"] = (block + 5000).ToString(CultureInfo.InvariantCulture),
+            ["METRICS_BASE"] = (block + 100).ToString(CultureInfo.InvariantCulture),
             ["CLUSTER_ID"] = "test-" + Guid.NewGuid().ToString("N")[..8],
             ["CONFIG"] = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release",
             ["NO_BUILD"] = "1",
@@ -101,6 +102,9 @@ public sealed class ClusterProcess : IAsyncDisposable
 
     /// <summary>Starts redis-server again (it reloads its append-only file).</summary>
     public Task<(int Code, string Output)> RestartRedisAsync() => RunScriptAsync("deploy/cluster-up.sh", TimeSpan.FromSeconds(30), "--redis");
+
+    /// <summary>Silo <paramref name="i"/>'s Prometheus metrics endpoint.</summary>
+    public Uri SiloMetrics(int i) => new($"http://127.0.0.1:{int.Parse(_env["METRICS_BASE"], CultureInfo.InvariantCulture) + i}/metrics");
 
     /// <summary>The number of active silos frontend <paramref name="j"/> sees.</summary>
     public async Task<int> ActiveSilosAsync(int j)
