@@ -161,6 +161,47 @@ public sealed class EmbeddedDefaultProcessTests
         Assert.Equal(plainJson.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString(), root.GetProperty("text").GetString());
     }
 
+    /// <summary>
+    /// The dashboard in a real browser (Debian's chromium, headless; .ci/run installs it): the page's script runs,
+    /// polls the grid and renders the silo and the session grains' calls made just before.
+    /// </summary>
+    [Fact]
+    public async Task EmbeddedDefault_DashboardInChromium_RendersTheSiloAndLiveGrainCalls()
+    {
+        var port = Ports.Free();
+        await using var grid = await GridProcess.StartAsync(port, workingDirectory: NewWorkingFolder());
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+
+        // A first read switches the dashboard's grain-call profiler on; then some traffic for it to see.
+        using (await http.GetAsync(new Uri("/dashboard/DashboardCounters", UriKind.Relative)))
+        {
+        }
+
+        for (var i = 0; i < 40; i++)
+        {
+            using var answer = await http.PostAsync(
+                new Uri("/predict", UriKind.Relative),
+                new StringContent("""{"model":"echo","inputs":{"x":{"dtype":"float32","shape":[1],"data":[1]}}}""", Encoding.UTF8, "application/json"));
+            Assert.True(answer.IsSuccessStatusCode);
+        }
+
+        var info = new ProcessStartInfo("chromium") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000", "--dump-dom", $"http://127.0.0.1:{port}/dashboard/" })
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        using var browser = Process.Start(info) ?? throw new InvalidOperationException("chromium did not start (apt-get install chromium; .ci/run does)");
+        var dom = browser.StandardOutput.ReadToEndAsync();
+        _ = browser.StandardError.ReadToEndAsync();
+        await browser.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        var text = System.Text.RegularExpressions.Regex.Replace(System.Text.RegularExpressions.Regex.Replace(await dom, "<[^>]*>", " "), @"\s+", " ");
+
+        // Rendered by the page's script from the grid's live counters, not present in the served HTML.
+        Assert.Contains("Active Silos 1", text, StringComparison.Ordinal);
+        Assert.Contains("SubmitAsync ClientSessionGrain", text, StringComparison.Ordinal);
+    }
+
     private static string NewWorkingFolder()
     {
         var folder = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
