@@ -13,7 +13,7 @@ build_all
 
 row() { # label, port, loadgen args: prints a table row, leaves req/s in $rps
   local label="$1" port="$2"; shift 2
-  local cells; cells=$(load_row "$port" --connections 100 --duration "$secs" --warmup "$warmup" "$@")
+  local cells; cells=$(load_row "$port" --connections 100 --duration "$secs" --warmup "$warmup" --label "$label" "$@")
   rps=$(echo "$cells" | awk -F'|' '{gsub(/ /, "", $1); print $1}')
   local errors; errors=$(sed -n 's/^outcomes: //p' "$load_file" | tr ' ' '\n' | { grep -v '^result=' || true; } | tr '\n' ' ')
   echo "| $label |$cells ${errors:-none} |"

@@ -367,6 +367,7 @@ internal sealed class Connection : IDisposable
                 if (request.SentAt >= _measureStart && request.SentAt < _measureEnd)
                 {
                     Stats.Latencies.Add((now - request.SentAt) * 1000.0 / Stopwatch.Frequency);
+                    Stats.SentAtSeconds.Add((float)((request.SentAt - _measureStart) / (double)Stopwatch.Frequency));
                     ConnectionStats.Increment(Stats.Outcomes, type == FrameType.Result ? "result" : code ?? "(no code)");
                     if (type == FrameType.Result && timing.BatchSize >= 1)
                     {

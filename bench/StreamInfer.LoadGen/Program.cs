@@ -22,7 +22,12 @@ if (options.ShowHelp)
 var report = await LoadRun.RunAsync(options, Console.Error);
 Console.WriteLine();
 Console.Write(report.ToTable());
-if (options.JsonPath is { } path)
+// Under bench/suite.sh every run leaves its JSON (with its per-second series) in the scenario's folder.
+var jsonPath = options.JsonPath
+    ?? (Environment.GetEnvironmentVariable("STREAMINFER_BENCH_OUT") is { Length: > 0 } folder
+        ? Path.Combine(folder, $"loadgen-{DateTime.UtcNow:HHmmss.fff}-{Environment.ProcessId}.json")
+        : null);
+if (jsonPath is { } path)
 {
     report.WriteJson(path);
     Console.Error.WriteLine("wrote " + path);

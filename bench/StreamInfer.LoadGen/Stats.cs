@@ -13,6 +13,9 @@ internal sealed class ConnectionStats(int latencyCapacity)
     /// <summary>Latencies in ms of the requests sent inside the measured window.</summary>
     public List<double> Latencies { get; } = new(latencyCapacity);
 
+    /// <summary>For each of <see cref="Latencies"/>, when its request was sent: seconds into the measured window.</summary>
+    public List<float> SentAtSeconds { get; } = new(latencyCapacity);
+
     /// <summary>Terminal frames for requests sent inside the measured window: <c>result</c>, or the error's code.</summary>
     public Dictionary<string, long> Outcomes { get; } = new(StringComparer.Ordinal);
 
@@ -104,6 +107,9 @@ internal sealed class Report
 
     public double LatencyMean { get; private init; } = double.NaN;
 
+    /// <summary>Requests by the second of the measured window they were sent in: how many, and their p50, p99, max.</summary>
+    public IReadOnlyList<SecondSummary> Series { get; private init; } = [];
+
     public IReadOnlyList<KeyValuePair<string, long>> Outcomes { get; private init; } = [];
 
     public IReadOnlyList<KeyValuePair<string, long>> Warnings { get; private init; } = [];
@@ -157,6 +163,7 @@ internal sealed class Report
         }
 
         var latencies = new double[total];
+        var perSecond = new List<double>?[(int)Math.Ceiling(options.DurationSeconds)];
         var at = 0;
         var outcomes = new Dictionary<string, long>(StringComparer.Ordinal) { ["result"] = 0 };
         var warnings = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -167,6 +174,15 @@ internal sealed class Report
         foreach (var (stats, connectionSent) in connections)
         {
             stats.Latencies.CopyTo(latencies, at);
+            for (var i = 0; i < stats.Latencies.Count; i++)
+            {
+                var second = (int)stats.SentAtSeconds[i];
+                if (second >= 0 && second < perSecond.Length)
+                {
+                    (perSecond[second] ??= []).Add(stats.Latencies[i]);
+                }
+            }
+
             at += stats.Latencies.Count;
             Merge(outcomes, stats.Outcomes);
             Merge(warnings, stats.Warnings);
@@ -190,6 +206,14 @@ internal sealed class Report
         }
 
         Array.Sort(latencies);
+        var series = new List<SecondSummary>(perSecond.Length);
+        for (var second = 0; second < perSecond.Length; second++)
+        {
+            var sample = perSecond[second]?.ToArray() ?? [];
+            Array.Sort(sample);
+            series.Add(new SecondSummary(second, sample.Length, Percentile(sample, 50), Percentile(sample, 99), sample.Length == 0 ? double.NaN : sample[^1]));
+        }
+
         var sum = 0.0;
         foreach (var l in latencies)
         {
@@ -208,6 +232,7 @@ internal sealed class Report
             LatencyPercentiles = Array.ConvertAll(Percentiles, p => Percentile(latencies, p)),
             LatencyMax = latencies.Length == 0 ? double.NaN : latencies[^1],
             LatencyMean = latencies.Length == 0 ? double.NaN : sum / latencies.Length,
+            Series = series,
             Outcomes = Order(outcomes),
             Warnings = Order(warnings),
             ConnectionErrors = Order(connectionErrors),
@@ -357,6 +382,19 @@ internal sealed class Report
         w.WriteNumber("unexpected_frames", UnexpectedFrames);
         w.WriteNumber("overdue", Overdue);
         w.WriteNumber("late_answers", LateAnswers);
+        w.WriteStartArray("series");
+        foreach (var point in Series)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("second", point.Second);
+            w.WriteNumber("requests", point.Requests);
+            WriteMs(w, "p50_ms", point.P50);
+            WriteMs(w, "p99_ms", point.P99);
+            WriteMs(w, "max_ms", point.Max);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
         if (TimedResults == 0)
         {
             w.WriteNull("timing");
@@ -416,3 +454,6 @@ internal sealed class Report
         w.WriteEndObject();
     }
 }
+
+/// <summary>One second of the measured window: requests sent in it, and their latency p50, p99 and max in ms.</summary>
+internal sealed record SecondSummary(int Second, int Requests, double P50, double P99, double Max);
