@@ -21,6 +21,7 @@ scenarios=(
   "onnx|onnx-grid.sh|an ONNX MLP over WebSocket against bare ONNX Runtime at batch sizes 1..32"
   "scale-out|scale-out.sh|1, 2, 3 silos (deploy/ scripts, Redis) on the simulated device; 1 silo is the baseline"
   "hot-swap|rollout.sh|p99 and failures while versions are rolled out every 2 s, against steady state"
+  "idle-10k|idle.sh|10,000 idle WebSocket connections: server RSS per connection, against the bare Kestrel echo"
 )
 
 list() {

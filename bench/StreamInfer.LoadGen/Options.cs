@@ -23,7 +23,7 @@ internal sealed class Options
 
           --url URL                  WebSocket endpoint (default ws://127.0.0.1:8000/ws)
           --connections N            connections to open (default 100)
-          --depth D                  requests in flight per connection (default 4)
+          --depth D                  requests in flight per connection (default 4; 0 holds the connections open, idle)
           --rate R                   pace the whole run at R requests/s (each slot sends at most every slots/R s); 0 = as fast as answered (default)
           --duration T               measured seconds (default 10)
           --warmup W                 seconds run before measuring; not counted (default 2)
@@ -122,7 +122,7 @@ internal sealed class Options
             {
                 case "url": options.Url = ParseUrl(value); break;
                 case "connections": options.Connections = ParseInt(name, value, 1, 1_000_000); break;
-                case "depth": options.Depth = ParseInt(name, value, 1, 100_000); break;
+                case "depth": options.Depth = ParseInt(name, value, 0, 100_000); break;
                 case "duration": options.DurationSeconds = ParseSeconds(name, value, allowZero: false); break;
                 case "warmup": options.WarmupSeconds = ParseSeconds(name, value, allowZero: true); break;
                 case "model": options.Model = value.Length > 0 ? value : throw new FormatException("--model must not be empty."); break;
