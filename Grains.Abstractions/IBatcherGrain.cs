@@ -35,7 +35,7 @@ public interface IBatcherGrain : IGrainWithStringKey
     /// <paramref name="timeout"/> ends with <see cref="ErrorCode.ModelUnavailable"/>. Completes when everything it held
     /// has been delivered (or its delivery has failed). Calling it again waits again.
     /// </summary>
-    [Alias("Drain")]
+    [Alias("Drain"), ResponseTimeout("00:10:30")] // Placement:DrainTimeout's maximum (10 min) and a retry budget.
     Task DrainAsync(TimeSpan timeout);
 
     /// <summary>Queue depth, batches in flight and recent batch sizes.</summary>

@@ -53,7 +53,8 @@ public static class SiloHost
 
         // SIGTERM: the silo drains its batchers (Placement:DrainTimeout) before Orleans stops; allow for both.
         var drain = builder.Configuration.GetValue($"{PlacementOptions.Section}:{nameof(PlacementOptions.DrainTimeout)}", new PlacementOptions().DrainTimeout);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(10));
+        // Past the drain: the last deliveries' retries (10 s) and Orleans' own stop.
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(25));
         return builder.Build();
     }
 }

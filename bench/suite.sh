@@ -43,7 +43,7 @@ cmd="${1:-list}"; shift || true
 names=(); secs=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    -s) secs="$2"; shift 2 ;;
+    -s) [ $# -ge 2 ] || { echo "-s needs a number of seconds" >&2; exit 2; }; secs="$2"; shift 2 ;;
     *) names+=("$1"); shift ;;
   esac
 done
@@ -63,6 +63,7 @@ dotnet build StreamInfer.sln -c Release -v q -nologo >/dev/null
 plot=bench/StreamInfer.Plot/bin/Release/net10.0/StreamInfer.Plot.dll
 out="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1), $(dotnet --version)"
 index="$out/index.json"
 printf '{"machine": "%s", "started": "%s", "scenarios": [' "$machine" "$(date -u +%FT%TZ)" >"$index"
@@ -75,8 +76,11 @@ for name in "${names[@]}"; do
   started=$(date +%s)
   echo "[$n/${#names[@]}] $name: bash bench/$script ${secs} ($(date +%T))" >&2
   # The table streams to the terminal as each row is measured: the run's progress.
-  STREAMINFER_BENCH_OUT="$PWD/$dir" bash "bench/$script" ${secs:+"$secs"} | tee "$dir/table.md"
+  # A scenario that fails is recorded and the suite goes on to the next.
+  set +e
+  STREAMINFER_BENCH_OUT="$dir" bash "bench/$script" ${secs:+"$secs"} | tee "$dir/table.md"
   status=${PIPESTATUS[0]}
+  set -e
   runs=("$dir"/loadgen-*.json)
   if [ -e "${runs[0]}" ]; then
     dotnet "$plot" "$dir/latency.png" "$name: latency over time (bench/$script)" "${runs[@]}" || echo "plot failed" >&2

@@ -58,7 +58,7 @@ public static class StreamInferApp
         // (Placement:DrainTimeout) and stops; the host must allow both, plus Orleans' own stop.
         var frontendDrain = builder.Configuration.GetValue($"{FrontendOptions.Section}:{nameof(FrontendOptions.DrainTimeout)}", new FrontendOptions().DrainTimeout);
         var siloDrain = builder.Configuration.GetValue($"{PlacementOptions.Section}:{nameof(PlacementOptions.DrainTimeout)}", new PlacementOptions().DrainTimeout);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = frontendDrain + siloDrain + TimeSpan.FromSeconds(15));
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = frontendDrain + siloDrain + TimeSpan.FromSeconds(25));
 
         var app = builder.Build();
         app.MapStreamInfer();
@@ -71,17 +71,23 @@ public static class StreamInferApp
     {
         var path = context.Request.Path.Value ?? string.Empty;
         if (HttpMethods.IsPost(context.Request.Method)
-            && (path is "/predict" or "/v1/completions" or "/v1/chat/completions" || path.EndsWith("/infer", StringComparison.Ordinal))
+            && IsInference(path.TrimEnd('/'))
             && context.RequestServices.GetRequiredService<FrontendDrain>().IsDraining)
         {
             var error = new InferError(ErrorCode.ModelUnavailable, "this frontend is shutting down; send the request to another.", 1000);
-            return path.StartsWith("/v1/", StringComparison.Ordinal)
+            return path.StartsWith("/v1/", StringComparison.OrdinalIgnoreCase)
                 ? OpenAIEndpoints.WriteErrorAsync(context, error, null)
                 : PredictEndpoint.WriteErrorAsync(context, error);
         }
 
         return next();
     }
+
+    // Routing matches paths without regard to case, so this does too.
+    private static bool IsInference(string path)
+        => path.Equals("/predict", StringComparison.OrdinalIgnoreCase)
+            || path.StartsWith("/v1/", StringComparison.OrdinalIgnoreCase)
+            || path.EndsWith("/infer", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The frontend's services: options, its identity, and the delivery router.</summary>
     public static IServiceCollection AddStreamInferFrontend(this IServiceCollection services, IConfiguration configuration)

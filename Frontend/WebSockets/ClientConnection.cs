@@ -43,7 +43,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private int _inFlight;
 
     // Queued after a drain's last frame: the send loop closes the socket with 1001 when it reaches it.
-    private static readonly byte[] GoingAway = [];
+    private static readonly byte[] GoingAway = new byte[1];
 
     public ClientConnection(
         WebSocket socket,
@@ -127,6 +127,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         {
             _router.Unregister(ClientId);
             _pending.Clear();
+            Interlocked.Exchange(ref _inFlight, 0);
             try
             {
                 await _session.CloseAsync();
@@ -179,9 +180,10 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
             lock (pending)
             {
                 // Under the request's lock: a token is never written after its request's end.
-                // A token at an index already written is a retried delivery's duplicate (D9).
-                if (_pending.TryGetValue(id, out var current) && current == pending && token.Index >= pending.Tokens)
+                // A token at an index already handed on is a retried delivery's duplicate (D9).
+                if (_pending.TryGetValue(id, out var current) && current == pending && token.Index >= pending.NextIndex)
                 {
+                    pending.NextIndex = token.Index + 1;
                     pending.Tokens++;
                     if (pending.Stream)
                     {
@@ -567,6 +569,9 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 
         /// <summary>Tokens received (under the request's lock).</summary>
         public int Tokens { get; set; }
+
+        /// <summary>The index of the next token to hand on (under the request's lock).</summary>
+        public int NextIndex { get; set; }
 
         /// <summary>The text of a request that does not stream (under the request's lock).</summary>
         public System.Text.StringBuilder Text => _text ??= new();

@@ -327,6 +327,8 @@ internal sealed partial class BatcherGrain
             var lifetime = time.GetElapsedTime(r.JoinedAt).TotalMilliseconds;
             _recentSequenceMs = _sequencesDone == 1 ? lifetime : (0.9 * _recentSequenceMs) + (0.1 * lifetime);
         }
+
+        ReportDepth();
     }
 
     /// <summary>Publishes one step's deliveries, keeping each destination's events in step order, and tells sessions
@@ -339,7 +341,7 @@ internal sealed partial class BatcherGrain
         }
 
         activity.NotifyActivity();
-        RecordEnds(deliveries, ended);
+        RecordEnds(deliveries);
         foreach (var group in deliveries.GroupBy(d => d.Sequence.Queued.Item.Request.ReplyTo))
         {
             var replyTo = group.Key;
@@ -356,8 +358,8 @@ internal sealed partial class BatcherGrain
         }
     }
 
-    /// <summary>Counts the sequences that ended this step, by outcome (a cancelled one leaves without a delivery).</summary>
-    private void RecordEnds(List<(Running Sequence, Delivery Delivery)> deliveries, List<Running> ended)
+    /// <summary>Counts the sequences that ended this step, by outcome (a cancelled one was counted when it was cancelled).</summary>
+    private void RecordEnds(List<(Running Sequence, Delivery Delivery)> deliveries)
     {
         foreach (var (r, d) in deliveries)
         {
@@ -370,14 +372,6 @@ internal sealed partial class BatcherGrain
                     _ => GridMetrics.Ok,
                 };
                 GridMetrics.Ended(_key.Model, r.Queued.Lease.Model.Version, _key.Device, code, time.GetElapsedTime(r.Queued.EnqueuedAt).TotalSeconds);
-            }
-        }
-
-        foreach (var r in ended)
-        {
-            if (r.Queued.Cancelled)
-            {
-                GridMetrics.Ended(_key.Model, r.Queued.Lease.Model.Version, _key.Device, ErrorCode.Cancelled.ToWire(), time.GetElapsedTime(r.Queued.EnqueuedAt).TotalSeconds);
             }
         }
 

@@ -43,12 +43,16 @@ internal sealed partial class BatcherGrain(
     // However long one attempt took (a call waits out its response timeout), a failed delivery is tried this many times.
     private const int PublishMinAttempts = 4;
 
+    // After a delivery to a frontend has failed every retry, deliveries to it are dropped at once for this long.
+    private static readonly TimeSpan UnreachableFor = TimeSpan.FromSeconds(30);
+
     // Within one load refresh (250 ms by default) every silo has stopped choosing a draining one.
     private const int DrainRetryAfterMs = 250;
 
     private LeveledQueue<Queued> _queue = new(1, static q => q.Rows, static q => q.EnqueuedAt);
     private readonly Dictionary<(string Client, string Id), Queued> _byId = [];
     private readonly Dictionary<string, IAsyncStream<DeliveryBatch>> _streams = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _unreachableUntil = new(StringComparer.Ordinal);
     private readonly Queue<int> _recentBatchSizes = new();
     private BatcherKey _key;
     private ModelEntry? _model;
@@ -145,6 +149,8 @@ internal sealed partial class BatcherGrain(
             {
                 _byId.Remove((q.Item.ClientId, q.Item.Request.RequestId));
             }
+
+            ReportDepth();
 
             return FinishAsync(ended.Select(q => ToDelivery(q, null, error)).ToList(), ended);
         }
@@ -315,6 +321,8 @@ internal sealed partial class BatcherGrain(
         {
             if (_byId.Remove((clientId, id), out var q))
             {
+                // Counted here, once, whether it was queued or running: it leaves without a delivery.
+                GridMetrics.Ended(_key.Model, q.Lease.Model.Version, _key.Device, ErrorCode.Cancelled.ToWire(), time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
                 // A running one is only flagged: its batch-mates still need the batch, and its result is dropped.
                 q.Cancelled = true;
                 dropQueued |= !q.Running;
@@ -547,7 +555,6 @@ internal sealed partial class BatcherGrain(
             q.End();
             if (q.Cancelled)
             {
-                GridMetrics.Ended(_key.Model, model.Version, _key.Device, ErrorCode.Cancelled.ToWire(), time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
                 continue;
             }
 
@@ -618,6 +625,18 @@ internal sealed partial class BatcherGrain(
             _streams[replyTo] = stream;
         }
 
+        if (_unreachableUntil.TryGetValue(replyTo, out var until))
+        {
+            if (Environment.TickCount64 < until)
+            {
+                // Its last delivery failed after every retry: the frontend is gone (its clients with it). Failing at
+                // once keeps a decoder's chain of steps to it from growing by a retry budget per step.
+                return;
+            }
+
+            _unreachableUntil.Remove(replyTo);
+        }
+
         var batch = new DeliveryBatch(items);
         var delay = PublishRetryFirst;
         var giveUpAt = Environment.TickCount64 + (long)PublishRetryBudget.TotalMilliseconds;
@@ -636,6 +655,7 @@ internal sealed partial class BatcherGrain(
             {
                 // The frontend's own deadline watchdog ends these requests for its clients.
                 LogPublishFailed(logger, ex, replyTo, items.Length, attempt);
+                _unreachableUntil[replyTo] = Environment.TickCount64 + (long)UnreachableFor.TotalMilliseconds;
                 return;
             }
 

@@ -59,6 +59,9 @@ public static class GridMetrics
     private static readonly UpDownCounter<long> Connections = Meter.CreateUpDownCounter<long>(
         "streaminfer.connections.open", "{connection}", "WebSocket connections a frontend holds.");
 
+    /// <summary>The model label of a refusal for a model that is not served.</summary>
+    public const string UnknownModel = "(unknown)";
+
     /// <summary>Code tag value of a request that ended well.</summary>
     public const string Ok = "ok";
 

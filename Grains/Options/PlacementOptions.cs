@@ -20,7 +20,7 @@ public sealed class PlacementOptions
     /// <summary>
     /// When a silo shuts down gracefully (SIGTERM, or a scale-in): how long its batchers may go on running the batches
     /// and generations they hold, after refusing new work and ending what was only queued. What still runs then ends
-    /// with <c>model_unavailable</c>. Keep it under the host's shutdown timeout (the Silo sets that to this plus 10 s).
+    /// with <c>model_unavailable</c>. The hosts set their shutdown timeout to cover it (the Silo: this plus 25 s).
     /// Range: [0, 10 min]. Default 20 s.
     /// </summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(20);

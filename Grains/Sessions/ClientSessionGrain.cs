@@ -55,11 +55,14 @@ internal sealed partial class ClientSessionGrain(
 
         if (!catalog.TryGet(request.Model, out var model))
         {
+            // A fixed label: the names clients make up must not become series.
+            GridMetrics.Refused(GridMetrics.UnknownModel, ErrorCode.UnknownModel);
             return Admission.Refused(new InferError(ErrorCode.UnknownModel, $"no model named '{request.Model}' is served (served: {string.Join(", ", catalog.Names.Order(StringComparer.Ordinal))})."));
         }
 
         if (model.State != ModelState.Ready || catalog.PickDevice(model) is not { } device)
         {
+            GridMetrics.Refused(request.Model, ErrorCode.ModelUnavailable);
             return Admission.Refused(new InferError(ErrorCode.ModelUnavailable, model.State == ModelState.Failed
                 ? $"model '{request.Model}' failed to load: {string.Join("; ", model.Errors.Select(e => e.ToString()))}"
                 : $"model '{request.Model}' is still loading; retry shortly.", model.State == ModelState.Loading ? 1000 : null));
@@ -102,6 +105,7 @@ internal sealed partial class ClientSessionGrain(
         {
             LogForwardFailed(logger, ex, request.Model, batcherKey);
             refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.");
+            GridMetrics.Refused(request.Model, ErrorCode.ModelUnavailable);
         }
 
         if (refusal is not null)

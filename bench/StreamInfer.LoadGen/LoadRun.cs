@@ -82,7 +82,8 @@ internal static class LoadRun
         var untilEnd = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), measureEnd);
         if (untilEnd > TimeSpan.Zero)
         {
-            await Task.WhenAny(slots, Task.Delay(untilEnd));
+            // With depth 0 there are no slots: the connections are only held, idle, for the whole run.
+            await (options.Depth == 0 ? Task.Delay(untilEnd) : Task.WhenAny(slots, Task.Delay(untilEnd)));
         }
 
         // Every slot stops sending at the end; each waits for its last answer, for at most the grace period.

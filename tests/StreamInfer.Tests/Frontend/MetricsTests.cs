@@ -56,6 +56,21 @@ public sealed class MetricsTests(FrontendFixture fixture)
     }
 
     [Fact]
+    public async Task Metrics_QueuedRequestCancelled_CountedOnceAsCancelledAndLeavesTheQueue()
+    {
+        var before = await PrometheusValueAsync("streaminfer_requests_total", ("model", "hold"), ("code", "cancelled"));
+        await using var ws = await WsTestClient.ConnectAsync(fixture.WsUri);
+        await ws.SendInferAsync("c1", "hold");
+        await Eventually.UntilAsync(() => PrometheusValueAsync("streaminfer_queue_depth", ("model", "hold")), v => v == 1, TimeSpan.FromSeconds(10), "the request waits in hold's queue");
+
+        await ws.SendAsync(new { type = "cancel", id = "c1" });
+        var frame = await ws.NextAsync();
+        Assert.Equal("cancelled", frame.GetProperty("code").GetString());
+        await Eventually.UntilAsync(() => PrometheusValueAsync("streaminfer_queue_depth", ("model", "hold")), v => v == 0, TimeSpan.FromSeconds(10), "the queue empties");
+        Assert.Equal(before + 1, await PrometheusValueAsync("streaminfer_requests_total", ("model", "hold"), ("code", "cancelled")));
+    }
+
+    [Fact]
     public async Task Metrics_OneGeneration_TimeToFirstTokenAndStepsRecorded()
     {
         var ttftBefore = await PrometheusValueAsync("streaminfer_time_to_first_token_seconds_count", ("model", "tiny-lm-1"));
