@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite: one command lists and runs the named scenarios. Each scenario is a bench/*.sh script that prints
-# its table with its baseline measured in the same run; the suite adds, per scenario, a folder with that table
+# its table with its baseline measured in the same run, row by row as they finish (with a progress line every 15 s
+# between rows); the suite adds, per scenario, a folder with that table
 # (table.md), every load-generator run as JSON (loadgen-*.json, with a per-second latency series) and a PNG of latency
 # over time (latency.png), plus one index.json for the whole run.
 #
@@ -76,11 +77,18 @@ for name in "${names[@]}"; do
   started=$(date +%s)
   echo "[$n/${#names[@]}] $name: bash bench/$script ${secs} ($(date +%T))" >&2
   # The table streams to the terminal as each row is measured: the run's progress.
+  # Progress between rows: every 15 s, the time spent and the load-generator runs finished so far.
+  ( while sleep 15; do
+      echo "  ... $name: $(( $(date +%s) - started )) s, $(ls "$dir"/loadgen-*.json 2>/dev/null | wc -l) load runs done" >&2
+    done ) &
+  ticker=$!
   # A scenario that fails is recorded and the suite goes on to the next.
   set +e
   STREAMINFER_BENCH_OUT="$dir" bash "bench/$script" ${secs:+"$secs"} | tee "$dir/table.md"
   status=${PIPESTATUS[0]}
   set -e
+  kill "$ticker" 2>/dev/null || true
+  wait "$ticker" 2>/dev/null || true
   runs=("$dir"/loadgen-*.json)
   if [ -e "${runs[0]}" ]; then
     dotnet "$plot" "$dir/latency.png" "$name: latency over time (bench/$script)" "${runs[@]}" || echo "plot failed" >&2
