@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 # name|script|what it measures (and its baseline)
 scenarios=(
   "echo-ws|echo-ws.sh|echo over WebSocket, 100 connections: the grid against a bare Kestrel WebSocket echo (bench/StreamInfer.BareEcho)"
+  "echo-predict|echo-http.sh|echo over HTTP POST /predict, 100 clients: the grid against a bare Kestrel /predict echo"
   "return-path|return-path.sh|one request at a time: the grid's own latency, observer vs memory-stream transports (Orleans' stream defaults as baseline)"
   "batching|maxwait.sh|batching efficiency on the simulated device: MaxWait 0, 2, 5 ms against no batching"
   "tiny-lm-ws|decode-grid.sh|tiny-lm streaming, 64 WebSocket streams: tokens/s, TTFT, ITL against the bare decoder engine"

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Net.WebSockets;
 using System.Text.Json;
 
-// The baseline for bench/: a bare Kestrel WebSocket server that does the per-frame JSON work the grid's protocol needs
+// The baseline for bench/: a bare Kestrel WebSocket (and HTTP /predict) server that does the per-frame JSON work the grid's protocol needs
 // (parse the infer frame, answer a result frame carrying the inputs back) and nothing else: no grains, no batching,
 // no streams. Whatever the grid measures below this is the price of the grid. Usage: --urls http://127.0.0.1:18010
 var builder = WebApplication.CreateBuilder(args);
@@ -60,6 +60,22 @@ app.Map("/ws", async context =>
     catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
     {
     }
+});
+// The same answer over HTTP, for the /predict baseline: parse the infer body, write the result back.
+app.MapPost("/predict", async context =>
+{
+    using var body = await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
+    var root = body.RootElement;
+    context.Response.ContentType = "application/json";
+    await using var writer = new Utf8JsonWriter(context.Response.BodyWriter);
+    writer.WriteStartObject();
+    writer.WriteString("id", root.TryGetProperty("id", out var id) ? id.GetString() : null);
+    writer.WriteString("model", root.GetProperty("model").GetString());
+    writer.WriteString("model_version", "1");
+    writer.WritePropertyName("outputs");
+    root.GetProperty("inputs").WriteTo(writer);
+    writer.WriteEndObject();
+    await writer.FlushAsync(context.RequestAborted);
 });
 app.MapGet("/healthz", () => "ok");
 app.Run();

@@ -10,7 +10,7 @@ namespace StreamInfer.LoadGen;
 /// One WebSocket connection: a receive loop that matches terminal frames to request ids and records them, and
 /// <c>depth</c> slots, each sending a request, awaiting its answer and sending the next until the run ends.
 /// </summary>
-internal sealed class Connection : IDisposable
+internal sealed class Connection : ILoadConnection
 {
     private const int InitialReceiveBuffer = 64 * 1024;
 

@@ -14,13 +14,16 @@ internal static class LoadRun
 
         log.WriteLine(Invariant($"connecting {options.Connections} to {options.Url} ({options.ConnectConcurrency} at a time)..."));
         var connectClock = Stopwatch.StartNew();
-        Connection?[] attempts;
+        ILoadConnection?[] attempts;
         using (var gate = new SemaphoreSlim(options.ConnectConcurrency, options.ConnectConcurrency))
         {
             attempts = await Task.WhenAll(Enumerable.Range(0, options.Connections).Select(async _ =>
             {
                 await gate.WaitAsync();
-                var connection = new Connection(template, options.Depth, options.Rate > 0 ? TimeSpan.FromSeconds(options.Connections * options.Depth / options.Rate) : TimeSpan.Zero);
+                var interval = options.Rate > 0 ? TimeSpan.FromSeconds(options.Connections * options.Depth / options.Rate) : TimeSpan.Zero;
+                ILoadConnection connection = options.Url.Scheme is "http" or "https"
+                    ? new HttpConnection(template, options.Depth, interval)
+                    : new Connection(template, options.Depth, interval);
                 try
                 {
                     await connection.ConnectAsync(options.Url, Options.ConnectTimeout);
@@ -40,7 +43,7 @@ internal static class LoadRun
         }
 
         var connectSeconds = connectClock.Elapsed.TotalSeconds;
-        var open = attempts.OfType<Connection>().ToArray();
+        var open = attempts.OfType<ILoadConnection>().ToArray();
         try
         {
             log.WriteLine(Invariant($"connected {open.Length}, failed {options.Connections - open.Length}, in {connectSeconds:F2} s"));
@@ -65,7 +68,7 @@ internal static class LoadRun
         }
     }
 
-    private static async Task DriveAsync(Connection[] open, Options options, TextWriter log)
+    private static async Task DriveAsync(ILoadConnection[] open, Options options, TextWriter log)
     {
         var start = Stopwatch.GetTimestamp();
         var measureStart = start + ToTicks(options.WarmupSeconds);
@@ -108,7 +111,7 @@ internal static class LoadRun
     }
 
     /// <summary>Once a second, lets slots whose answer is overdue move on, so a lost answer does not stall a slot for the rest of the run.</summary>
-    private static async Task WatchdogAsync(Connection[] open, CancellationToken stop)
+    private static async Task WatchdogAsync(ILoadConnection[] open, CancellationToken stop)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
         try

@@ -21,7 +21,8 @@ internal sealed class Options
 
         usage: StreamInfer.LoadGen [--name value]...
 
-          --url URL                  WebSocket endpoint (default ws://127.0.0.1:8000/ws)
+          --url URL                  WebSocket endpoint (default ws://127.0.0.1:8000/ws), or http://HOST:PORT/predict
+                                     to POST the same request over HTTP (each connection: DEPTH keep-alive requests)
           --connections N            connections to open (default 100)
           --depth D                  requests in flight per connection (default 4; 0 holds the connections open, idle)
           --rate R                   pace the whole run at R requests/s (each slot sends at most every slots/R s); 0 = as fast as answered (default)
@@ -140,9 +141,9 @@ internal sealed class Options
 
     private static Uri ParseUrl(string value)
     {
-        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("ws" or "wss"))
+        if (!Uri.TryCreate(value, UriKind.Absolute, out var uri) || uri.Scheme is not ("ws" or "wss" or "http" or "https"))
         {
-            throw new FormatException($"--url must be an absolute ws:// or wss:// address; got '{value}'.");
+            throw new FormatException($"--url must be an absolute ws://, wss://, http:// or https:// address; got '{value}'.");
         }
 
         return uri;
