@@ -3,8 +3,9 @@
 # 64 streams, a 16-byte prompt each, 128 tokens generated greedy. Bare: StreamInfer.OnnxBench decode, 64 sequences
 # prefilled in one step then decoded together step by step until all finish, round after round (the grid's session
 # options). Grid: embedded default, CPU, 64 WebSocket connections with one prompt request in flight each (closed loop).
-# One table; the last line checks the targets: grid >= 85% of bare tokens/s, and the grid's overhead per token
-# (grid ITL p99 - bare step p99) <= 1 ms.
+# A third row streams the same over SSE (POST /v1/completions, stream: true). One table; the last line checks the
+# targets on the WebSocket row: grid >= 85% of bare tokens/s, and the grid's overhead per token (grid ITL p99 - bare
+# step p99) <= 1 ms.
 # Usage: bash bench/decode-grid.sh [seconds]   (measured seconds, bare and grid alike; default 10)
 # Environment: CONNECTIONS (64), PROMPT (prompt tokens, 16), TOKENS (max tokens, 128), THREADS (ORT intra-op threads,
 # both; default every core).
@@ -48,6 +49,12 @@ dotnet "$onnxbench" decode-grid --url "ws://127.0.0.1:$port/ws" --connections "$
   --max-tokens "$tokens" --seconds "$secs" --warmup "$warmup" >"$repo/grid.txt" 2>"$repo/grid.err" || grid_rc=$?
 grep -q '^grid:' "$repo/grid.txt" || { echo "the grid run failed:" >&2; cat "$repo/grid.txt" "$repo/grid.err" /tmp/bench-server.log >&2; exit 1; }
 
+# The same streams over the OpenAI-compatible API: POST /v1/completions with stream: true, Server-Sent Events.
+sse_rc=0
+dotnet "$onnxbench" decode-grid --url "http://127.0.0.1:$port/v1/completions" --connections "$conns" --prompt-tokens "$prompt" \
+  --max-tokens "$tokens" --seconds "$secs" --warmup "$warmup" >"$repo/sse.txt" 2>"$repo/sse.err" || sse_rc=$?
+grep -q '^grid:' "$repo/sse.txt" || { echo "the SSE run failed:" >&2; cat "$repo/sse.txt" "$repo/sse.err" /tmp/bench-server.log >&2; exit 1; }
+
 # field FILE NAME: the value of NAME=... on the file's result line.
 field() { sed -n "s/.*[ :]$2=\([^ ]*\).*/\1/p" "$1" | head -n 1; }
 b_tps=$(field "$repo/bare.txt" tokens_per_s); b_step=$(field "$repo/bare.txt" step_ms)
@@ -66,9 +73,14 @@ echo "|---|---|---|---|---|---|---|---|---|"
 echo "| bare engine | $b_tps | 100% | $b_pf50 | $b_pf99 | $b_p50 | $b_p99 | $b_step | – |"
 g_step=$(awk -v t="$g_tps" -v c="$conns" 'BEGIN { printf "%.3f", (t > 0 ? 1000 * c / t : 0) }')
 echo "| grid, $conns WebSocket streams | $g_tps | ${pct}% | $g_t50 | $g_t99 | $g_i50 | $g_i99 | $g_step | ${g_err:-?} |"
+s_tps=$(field "$repo/sse.txt" tokens_per_s)
+s_pct=$(awk -v a="$s_tps" -v b="$b_tps" 'BEGIN { printf "%.1f", 100 * a / b }')
+s_step=$(awk -v t="$s_tps" -v c="$conns" 'BEGIN { printf "%.3f", (t > 0 ? 1000 * c / t : 0) }')
+echo "| grid, $conns SSE streams (/v1/completions) | $s_tps | ${s_pct}% | $(field "$repo/sse.txt" ttft_p50) | $(field "$repo/sse.txt" ttft_p99) | $(field "$repo/sse.txt" itl_p50) | $(field "$repo/sse.txt" itl_p99) | $s_step | $(field "$repo/sse.txt" errors) |"
 echo
 awk -v r="$pct" -v gi="$g_i99" -v bs="$b_p99" 'BEGIN {
   o = gi - bs
   printf "targets: grid tokens/s >= 85%% of bare: %.1f%% (%s); grid overhead per token <= 1 ms p99: ITL p99 %.3f - bare step p99 %.3f = %.3f ms (%s)\n",
     r, (r >= 85 ? "met" : "not met"), gi, bs, o, (o <= 1 ? "met" : "not met") }'
-exit "$grid_rc"
+[ "$grid_rc" -ne 0 ] && exit "$grid_rc"
+exit "$sse_rc"

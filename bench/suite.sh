@@ -19,7 +19,7 @@ scenarios=(
   "echo-predict|echo-http.sh|echo over HTTP POST /predict, 100 clients: the grid against a bare Kestrel /predict echo"
   "return-path|return-path.sh|one request at a time: the grid's own latency, observer vs memory-stream transports (Orleans' stream defaults as baseline)"
   "batching|maxwait.sh|batching efficiency on the simulated device: MaxWait 0, 2, 5 ms against no batching"
-  "tiny-lm-ws|decode-grid.sh|tiny-lm streaming, 64 WebSocket streams: tokens/s, TTFT, ITL against the bare decoder engine"
+  "tiny-lm|decode-grid.sh|tiny-lm streaming, 64 streams over WebSocket and over SSE: tokens/s, TTFT, ITL against the bare decoder engine"
   "onnx|onnx-grid.sh|an ONNX MLP over WebSocket against bare ONNX Runtime at batch sizes 1..32"
   "scale-out|scale-out.sh|1, 2, 3 silos (deploy/ scripts, Redis) on the simulated device; 1 silo is the baseline"
   "hot-swap|rollout.sh|p99 and failures while versions are rolled out every 2 s, against steady state"

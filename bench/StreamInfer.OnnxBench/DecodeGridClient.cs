@@ -32,6 +32,11 @@ internal sealed class DecodeGridClient
     /// <summary>Connects, runs the warm-up and the measured window, and writes the result line.</summary>
     public async Task<int> RunAsync(TextWriter output, TextWriter progress)
     {
+        if (Url.Scheme is "http" or "https")
+        {
+            return await RunSseAsync(output, progress);
+        }
+
         var sockets = new List<ClientWebSocket>(Connections);
         try
         {
@@ -49,20 +54,7 @@ internal sealed class DecodeGridClient
                 now + (long)(WarmupSeconds * Stopwatch.Frequency),
                 now + (long)((WarmupSeconds + Seconds) * Stopwatch.Frequency));
             var stats = await Task.WhenAll(sockets.Select((ws, i) => Task.Run(() => StreamAsync(ws, i, window))));
-            var tokens = stats.Sum(s => s.Tokens);
-            var ttft = stats.SelectMany(s => s.FirstToken).Order().ToList();
-            var itl = stats.SelectMany(s => s.Gaps).Order().ToList();
-            var done = stats.Sum(s => s.Done);
-            var errors = stats.Sum(s => s.Errors);
-            output.WriteLine(string.Create(
-                CultureInfo.InvariantCulture,
-                $"grid: tokens_per_s={tokens / Seconds:F0} requests={done} tokens={tokens} errors={errors} ttft_p50={Percentile(ttft, 50):F3} ttft_p99={Percentile(ttft, 99):F3} itl_p50={Percentile(itl, 50):F3} itl_p99={Percentile(itl, 99):F3} itl_max={(itl.Count > 0 ? itl[^1] : double.NaN):F3}"));
-            foreach (var message in stats.Select(s => s.FirstError).OfType<string>().Distinct().Take(3))
-            {
-                progress.WriteLine("error: " + message);
-            }
-
-            return errors == 0 && tokens > 0 ? 0 : 1;
+            return Report(stats, output, progress);
         }
         finally
         {
@@ -72,6 +64,159 @@ internal sealed class DecodeGridClient
                 ws.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// The same workload over the OpenAI-compatible API (<c>--url http://HOST:PORT/v1/completions</c>): each client POSTs
+    /// <c>stream: true</c> and reads the Server-Sent Events; a chunk is a token, <c>data: [DONE]</c> the end. Each
+    /// client has its own HTTP client and <c>X-Client-Id</c>, as each WebSocket connection has its own session.
+    /// </summary>
+    private async Task<int> RunSseAsync(TextWriter output, TextWriter progress)
+    {
+        var clients = Enumerable.Range(0, Connections).Select(i =>
+        {
+            var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+            http.DefaultRequestHeaders.Add("X-Client-Id", string.Create(CultureInfo.InvariantCulture, $"decode-sse-{i}-{Guid.NewGuid():N}"));
+            return http;
+        }).ToList();
+        try
+        {
+            progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{Connections} SSE clients; warm-up {WarmupSeconds:F0} s, then {Seconds:F0} s measured"));
+            var now = Stopwatch.GetTimestamp();
+            var window = new Window(
+                now + (long)(WarmupSeconds * Stopwatch.Frequency),
+                now + (long)((WarmupSeconds + Seconds) * Stopwatch.Frequency));
+            var stats = await Task.WhenAll(clients.Select(http => Task.Run(() => StreamSseAsync(http, window))));
+            return Report(stats, output, progress);
+        }
+        finally
+        {
+            foreach (var http in clients)
+            {
+                http.Dispose();
+            }
+        }
+    }
+
+    private int Report(ConnectionStats[] stats, TextWriter output, TextWriter progress)
+    {
+        var tokens = stats.Sum(s => s.Tokens);
+        var ttft = stats.SelectMany(s => s.FirstToken).Order().ToList();
+        var itl = stats.SelectMany(s => s.Gaps).Order().ToList();
+        var done = stats.Sum(s => s.Done);
+        var errors = stats.Sum(s => s.Errors);
+        output.WriteLine(string.Create(
+            CultureInfo.InvariantCulture,
+            $"grid: tokens_per_s={tokens / Seconds:F0} requests={done} tokens={tokens} errors={errors} ttft_p50={Percentile(ttft, 50):F3} ttft_p99={Percentile(ttft, 99):F3} itl_p50={Percentile(itl, 50):F3} itl_p99={Percentile(itl, 99):F3} itl_max={(itl.Count > 0 ? itl[^1] : double.NaN):F3}"));
+        foreach (var message in stats.Select(s => s.FirstError).OfType<string>().Distinct().Take(3))
+        {
+            progress.WriteLine("error: " + message);
+        }
+
+        return errors == 0 && tokens > 0 ? 0 : 1;
+    }
+
+    private async Task<ConnectionStats> StreamSseAsync(HttpClient http, Window window)
+    {
+        var stats = new ConnectionStats();
+        var prompt = DecodeBench.Prompt(PromptTokens);
+        try
+        {
+            while (Stopwatch.GetTimestamp() < window.End)
+            {
+                var body = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+                {
+                    ["model"] = Model,
+                    ["prompt"] = prompt,
+                    ["max_tokens"] = MaxTokens,
+                    ["temperature"] = 0,
+                    ["stream"] = true,
+                });
+                using var content = new ByteArrayContent(body);
+                content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+                var sent = Stopwatch.GetTimestamp();
+                var measured = sent >= window.Start && sent < window.End;
+                using var request = new HttpRequestMessage(HttpMethod.Post, Url) { Content = content };
+                using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+                if (!response.IsSuccessStatusCode)
+                {
+                    stats.Errors++;
+                    var text = await response.Content.ReadAsStringAsync();
+                    stats.FirstError ??= string.Create(CultureInfo.InvariantCulture, $"{(int)response.StatusCode}: {text}");
+                    continue;
+                }
+
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                long last = 0;
+                var ended = false;
+                while (await reader.ReadLineAsync() is { } line)
+                {
+                    if (!line.StartsWith("data: ", StringComparison.Ordinal))
+                    {
+                        continue;
+                    }
+
+                    var at = Stopwatch.GetTimestamp();
+                    if (line == "data: [DONE]")
+                    {
+                        ended = true;
+                        if (measured)
+                        {
+                            stats.Done++;
+                        }
+
+                        break;
+                    }
+
+                    using var chunk = JsonDocument.Parse(line.AsMemory(6));
+                    if (chunk.RootElement.TryGetProperty("error", out var error))
+                    {
+                        stats.Errors++;
+                        stats.FirstError ??= error.ToString();
+                        break;
+                    }
+
+                    // A chunk with a choice is one token; the last may carry only the finish reason or usage.
+                    if (!chunk.RootElement.TryGetProperty("choices", out var choices) || choices.GetArrayLength() == 0
+                        || choices[0].GetProperty("text").GetString() is not { Length: > 0 })
+                    {
+                        continue;
+                    }
+
+                    if (at >= window.Start && at < window.End)
+                    {
+                        stats.Tokens++;
+                    }
+
+                    if (measured)
+                    {
+                        if (last == 0)
+                        {
+                            stats.FirstToken.Add(Ms(at - sent));
+                        }
+                        else
+                        {
+                            stats.Gaps.Add(Ms(at - last));
+                        }
+                    }
+
+                    last = at;
+                }
+
+                if (!ended)
+                {
+                    stats.Errors++;
+                    stats.FirstError ??= "the event stream ended without [DONE]";
+                }
+            }
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or JsonException or KeyNotFoundException or IOException)
+        {
+            stats.Errors++;
+            stats.FirstError ??= ex.Message;
+        }
+
+        return stats;
     }
 
     private static double Ms(long ticks) => ticks * 1000.0 / Stopwatch.Frequency;

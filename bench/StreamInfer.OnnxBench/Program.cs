@@ -23,7 +23,7 @@ const string Usage = """
           options: rounds of --sequences sequences prefilled in one step, then decoded together step by step (greedy)
           until all finish; prints one line: generated tokens/s, ms per decode step (mean, p50, p99), prefill ms
 
-      StreamInfer.OnnxBench decode-grid --url ws://HOST:PORT/ws [--model tiny-lm] [--connections 64] [--prompt-tokens 16]
+      StreamInfer.OnnxBench decode-grid --url ws://HOST:PORT/ws|http://HOST:PORT/v1/completions [--model tiny-lm] [--connections 64] [--prompt-tokens 16]
                                         [--max-tokens 128] [--seconds 10] [--warmup 2]
           the same workload through the grid: --connections WebSocket connections, one prompt request in flight on
           each (closed loop); prints one line: generated tokens/s, time to first token and inter-token latency
@@ -104,7 +104,7 @@ try
         {
             var client = new DecodeGridClient
             {
-                Url = new Uri(flags.Text("url") ?? throw new FormatException("decode-grid needs --url ws://HOST:PORT/ws.")),
+                Url = new Uri(flags.Text("url") ?? throw new FormatException("decode-grid needs --url ws://HOST:PORT/ws (or http://HOST:PORT/v1/completions).")),
                 Model = flags.Text("model") ?? "tiny-lm",
                 Connections = flags.Int("connections", 64, 1, 4096),
                 PromptTokens = flags.Int("prompt-tokens", 16, 1, 512),
