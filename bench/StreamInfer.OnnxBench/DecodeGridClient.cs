@@ -113,7 +113,58 @@ internal sealed class DecodeGridClient
             progress.WriteLine("error: " + message);
         }
 
+        if (Environment.GetEnvironmentVariable("STREAMINFER_BENCH_OUT") is { Length: > 0 } folder)
+        {
+            WriteSeries(Path.Combine(folder, $"loadgen-{DateTime.UtcNow:HHmmss.fff}-{Environment.ProcessId}.json"), stats);
+        }
+
         return errors == 0 && tokens > 0 ? 0 : 1;
+    }
+
+    /// <summary>
+    /// Under bench/suite.sh: the inter-token gaps by the second of the measured window they ended in, in the load
+    /// generator's JSON shape, so that StreamInfer.Plot draws them with the other runs.
+    /// </summary>
+    private void WriteSeries(string path, ConnectionStats[] stats)
+    {
+        var seconds = (int)Math.Ceiling(Seconds);
+        var buckets = new List<double>[seconds];
+        foreach (var s in stats)
+        {
+            for (var i = 0; i < s.Gaps.Count; i++)
+            {
+                var second = (int)s.GapAt[i];
+                if (second >= 0 && second < seconds)
+                {
+                    (buckets[second] ??= []).Add(s.Gaps[i]);
+                }
+            }
+        }
+
+        using var file = File.Create(path);
+        using var w = new Utf8JsonWriter(file, new JsonWriterOptions { Indented = true });
+        w.WriteStartObject();
+        w.WriteString("label", string.Create(CultureInfo.InvariantCulture, $"{Model}, {Connections} streams over {(Url.Scheme is "http" or "https" ? "SSE" : "WebSocket")}: inter-token latency"));
+        w.WriteString("url", Url.ToString());
+        w.WriteString("model", Model);
+        w.WriteNumber("connections", Connections);
+        w.WriteNumber("depth", 1);
+        w.WriteNumber("rate", 0);
+        w.WriteStartArray("series");
+        for (var second = 0; second < seconds; second++)
+        {
+            var sorted = (buckets[second] ?? []).Order().ToList();
+            w.WriteStartObject();
+            w.WriteNumber("second", second);
+            w.WriteNumber("requests", sorted.Count);
+            w.WriteNumber("p50_ms", sorted.Count == 0 ? 0 : Math.Round(Percentile(sorted, 50), 3));
+            w.WriteNumber("p99_ms", sorted.Count == 0 ? 0 : Math.Round(Percentile(sorted, 99), 3));
+            w.WriteNumber("max_ms", sorted.Count == 0 ? 0 : Math.Round(sorted[^1], 3));
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+        w.WriteEndObject();
     }
 
     private async Task<ConnectionStats> StreamSseAsync(HttpClient http, Window window)
@@ -197,6 +248,7 @@ internal sealed class DecodeGridClient
                         else
                         {
                             stats.Gaps.Add(Ms(at - last));
+                            stats.GapAt.Add((float)((at - window.Start) / (double)Stopwatch.Frequency));
                         }
                     }
 
@@ -295,6 +347,7 @@ internal sealed class DecodeGridClient
                             else
                             {
                                 stats.Gaps.Add(Ms(at - last));
+                                stats.GapAt.Add((float)((at - window.Start) / (double)Stopwatch.Frequency));
                             }
                         }
 
@@ -342,5 +395,8 @@ internal sealed class DecodeGridClient
         public List<double> FirstToken { get; } = [];
 
         public List<double> Gaps { get; } = [];
+
+        /// <summary>For each of <see cref="Gaps"/>, when its token arrived: seconds into the measured window.</summary>
+        public List<float> GapAt { get; } = [];
     }
 }

@@ -13,6 +13,7 @@ if (args.Length < 3)
 var plot = new ScottPlot.Plot();
 var palette = new ScottPlot.Palettes.Category10();
 var index = 0;
+var points = 0;
 foreach (var path in args.Skip(2))
 {
     using var json = JsonDocument.Parse(File.ReadAllText(path));
@@ -35,12 +36,20 @@ foreach (var path in args.Skip(2))
         p99.Add(point.GetProperty("p99_ms").GetDouble());
     }
 
+    points += seconds.Count;
     var color = palette.GetColor(index++);
     var median = plot.Add.Scatter(seconds.ToArray(), p50.ToArray(), color);
     median.LegendText = label;
     // The p99 line takes its run's colour, dashed, without a legend entry of its own.
     var tail = plot.Add.Scatter(seconds.ToArray(), p99.ToArray(), color);
     tail.LinePattern = ScottPlot.LinePattern.Dashed;
+}
+
+if (points == 0)
+{
+    // Runs that sent no requests (idle connections): there is no latency to draw.
+    Console.Error.WriteLine($"no latency samples in {index} runs; no plot written");
+    return 0;
 }
 
 plot.Title(args[1]);
