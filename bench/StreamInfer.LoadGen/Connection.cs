@@ -149,20 +149,10 @@ internal sealed class Connection : ILoadConnection
     /// <summary>One request in flight at a time: send, await its answer, back off if told to, repeat until the run ends.</summary>
     private async Task RunSlotAsync(byte[] buffer)
     {
-        // Paced slots start at a random phase so that the whole run's sends spread evenly over each interval.
-        var nextSend = Stopwatch.GetTimestamp() + (long)(Random.Shared.NextDouble() * _slotIntervalTicks);
+        var pacer = new SlotPacer(_slotIntervalTicks);
         while (Stopwatch.GetTimestamp() < _measureEnd)
         {
-            if (_slotIntervalTicks > 0)
-            {
-                var wait = nextSend - Stopwatch.GetTimestamp();
-                if (wait > 0)
-                {
-                    await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
-                }
-
-                nextSend = Math.Max(nextSend + (long)_slotIntervalTicks, Stopwatch.GetTimestamp() - (long)_slotIntervalTicks);
-            }
+            await pacer.WaitTurnAsync();
 
             var id = Interlocked.Increment(ref _nextId);
             var length = _template.Write(buffer, id);

@@ -78,19 +78,10 @@ internal sealed class HttpConnection : ILoadConnection
     private async Task RunSlotAsync()
     {
         var buffer = new byte[_template.MaxLength];
-        var nextSend = Stopwatch.GetTimestamp() + (long)(Random.Shared.NextDouble() * _slotIntervalTicks);
+        var pacer = new SlotPacer(_slotIntervalTicks);
         while (Stopwatch.GetTimestamp() < _measureEnd)
         {
-            if (_slotIntervalTicks > 0)
-            {
-                var wait = nextSend - Stopwatch.GetTimestamp();
-                if (wait > 0)
-                {
-                    await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency));
-                }
-
-                nextSend = Math.Max(nextSend + (long)_slotIntervalTicks, Stopwatch.GetTimestamp() - (long)_slotIntervalTicks);
-            }
+            await pacer.WaitTurnAsync();
 
             var length = _template.Write(buffer, Interlocked.Increment(ref _nextId));
             using var content = new ByteArrayContent(buffer, 0, length);

@@ -234,25 +234,7 @@ internal sealed class DecodeGridClient
                         continue;
                     }
 
-                    if (at >= window.Start && at < window.End)
-                    {
-                        stats.Tokens++;
-                    }
-
-                    if (measured)
-                    {
-                        if (last == 0)
-                        {
-                            stats.FirstToken.Add(Ms(at - sent));
-                        }
-                        else
-                        {
-                            stats.Gaps.Add(Ms(at - last));
-                            stats.GapAt.Add((float)((at - window.Start) / (double)Stopwatch.Frequency));
-                        }
-                    }
-
-                    last = at;
+                    last = stats.Token(window, sent, last, at, measured);
                 }
 
                 if (!ended)
@@ -333,25 +315,7 @@ internal sealed class DecodeGridClient
                     var type = frame.RootElement.GetProperty("type").GetString();
                     if (type == "token")
                     {
-                        if (at >= window.Start && at < window.End)
-                        {
-                            stats.Tokens++;
-                        }
-
-                        if (measured)
-                        {
-                            if (last == 0)
-                            {
-                                stats.FirstToken.Add(Ms(at - sent));
-                            }
-                            else
-                            {
-                                stats.Gaps.Add(Ms(at - last));
-                                stats.GapAt.Add((float)((at - window.Start) / (double)Stopwatch.Frequency));
-                            }
-                        }
-
-                        last = at;
+                        last = stats.Token(window, sent, last, at, measured);
                     }
                     else if (type == "done")
                     {
@@ -398,5 +362,33 @@ internal sealed class DecodeGridClient
 
         /// <summary>For each of <see cref="Gaps"/>, when its token arrived: seconds into the measured window.</summary>
         public List<float> GapAt { get; } = [];
+
+        /// <summary>
+        /// A token of the request sent at <paramref name="sent"/> arrived at <paramref name="at"/>, the previous one at
+        /// <paramref name="last"/> (0 for none): counts it if it arrived inside the window and, for a request sent inside
+        /// it, records its time to first token or its gap. Returns <paramref name="at"/>, the new "previous".
+        /// </summary>
+        public long Token(Window window, long sent, long last, long at, bool measured)
+        {
+            if (at >= window.Start && at < window.End)
+            {
+                Tokens++;
+            }
+
+            if (measured)
+            {
+                if (last == 0)
+                {
+                    FirstToken.Add(Ms(at - sent));
+                }
+                else
+                {
+                    Gaps.Add(Ms(at - last));
+                    GapAt.Add((float)((at - window.Start) / (double)Stopwatch.Frequency));
+                }
+            }
+
+            return at;
+        }
     }
 }
