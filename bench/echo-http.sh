@@ -9,14 +9,7 @@ secs="${1:-8}"
 warmup="${WARMUP:-10}"
 build_all
 
-row() { # label, port, loadgen args: prints a table row, leaves req/s in $rps
-  local label="$1" port="$2"; shift 2
-  dotnet "$loadgen" --url "http://127.0.0.1:$port/predict" --connections 100 --duration "$secs" --warmup "$warmup" --label "$label" "$@" >"$load_file" 2>/dev/null || true
-  local cells; cells=$(grep -E '^\|[ ]*[0-9]' "$load_file" | head -n 1 | cut -d'|' -f3-)
-  rps=$(echo "$cells" | awk -F'|' '{gsub(/ /, "", $1); print $1}')
-  local errors; errors=$(sed -n 's/^outcomes: //p' "$load_file" | tr ' ' '\n' | { grep -v '^result=' || true; } | tr '\n' ' ')
-  echo "| $label |$cells ${errors:-none} |"
-}
+row() { echo_row "$1" "http://127.0.0.1:$2/predict" "${@:3}"; } # label, port, loadgen args
 
 echo "echo over HTTP POST /predict, 100 clients, ${secs} s per row (after ${warmup} s warm-up), one machine"
 echo "| server, load | req/s | p50 ms | p95 ms | p99 ms | max ms | errors |"

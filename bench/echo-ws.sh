@@ -11,13 +11,7 @@ secs="${1:-10}"
 warmup="${WARMUP:-10}"
 build_all
 
-row() { # label, port, loadgen args: prints a table row, leaves req/s in $rps
-  local label="$1" port="$2"; shift 2
-  local cells; cells=$(load_row "$port" --connections 100 --duration "$secs" --warmup "$warmup" --label "$label" "$@")
-  rps=$(echo "$cells" | awk -F'|' '{gsub(/ /, "", $1); print $1}')
-  local errors; errors=$(sed -n 's/^outcomes: //p' "$load_file" | tr ' ' '\n' | { grep -v '^result=' || true; } | tr '\n' ' ')
-  echo "| $label |$cells ${errors:-none} |"
-}
+row() { echo_row "$1" "ws://127.0.0.1:$2/ws" "${@:3}"; } # label, port, loadgen args
 
 echo "echo over WebSocket, 100 connections, ${secs} s per row (after ${warmup} s warm-up), one machine (server and load generator share it)"
 echo "| server, load | req/s | p50 ms | p95 ms | p99 ms | max ms | errors |"

@@ -24,6 +24,22 @@ trap stop_server EXIT
 load_file=/tmp/bench-loadgen.txt
 load_row() {
   local port="$1"; shift
-  dotnet "$loadgen" --url "ws://127.0.0.1:$port/ws" "$@" >"$load_file" 2>/dev/null
+  load_row_at "ws://127.0.0.1:$port/ws" "$@"
+}
+
+# load_row_at URL LOADGEN-ARGS... : as load_row, against any URL the load generator takes (ws://, or http://.../predict).
+load_row_at() {
+  local url="$1"; shift
+  dotnet "$loadgen" --url "$url" "$@" >"$load_file" 2>/dev/null || true
   grep -E '^\|[ ]*[0-9]' "$load_file" | head -n 1 | cut -d'|' -f3-
+}
+
+# echo_row LABEL URL LOADGEN-ARGS... : one row of the echo tables, "| LABEL | req/s | p50 | p95 | p99 | max | errors |",
+# with 100 clients, $secs measured after $warmup; leaves the row's req/s in $rps.
+echo_row() {
+  local label="$1" url="$2"; shift 2
+  local cells; cells=$(load_row_at "$url" --connections 100 --duration "$secs" --warmup "$warmup" --label "$label" "$@")
+  rps=$(echo "$cells" | awk -F'|' '{gsub(/ /, "", $1); print $1}')
+  local errors; errors=$(sed -n 's/^outcomes: //p' "$load_file" | tr ' ' '\n' | { grep -v '^result=' || true; } | tr '\n' ' ')
+  echo "| $label |$cells ${errors:-none} |"
 }
