@@ -230,9 +230,13 @@ public sealed record Delivery(
 /// Everything one batch step produced for the clients of one frontend: one stream event per batch per destination,
 /// never one per request (STYLE, pitfall 2).
 /// </summary>
+/// <param name="Items">The deliveries, in the order the batcher produced them.</param>
+/// <param name="ProducedAt">When the batch or decode step that produced them ended (the batcher's clock); the frontend
+/// measures its return path from it (<c>streaminfer_delivery_latency_seconds</c>). Default when the sender set none.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.DeliveryBatch")]
 public sealed record DeliveryBatch(
-    [property: Id(0)] ImmutableArray<Delivery> Items);
+    [property: Id(0)] ImmutableArray<Delivery> Items,
+    [property: Id(1)] DateTimeOffset ProducedAt = default);
 
 /// <summary>A request handed from a session to a batcher, with the session's admission facts.</summary>
 /// <param name="ClientId">The session's key; the batcher tells that session when the request ends.</param>

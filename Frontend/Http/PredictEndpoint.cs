@@ -63,7 +63,7 @@ internal static partial class PredictEndpoint
         }
 
         var text = infer.Prompt is null ? null : new System.Text.StringBuilder();
-        var outcome = await SubmitAndWaitAsync(context, client, router, identity, options.Value, sessionOptions.Value, loggers, infer, text is null ? null : t => text.Append(t.Text));
+        var outcome = await SubmitAndWaitAsync(context, client, router, identity, options.Value, sessionOptions.Value, loggers, infer, text is null ? null : (t, _) => text.Append(t.Text));
         var publicId = infer.Id.Length > 0 ? infer.Id : outcome.RequestId;
         if (outcome.Abandoned)
         {
@@ -127,7 +127,7 @@ internal static partial class PredictEndpoint
         ClientSessionOptions sessionOptions,
         ILoggerFactory loggers,
         ClientFrame.Infer infer,
-        Action<GeneratedToken>? tokens = null,
+        Action<GeneratedToken, DateTimeOffset>? tokens = null,
         TaskCompletionSource? admitted = null)
     {
         var clientId = CallerSession(context);

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Metrics;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.Protocol;
@@ -84,7 +85,7 @@ internal static partial class OpenAIEndpoints
         if (!request.Stream)
         {
             var text = new StringBuilder();
-            var outcome = await SubmitAsync(context, infer, t => text.Append(t.Text), null);
+            var outcome = await SubmitAsync(context, infer, (t, _) => text.Append(t.Text), null);
             if (outcome.Abandoned)
             {
                 return;
@@ -132,10 +133,10 @@ internal static partial class OpenAIEndpoints
         }
 
         // Streaming: the answer's status and headers wait for the admission, so a refusal is still an HTTP error.
-        var tokens = Channel.CreateBounded<GeneratedToken>(new BoundedChannelOptions(StreamBufferTokens) { SingleReader = true, SingleWriter = true });
+        var tokens = Channel.CreateBounded<(GeneratedToken Token, DateTimeOffset ProducedAt)>(new BoundedChannelOptions(StreamBufferTokens) { SingleReader = true, SingleWriter = true });
         var admitted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var overflow = new Overflow();
-        var waiting = SubmitAsync(context, infer, t => overflow.Observe(tokens.Writer.TryWrite(t)), admitted);
+        var waiting = SubmitAsync(context, infer, (t, producedAt) => overflow.Observe(tokens.Writer.TryWrite((t, producedAt))), admitted);
         _ = waiting.ContinueWith(_ => overflow.Complete(tokens.Writer), TaskScheduler.Default);
         await Task.WhenAny(admitted.Task, waiting);
         if (!admitted.Task.IsCompleted)
@@ -161,7 +162,8 @@ internal static partial class OpenAIEndpoints
                 await sse.ChunkAsync(role: "assistant", text: string.Empty, finishReason: null, done: null);
             }
 
-            await foreach (var token in tokens.Reader.ReadAllAsync(context.RequestAborted))
+            var time = context.RequestServices.GetRequiredService<TimeProvider>();
+            await foreach (var (token, producedAt) in tokens.Reader.ReadAllAsync(context.RequestAborted))
             {
                 if (overflow.Happened)
                 {
@@ -171,6 +173,10 @@ internal static partial class OpenAIEndpoints
                 if (token.Text.Length > 0)
                 {
                     await sse.ChunkAsync(null, token.Text, null, null);
+                    if (producedAt != default)
+                    {
+                        GridMetrics.Delivered(GridMetrics.EventStreamPath, (time.GetUtcNow() - producedAt).TotalSeconds);
+                    }
                 }
             }
 
@@ -211,7 +217,7 @@ internal static partial class OpenAIEndpoints
         }
     }
 
-    private static Task<PredictEndpoint.HttpOutcome> SubmitAsync(HttpContext context, ClientFrame.Infer infer, Action<GeneratedToken> tokens, TaskCompletionSource? admitted)
+    private static Task<PredictEndpoint.HttpOutcome> SubmitAsync(HttpContext context, ClientFrame.Infer infer, Action<GeneratedToken, DateTimeOffset> tokens, TaskCompletionSource? admitted)
     {
         var services = context.RequestServices;
         return PredictEndpoint.SubmitAndWaitAsync(
@@ -293,7 +299,7 @@ internal static partial class OpenAIEndpoints
             }
         }
 
-        public void Complete(ChannelWriter<GeneratedToken> writer)
+        public void Complete(ChannelWriter<(GeneratedToken Token, DateTimeOffset ProducedAt)> writer)
         {
             _completed = true;
             writer.TryComplete();

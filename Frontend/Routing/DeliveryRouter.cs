@@ -7,8 +7,9 @@ namespace StreamInfer.Frontend.Routing;
 /// <summary>Something that holds a client's socket and writes what the grid delivers to it.</summary>
 internal interface IDeliverySink
 {
-    /// <summary>Writes the end of one request (if the sink still waits for it). Must not block.</summary>
-    void Deliver(Delivery delivery);
+    /// <summary>Writes one request's token or end (if the sink still waits for it). Must not block.
+    /// <paramref name="producedAt"/>: when the grid produced it (<see cref="DeliveryBatch.ProducedAt"/>).</summary>
+    void Deliver(Delivery delivery, DateTimeOffset producedAt);
 
     /// <summary>Ends, with <c>deadline_exceeded</c>, requests whose answer is overdue past the watchdog grace.</summary>
     void ExpireOverdue(long nowTimestamp);
@@ -94,7 +95,7 @@ internal sealed partial class DeliveryRouter(
     /// Registers a waiter for an HTTP request; <paramref name="requestId"/> must be unique. The task completes with the
     /// request's end; a text request's tokens before it go to <paramref name="tokens"/> when one is given.
     /// </summary>
-    public Task<Delivery> AddWaiter(string clientId, string requestId, Action<GeneratedToken>? tokens = null)
+    public Task<Delivery> AddWaiter(string clientId, string requestId, Action<GeneratedToken, DateTimeOffset>? tokens = null)
     {
         var waiter = new HttpWaiter(tokens);
         _waiters[(clientId, requestId)] = waiter;
@@ -162,7 +163,7 @@ internal sealed partial class DeliveryRouter(
             {
                 if (_sinks.TryGetValue(delivery.ClientId, out var sink))
                 {
-                    sink.Deliver(delivery);
+                    sink.Deliver(delivery, item.ProducedAt);
                 }
                 else if (delivery.Token is { } generated && _waiters.TryGetValue((delivery.ClientId, delivery.RequestId), out var streaming))
                 {
@@ -170,7 +171,7 @@ internal sealed partial class DeliveryRouter(
                     if (generated.Index >= streaming.NextIndex)
                     {
                         streaming.NextIndex = generated.Index + 1;
-                        streaming.Tokens?.Invoke(generated);
+                        streaming.Tokens?.Invoke(generated, item.ProducedAt);
                     }
 
                     if (delivery.IsEnd && _waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
@@ -236,11 +237,12 @@ internal sealed partial class DeliveryRouter(
 }
 
 /// <summary>An HTTP request waiting for its end, and for the tokens before it.</summary>
-internal sealed class HttpWaiter(Action<GeneratedToken>? tokens)
+internal sealed class HttpWaiter(Action<GeneratedToken, DateTimeOffset>? tokens)
 {
     public TaskCompletionSource<Delivery> End { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public Action<GeneratedToken>? Tokens { get; } = tokens;
+    /// <summary>Takes each token with when the grid produced it.</summary>
+    public Action<GeneratedToken, DateTimeOffset>? Tokens { get; } = tokens;
 
     /// <summary>The index of the next token to hand on; one request's deliveries come from one batcher, in order.</summary>
     public int NextIndex { get; set; }

@@ -5,6 +5,7 @@ using System.Threading.Channels;
 using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
+using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Options;
 using StreamInfer.Grains.Sessions;
 
@@ -29,7 +30,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     private readonly FrontendIdentity _identity;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly Channel<byte[]> _outbox;
+    private readonly Channel<Outgoing> _outbox;
     private readonly ConcurrentDictionary<string, PendingRequest> _pending = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _submitGate;
     private readonly CancellationTokenSource _closing = new();
@@ -65,7 +66,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         _identity = identity;
         _time = time;
         _logger = logger;
-        _outbox = Channel.CreateBounded<byte[]>(new BoundedChannelOptions(options.SendQueueCapacity)
+        _outbox = Channel.CreateBounded<Outgoing>(new BoundedChannelOptions(options.SendQueueCapacity)
         {
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
@@ -89,7 +90,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     /// <summary>After the drain: close the socket (1001) once the frames already queued are sent.</summary>
     public void CloseGoingAway()
     {
-        if (!_outbox.Writer.TryWrite(GoingAway))
+        if (!_outbox.Writer.TryWrite(new Outgoing(GoingAway, default)))
         {
             Abort();
         }
@@ -160,7 +161,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     // SemaphoreSlim without a wait handle holds nothing that needs disposing.
     public void Dispose() => _closing.Dispose();
 
-    public void Deliver(Delivery delivery)
+    public void Deliver(Delivery delivery, DateTimeOffset producedAt)
     {
         var gridId = delivery.RequestId;
         var hash = gridId.LastIndexOf('#');
@@ -187,7 +188,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                     pending.Tokens++;
                     if (pending.Stream)
                     {
-                        Send(FrameWriter.Token(id, token));
+                        Send(FrameWriter.Token(id, token), producedAt);
                     }
                     else
                     {
@@ -203,12 +204,16 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         }
 
         // Built under the request's lock (TryEnd): a non-streamed text is read there by a cancel as well.
-        TryEnd(id, pending, () => delivery switch
-        {
-            { Result: { } result } => FrameWriter.Result(id, result),
-            { Done: { } done } => FrameWriter.Done(id, done.FinishReason, done.PromptTokens, done.CompletionTokens, done.ModelVersion, pending.Stream ? done.Text : pending.Text.Append(done.Text).ToString(), done),
-            _ => FrameWriter.Error(id, delivery.Error!),
-        });
+        TryEnd(
+            id,
+            pending,
+            () => delivery switch
+            {
+                { Result: { } result } => FrameWriter.Result(id, result),
+                { Done: { } done } => FrameWriter.Done(id, done.FinishReason, done.PromptTokens, done.CompletionTokens, done.ModelVersion, pending.Stream ? done.Text : pending.Text.Append(done.Text).ToString(), done),
+                _ => FrameWriter.Error(id, delivery.Error!),
+            },
+            producedAt);
     }
 
     public void ExpireOverdue(long nowTimestamp)
@@ -407,7 +412,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     /// <summary>Ends a request with <paramref name="frame"/> if nothing else has ended it; false if something had.</summary>
     private bool TryEnd(string id, PendingRequest pending, byte[] frame) => TryEnd(id, pending, () => frame);
 
-    private bool TryEnd(string id, PendingRequest pending, Func<byte[]> frame)
+    private bool TryEnd(string id, PendingRequest pending, Func<byte[]> frame, DateTimeOffset producedAt = default)
     {
         lock (pending)
         {
@@ -428,7 +433,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 bytes = FrameWriter.Error(id, new InferError(ErrorCode.Internal, "the result could not be encoded as JSON."));
             }
 
-            Send(bytes);
+            Send(bytes, producedAt);
             Interlocked.Decrement(ref _inFlight);
             return true;
         }
@@ -446,18 +451,22 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
         }
     }
 
-    private void Send(byte[] frame)
+    /// <summary>Queues a frame for the send loop; <paramref name="producedAt"/>, when set, is when the grid produced what
+    /// it carries, for the return path's latency metric.</summary>
+    private void Send(byte[] frame, DateTimeOffset producedAt = default)
     {
-        if (_outbox.Writer.TryWrite(frame))
+        if (_outbox.Writer.TryWrite(new Outgoing(frame, producedAt)))
         {
             var queued = _outbox.Reader.Count;
             if (_sendQueueMark.Observe(queued))
             {
                 // Warned once per crossing of 80%; the queue's last 20% leaves room for this frame.
-                _outbox.Writer.TryWrite(FrameWriter.Warning(
-                    queued,
-                    _options.SendQueueCapacity,
-                    $"{queued} of {_options.SendQueueCapacity} frames wait for this client to read them; at {_options.SendQueueCapacity} the connection is closed."));
+                _outbox.Writer.TryWrite(new Outgoing(
+                    FrameWriter.Warning(
+                        queued,
+                        _options.SendQueueCapacity,
+                        $"{queued} of {_options.SendQueueCapacity} frames wait for this client to read them; at {_options.SendQueueCapacity} the connection is closed."),
+                    default));
             }
 
             return;
@@ -476,7 +485,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
     {
         try
         {
-            await foreach (var frame in _outbox.Reader.ReadAllAsync(cancellationToken))
+            await foreach (var (frame, producedAt) in _outbox.Reader.ReadAllAsync(cancellationToken))
             {
                 if (ReferenceEquals(frame, GoingAway))
                 {
@@ -486,6 +495,10 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
                 }
 
                 await _socket.SendAsync(frame, WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
+                if (producedAt != default)
+                {
+                    GridMetrics.Delivered(GridMetrics.WebSocketPath, (_time.GetUtcNow() - producedAt).TotalSeconds);
+                }
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
@@ -578,4 +591,7 @@ internal sealed partial class ClientConnection : IDeliverySink, IDisposable
 
         private System.Text.StringBuilder? _text;
     }
+
+    /// <summary>A frame in the send queue, with when the grid produced its content (default: not a delivery).</summary>
+    private readonly record struct Outgoing(byte[] Frame, DateTimeOffset ProducedAt);
 }

@@ -88,7 +88,9 @@ internal sealed partial class BatcherGrain
     {
         // The previous step's deliveries are published while the next step runs on the device, so the device does not
         // wait on serialization and stream calls (bench/decode-grid.sh: see BENCHMARKS.md).
-        (List<(Running, Delivery)> Deliveries, List<Running> Ended)? previous = null;
+        (List<(Running, Delivery)> Deliveries, List<Running> Ended, DateTimeOffset ProducedAt)? previous = null;
+        // When the previous step of this running set ended on the device (0: none yet), for the step metrics.
+        long previousEnd = 0;
         try
         {
             while (true)
@@ -129,7 +131,7 @@ internal sealed partial class BatcherGrain
                     }
                     else
                     {
-                        Finish(deliveries, expired);
+                        Finish(deliveries, expired, now);
                     }
                 }
 
@@ -168,29 +170,40 @@ internal sealed partial class BatcherGrain
                     }
                 }
 
-                var started = time.GetTimestamp();
                 List<StepOutcome>? outcomes = null;
                 Exception? failure = null;
+                // Read on the device thread, so that the step's times exclude the hops to and from it.
+                long ranAt = 0, endedAt = 0;
+                var producedAt = DateTimeOffset.MinValue;
                 var step = _device!.RunAsync(() =>
                 {
-                    if (plan.Count == 1)
+                    ranAt = time.GetTimestamp();
+                    try
                     {
-                        var (only, part) = plan.First();
-                        return only.Step(part.Prefill, part.Decode);
-                    }
+                        if (plan.Count == 1)
+                        {
+                            var (only, part) = plan.First();
+                            return only.Step(part.Prefill, part.Decode);
+                        }
 
-                    var all = new List<StepOutcome>();
-                    foreach (var (version, part) in plan)
+                        var all = new List<StepOutcome>();
+                        foreach (var (version, part) in plan)
+                        {
+                            all.AddRange(version.Step(part.Prefill, part.Decode));
+                        }
+
+                        return all;
+                    }
+                    finally
                     {
-                        all.AddRange(version.Step(part.Prefill, part.Decode));
+                        endedAt = time.GetTimestamp();
+                        producedAt = time.GetUtcNow();
                     }
-
-                    return all;
                 });
                 if (previous is { } published)
                 {
                     previous = null;
-                    Finish(published.Deliveries, published.Ended);
+                    Finish(published.Deliveries, published.Ended, published.ProducedAt);
                 }
 
                 try
@@ -210,13 +223,25 @@ internal sealed partial class BatcherGrain
                 }
 
                 _stepsRun++;
-                var stepTime = time.GetElapsedTime(started);
+                if (endedAt == 0)
+                {
+                    // The step never reached the device (its queue refused it).
+                    ranAt = endedAt = time.GetTimestamp();
+                    producedAt = time.GetUtcNow();
+                }
+
+                var stepTime = time.GetElapsedTime(ranAt, endedAt);
                 _recentBatchMs = _stepsRun == 1 ? stepTime.TotalMilliseconds : (0.8 * _recentBatchMs) + (0.2 * stepTime.TotalMilliseconds);
                 RecordBatch(stepping.Count);
                 var stepVersion = stepping[0].Queued.Lease.Model.Version;
                 GridMetrics.Batch(_key.Model, stepVersion, _key.Device, stepping.Count);
-                // Back to back, a step's duration is the gap between a running sequence's tokens.
-                GridMetrics.Step(_key.Model, stepVersion, _key.Device, stepTime.TotalSeconds);
+                if (previousEnd != 0)
+                {
+                    // A running sequence's tokens come one step period apart: the step itself plus the device's wait for it.
+                    GridMetrics.Step(_key.Model, stepVersion, _key.Device, time.GetElapsedTime(previousEnd, endedAt).TotalSeconds, time.GetElapsedTime(previousEnd, ranAt).TotalSeconds);
+                }
+
+                previousEnd = endedAt;
 
                 deliveries = [];
                 ended = [];
@@ -264,7 +289,7 @@ internal sealed partial class BatcherGrain
                 }
 
                 Leave(ended);
-                previous = (deliveries, ended.Where(r => !r.Queued.Cancelled).ToList());
+                previous = (deliveries, ended.Where(r => !r.Queued.Cancelled).ToList(), producedAt);
             }
         }
         catch (Exception ex)
@@ -289,14 +314,14 @@ internal sealed partial class BatcherGrain
             }
             else
             {
-                previous = (deliveries, failed);
+                previous = (deliveries, failed, time.GetUtcNow());
             }
         }
         finally
         {
             if (previous is { } last)
             {
-                Finish(last.Deliveries, last.Ended);
+                Finish(last.Deliveries, last.Ended, last.ProducedAt);
             }
 
             _stepping = false;
@@ -333,7 +358,7 @@ internal sealed partial class BatcherGrain
 
     /// <summary>Publishes one step's deliveries, keeping each destination's events in step order, and tells sessions
     /// which requests ended.</summary>
-    private void Finish(List<(Running Sequence, Delivery Delivery)> deliveries, List<Running> ended)
+    private void Finish(List<(Running Sequence, Delivery Delivery)> deliveries, List<Running> ended, DateTimeOffset producedAt)
     {
         if (deliveries.Count == 0 && ended.Count == 0)
         {
@@ -349,7 +374,8 @@ internal sealed partial class BatcherGrain
             ImmutableArray<Delivery> items = [.. group.Select(d => d.Delivery)];
             var previous = _publishing.GetValueOrDefault(replyTo) ?? Task.CompletedTask;
             // Each destination's events are chained: concurrent calls (or publishes) to one frontend could overtake each other.
-            _publishing[replyTo] = previous.IsCompleted ? PublishAsync(replyTo, observer, items) : PublishAfterAsync(previous, replyTo, observer, items);
+            var batch = new DeliveryBatch(items, producedAt);
+            _publishing[replyTo] = previous.IsCompleted ? PublishAsync(replyTo, observer, batch) : PublishAfterAsync(previous, replyTo, observer, batch);
         }
 
         foreach (var group in ended.GroupBy(r => r.Queued.Item.ClientId))
@@ -381,10 +407,10 @@ internal sealed partial class BatcherGrain
     [LoggerMessage(Level = LogLevel.Error, Message = "The decoding loop of model {Model} failed; its running sequences were ended")]
     private static partial void LogStepLoopFailed(ILogger logger, Exception ex, string model);
 
-    private async Task PublishAfterAsync(Task previous, string replyTo, IDeliveryObserver? observer, ImmutableArray<Delivery> items)
+    private async Task PublishAfterAsync(Task previous, string replyTo, IDeliveryObserver? observer, DeliveryBatch batch)
     {
         await previous;
-        await PublishAsync(replyTo, observer, items);
+        await PublishAsync(replyTo, observer, batch);
     }
 
     private Delivery ToDelivery(Running r, GeneratedToken? token, GenerationDone? done)

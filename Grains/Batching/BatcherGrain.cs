@@ -577,6 +577,7 @@ internal sealed partial class BatcherGrain(
     /// <summary>Publishes the deliveries, one event per destination frontend, and tells each session which of its requests ended.</summary>
     private async Task FinishAsync(List<Delivery> deliveries, List<Queued> ended)
     {
+        var producedAt = time.GetUtcNow();
         if (deliveries.Count == 0)
         {
             return;
@@ -598,7 +599,7 @@ internal sealed partial class BatcherGrain(
         var work = new List<Task>();
         foreach (var group in deliveries.Zip(ended).GroupBy(p => p.Second.Item.Request.ReplyTo))
         {
-            work.Add(PublishAsync(group.Key, group.First().Second.Item.Request.ReplyObserver, [.. group.Select(p => p.First)]));
+            work.Add(PublishAsync(group.Key, group.First().Second.Item.Request.ReplyObserver, new DeliveryBatch([.. group.Select(p => p.First)], producedAt)));
         }
 
         foreach (var group in ended.GroupBy(q => q.Item.ClientId))
@@ -615,7 +616,7 @@ internal sealed partial class BatcherGrain(
     /// while the frontend's gateway silo dies and the frontend reconnects through another; a stream queue whose silo
     /// just died refuses until membership declares the death and the queue moves. The frontend drops duplicates.
     /// </summary>
-    private async Task PublishAsync(string replyTo, IDeliveryObserver? observer, ImmutableArray<Delivery> items)
+    private async Task PublishAsync(string replyTo, IDeliveryObserver? observer, DeliveryBatch batch)
     {
         IAsyncStream<DeliveryBatch>? stream = null;
         if (observer is null && !_streams.TryGetValue(replyTo, out stream))
@@ -637,7 +638,6 @@ internal sealed partial class BatcherGrain(
             _unreachableUntil.Remove(replyTo);
         }
 
-        var batch = new DeliveryBatch(items);
         var delay = PublishRetryFirst;
         var giveUpAt = Environment.TickCount64 + (long)PublishRetryBudget.TotalMilliseconds;
         for (var attempt = 1; ; attempt++)
@@ -654,7 +654,7 @@ internal sealed partial class BatcherGrain(
             catch (Exception ex)
             {
                 // The frontend's own deadline watchdog ends these requests for its clients.
-                LogPublishFailed(logger, ex, replyTo, items.Length, attempt);
+                LogPublishFailed(logger, ex, replyTo, batch.Items.Length, attempt);
                 _unreachableUntil[replyTo] = Environment.TickCount64 + (long)UnreachableFor.TotalMilliseconds;
                 return;
             }

@@ -8,7 +8,8 @@ namespace StreamInfer.Grains.Metrics;
 /// Prometheus text at <c>/metrics</c>. Names follow the peers' conventions where they exist (vLLM's time to first token
 /// and inter-token latency, Triton's queue and compute durations): in Prometheus form <c>streaminfer_*</c>, durations in
 /// seconds. Every recording takes a stack <see cref="System.Diagnostics.TagList"/> (no allocation) and is made once per request or once
-/// per batch step, never once per token.
+/// per batch step, never once per token — save <see cref="Delivered"/>, one untagged histogram update per frame written
+/// (tens of nanoseconds beside the frame's own serialization and socket write).
 /// </summary>
 public static class GridMetrics
 {
@@ -20,6 +21,12 @@ public static class GridMetrics
 
     /// <summary>Latency buckets, seconds: from half a millisecond (the return path) to a minute (long generations).</summary>
     private static readonly IReadOnlyList<double> Seconds = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+    /// <summary>
+    /// Fine latency buckets, seconds, for what the grid adds per token: a tenth of a millisecond to a second, dense around
+    /// the 1 ms goal (DESIGN §7) so a 99th percentile read from them is within a quarter of a millisecond.
+    /// </summary>
+    private static readonly IReadOnlyList<double> Fine = [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.00125, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1];
 
     /// <summary>Batch size buckets: powers of two up to 512.</summary>
     private static readonly IReadOnlyList<int> Rows = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
@@ -45,7 +52,13 @@ public static class GridMetrics
         "streaminfer.time_to_first_token", "s", "Decoders: time from admission to a sequence's first token.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
 
     private static readonly Histogram<double> InterTokenLatency = Meter.CreateHistogram(
-        "streaminfer.inter_token_latency", "s", "Decoders: time between consecutive decode steps (every running sequence gets one token per step); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+        "streaminfer.inter_token_latency", "s", "Decoders: time between the ends of consecutive decode steps of a running set (every running sequence gets one token per step); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+
+    private static readonly Histogram<double> StepGap = Meter.CreateHistogram(
+        "streaminfer.decode.step_gap", "s", "Decoders: time the device waited between consecutive decode steps of a running set (the batcher's own work between steps: leaving, admitting, planning); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+
+    private static readonly Histogram<double> DeliveryLatency = Meter.CreateHistogram(
+        "streaminfer.delivery.latency", "s", "Time from the end of the batch or decode step that produced a frame to the frame's write to the client's WebSocket or event stream completing, by path (ws, sse): the grid's return path, once per frame. Between machines it includes their clocks' difference.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
 
     private static readonly Histogram<int> BatchSize = Meter.CreateHistogram(
         "streaminfer.batch.size", "{request}", "Requests per batch (tensor and echo models) or sequences per decode step.", advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = Rows });
@@ -91,8 +104,25 @@ public static class GridMetrics
     public static void FirstToken(string model, string version, string device, double seconds)
         => TimeToFirstToken.Record(seconds, new TagList { { "model", model }, { "version", version }, { "device", device } });
 
-    public static void Step(string model, string version, string device, double secondsSincePreviousStep)
-        => InterTokenLatency.Record(secondsSincePreviousStep, new TagList { { "model", model }, { "version", version }, { "device", device } });
+    /// <summary>A decode step ended <paramref name="secondsSincePreviousStep"/> after the previous one of the same running
+    /// set; the device had waited <paramref name="gapSeconds"/> for it after that previous one.</summary>
+    public static void Step(string model, string version, string device, double secondsSincePreviousStep, double gapSeconds)
+    {
+        var tags = new TagList { { "model", model }, { "version", version }, { "device", device } };
+        InterTokenLatency.Record(secondsSincePreviousStep, tags);
+        StepGap.Record(gapSeconds, tags);
+    }
+
+    /// <summary>A frame produced <paramref name="seconds"/> ago has been written to its client on <paramref name="path"/>
+    /// (<see cref="WebSocketPath"/> or <see cref="EventStreamPath"/>).</summary>
+    public static void Delivered(string path, double seconds)
+        => DeliveryLatency.Record(seconds, new KeyValuePair<string, object?>("path", path));
+
+    /// <summary>Path label of a frame written to a WebSocket.</summary>
+    public const string WebSocketPath = "ws";
+
+    /// <summary>Path label of a chunk written to a Server-Sent Events stream.</summary>
+    public const string EventStreamPath = "sse";
 
     /// <summary>Moves a batcher's queue-depth and active-sequence gauges by what changed since it last reported.</summary>
     public static void Depth(string model, string device, long queuedDelta, long activeDelta)

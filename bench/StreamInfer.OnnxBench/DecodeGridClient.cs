@@ -53,8 +53,9 @@ internal sealed class DecodeGridClient
             var window = new Window(
                 now + (long)(WarmupSeconds * Stopwatch.Frequency),
                 now + (long)((WarmupSeconds + Seconds) * Stopwatch.Frequency));
+            var server = ServerSideAsync(window, "ws", progress);
             var stats = await Task.WhenAll(sockets.Select((ws, i) => Task.Run(() => StreamAsync(ws, i, window))));
-            return Report(stats, output, progress);
+            return Report(stats, await server, output, progress);
         }
         finally
         {
@@ -86,8 +87,9 @@ internal sealed class DecodeGridClient
             var window = new Window(
                 now + (long)(WarmupSeconds * Stopwatch.Frequency),
                 now + (long)((WarmupSeconds + Seconds) * Stopwatch.Frequency));
+            var server = ServerSideAsync(window, "sse", progress);
             var stats = await Task.WhenAll(clients.Select(http => Task.Run(() => StreamSseAsync(http, window))));
-            return Report(stats, output, progress);
+            return Report(stats, await server, output, progress);
         }
         finally
         {
@@ -98,7 +100,41 @@ internal sealed class DecodeGridClient
         }
     }
 
-    private int Report(ConnectionStats[] stats, TextWriter output, TextWriter progress)
+    /// <summary>
+    /// What the grid measured over the same window, from its <c>/metrics</c>: the device's step period (its inter-token
+    /// latency), the device's wait between steps, and the return path (step end to frame written, for this path), each
+    /// p50 and p99 in ms. The grid's own cost per token is the last two: the step itself is the engine's.
+    /// </summary>
+    private async Task<string> ServerSideAsync(Window window, string path, TextWriter progress)
+    {
+        string[] names = [ItlMetric, GapMetric, DeliveryMetric];
+        var metrics = new UriBuilder(Url) { Scheme = Url.Scheme is "wss" or "https" ? "https" : "http", Path = "/metrics", Query = string.Empty }.Uri;
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, (window.Start - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency)));
+            var model = $"model=\"{Model}\"";
+            var before = await PrometheusHistograms.ScrapeAsync(http, metrics, names[..2], model);
+            var beforeDelivery = await PrometheusHistograms.ScrapeAsync(http, metrics, names[2..], $"path=\"{path}\"");
+            await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, (window.End - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency)));
+            var after = await PrometheusHistograms.ScrapeAsync(http, metrics, names[..2], model);
+            var afterDelivery = await PrometheusHistograms.ScrapeAsync(http, metrics, names[2..], $"path=\"{path}\"");
+            return string.Create(
+                CultureInfo.InvariantCulture,
+                $"srv_itl_p50={after.PercentileMs(before, ItlMetric, 50):F3} srv_itl_p99={after.PercentileMs(before, ItlMetric, 99):F3} gap_p50={after.PercentileMs(before, GapMetric, 50):F3} gap_p99={after.PercentileMs(before, GapMetric, 99):F3} delivery_p50={afterDelivery.PercentileMs(beforeDelivery, DeliveryMetric, 50):F3} delivery_p99={afterDelivery.PercentileMs(beforeDelivery, DeliveryMetric, 99):F3} delivered={afterDelivery.Count(beforeDelivery, DeliveryMetric):F0}");
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or FormatException or KeyNotFoundException)
+        {
+            progress.WriteLine($"the grid's /metrics could not be read: {ex.Message}");
+            return "srv_itl_p50=NaN srv_itl_p99=NaN gap_p50=NaN gap_p99=NaN delivery_p50=NaN delivery_p99=NaN delivered=0";
+        }
+    }
+
+    private const string ItlMetric = "streaminfer_inter_token_latency_seconds";
+    private const string GapMetric = "streaminfer_decode_step_gap_seconds";
+    private const string DeliveryMetric = "streaminfer_delivery_latency_seconds";
+
+    private int Report(ConnectionStats[] stats, string server, TextWriter output, TextWriter progress)
     {
         var tokens = stats.Sum(s => s.Tokens);
         var ttft = stats.SelectMany(s => s.FirstToken).Order().ToList();
@@ -107,7 +143,7 @@ internal sealed class DecodeGridClient
         var errors = stats.Sum(s => s.Errors);
         output.WriteLine(string.Create(
             CultureInfo.InvariantCulture,
-            $"grid: tokens_per_s={tokens / Seconds:F0} requests={done} tokens={tokens} errors={errors} ttft_p50={Percentile(ttft, 50):F3} ttft_p99={Percentile(ttft, 99):F3} itl_p50={Percentile(itl, 50):F3} itl_p99={Percentile(itl, 99):F3} itl_max={(itl.Count > 0 ? itl[^1] : double.NaN):F3}"));
+            $"grid: tokens_per_s={tokens / Seconds:F0} requests={done} tokens={tokens} errors={errors} ttft_p50={Percentile(ttft, 50):F3} ttft_p99={Percentile(ttft, 99):F3} itl_p50={Percentile(itl, 50):F3} itl_p99={Percentile(itl, 99):F3} itl_max={(itl.Count > 0 ? itl[^1] : double.NaN):F3} {server}"));
         foreach (var message in stats.Select(s => s.FirstError).OfType<string>().Distinct().Take(3))
         {
             progress.WriteLine("error: " + message);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using StreamInfer.Tests.Infrastructure;
 
@@ -71,20 +72,57 @@ public sealed class MetricsTests(FrontendFixture fixture)
     }
 
     [Fact]
-    public async Task Metrics_OneGeneration_TimeToFirstTokenAndStepsRecorded()
+    public async Task Metrics_OneGeneration_TimeToFirstTokenStepsAndReturnPathRecorded()
     {
         var ttftBefore = await PrometheusValueAsync("streaminfer_time_to_first_token_seconds_count", ("model", "tiny-lm-1"));
         var stepsBefore = await PrometheusValueAsync("streaminfer_inter_token_latency_seconds_count", ("model", "tiny-lm-1"));
+        var gapsBefore = await PrometheusValueAsync("streaminfer_decode_step_gap_seconds_count", ("model", "tiny-lm-1"));
+        var framesBefore = await PrometheusValueAsync("streaminfer_delivery_latency_seconds_count", ("path", "ws"));
 
         await using var ws = await WsTestClient.ConnectAsync(fixture.WsUri);
-        await ws.SendAsync(new { type = "infer", id = "g", model = "tiny-lm-1", prompt = "Once", max_tokens = 5, temperature = 0, stream = false });
-        var done = await ws.NextAsync();
+        await ws.SendAsync(new { type = "infer", id = "g", model = "tiny-lm-1", prompt = "Once", max_tokens = 5, temperature = 0, stream = true });
+        var tokenFrames = 0;
+        JsonElement done;
+        while ((done = await ws.NextAsync()).GetProperty("type").GetString() == "token")
+        {
+            tokenFrames++;
+        }
+
         Assert.Equal("done", done.GetProperty("type").GetString());
         var generated = done.GetProperty("usage").GetProperty("completion_tokens").GetInt32();
+        Assert.True(generated >= 2, $"the test needs at least two steps; tiny-lm-1 generated {generated}");
 
         Assert.Equal(ttftBefore + 1, await PrometheusValueAsync("streaminfer_time_to_first_token_seconds_count", ("model", "tiny-lm-1")));
-        // One step per token for a sequence decoding alone (its prefill step gives the first).
-        Assert.Equal(stepsBefore + generated, await PrometheusValueAsync("streaminfer_inter_token_latency_seconds_count", ("model", "tiny-lm-1")));
+        // The prefill step gives the first token; each later step ends one step period after the one before.
+        Assert.Equal(stepsBefore + generated - 1, await PrometheusValueAsync("streaminfer_inter_token_latency_seconds_count", ("model", "tiny-lm-1")));
+        Assert.Equal(gapsBefore + generated - 1, await PrometheusValueAsync("streaminfer_decode_step_gap_seconds_count", ("model", "tiny-lm-1")));
+        // Every frame the batcher produced for this request, tokens and done, was timed once it was written.
+        await Eventually.UntilAsync(
+            () => PrometheusValueAsync("streaminfer_delivery_latency_seconds_count", ("path", "ws")),
+            v => v >= framesBefore + tokenFrames + 1,
+            TimeSpan.FromSeconds(10),
+            "the token and done frames are counted by the return path's histogram");
+    }
+
+    [Fact]
+    public async Task Metrics_StreamedCompletion_EveryTextChunkTimedOnTheEventStreamPath()
+    {
+        var before = await PrometheusValueAsync("streaminfer_delivery_latency_seconds_count", ("path", "sse"));
+        using var content = JsonContent.Create(new { model = "tiny-lm-1", prompt = "Once", max_tokens = 6, temperature = 0, stream = true });
+        using var response = await fixture.Http.PostAsync("/v1/completions", content);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = await response.Content.ReadAsStringAsync();
+        var textChunks = body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(e => e.Trim())
+            .Where(e => e.StartsWith("data: {", StringComparison.Ordinal))
+            .Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement.GetProperty("choices"))
+            .Count(c => c.GetArrayLength() > 0 && c[0].GetProperty("finish_reason").ValueKind == JsonValueKind.Null && c[0].GetProperty("text").GetString() is { Length: > 0 });
+        Assert.True(textChunks > 0, "the completion streamed no text");
+
+        // A token's chunk is timed after its write and flush, before the next is read: all are counted by now.
+        Assert.True(
+            await PrometheusValueAsync("streaminfer_delivery_latency_seconds_count", ("path", "sse")) >= before + textChunks,
+            "every token chunk is counted by the return path's histogram");
     }
 
     /// <summary>The value of the series of <paramref name="name"/> whose labels include <paramref name="labels"/>, summed
