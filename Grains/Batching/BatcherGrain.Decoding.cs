@@ -17,6 +17,7 @@ internal sealed partial class BatcherGrain
 
     private readonly List<Running> _sequences = [];
     private readonly Dictionary<string, Task> _publishing = new(StringComparer.Ordinal);
+    private DecodeLoop? _loop;
     private long _reservedCacheBytes;
     private bool _stepping;
     private bool _deactivating;
@@ -54,11 +55,14 @@ internal sealed partial class BatcherGrain
         return Math.Ceiling((double)(ahead + 1) / slots) * _recentSequenceMs;
     }
 
+    /// <summary>The device side of the running set, created with the first sequence (and again after a failure).</summary>
+    private DecodeLoop Loop => _loop ??= new DecodeLoop(_device!, time);
+
     /// <summary>
-    /// Moves queued requests into the running set while there are slots and cache, highest priority first, and starts
-    /// the step loop if it is not running (the loop itself admits with <paramref name="startLoop"/> false).
+    /// Moves queued requests into the running set while there are slots and cache, highest priority first, hands them
+    /// to the device loop (they join at its next step), and starts reading its steps if nothing reads them.
     /// </summary>
-    private void AdmitSequences(OnnxDecoderModel decoder, bool startLoop = true)
+    private void AdmitSequences(OnnxDecoderModel decoder)
     {
         var slots = _model!.Options.MaxBatchSize;
         while (_sequences.Count < slots && _queue.TryPeek(out var q))
@@ -73,223 +77,74 @@ internal sealed partial class BatcherGrain
             _queue.TakeBatch(1);
             q.Running = true;
             _reservedCacheBytes += bytes;
-            _sequences.Add(new Running(q, bytes, time.GetTimestamp()));
+            var running = new Running(q, bytes, time.GetTimestamp());
+            _sequences.Add(running);
+            Loop.PrefillBudget = decoder.MaxPrefillTokens;
+            Loop.Join(running);
             GridMetrics.Queued(_key.Model, q.Lease.Model.Version, _key.Device, time.GetElapsedTime(q.EnqueuedAt).TotalSeconds, -1);
         }
 
-        if (startLoop && !_stepping && _sequences.Count > 0)
+        if (!_stepping && _sequences.Count > 0)
         {
             _stepping = true;
-            _ = StepLoopAsync(decoder);
+            _ = ConsumeStepsAsync();
         }
     }
 
-    private async Task StepLoopAsync(OnnxDecoderModel decoder)
+    /// <summary>Has the device drop running sequences whose clients cancelled them, at its next step.</summary>
+    private void FlagCancelledSequences()
     {
-        // The previous step's deliveries are published while the next step runs on the device, so the device does not
-        // wait on serialization and stream calls (bench/decode-grid.sh: see BENCHMARKS.md).
-        (List<(Running, Delivery)> Deliveries, List<Running> Ended, DateTimeOffset ProducedAt)? previous = null;
-        // When the previous step of this running set ended on the device (0: none yet), for the step metrics.
+        foreach (var r in _sequences)
+        {
+            if (r.Queued.Cancelled)
+            {
+                r.Leaving = true;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Reads the device loop's steps while sequences run: delivers each step's tokens (one batch per destination), lets
+    /// finished, cancelled, expired and failed sequences leave, and admits from the queue, all while the device already
+    /// runs the next step.
+    /// </summary>
+    private async Task ConsumeStepsAsync()
+    {
         long previousEnd = 0;
         try
         {
-            while (true)
+            while (_sequences.Count > 0)
             {
                 // Steps are not grain calls: without this, a batcher that only decodes could be collected as idle.
                 DelayDeactivation(KeepAliveWhileDecoding);
-                var now = time.GetUtcNow();
-                var deliveries = new List<(Running, Delivery)>();
-                var ended = new List<Running>();
-
-                // Leave between steps: cancelled ones silently (their session already let them go), expired ones with
-                // their tokens so far and finish_reason "deadline".
-                foreach (var r in _sequences)
+                var loop = Loop;
+                var step = await loop.NextAsync();
+                if (step is null || _deactivating)
                 {
-                    if (r.Queued.Cancelled)
-                    {
-                        ended.Add(r);
-                    }
-                    else if (r.Queued.Item.Deadline <= now)
-                    {
-                        // Between steps the assembler is ours: release what it held back with the end.
-                        ended.Add(r);
-                        deliveries.Add((r, ToDelivery(r, null, Done(r, FinishReasons.Deadline, r.Queued.Sequence!.Assembler.Finish().Text))));
-                    }
-                }
-
-                Leave(ended);
-                ExpireQueued(now);
-                AdmitSequences(decoder, startLoop: false);
-                if (deliveries.Count > 0)
-                {
-                    // After the previous step's tokens, which are not published yet: an end never overtakes a token.
-                    var expired = ended.Where(r => !r.Queued.Cancelled).ToList();
-                    if (previous is { } pending)
-                    {
-                        pending.Deliveries.AddRange(deliveries);
-                        pending.Ended.AddRange(expired);
-                    }
-                    else
-                    {
-                        Finish(deliveries, expired, now);
-                    }
-                }
-
-                if (_sequences.Count == 0)
-                {
-                    break;
-                }
-
-                // Prefill chunks in arrival order up to the step's budget, so a long prompt costs other streams at most
-                // one chunk's time per step; every decoding sequence advances by one token.
-                // Sequences run on the version they started with: during a rollout a step runs each version's part.
-                var budget = decoder.MaxPrefillTokens;
-                var plan = new Dictionary<OnnxDecoderModel, (List<(DecodeSequence, int)> Prefill, List<DecodeSequence> Decode)>();
-                var stepping = new List<Running>(_sequences.Count);
-                foreach (var r in _sequences)
-                {
-                    var seq = r.Queued.Sequence!;
-                    var version = (OnnxDecoderModel)r.Queued.Lease.Model;
-                    if (!plan.TryGetValue(version, out var part))
-                    {
-                        part = ([], []);
-                        plan[version] = part;
-                    }
-
-                    if (seq.Decoding)
-                    {
-                        part.Decode.Add(seq);
-                        stepping.Add(r);
-                    }
-                    else if (budget > 0)
-                    {
-                        var chunk = Math.Min(budget, seq.Prompt.Length - seq.Prefilled);
-                        budget -= chunk;
-                        part.Prefill.Add((seq, chunk));
-                        stepping.Add(r);
-                    }
-                }
-
-                List<StepOutcome>? outcomes = null;
-                Exception? failure = null;
-                // Read on the device thread, so that the step's times exclude the hops to and from it.
-                long ranAt = 0, endedAt = 0;
-                var producedAt = DateTimeOffset.MinValue;
-                var step = _device!.RunAsync(() =>
-                {
-                    ranAt = time.GetTimestamp();
-                    try
-                    {
-                        if (plan.Count == 1)
-                        {
-                            var (only, part) = plan.First();
-                            return only.Step(part.Prefill, part.Decode);
-                        }
-
-                        var all = new List<StepOutcome>();
-                        foreach (var (version, part) in plan)
-                        {
-                            all.AddRange(version.Step(part.Prefill, part.Decode));
-                        }
-
-                        return all;
-                    }
-                    finally
-                    {
-                        endedAt = time.GetTimestamp();
-                        producedAt = time.GetUtcNow();
-                    }
-                });
-                if (previous is { } published)
-                {
-                    previous = null;
-                    Finish(published.Deliveries, published.Ended, published.ProducedAt);
-                }
-
-                try
-                {
-                    outcomes = await step;
-                }
-                catch (Exception ex)
-                {
-                    failure = ex;
-                }
-
-                if (_deactivating)
-                {
-                    // OnDeactivateAsync has ended every running sequence with an error; nothing more goes out.
-                    previous = null;
+                    // Stopped (deactivation, or a drain that timed out): whoever stopped it ended the sequences.
                     return;
                 }
 
-                _stepsRun++;
-                if (endedAt == 0)
-                {
-                    // The step never reached the device (its queue refused it).
-                    ranAt = endedAt = time.GetTimestamp();
-                    producedAt = time.GetUtcNow();
-                }
+                previousEnd = OnStep(step, previousEnd);
 
-                var stepTime = time.GetElapsedTime(ranAt, endedAt);
-                _recentBatchMs = _stepsRun == 1 ? stepTime.TotalMilliseconds : (0.8 * _recentBatchMs) + (0.2 * stepTime.TotalMilliseconds);
-                RecordBatch(stepping.Count);
-                var stepVersion = stepping[0].Queued.Lease.Model.Version;
-                GridMetrics.Batch(_key.Model, stepVersion, _key.Device, stepping.Count);
-                if (previousEnd != 0)
+                // Expired ones leave at the device's next plan, with their tokens so far and finish_reason "deadline".
+                var now = time.GetUtcNow();
+                foreach (var r in _sequences)
                 {
-                    // A running sequence's tokens come one step period apart: the step itself plus the device's wait for it.
-                    GridMetrics.Step(_key.Model, stepVersion, _key.Device, time.GetElapsedTime(previousEnd, endedAt).TotalSeconds, time.GetElapsedTime(previousEnd, ranAt).TotalSeconds);
-                }
-
-                previousEnd = endedAt;
-
-                deliveries = [];
-                ended = [];
-                if (failure is not null)
-                {
-                    LogBatchFailed(logger, failure, _key.Model, stepping.Count);
-                    var error = new InferError(ErrorCode.Internal, $"model '{_key.Model}' failed on a decoding step: {failure.GetType().Name}.");
-                    foreach (var r in stepping)
+                    if (!r.Leaving && r.Queued.Item.Deadline <= now)
                     {
-                        ended.Add(r);
-                        if (!r.Queued.Cancelled)
-                        {
-                            deliveries.Add((r, ToDelivery(r.Queued, null, error)));
-                        }
-                    }
-                }
-                else
-                {
-                    var byStep = stepping.ToDictionary(r => r.Queued.Sequence!);
-                    foreach (var outcome in outcomes!)
-                    {
-                        var r = byStep[outcome.Sequence];
-                        if (outcome.Token is not null && r.FirstTokenAt == 0)
-                        {
-                            r.FirstTokenAt = time.GetTimestamp();
-                            GridMetrics.FirstToken(_key.Model, r.Queued.Lease.Model.Version, _key.Device, time.GetElapsedTime(r.Queued.EnqueuedAt, r.FirstTokenAt).TotalSeconds);
-                        }
-
-                        if (outcome.FinishReason is not null)
-                        {
-                            ended.Add(r);
-                        }
-
-                        if (r.Queued.Cancelled)
-                        {
-                            continue;
-                        }
-
-                        var done = outcome.FinishReason is { } why ? Done(r, why, outcome.FinalText) : null;
-                        if (outcome.Token is not null || done is not null)
-                        {
-                            deliveries.Add((r, ToDelivery(r, outcome.Token, done)));
-                        }
+                        r.DeadlinePassed = true;
+                        r.Leaving = true;
                     }
                 }
 
-                Leave(ended);
-                previous = (deliveries, ended.Where(r => !r.Queued.Cancelled).ToList(), producedAt);
+                ExpireQueued(now);
+                if (_instance is OnnxDecoderModel decoder)
+                {
+                    AdmitSequences(decoder);
+                }
+
+                loop.Resume();
             }
         }
         catch (Exception ex)
@@ -297,6 +152,8 @@ internal sealed partial class BatcherGrain
             // A bug here must not leave streams hanging until their watchdog: end them all. Their caches are not
             // returned to the pool, since a step may still be writing them.
             LogStepLoopFailed(logger, ex, _key.Model);
+            _loop?.Stop();
+            _loop = null;
             var error = new InferError(ErrorCode.Internal, $"the decoding loop of model '{_key.Model}' failed: {ex.GetType().Name}.");
             var failed = _sequences.Where(r => !r.Queued.Cancelled).ToList();
             foreach (var r in _sequences)
@@ -306,24 +163,10 @@ internal sealed partial class BatcherGrain
             }
 
             _sequences.Clear();
-            var deliveries = failed.Select(r => (r, ToDelivery(r.Queued, null, error))).ToList();
-            if (previous is { } pending)
-            {
-                pending.Deliveries.AddRange(deliveries);
-                pending.Ended.AddRange(failed);
-            }
-            else
-            {
-                previous = (deliveries, failed, time.GetUtcNow());
-            }
+            Finish([.. failed.Select(r => (r, ToDelivery(r.Queued, null, error)))], failed, time.GetUtcNow());
         }
         finally
         {
-            if (previous is { } last)
-            {
-                Finish(last.Deliveries, last.Ended, last.ProducedAt);
-            }
-
             _stepping = false;
             // A request queued while the last step ran may be waiting for a slot that has just come free.
             if (_queue.Count > 0 && _instance is OnnxDecoderModel d)
@@ -331,6 +174,84 @@ internal sealed partial class BatcherGrain
                 AdmitSequences(d);
             }
         }
+    }
+
+    /// <summary>Takes one device step's outcome: its metrics, its deliveries, and the sequences that left. Returns the
+    /// step's end, from which the next step's period is measured.</summary>
+    private long OnStep(DecodeStepResult step, long previousEnd)
+    {
+        var deliveries = new List<(Running, Delivery)>();
+        var ended = new List<Running>();
+        foreach (var r in step.Dropped.Cast<Running>())
+        {
+            // Off the device now: its assembler is ours, and releases what it held back with the end.
+            ended.Add(r);
+            if (!r.Queued.Cancelled && r.DeadlinePassed)
+            {
+                deliveries.Add((r, ToDelivery(r, null, Done(r, FinishReasons.Deadline, r.Queued.Sequence!.Assembler.Finish().Text))));
+            }
+        }
+
+        if (step.Stepping.Count > 0)
+        {
+            _stepsRun++;
+            var stepMs = time.GetElapsedTime(step.RanAt, step.EndedAt).TotalMilliseconds;
+            _recentBatchMs = _stepsRun == 1 ? stepMs : (0.8 * _recentBatchMs) + (0.2 * stepMs);
+            RecordBatch(step.Stepping.Count);
+            var stepVersion = ((Running)step.Stepping[0]).Queued.Lease.Model.Version;
+            GridMetrics.Batch(_key.Model, stepVersion, _key.Device, step.Stepping.Count);
+            if (!step.First && previousEnd != 0)
+            {
+                // A running sequence's tokens come one step period apart: the step itself plus the device's wait for it.
+                GridMetrics.Step(_key.Model, stepVersion, _key.Device, time.GetElapsedTime(previousEnd, step.EndedAt).TotalSeconds, time.GetElapsedTime(previousEnd, step.RanAt).TotalSeconds);
+            }
+
+            previousEnd = step.EndedAt;
+        }
+
+        if (step.Failure is { } failure)
+        {
+            LogBatchFailed(logger, failure, _key.Model, step.Stepping.Count);
+            var error = new InferError(ErrorCode.Internal, $"model '{_key.Model}' failed on a decoding step: {failure.GetType().Name}.");
+            foreach (var r in step.Stepping.Cast<Running>())
+            {
+                ended.Add(r);
+                if (!r.Queued.Cancelled)
+                {
+                    deliveries.Add((r, ToDelivery(r.Queued, null, error)));
+                }
+            }
+        }
+
+        foreach (var (running, outcome) in step.Outcomes)
+        {
+            var r = (Running)running;
+            if (outcome.Token is not null && r.FirstTokenAt == 0)
+            {
+                r.FirstTokenAt = time.GetTimestamp();
+                GridMetrics.FirstToken(_key.Model, r.Queued.Lease.Model.Version, _key.Device, time.GetElapsedTime(r.Queued.EnqueuedAt, r.FirstTokenAt).TotalSeconds);
+            }
+
+            if (outcome.FinishReason is not null)
+            {
+                ended.Add(r);
+            }
+
+            if (r.Queued.Cancelled)
+            {
+                continue;
+            }
+
+            var done = outcome.FinishReason is { } why ? Done(r, why, outcome.FinalText) : null;
+            if (outcome.Token is not null || done is not null)
+            {
+                deliveries.Add((r, ToDelivery(r, outcome.Token, done)));
+            }
+        }
+
+        Leave(ended);
+        Finish(deliveries, [.. ended.Where(r => !r.Queued.Cancelled)], step.ProducedAt);
+        return previousEnd;
     }
 
     /// <summary>Frees the slots and caches of sequences that have ended.</summary>
@@ -444,6 +365,7 @@ internal sealed partial class BatcherGrain
 
     /// <summary>A sequence in the running set: its queue entry, the cache it reserved, and when it joined and first produced.</summary>
     private sealed class Running(Queued queued, long reservedBytes, long joinedAt)
+        : DecodeRunning(queued.Sequence!, (OnnxDecoderModel)queued.Lease.Model)
     {
         public Queued Queued { get; } = queued;
 
@@ -452,5 +374,8 @@ internal sealed partial class BatcherGrain
         public long JoinedAt { get; } = joinedAt;
 
         public long FirstTokenAt { get; set; }
+
+        /// <summary>Its deadline passed while it ran; it ends with finish_reason "deadline" once the device drops it.</summary>
+        public bool DeadlinePassed { get; set; }
     }
 }

@@ -143,6 +143,8 @@ internal sealed partial class BatcherGrain(
                 // Their caches (and versions) are not let go: a step may still be using them on the device thread.
                 ended.AddRange(_sequences.Where(r => !r.Queued.Cancelled).Select(r => r.Queued));
                 _sequences.Clear();
+                _loop?.Stop();
+                _loop = null;
             }
 
             foreach (var q in ended)
@@ -327,6 +329,11 @@ internal sealed partial class BatcherGrain(
                 q.Cancelled = true;
                 dropQueued |= !q.Running;
             }
+        }
+
+        if (_sequences.Count > 0)
+        {
+            FlagCancelledSequences();
         }
 
         if (dropQueued)
