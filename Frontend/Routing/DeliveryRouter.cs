@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Orleans.Streams;
+using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Frontend.Routing;
@@ -157,6 +158,11 @@ internal sealed partial class DeliveryRouter(
 
     public Task OnNextAsync(DeliveryBatch item, StreamSequenceToken? token = null)
     {
+        if (item.ProducedAt != default)
+        {
+            GridMetrics.Arrived((time.GetUtcNow() - item.ProducedAt).TotalSeconds);
+        }
+
         foreach (var delivery in item.Items)
         {
             try

@@ -126,19 +126,7 @@ internal sealed partial class BatcherGrain
                 }
 
                 previousEnd = OnStep(step, previousEnd);
-
-                // Expired ones leave at the device's next plan, with their tokens so far and finish_reason "deadline".
-                var now = time.GetUtcNow();
-                foreach (var r in _sequences)
-                {
-                    if (!r.Leaving && r.Queued.Item.Deadline <= now)
-                    {
-                        r.DeadlinePassed = true;
-                        r.Leaving = true;
-                    }
-                }
-
-                ExpireQueued(now);
+                ExpireQueued(time.GetUtcNow());
                 if (_instance is OnnxDecoderModel decoder)
                 {
                     AdmitSequences(decoder);
@@ -184,9 +172,10 @@ internal sealed partial class BatcherGrain
         var ended = new List<Running>();
         foreach (var r in step.Dropped.Cast<Running>())
         {
-            // Off the device now: its assembler is ours, and releases what it held back with the end.
+            // Cancelled, or past its deadline. Off the device now: its assembler is ours, and releases what it held back
+            // with the end (finish_reason "deadline", its tokens so far delivered before).
             ended.Add(r);
-            if (!r.Queued.Cancelled && r.DeadlinePassed)
+            if (!r.Queued.Cancelled)
             {
                 deliveries.Add((r, ToDelivery(r, null, Done(r, FinishReasons.Deadline, r.Queued.Sequence!.Assembler.Finish().Text))));
             }
@@ -267,7 +256,13 @@ internal sealed partial class BatcherGrain
             r.Queued.Sequence!.Release();
             r.Queued.End();
             _reservedCacheBytes -= r.ReservedBytes;
-            _byId.Remove((r.Queued.Item.ClientId, r.Queued.Item.Request.RequestId));
+            // Only its own entry: a client may have cancelled it and sent a new request with the same id meanwhile.
+            var key = (r.Queued.Item.ClientId, r.Queued.Item.Request.RequestId);
+            if (_byId.TryGetValue(key, out var current) && current == r.Queued)
+            {
+                _byId.Remove(key);
+            }
+
             _itemsRun++;
             _sequencesDone++;
             var lifetime = time.GetElapsedTime(r.JoinedAt).TotalMilliseconds;
@@ -365,7 +360,7 @@ internal sealed partial class BatcherGrain
 
     /// <summary>A sequence in the running set: its queue entry, the cache it reserved, and when it joined and first produced.</summary>
     private sealed class Running(Queued queued, long reservedBytes, long joinedAt)
-        : DecodeRunning(queued.Sequence!, (OnnxDecoderModel)queued.Lease.Model)
+        : DecodeRunning(queued.Sequence!, (OnnxDecoderModel)queued.Lease.Model, queued.Item.Deadline)
     {
         public Queued Queued { get; } = queued;
 
@@ -374,8 +369,5 @@ internal sealed partial class BatcherGrain
         public long JoinedAt { get; } = joinedAt;
 
         public long FirstTokenAt { get; set; }
-
-        /// <summary>Its deadline passed while it ran; it ends with finish_reason "deadline" once the device drops it.</summary>
-        public bool DeadlinePassed { get; set; }
     }
 }

@@ -15,14 +15,16 @@ namespace StreamInfer.Grains.Batching;
 /// <para>
 /// The grain and the device share only what crosses <see cref="_gate"/> (joiners, counts) and the flags of each
 /// <see cref="DecodeRunning"/> (a cancel or deadline the grain decided): the device drops a flagged sequence at its
-/// next plan and reports it, and only then may the grain touch its sequence (text held back, cache). Sequences that
-/// finish leave the device's set in the step that finished them. The device runs ahead of the grain by at most
-/// <see cref="MaxAhead"/> unread steps; beyond that it waits for <see cref="Resume"/>.
+/// next plan and reports it, and only then may the grain touch its sequence (text held back, cache). The device drops
+/// sequences past their deadline itself, so a deadline costs at most the step in flight however far behind the grain
+/// is. Sequences that finish leave the device's set in the step that finished them. The device runs ahead of the grain
+/// by at most <see cref="MaxAhead"/> unread steps; then it waits for <see cref="Resume"/>.
 /// </para>
 /// </summary>
 internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
 {
-    /// <summary>Steps the device may finish before the grain reads them; then the loop pauses (the grain is behind).</summary>
+    /// <summary>Steps the device may have finished and the grain not yet read; at that many the loop pauses (the grain
+    /// is behind) until <see cref="Resume"/>.</summary>
     private const int MaxAhead = 2;
 
     private readonly Lock _gate = new();
@@ -93,20 +95,40 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
 
     private void StartIfIdle()
     {
-        if (_active || _stopped || _unread > MaxAhead || (_deviceCount == 0 && _inbox.Count == 0))
+        if (_active || _stopped || _unread >= MaxAhead || (_deviceCount == 0 && _inbox.Count == 0))
         {
             return;
         }
 
         _active = true;
-        Post(first: true);
+        // After a pause for the grain the set ran on: the step's period is still measured from the previous one.
+        Post(first: _deviceCount == 0);
     }
 
-    // The job never throws (Step reports its failures); its task is not awaited.
-    private void Post(bool first) => _ = device.RunAsync(() => Step(first));
+    private void Post(bool first) => device.Post(() => Step(first), Refused);
 
-    /// <summary>One step on the device thread: takes joiners, drops what the grain flagged, runs, reports, chains.</summary>
-    private bool Step(bool first)
+    /// <summary>The device worker has stopped (its silo is shutting down): everything on it ends as failed.</summary>
+    private void Refused()
+    {
+        // No step runs now or later, so the device's list is free to read here.
+        List<DecodeRunning> all;
+        lock (_gate)
+        {
+            all = [.. _running, .. _inbox];
+            _running.Clear();
+            _inbox.Clear();
+            _stopped = true;
+            _active = false;
+            _deviceCount = 0;
+            _unread++;
+        }
+
+        _results.Writer.TryWrite(new DecodeStepResult(true, [], all, [], new InvalidOperationException("the device worker has stopped."), 0, 0, time.GetUtcNow()));
+    }
+
+    /// <summary>One step on the device thread: takes joiners, drops what the grain flagged and what passed its
+    /// deadline, runs, reports, chains. Never throws.</summary>
+    private void Step(bool first)
     {
         bool stopped;
         lock (_gate)
@@ -117,6 +139,7 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
         }
 
         DecodeStepResult? result = null;
+        var dropped = new List<DecodeRunning>();
         if (stopped)
         {
             _running.Clear();
@@ -125,12 +148,12 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
         {
             try
             {
-                result = Run(first);
+                result = Run(first, dropped);
             }
             catch (Exception ex)
             {
                 // A bug in planning must not stall the loop with its streams: everything on the device ends.
-                result = new DecodeStepResult(first, [], [.. _running], [], ex, 0, 0, time.GetUtcNow());
+                result = new DecodeStepResult(first, dropped, [.. _running], [], ex, 0, 0, time.GetUtcNow());
                 _running.Clear();
             }
         }
@@ -144,7 +167,7 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
             }
 
             _deviceCount = _running.Count;
-            chain = !_stopped && (_deviceCount > 0 || _inbox.Count > 0) && _unread <= MaxAhead;
+            chain = !_stopped && (_deviceCount > 0 || _inbox.Count > 0) && _unread < MaxAhead;
             _active = chain;
         }
 
@@ -157,16 +180,14 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
         {
             Post(first: false);
         }
-
-        return true;
     }
 
-    private DecodeStepResult? Run(bool first)
+    private DecodeStepResult? Run(bool first, List<DecodeRunning> dropped)
     {
-        var dropped = new List<DecodeRunning>();
+        var now = time.GetUtcNow();
         _running.RemoveAll(r =>
         {
-            if (r.Leaving)
+            if (r.Leaving || r.Deadline <= now)
             {
                 dropped.Add(r);
                 return true;
@@ -250,7 +271,7 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
 /// <see cref="Sequence"/> from <see cref="DecodeLoop.Join"/> until it reports the sequence gone (finished, dropped or
 /// failed); the grain sets <see cref="Leaving"/> to have it dropped.
 /// </summary>
-internal class DecodeRunning(DecodeSequence sequence, OnnxDecoderModel model)
+internal class DecodeRunning(DecodeSequence sequence, OnnxDecoderModel model, DateTimeOffset deadline)
 {
     private volatile bool _leaving;
 
@@ -259,7 +280,10 @@ internal class DecodeRunning(DecodeSequence sequence, OnnxDecoderModel model)
     /// <summary>The version the sequence runs on.</summary>
     public OnnxDecoderModel Model { get; } = model;
 
-    /// <summary>Set by the grain (cancel, deadline): the device drops the sequence at its next plan.</summary>
+    /// <summary>Past it, the device drops the sequence at its next plan (the request's deadline).</summary>
+    public DateTimeOffset Deadline { get; } = deadline;
+
+    /// <summary>Set by the grain when the client cancels: the device drops the sequence at its next plan.</summary>
     public bool Leaving
     {
         get => _leaving;
@@ -269,7 +293,8 @@ internal class DecodeRunning(DecodeSequence sequence, OnnxDecoderModel model)
 
 /// <summary>What one device step did, for the grain.</summary>
 /// <param name="First">The step started a run of steps (the device had been idle), so it has no previous step to time from.</param>
-/// <param name="Dropped">Sequences flagged <see cref="DecodeRunning.Leaving"/> that left before this step, without running.</param>
+/// <param name="Dropped">Sequences that left before this step without running: flagged <see cref="DecodeRunning.Leaving"/>
+/// (cancelled), or past their <see cref="DecodeRunning.Deadline"/>.</param>
 /// <param name="Stepping">The sequences the step ran.</param>
 /// <param name="Outcomes">Each stepped sequence's outcome (a prefill chunk that is not its prompt's last has none).</param>
 /// <param name="Failure">Why the step failed; then every stepped sequence left the device's set.</param>

@@ -50,6 +50,32 @@ public sealed partial class DeviceWorker : IDisposable
         return await job.Completion.Task;
     }
 
+    /// <summary>
+    /// Queues <paramref name="work"/> for the device thread without a task to await (the device's own loops queue
+    /// their next step this way). <paramref name="work"/> must not throw. <paramref name="refused"/> runs instead, on
+    /// some thread, if the worker has stopped.
+    /// </summary>
+    public void Post(Action work, Action refused)
+    {
+        var job = new ActionJob(work);
+        if (!_jobs.Writer.TryWrite(job))
+        {
+            _ = PostLaterAsync(job, refused);
+        }
+    }
+
+    private async Task PostLaterAsync(IJob job, Action refused)
+    {
+        try
+        {
+            await _jobs.Writer.WriteAsync(job).ConfigureAwait(false);
+        }
+        catch (ChannelClosedException)
+        {
+            refused();
+        }
+    }
+
     public void Dispose()
     {
         _jobs.Writer.TryComplete();
@@ -77,6 +103,11 @@ public sealed partial class DeviceWorker : IDisposable
     private interface IJob
     {
         void Execute();
+    }
+
+    private sealed class ActionJob(Action work) : IJob
+    {
+        public void Execute() => work();
     }
 
     private sealed class Job<T>(Func<T> work) : IJob

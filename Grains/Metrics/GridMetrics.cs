@@ -57,6 +57,9 @@ public static class GridMetrics
     private static readonly Histogram<double> StepGap = Meter.CreateHistogram(
         "streaminfer.decode.step_gap", "s", "Decoders: time the device waited between consecutive decode steps of a running set (the batcher's own work between steps: leaving, admitting, planning); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
 
+    private static readonly Histogram<double> DeliveryTransit = Meter.CreateHistogram(
+        "streaminfer.delivery.transit", "s", "Time from the end of the batch or decode step that produced a delivery batch to the batch reaching its frontend, before any of its frames is written: the grid's own part of the return path, once per batch. Between machines it includes their clocks' difference.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+
     private static readonly Histogram<double> DeliveryLatency = Meter.CreateHistogram(
         "streaminfer.delivery.latency", "s", "Time from the end of the batch or decode step that produced a frame to the frame's write to the client's WebSocket or event stream completing, by path (ws, sse): the grid's return path, once per frame. Between machines it includes their clocks' difference.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
 
@@ -112,6 +115,9 @@ public static class GridMetrics
         InterTokenLatency.Record(secondsSincePreviousStep, tags);
         StepGap.Record(gapSeconds, tags);
     }
+
+    /// <summary>A delivery batch produced <paramref name="seconds"/> ago reached its frontend.</summary>
+    public static void Arrived(double seconds) => DeliveryTransit.Record(seconds);
 
     /// <summary>A frame produced <paramref name="seconds"/> ago has been written to its client on <paramref name="path"/>
     /// (<see cref="WebSocketPath"/> or <see cref="EventStreamPath"/>).</summary>

@@ -102,37 +102,38 @@ internal sealed class DecodeGridClient
 
     /// <summary>
     /// What the grid measured over the same window, from its <c>/metrics</c>: the device's step period (its inter-token
-    /// latency), the device's wait between steps, and the return path (step end to frame written, for this path), each
-    /// p50 and p99 in ms. The grid's own cost per token is the last two: the step itself is the engine's.
+    /// latency), the device's wait between steps, the transit of each step's delivery batch to the frontend, and the
+    /// return path (step end to frame written, for this path), each p50 and p99 in ms.
     /// </summary>
     private async Task<string> ServerSideAsync(Window window, string path, TextWriter progress)
     {
-        string[] names = [ItlMetric, GapMetric, DeliveryMetric];
         var metrics = new UriBuilder(Url) { Scheme = Url.Scheme is "wss" or "https" ? "https" : "http", Path = "/metrics", Query = string.Empty }.Uri;
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
         try
         {
             await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, (window.Start - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency)));
             var model = $"model=\"{Model}\"";
-            var before = await PrometheusHistograms.ScrapeAsync(http, metrics, names[..2], model);
-            var beforeDelivery = await PrometheusHistograms.ScrapeAsync(http, metrics, names[2..], $"path=\"{path}\"");
+            var before = await http.GetStringAsync(metrics);
             await Task.Delay(TimeSpan.FromSeconds(Math.Max(0, (window.End - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency)));
-            var after = await PrometheusHistograms.ScrapeAsync(http, metrics, names[..2], model);
-            var afterDelivery = await PrometheusHistograms.ScrapeAsync(http, metrics, names[2..], $"path=\"{path}\"");
+            var after = await http.GetStringAsync(metrics);
+            var (steps0, steps1) = (PrometheusHistograms.Parse(before, [ItlMetric, GapMetric], model), PrometheusHistograms.Parse(after, [ItlMetric, GapMetric], model));
+            var (frames0, frames1) = (PrometheusHistograms.Parse(before, [DeliveryMetric], $"path=\"{path}\""), PrometheusHistograms.Parse(after, [DeliveryMetric], $"path=\"{path}\""));
+            var (batches0, batches1) = (PrometheusHistograms.Parse(before, [TransitMetric]), PrometheusHistograms.Parse(after, [TransitMetric]));
             return string.Create(
                 CultureInfo.InvariantCulture,
-                $"srv_itl_p50={after.PercentileMs(before, ItlMetric, 50):F3} srv_itl_p99={after.PercentileMs(before, ItlMetric, 99):F3} gap_p50={after.PercentileMs(before, GapMetric, 50):F3} gap_p99={after.PercentileMs(before, GapMetric, 99):F3} delivery_p50={afterDelivery.PercentileMs(beforeDelivery, DeliveryMetric, 50):F3} delivery_p99={afterDelivery.PercentileMs(beforeDelivery, DeliveryMetric, 99):F3} delivered={afterDelivery.Count(beforeDelivery, DeliveryMetric):F0}");
+                $"srv_itl_p50={steps1.PercentileMs(steps0, ItlMetric, 50):F3} srv_itl_p99={steps1.PercentileMs(steps0, ItlMetric, 99):F3} gap_p50={steps1.PercentileMs(steps0, GapMetric, 50):F3} gap_p99={steps1.PercentileMs(steps0, GapMetric, 99):F3} transit_p50={batches1.PercentileMs(batches0, TransitMetric, 50):F3} transit_p99={batches1.PercentileMs(batches0, TransitMetric, 99):F3} delivery_p50={frames1.PercentileMs(frames0, DeliveryMetric, 50):F3} delivery_p99={frames1.PercentileMs(frames0, DeliveryMetric, 99):F3} delivered={frames1.Count(frames0, DeliveryMetric):F0}");
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or FormatException or KeyNotFoundException)
         {
             progress.WriteLine($"the grid's /metrics could not be read: {ex.Message}");
-            return "srv_itl_p50=NaN srv_itl_p99=NaN gap_p50=NaN gap_p99=NaN delivery_p50=NaN delivery_p99=NaN delivered=0";
+            return "srv_itl_p50=NaN srv_itl_p99=NaN gap_p50=NaN gap_p99=NaN transit_p50=NaN transit_p99=NaN delivery_p50=NaN delivery_p99=NaN delivered=0";
         }
     }
 
     private const string ItlMetric = "streaminfer_inter_token_latency_seconds";
     private const string GapMetric = "streaminfer_decode_step_gap_seconds";
     private const string DeliveryMetric = "streaminfer_delivery_latency_seconds";
+    private const string TransitMetric = "streaminfer_delivery_transit_seconds";
 
     private int Report(ConnectionStats[] stats, string server, TextWriter output, TextWriter progress)
     {

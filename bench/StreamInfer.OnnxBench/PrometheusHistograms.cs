@@ -13,11 +13,10 @@ internal sealed class PrometheusHistograms
 
     private PrometheusHistograms(Dictionary<string, SortedDictionary<double, double>> buckets) => _buckets = buckets;
 
-    /// <summary>Scrapes <paramref name="metricsUrl"/>; the histograms whose names are given, summed over label sets
-    /// that contain every one of <paramref name="labels"/> (e.g. <c>path="ws"</c>).</summary>
-    public static async Task<PrometheusHistograms> ScrapeAsync(HttpClient http, Uri metricsUrl, IReadOnlyList<string> names, params string[] labels)
+    /// <summary>From one scrape's text: the histograms whose names are given, summed over label sets that contain every
+    /// one of <paramref name="labels"/> (e.g. <c>path="ws"</c>).</summary>
+    public static PrometheusHistograms Parse(string text, IReadOnlyList<string> names, params string[] labels)
     {
-        var text = await http.GetStringAsync(metricsUrl);
         var buckets = names.ToDictionary(n => n, _ => new SortedDictionary<double, double>(), StringComparer.Ordinal);
         foreach (var line in text.Split('\n'))
         {
