@@ -1,5 +1,3 @@
-using System.Buffers;
-
 namespace StreamInfer.Grains.Models.Decoding;
 
 /// <summary>
@@ -12,10 +10,12 @@ public sealed class DecodeSequence
 {
     private readonly float[][] _keys;
     private readonly float[][] _values;
+    private readonly KvCachePool _pool;
     private int _capacity;
 
     internal DecodeSequence(
         DecoderShape shape,
+        KvCachePool pool,
         int[] prompt,
         int maxTokens,
         TokenSampler sampler,
@@ -23,6 +23,7 @@ public sealed class DecodeSequence
         int? endOfText)
     {
         Shape = shape;
+        _pool = pool;
         Prompt = prompt;
         MaxTokens = maxTokens;
         Sampler = sampler;
@@ -109,7 +110,7 @@ public sealed class DecodeSequence
 
         // The whole of what the sequence may hold, at once: it is what admission reserved, and growing by doubling made
         // every running sequence reallocate on the same step (bench/decode-grid.sh saw 100 ms steps and gen2 GCs at
-        // cache lengths 33, 65, 129). The arrays come from the pool, so a leaving sequence's memory serves the next.
+        // cache lengths 33, 65, 129). The arrays come from the model's pool, so a leaving sequence's memory serves the next.
         var capacity = Math.Max(needed, _capacity == 0 ? Prompt.Length + MaxTokens : _capacity * 2);
         var hd = Shape.HeadDim;
         for (var l = 0; l < Shape.Layers; l++)
@@ -122,7 +123,7 @@ public sealed class DecodeSequence
 
         float[] Grow(float[] old, int newCapacity)
         {
-            var grown = ArrayPool<float>.Shared.Rent(Shape.Heads * newCapacity * hd);
+            var grown = _pool.Rent(Shape.Heads * newCapacity * hd);
             for (var h = 0; h < Shape.Heads; h++)
             {
                 old.AsSpan(h * _capacity * hd, CacheLength * hd).CopyTo(grown.AsSpan(h * newCapacity * hd));
@@ -135,13 +136,13 @@ public sealed class DecodeSequence
 
     /// <summary>The length of the array the pool hands out for one layer's keys (or values) of <paramref name="tokens"/>.</summary>
     internal static long PooledLength(DecoderShape shape, int tokens)
-        => (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)((long)shape.Heads * tokens * shape.HeadDim));
+        => KvCachePool.ArrayLength((long)shape.Heads * tokens * shape.HeadDim);
 
-    private static void Return(float[] array)
+    private void Return(float[] array)
     {
         if (array.Length > 0)
         {
-            ArrayPool<float>.Shared.Return(array);
+            _pool.Return(array);
         }
     }
 

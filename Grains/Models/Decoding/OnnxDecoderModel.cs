@@ -63,6 +63,7 @@ public sealed class OnnxDecoderModel : IInferenceModel
         DefaultMaxTokens = config.DefaultMaxTokens ?? 256;
         MaxPrefillTokens = config.MaxPrefillTokens ?? 256;
         KvCacheBytes = (long)(config.KvCacheMb ?? 1024) * 1024 * 1024;
+        CachePool = new KvCachePool(KvCacheBytes);
         EndOfText = config.EosTokenId ?? tokenizer.EndOfTextId;
 
         var inputs = new List<string> { InputIds, AttentionMask, PositionIds };
@@ -114,6 +115,9 @@ public sealed class OnnxDecoderModel : IInferenceModel
 
     /// <summary>Key/value cache memory for all sequences on the device.</summary>
     public long KvCacheBytes { get; }
+
+    /// <summary>The arrays of this model's key/value caches, reused as sequences come and go.</summary>
+    public KvCachePool CachePool { get; }
 
     /// <summary>The token that ends a generation, if the model has one.</summary>
     public int? EndOfText { get; }
@@ -265,7 +269,7 @@ public sealed class OnnxDecoderModel : IInferenceModel
         var maxTokens = Math.Min(g.MaxTokens ?? DefaultMaxTokens, MaxContextTokens - prompt.Count);
         var sampler = new TokenSampler(g.Temperature, g.TopK, g.TopP, g.Seed, defaultTemperature: 0);
         var assembler = new TextAssembler(_tokenizer, stop);
-        return (new DecodeSequence(Shape, [.. prompt], maxTokens, sampler, assembler, EndOfText), null);
+        return (new DecodeSequence(Shape, CachePool, [.. prompt], maxTokens, sampler, assembler, EndOfText), null);
     }
 
     /// <summary>
@@ -321,7 +325,7 @@ public sealed class OnnxDecoderModel : IInferenceModel
             for (var i = 0; i < size; i++)
             {
                 var prompt = Enumerable.Range(0, count).Select(t => (t * 7 + i) % Math.Max(1, _tokenizer.VocabSize - 1)).ToArray();
-                sequences.Add(new DecodeSequence(Shape, prompt, 2, new TokenSampler(0, null, null, 0), new TextAssembler(_tokenizer, []), null));
+                sequences.Add(new DecodeSequence(Shape, CachePool, prompt, 2, new TokenSampler(0, null, null, 0), new TextAssembler(_tokenizer, []), null));
             }
 
             try

@@ -147,6 +147,28 @@ public sealed class OnnxDecoderModelTests(OnnxModelsFixture models) : IClassFixt
         }
     }
 
+    [Fact]
+    public void Release_LeavingSequence_ItsCacheServesTheNextWithTheSameTokens()
+    {
+        var model = TinyLm();
+        var pool = model.CachePool;
+        var liveBefore = pool.LiveBytes;
+        var (first, firstSequence) = DecodeAlone(model, "Reuse my cache", 20);
+        Assert.Equal(liveBefore + model.ReservedBytes(firstSequence), pool.LiveBytes);
+
+        firstSequence.Release();
+        Assert.Equal(liveBefore, pool.LiveBytes);
+        var kept = pool.FreeBytes;
+        Assert.True(kept >= model.ReservedBytes(firstSequence), $"kept {kept} bytes, the sequence held {model.ReservedBytes(firstSequence)}");
+
+        var (second, secondSequence) = DecodeAlone(model, "Reuse my cache", 20);
+
+        // The second took the first's arrays rather than new ones, and what they still held did not leak into it.
+        Assert.Equal(kept - model.ReservedBytes(secondSequence), pool.FreeBytes);
+        Assert.Equal(first, second);
+        secondSequence.Release();
+    }
+
     private static DecodeSequence Sequence(OnnxDecoderModel model, string prompt, int maxTokens)
     {
         var (seq, error) = model.Prepare(new InferRequest("t", model.Name, [], prompt, null, "test", null, new GenerationOptions(MaxTokens: maxTokens, Temperature: 0)));
