@@ -60,6 +60,7 @@ field() { sed -n "s/.*[ :]$2=\([^ ]*\).*/\1/p" "$1" | head -n 1; }
 b_tps=$(field "$repo/bare.txt" tokens_per_s); b_step=$(field "$repo/bare.txt" step_ms)
 b_p50=$(field "$repo/bare.txt" step_p50); b_p99=$(field "$repo/bare.txt" step_p99)
 b_pf50=$(field "$repo/bare.txt" prefill_p50); b_pf99=$(field "$repo/bare.txt" prefill_p99)
+b_h50=$(field "$repo/bare.txt" handoff_p50); b_h99=$(field "$repo/bare.txt" handoff_p99)
 g_tps=$(field "$repo/grid.txt" tokens_per_s); g_err=$(field "$repo/grid.txt" errors)
 g_t50=$(field "$repo/grid.txt" ttft_p50); g_t99=$(field "$repo/grid.txt" ttft_p99)
 g_i50=$(field "$repo/grid.txt" itl_p50); g_i99=$(field "$repo/grid.txt" itl_p99)
@@ -79,27 +80,31 @@ s_step=$(awk -v t="$s_tps" -v c="$conns" 'BEGIN { printf "%.3f", (t > 0 ? 1000 *
 echo "| grid, $conns SSE streams (/v1/completions) | $s_tps | ${s_pct}% | $(field "$repo/sse.txt" ttft_p50) | $(field "$repo/sse.txt" ttft_p99) | $(field "$repo/sse.txt" itl_p50) | $(field "$repo/sse.txt" itl_p99) | $s_step | $(field "$repo/sse.txt" errors) |"
 echo
 echo "What the grid measured over the same windows (its /metrics, fine buckets, interpolated): the device's step period"
-echo "(its ITL: the step plus the wait before it); the device's wait between steps (the batcher's own work); the transit of"
-echo "a step's delivery batch to the frontend (grain, observer call, frontend hand-over); and the whole return path, from"
-echo "the end of a step to each frame written to its client's socket or event stream (the transit plus serializing and"
-echo "writing 64 frames, on cores shared with ONNX Runtime and the load generator)."
+echo "(its ITL: the step plus the wait before it); the device's wait between steps (the batcher's own work); the hand-off"
+echo "of a finished step from the device thread to the batcher's turn on the Orleans scheduler; the transit of a step's"
+echo "delivery batch to the frontend (that hand-off, then grain, observer call, frontend hand-over); and the whole return"
+echo "path, from the end of a step to each frame written to its client's socket or event stream (the transit plus"
+echo "serializing and writing 64 frames, on cores shared with ONNX Runtime and the load generator). The bare row's hand-off"
+echo "is its floor on this machine: the bare engine queues a work item to the idle .NET thread pool at the end of each step."
 echo
-echo "| path | device ITL p50 / p99 ms | wait between steps p50 / p99 ms | transit to frontend p50 / p99 ms | step end to frame written p50 / p99 ms | grid per token p99 ms: wait + transit | with the socket writes: wait + frame written |"
-echo "|---|---|---|---|---|---|---|"
+echo "| path | device ITL p50 / p99 ms | wait between steps p50 / p99 ms | hand-off to a scheduler thread p50 / p99 ms | transit to frontend p50 / p99 ms | step end to frame written p50 / p99 ms | grid per token p99 ms: wait + transit | with the socket writes: wait + frame written |"
+echo "|---|---|---|---|---|---|---|---|"
+echo "| bare engine | $b_p50 / $b_p99 | – | $b_h50 / $b_h99 | – | – | – | – |"
 server_row() {
   local file="$1" label="$2"
   awk -v l="$label" -v a="$(field "$file" srv_itl_p50)" -v b="$(field "$file" srv_itl_p99)" -v c="$(field "$file" gap_p50)" \
-      -v d="$(field "$file" gap_p99)" -v t1="$(field "$file" transit_p50)" -v t2="$(field "$file" transit_p99)" \
+      -v d="$(field "$file" gap_p99)" -v h1="$(field "$file" handoff_p50)" -v h2="$(field "$file" handoff_p99)" \
+      -v t1="$(field "$file" transit_p50)" -v t2="$(field "$file" transit_p99)" \
       -v e="$(field "$file" delivery_p50)" -v f="$(field "$file" delivery_p99)" \
-    'BEGIN { printf "| %s | %s / %s | %s / %s | %s / %s | %s / %s | %.3f | %.3f |\n", l, a, b, c, d, t1, t2, e, f, d + t2, d + f }'
+    'BEGIN { printf "| %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %.3f | %.3f |\n", l, a, b, c, d, h1, h2, t1, t2, e, f, d + t2, d + f }'
 }
 server_row "$repo/grid.txt" "grid, $conns WebSocket streams"
 server_row "$repo/sse.txt" "grid, $conns SSE streams"
 echo
 awk -v r="$pct" -v gi="$g_i99" -v bs="$b_p99" -v gap="$(field "$repo/grid.txt" gap_p99)" -v tr="$(field "$repo/grid.txt" transit_p99)" \
-    -v ret="$(field "$repo/grid.txt" delivery_p99)" 'BEGIN {
+    -v ret="$(field "$repo/grid.txt" delivery_p99)" -v ho="$(field "$repo/grid.txt" handoff_p99)" -v bh="$b_h99" 'BEGIN {
   o = gi - bs; g = gap + tr; w = gap + ret
-  printf "targets: grid tokens/s >= 85%% of bare: %.1f%% (%s); grid overhead per token <= 1 ms p99, inside the grid: wait between steps p99 %.3f + transit p99 %.3f = %.3f ms (%s); with the socket writes: %.3f ms; at the client: ITL p99 %.3f - bare step p99 %.3f = %.3f ms\n",
-    r, (r >= 85 ? "met" : "not met"), gap, tr, g, (g <= 1 ? "met" : "not met"), w, gi, bs, o }'
+  printf "targets: grid tokens/s >= 85%% of bare: %.1f%% (%s); grid overhead per token <= 1 ms p99, inside the grid: wait between steps p99 %.3f + transit p99 %.3f = %.3f ms (%s), of which the hand-off to a scheduler thread p99 %.3f ms (bare floor %.3f ms); with the socket writes: %.3f ms; at the client: ITL p99 %.3f - bare step p99 %.3f = %.3f ms\n",
+    r, (r >= 85 ? "met" : "not met"), gap, tr, g, (g <= 1 ? "met" : "not met"), ho, bh, w, gi, bs, o }'
 [ "$grid_rc" -ne 0 ] && exit "$grid_rc"
 exit "$sse_rc"

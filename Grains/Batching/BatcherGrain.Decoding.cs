@@ -125,6 +125,7 @@ internal sealed partial class BatcherGrain
                     return;
                 }
 
+                GridMetrics.HandedOff(_key.Model, _key.Device, (time.GetUtcNow() - step.ProducedAt).TotalSeconds);
                 previousEnd = OnStep(step, previousEnd);
                 ExpireQueued(time.GetUtcNow());
                 if (_instance is OnnxDecoderModel decoder)

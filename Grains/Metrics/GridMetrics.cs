@@ -57,6 +57,9 @@ public static class GridMetrics
     private static readonly Histogram<double> StepGap = Meter.CreateHistogram(
         "streaminfer.decode.step_gap", "s", "Decoders: time the device waited between consecutive decode steps of a running set (the batcher's own work between steps: leaving, admitting, planning); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
 
+    private static readonly Histogram<double> StepHandoff = Meter.CreateHistogram(
+        "streaminfer.decode.handoff", "s", "Decoders: time from the end of a decode step on the device thread to the batcher's turn that takes its tokens (waking a thread of the Orleans scheduler: the first part of the delivery transit); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+
     private static readonly Histogram<double> DeliveryTransit = Meter.CreateHistogram(
         "streaminfer.delivery.transit", "s", "Time from the end of the batch or decode step that produced a delivery batch to the batch reaching its frontend, before any of its frames is written: the grid's own part of the return path, once per batch. Between machines it includes their clocks' difference.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
 
@@ -115,6 +118,10 @@ public static class GridMetrics
         InterTokenLatency.Record(secondsSincePreviousStep, tags);
         StepGap.Record(gapSeconds, tags);
     }
+
+    /// <summary>The batcher took a decode step that ended <paramref name="seconds"/> ago on the device thread.</summary>
+    public static void HandedOff(string model, string device, double seconds)
+        => StepHandoff.Record(seconds, new TagList { { "model", model }, { "device", device } });
 
     /// <summary>A delivery batch produced <paramref name="seconds"/> ago reached its frontend.</summary>
     public static void Arrived(double seconds) => DeliveryTransit.Record(seconds);

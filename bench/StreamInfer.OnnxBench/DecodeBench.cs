@@ -14,6 +14,8 @@ namespace StreamInfer.OnnxBench;
 /// </summary>
 internal sealed class DecodeBench
 {
+    private readonly System.Collections.Concurrent.ConcurrentQueue<double> _handoffs = new();
+
     /// <summary>Sequences per round (the grid's concurrent streams).</summary>
     public int Sequences { get; init; } = 64;
 
@@ -84,14 +86,17 @@ internal sealed class DecodeBench
             progress.WriteLine(string.Create(CultureInfo.InvariantCulture, $"measuring {Seconds:F0} s: {Sequences} sequences x {PromptTokens} prompt tokens -> {MaxTokens} tokens"));
             var steps = new List<double>();
             var prefills = new List<double>();
+            _handoffs.Clear();
             var clock = Stopwatch.StartNew();
             var tokens = RunFor(model, request, Seconds, steps, prefills, out var rounds);
             var wall = clock.Elapsed.TotalSeconds;
             steps.Sort();
             prefills.Sort();
+            var handoffs = _handoffs.ToList();
+            handoffs.Sort();
             output.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
-                $"bare: tokens_per_s={tokens / wall:F0} rounds={rounds} tokens={tokens} step_ms={steps.Average():F3} step_p50={Percentile(steps, 50):F3} step_p99={Percentile(steps, 99):F3} prefill_p50={Percentile(prefills, 50):F3} prefill_p99={Percentile(prefills, 99):F3}"));
+                $"bare: tokens_per_s={tokens / wall:F0} rounds={rounds} tokens={tokens} step_ms={steps.Average():F3} step_p50={Percentile(steps, 50):F3} step_p99={Percentile(steps, 99):F3} prefill_p50={Percentile(prefills, 50):F3} prefill_p99={Percentile(prefills, 99):F3} handoff_p50={Percentile(handoffs, 50):F3} handoff_p99={Percentile(handoffs, 99):F3}"));
             return 0;
         }
         finally
@@ -139,7 +144,11 @@ internal sealed class DecodeBench
         {
             start = Stopwatch.GetTimestamp();
             tokens += Count(model.Step([], live));
-            steps.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            var ended = Stopwatch.GetTimestamp();
+            steps.Add(Stopwatch.GetElapsedTime(start, ended).TotalMilliseconds);
+            // The floor under the grid's hand-off of a step to the Orleans scheduler: the same hand-off to an idle thread
+            // pool, with nothing else running but the model's next step.
+            ThreadPool.UnsafeQueueUserWorkItem(static state => state.Handoffs.Enqueue(Stopwatch.GetElapsedTime(state.Ended).TotalMilliseconds), (Handoffs: _handoffs, Ended: ended), preferLocal: false);
             // Finished sequences leave the batch, as they leave the grid's.
             live.RemoveAll(s => s.Finished);
         }

@@ -102,7 +102,8 @@ internal sealed class DecodeGridClient
 
     /// <summary>
     /// What the grid measured over the same window, from its <c>/metrics</c>: the device's step period (its inter-token
-    /// latency), the device's wait between steps, the transit of each step's delivery batch to the frontend, and the
+    /// latency), the device's wait between steps, the hand-off of each step to the batcher's turn, the transit of each
+    /// step's delivery batch to the frontend (which includes the hand-off), and the
     /// return path (step end to frame written, for this path), each p50 and p99 in ms.
     /// </summary>
     private async Task<string> ServerSideAsync(Window window, string path, TextWriter progress)
@@ -119,14 +120,15 @@ internal sealed class DecodeGridClient
             var (steps0, steps1) = (PrometheusHistograms.Parse(before, [ItlMetric, GapMetric], model), PrometheusHistograms.Parse(after, [ItlMetric, GapMetric], model));
             var (frames0, frames1) = (PrometheusHistograms.Parse(before, [DeliveryMetric], $"path=\"{path}\""), PrometheusHistograms.Parse(after, [DeliveryMetric], $"path=\"{path}\""));
             var (batches0, batches1) = (PrometheusHistograms.Parse(before, [TransitMetric]), PrometheusHistograms.Parse(after, [TransitMetric]));
+            var (handoffs0, handoffs1) = (PrometheusHistograms.Parse(before, [HandoffMetric], model), PrometheusHistograms.Parse(after, [HandoffMetric], model));
             return string.Create(
                 CultureInfo.InvariantCulture,
-                $"srv_itl_p50={steps1.PercentileMs(steps0, ItlMetric, 50):F3} srv_itl_p99={steps1.PercentileMs(steps0, ItlMetric, 99):F3} gap_p50={steps1.PercentileMs(steps0, GapMetric, 50):F3} gap_p99={steps1.PercentileMs(steps0, GapMetric, 99):F3} transit_p50={batches1.PercentileMs(batches0, TransitMetric, 50):F3} transit_p99={batches1.PercentileMs(batches0, TransitMetric, 99):F3} delivery_p50={frames1.PercentileMs(frames0, DeliveryMetric, 50):F3} delivery_p99={frames1.PercentileMs(frames0, DeliveryMetric, 99):F3} delivered={frames1.Count(frames0, DeliveryMetric):F0}");
+                $"srv_itl_p50={steps1.PercentileMs(steps0, ItlMetric, 50):F3} srv_itl_p99={steps1.PercentileMs(steps0, ItlMetric, 99):F3} gap_p50={steps1.PercentileMs(steps0, GapMetric, 50):F3} gap_p99={steps1.PercentileMs(steps0, GapMetric, 99):F3} handoff_p50={handoffs1.PercentileMs(handoffs0, HandoffMetric, 50):F3} handoff_p99={handoffs1.PercentileMs(handoffs0, HandoffMetric, 99):F3} transit_p50={batches1.PercentileMs(batches0, TransitMetric, 50):F3} transit_p99={batches1.PercentileMs(batches0, TransitMetric, 99):F3} delivery_p50={frames1.PercentileMs(frames0, DeliveryMetric, 50):F3} delivery_p99={frames1.PercentileMs(frames0, DeliveryMetric, 99):F3} delivered={frames1.Count(frames0, DeliveryMetric):F0}");
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or FormatException or KeyNotFoundException)
         {
             progress.WriteLine($"the grid's /metrics could not be read: {ex.Message}");
-            return "srv_itl_p50=NaN srv_itl_p99=NaN gap_p50=NaN gap_p99=NaN transit_p50=NaN transit_p99=NaN delivery_p50=NaN delivery_p99=NaN delivered=0";
+            return "srv_itl_p50=NaN srv_itl_p99=NaN gap_p50=NaN gap_p99=NaN handoff_p50=NaN handoff_p99=NaN transit_p50=NaN transit_p99=NaN delivery_p50=NaN delivery_p99=NaN delivered=0";
         }
     }
 
@@ -134,6 +136,7 @@ internal sealed class DecodeGridClient
     private const string GapMetric = "streaminfer_decode_step_gap_seconds";
     private const string DeliveryMetric = "streaminfer_delivery_latency_seconds";
     private const string TransitMetric = "streaminfer_delivery_transit_seconds";
+    private const string HandoffMetric = "streaminfer_decode_handoff_seconds";
 
     private int Report(ConnectionStats[] stats, string server, TextWriter output, TextWriter progress)
     {

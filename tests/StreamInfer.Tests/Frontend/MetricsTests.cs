@@ -77,6 +77,7 @@ public sealed class MetricsTests(FrontendFixture fixture)
         var ttftBefore = await PrometheusValueAsync("streaminfer_time_to_first_token_seconds_count", ("model", "tiny-lm-1"));
         var stepsBefore = await PrometheusValueAsync("streaminfer_inter_token_latency_seconds_count", ("model", "tiny-lm-1"));
         var gapsBefore = await PrometheusValueAsync("streaminfer_decode_step_gap_seconds_count", ("model", "tiny-lm-1"));
+        var handoffsBefore = await PrometheusValueAsync("streaminfer_decode_handoff_seconds_count", ("model", "tiny-lm-1"));
         var framesBefore = await PrometheusValueAsync("streaminfer_delivery_latency_seconds_count", ("path", "ws"));
 
         await using var ws = await WsTestClient.ConnectAsync(fixture.WsUri);
@@ -96,6 +97,8 @@ public sealed class MetricsTests(FrontendFixture fixture)
         // The prefill step gives the first token; each later step ends one step period after the one before.
         Assert.Equal(stepsBefore + generated - 1, await PrometheusValueAsync("streaminfer_inter_token_latency_seconds_count", ("model", "tiny-lm-1")));
         Assert.Equal(gapsBefore + generated - 1, await PrometheusValueAsync("streaminfer_decode_step_gap_seconds_count", ("model", "tiny-lm-1")));
+        // Every step, the prefill too, was handed from the device thread to the batcher once.
+        Assert.Equal(handoffsBefore + generated, await PrometheusValueAsync("streaminfer_decode_handoff_seconds_count", ("model", "tiny-lm-1")));
         // Every frame the batcher produced for this request, tokens and done, was timed once it was written.
         await Eventually.UntilAsync(
             () => PrometheusValueAsync("streaminfer_delivery_latency_seconds_count", ("path", "ws")),
