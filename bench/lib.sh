@@ -5,7 +5,14 @@ bare_echo=bench/StreamInfer.BareEcho/bin/Release/net10.0/StreamInfer.BareEcho.dl
 loadgen=bench/StreamInfer.LoadGen/bin/Release/net10.0/StreamInfer.LoadGen.dll
 server=""
 
-build_all() { dotnet build StreamInfer.sln -c Release -v q -nologo >/dev/null; }
+# A failed build prints its errors (and the bench stops) instead of failing silently.
+build_all() {
+  local log; log=$(mktemp)
+  if ! dotnet build StreamInfer.sln -c Release -v q -nologo >"$log" 2>&1; then
+    echo "the build failed:" >&2; grep -E 'error|Error' "$log" >&2 || cat "$log" >&2; rm -f "$log"; exit 1
+  fi
+  rm -f "$log"
+}
 
 # start_server PORT COMMAND... : runs COMMAND in the background and waits (30 s at most) for /healthz on PORT.
 start_server() {
