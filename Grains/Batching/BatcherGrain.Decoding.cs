@@ -289,10 +289,7 @@ internal sealed partial class BatcherGrain
             var replyTo = group.Key;
             var observer = group.First().Sequence.Queued.Item.Request.ReplyObserver;
             ImmutableArray<Delivery> items = [.. group.Select(d => d.Delivery)];
-            var previous = _publishing.GetValueOrDefault(replyTo) ?? Task.CompletedTask;
-            // Each destination's events are chained: concurrent calls (or publishes) to one frontend could overtake each other.
-            var batch = new DeliveryBatch(items, producedAt);
-            _publishing[replyTo] = previous.IsCompleted ? PublishAsync(replyTo, observer, batch) : PublishAfterAsync(previous, replyTo, observer, batch);
+            PublishInOrder(replyTo, observer, new DeliveryBatch(items, producedAt));
         }
 
         foreach (var group in ended.GroupBy(r => r.Queued.Item.ClientId))
@@ -323,6 +320,16 @@ internal sealed partial class BatcherGrain
 
     [LoggerMessage(Level = LogLevel.Error, Message = "The decoding loop of model {Model} failed; its running sequences were ended")]
     private static partial void LogStepLoopFailed(ILogger logger, Exception ex, string model);
+
+    /// <summary>Publishes <paramref name="batch"/> to <paramref name="replyTo"/> after the events already on their way
+    /// there: concurrent calls (or publishes) to one frontend could overtake each other.</summary>
+    private Task PublishInOrder(string replyTo, IDeliveryObserver? observer, DeliveryBatch batch)
+    {
+        var previous = _publishing.GetValueOrDefault(replyTo);
+        var publish = previous is null || previous.IsCompleted ? PublishAsync(replyTo, observer, batch) : PublishAfterAsync(previous, replyTo, observer, batch);
+        _publishing[replyTo] = publish;
+        return publish;
+    }
 
     private async Task PublishAfterAsync(Task previous, string replyTo, IDeliveryObserver? observer, DeliveryBatch batch)
     {

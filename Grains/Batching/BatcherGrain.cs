@@ -154,7 +154,8 @@ internal sealed partial class BatcherGrain(
 
             ReportDepth();
 
-            return FinishAsync(ended.Select(q => ToDelivery(q, null, error)).ToList(), ended);
+            // A generation's last token batches may still be on their way (retrying): its error end goes after them.
+            return FinishAsync(ended.Select(q => ToDelivery(q, null, error)).ToList(), ended, afterEarlier: !queuedOnly);
         }
 
         return Task.CompletedTask;
@@ -581,8 +582,10 @@ internal sealed partial class BatcherGrain(
         await FinishAsync(deliveries, ended);
     }
 
-    /// <summary>Publishes the deliveries, one event per destination frontend, and tells each session which of its requests ended.</summary>
-    private async Task FinishAsync(List<Delivery> deliveries, List<Queued> ended)
+    /// <summary>Publishes the deliveries, one event per destination frontend, and tells each session which of its requests
+    /// ended. With <paramref name="afterEarlier"/>, each destination's event goes out only after the events already on
+    /// their way to it (a generation's token batches, which its end must not overtake).</summary>
+    private async Task FinishAsync(List<Delivery> deliveries, List<Queued> ended, bool afterEarlier = false)
     {
         var producedAt = time.GetUtcNow();
         if (deliveries.Count == 0)
@@ -606,7 +609,9 @@ internal sealed partial class BatcherGrain(
         var work = new List<Task>();
         foreach (var group in deliveries.Zip(ended).GroupBy(p => p.Second.Item.Request.ReplyTo))
         {
-            work.Add(PublishAsync(group.Key, group.First().Second.Item.Request.ReplyObserver, new DeliveryBatch([.. group.Select(p => p.First)], producedAt)));
+            var batch = new DeliveryBatch([.. group.Select(p => p.First)], producedAt);
+            var observer = group.First().Second.Item.Request.ReplyObserver;
+            work.Add(afterEarlier ? PublishInOrder(group.Key, observer, batch) : PublishAsync(group.Key, observer, batch));
         }
 
         foreach (var group in ended.GroupBy(q => q.Item.ClientId))
