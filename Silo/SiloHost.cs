@@ -43,6 +43,7 @@ public static class SiloHost
         {
             builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
                 .AddMeter(GridMetrics.MeterName)
+                .AddMeter(GridMetrics.RuntimeMeterName)
                 .AddPrometheusHttpListener(o =>
                 {
                     o.Host = builder.Configuration.GetValue($"{GridMetrics.MetricsSection}:Host", "*")!;

@@ -101,6 +101,13 @@ server_row() {
 server_row "$repo/grid.txt" "grid, $conns WebSocket streams"
 server_row "$repo/sse.txt" "grid, $conns SSE streams"
 echo
+gc_line() {
+  local file="$1" label="$2"
+  echo "garbage collection in the grid over the $label window ($secs s): gen0 $(field "$file" gc0), gen1 $(field "$file" gc1), gen2 $(field "$file" gc2) collections, $(field "$file" gc_pause_ms) ms paused in all; $(field "$file" alloc_mb_s) MB/s allocated"
+}
+gc_line "$repo/grid.txt" "WebSocket"
+gc_line "$repo/sse.txt" "SSE"
+echo
 awk -v r="$pct" -v gi="$g_i99" -v bs="$b_p99" -v gap="$(field "$repo/grid.txt" gap_p99)" -v tr="$(field "$repo/grid.txt" transit_p99)" \
     -v ret="$(field "$repo/grid.txt" delivery_p99)" -v ho="$(field "$repo/grid.txt" handoff_p99)" -v bh="$b_h99" 'BEGIN {
   o = gi - bs; g = gap + tr; w = gap + ret

@@ -23,6 +23,8 @@ internal static class MetricsEndpoints
         services.AddSingleton(snapshot);
         services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(GridMetrics.MeterName)
+            // .NET's own: collections and their pauses, thread pool, CPU (dotnet_gc_*, dotnet_thread_pool_*, ...).
+            .AddMeter(GridMetrics.RuntimeMeterName)
             // No cached scrapes: a scrape reads the instruments as they are (scrapes come seconds apart).
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)
             .AddReader(snapshot.Reader));

@@ -15,6 +15,10 @@ public static class GridMetrics
 {
     public const string MeterName = "StreamInfer";
 
+    /// <summary>.NET's built-in runtime meter (collections and their pause time, thread pool, CPU, memory), exported
+    /// beside the grid's own: a pause shows up as latency everywhere at once.</summary>
+    public const string RuntimeMeterName = "System.Runtime";
+
     /// <summary>Configuration of the standalone silo's metrics listener: <c>StreamInfer:Metrics:Port</c> (0, the
     /// default, serves none; frontends serve theirs at <c>/metrics</c>).</summary>
     public const string MetricsSection = "StreamInfer:Metrics";

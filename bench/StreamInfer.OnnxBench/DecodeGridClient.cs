@@ -121,14 +121,19 @@ internal sealed class DecodeGridClient
             var (frames0, frames1) = (PrometheusHistograms.Parse(before, [DeliveryMetric], $"path=\"{path}\""), PrometheusHistograms.Parse(after, [DeliveryMetric], $"path=\"{path}\""));
             var (batches0, batches1) = (PrometheusHistograms.Parse(before, [TransitMetric]), PrometheusHistograms.Parse(after, [TransitMetric]));
             var (handoffs0, handoffs1) = (PrometheusHistograms.Parse(before, [HandoffMetric], model), PrometheusHistograms.Parse(after, [HandoffMetric], model));
+            double Delta(string name, params string[] labels) => PrometheusHistograms.Counter(after, name, labels) - PrometheusHistograms.Counter(before, name, labels);
+            // .NET's runtime meter counts each collection once, under the highest generation it collected.
+            var gc = string.Create(
+                CultureInfo.InvariantCulture,
+                $"gc0={Delta(GcMetric, "\"gen0\""):F0} gc1={Delta(GcMetric, "\"gen1\""):F0} gc2={Delta(GcMetric, "\"gen2\""):F0} gc_pause_ms={1000 * Delta(GcPauseMetric):F1} alloc_mb_s={Delta(AllocatedMetric) / 1e6 / Seconds:F1}");
             return string.Create(
                 CultureInfo.InvariantCulture,
-                $"srv_itl_p50={steps1.PercentileMs(steps0, ItlMetric, 50):F3} srv_itl_p99={steps1.PercentileMs(steps0, ItlMetric, 99):F3} gap_p50={steps1.PercentileMs(steps0, GapMetric, 50):F3} gap_p99={steps1.PercentileMs(steps0, GapMetric, 99):F3} handoff_p50={handoffs1.PercentileMs(handoffs0, HandoffMetric, 50):F3} handoff_p99={handoffs1.PercentileMs(handoffs0, HandoffMetric, 99):F3} transit_p50={batches1.PercentileMs(batches0, TransitMetric, 50):F3} transit_p99={batches1.PercentileMs(batches0, TransitMetric, 99):F3} delivery_p50={frames1.PercentileMs(frames0, DeliveryMetric, 50):F3} delivery_p99={frames1.PercentileMs(frames0, DeliveryMetric, 99):F3} delivered={frames1.Count(frames0, DeliveryMetric):F0}");
+                $"srv_itl_p50={steps1.PercentileMs(steps0, ItlMetric, 50):F3} srv_itl_p99={steps1.PercentileMs(steps0, ItlMetric, 99):F3} gap_p50={steps1.PercentileMs(steps0, GapMetric, 50):F3} gap_p99={steps1.PercentileMs(steps0, GapMetric, 99):F3} handoff_p50={handoffs1.PercentileMs(handoffs0, HandoffMetric, 50):F3} handoff_p99={handoffs1.PercentileMs(handoffs0, HandoffMetric, 99):F3} transit_p50={batches1.PercentileMs(batches0, TransitMetric, 50):F3} transit_p99={batches1.PercentileMs(batches0, TransitMetric, 99):F3} delivery_p50={frames1.PercentileMs(frames0, DeliveryMetric, 50):F3} delivery_p99={frames1.PercentileMs(frames0, DeliveryMetric, 99):F3} delivered={frames1.Count(frames0, DeliveryMetric):F0} {gc}");
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or FormatException or KeyNotFoundException)
         {
             progress.WriteLine($"the grid's /metrics could not be read: {ex.Message}");
-            return "srv_itl_p50=NaN srv_itl_p99=NaN gap_p50=NaN gap_p99=NaN handoff_p50=NaN handoff_p99=NaN transit_p50=NaN transit_p99=NaN delivery_p50=NaN delivery_p99=NaN delivered=0";
+            return "srv_itl_p50=NaN srv_itl_p99=NaN gap_p50=NaN gap_p99=NaN handoff_p50=NaN handoff_p99=NaN transit_p50=NaN transit_p99=NaN delivery_p50=NaN delivery_p99=NaN delivered=0 gc0=NaN gc1=NaN gc2=NaN gc_pause_ms=NaN alloc_mb_s=NaN";
         }
     }
 
@@ -137,6 +142,9 @@ internal sealed class DecodeGridClient
     private const string DeliveryMetric = "streaminfer_delivery_latency_seconds";
     private const string TransitMetric = "streaminfer_delivery_transit_seconds";
     private const string HandoffMetric = "streaminfer_decode_handoff_seconds";
+    private const string GcMetric = "dotnet_gc_collections_total";
+    private const string GcPauseMetric = "dotnet_gc_pause_time_seconds_total";
+    private const string AllocatedMetric = "dotnet_gc_heap_total_allocated_bytes_total";
 
     private int Report(ConnectionStats[] stats, string server, TextWriter output, TextWriter progress)
     {

@@ -39,6 +39,23 @@ internal sealed class PrometheusHistograms
         return new PrometheusHistograms(buckets);
     }
 
+    /// <summary>The sum of a counter's (or gauge's) series named <paramref name="name"/> whose labels contain every one
+    /// of <paramref name="labels"/>; 0 when there is none.</summary>
+    public static double Counter(string text, string name, params string[] labels)
+    {
+        double sum = 0;
+        foreach (var line in text.Split('\n'))
+        {
+            if ((line.StartsWith(name + "{", StringComparison.Ordinal) || line.StartsWith(name + " ", StringComparison.Ordinal))
+                && labels.All(l => line.Contains(l, StringComparison.Ordinal)))
+            {
+                sum += double.Parse(line[(line.LastIndexOf(' ') + 1)..], CultureInfo.InvariantCulture);
+            }
+        }
+
+        return sum;
+    }
+
     /// <summary>
     /// The <paramref name="p"/>th percentile of <paramref name="name"/>'s observations between
     /// <paramref name="before"/> and this scrape, in milliseconds (the histograms are in seconds); NaN with none.
