@@ -201,9 +201,9 @@ internal sealed partial class BatcherGrain
 
         if (step.Failure is { } failure)
         {
-            LogBatchFailed(logger, failure, _key.Model, step.Stepping.Count);
+            LogBatchFailed(logger, failure, _key.Model, step.Failed.Count);
             var error = new InferError(ErrorCode.Internal, $"model '{_key.Model}' failed on a decoding step: {failure.GetType().Name}.");
-            foreach (var r in step.Stepping.Cast<Running>())
+            foreach (var r in step.Failed.Cast<Running>())
             {
                 ended.Add(r);
                 if (!r.Queued.Cancelled)

@@ -123,7 +123,7 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
             _unread++;
         }
 
-        _results.Writer.TryWrite(new DecodeStepResult(true, [], all, [], new InvalidOperationException("the device worker has stopped."), 0, 0, time.GetUtcNow()));
+        _results.Writer.TryWrite(new DecodeStepResult(true, [], all, [], new InvalidOperationException("the device worker has stopped."), all, 0, 0, time.GetUtcNow()));
     }
 
     /// <summary>One step on the device thread: takes joiners, drops what the grain flagged and what passed its
@@ -153,7 +153,8 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
             catch (Exception ex)
             {
                 // A bug in planning must not stall the loop with its streams: everything on the device ends.
-                result = new DecodeStepResult(first, dropped, [.. _running], [], ex, 0, 0, time.GetUtcNow());
+                List<DecodeRunning> all = [.. _running];
+                result = new DecodeStepResult(first, dropped, all, [], ex, all, 0, 0, time.GetUtcNow());
                 _running.Clear();
             }
         }
@@ -198,7 +199,7 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
 
         if (_running.Count == 0)
         {
-            return dropped.Count == 0 ? null : new DecodeStepResult(first, dropped, [], [], null, 0, 0, time.GetUtcNow());
+            return dropped.Count == 0 ? null : new DecodeStepResult(first, dropped, [], [], null, [], 0, 0, time.GetUtcNow());
         }
 
         // Prefill chunks in arrival order up to the step's budget, so a long prompt costs other streams at most one
@@ -233,23 +234,29 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
         var ranAt = time.GetTimestamp();
         var outcomes = new List<(DecodeRunning, StepOutcome)>(stepping.Count);
         Exception? failure = null;
-        try
+        var failed = new List<DecodeRunning>();
+        var bySequence = stepping.ToDictionary(r => r.Sequence);
+        foreach (var (version, part) in plan)
         {
-            var bySequence = stepping.ToDictionary(r => r.Sequence);
-            foreach (var (version, part) in plan)
+            try
             {
                 foreach (var outcome in version.Step(part.Prefill, part.Decode))
                 {
                     outcomes.Add((bySequence[outcome.Sequence], outcome));
                 }
             }
+            catch (Exception ex)
+            {
+                // That version's sequences of the step end (their caches may be half written); during a rollout the
+                // other version's part stands, and everything else goes on.
+                failure ??= ex;
+                failed.AddRange(stepping.Where(r => r.Model == version));
+            }
         }
-        catch (Exception ex)
+
+        if (failed.Count > 0)
         {
-            // Every sequence of the failed step ends (its cache may be half written); the others go on.
-            failure = ex;
-            outcomes.Clear();
-            _running.RemoveAll(stepping.Contains);
+            _running.RemoveAll(failed.Contains);
         }
 
         var endedAt = time.GetTimestamp();
@@ -262,7 +269,7 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
             }
         }
 
-        return new DecodeStepResult(first, dropped, stepping, outcomes, failure, ranAt, endedAt, producedAt);
+        return new DecodeStepResult(first, dropped, stepping, outcomes, failure, failed, ranAt, endedAt, producedAt);
     }
 }
 
@@ -297,7 +304,9 @@ internal class DecodeRunning(DecodeSequence sequence, OnnxDecoderModel model, Da
 /// (cancelled), or past their <see cref="DecodeRunning.Deadline"/>.</param>
 /// <param name="Stepping">The sequences the step ran.</param>
 /// <param name="Outcomes">Each stepped sequence's outcome (a prefill chunk that is not its prompt's last has none).</param>
-/// <param name="Failure">Why the step failed; then every stepped sequence left the device's set.</param>
+/// <param name="Failure">Why (part of) the step failed.</param>
+/// <param name="Failed">The stepped sequences that failed with it (those of the version whose part threw, or all of them)
+/// and left the device's set; the other versions' outcomes stand.</param>
 /// <param name="RanAt">When the step started on the device (<see cref="TimeProvider.GetTimestamp"/>; 0 when nothing ran).</param>
 /// <param name="EndedAt">When it ended (<see cref="TimeProvider.GetTimestamp"/>).</param>
 /// <param name="ProducedAt">When it ended, wall clock, for the return path's latency.</param>
@@ -307,6 +316,7 @@ internal sealed record DecodeStepResult(
     List<DecodeRunning> Stepping,
     List<(DecodeRunning Running, StepOutcome Outcome)> Outcomes,
     Exception? Failure,
+    List<DecodeRunning> Failed,
     long RanAt,
     long EndedAt,
     DateTimeOffset ProducedAt);
