@@ -8,7 +8,8 @@
 # step p99) <= 1 ms.
 # Usage: bash bench/decode-grid.sh [seconds]   (measured seconds, bare and grid alike; default 10)
 # Environment: CONNECTIONS (64), PROMPT (prompt tokens, 16), TOKENS (max tokens, 128), THREADS (ORT intra-op threads,
-# both; default every core).
+# both; default every core), CLIENT_PREFIX (a command put before the load generator's, e.g. "nice -n 19" to let the
+# grid win the shared cores from it; default none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -45,13 +46,13 @@ if [ "$ready" != 1 ]; then echo "the grid did not become ready in 60 s:" >&2; ca
 curl -sf "http://127.0.0.1:$port/v2/models/tiny-lm" >/dev/null || { echo "the grid does not serve tiny-lm:" >&2; cat /tmp/bench-server.log >&2; exit 1; }
 
 grid_rc=0
-dotnet "$onnxbench" decode-grid --url "ws://127.0.0.1:$port/ws" --connections "$conns" --prompt-tokens "$prompt" \
+${CLIENT_PREFIX:-} dotnet "$onnxbench" decode-grid --url "ws://127.0.0.1:$port/ws" --connections "$conns" --prompt-tokens "$prompt" \
   --max-tokens "$tokens" --seconds "$secs" --warmup "$warmup" >"$repo/grid.txt" 2>"$repo/grid.err" || grid_rc=$?
 grep -q '^grid:' "$repo/grid.txt" || { echo "the grid run failed:" >&2; cat "$repo/grid.txt" "$repo/grid.err" /tmp/bench-server.log >&2; exit 1; }
 
 # The same streams over the OpenAI-compatible API: POST /v1/completions with stream: true, Server-Sent Events.
 sse_rc=0
-dotnet "$onnxbench" decode-grid --url "http://127.0.0.1:$port/v1/completions" --connections "$conns" --prompt-tokens "$prompt" \
+${CLIENT_PREFIX:-} dotnet "$onnxbench" decode-grid --url "http://127.0.0.1:$port/v1/completions" --connections "$conns" --prompt-tokens "$prompt" \
   --max-tokens "$tokens" --seconds "$secs" --warmup "$warmup" >"$repo/sse.txt" 2>"$repo/sse.err" || sse_rc=$?
 grep -q '^grid:' "$repo/sse.txt" || { echo "the SSE run failed:" >&2; cat "$repo/sse.txt" "$repo/sse.err" /tmp/bench-server.log >&2; exit 1; }
 
