@@ -9,13 +9,16 @@
 # Usage: bash bench/decode-grid.sh [seconds]   (measured seconds, bare and grid alike; default 10)
 # Environment: CONNECTIONS (64), PROMPT (prompt tokens, 16), TOKENS (max tokens, 128), THREADS (ORT intra-op threads,
 # both; default every core), CLIENT_PREFIX (a command put before the load generator's, e.g. "nice -n 19" to let the
-# grid win the shared cores from it; default none).
+# grid win the shared cores from it; default none), GPU (a CUDA device id: the bare engine and the grid both run the
+# model there, with the CUDA 13 libraries on the loader path; default none, the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 secs="${1:-10}"
 conns="${CONNECTIONS:-64}"; prompt="${PROMPT:-16}"; tokens="${TOKENS:-128}"
 threads="${THREADS:-$(nproc)}"
+gpu="${GPU:-}"
+if [ -n "$gpu" ]; then bare_device=(--cuda "$gpu"); grid_gpus="$gpu"; device_label="GPU $gpu (CUDA)"; else bare_device=(); grid_gpus=none; device_label="CPU"; fi
 onnxbench=bench/StreamInfer.OnnxBench/bin/Release/net10.0/StreamInfer.OnnxBench.dll
 # Warm-up before measuring, both runs: a fresh grid spends its first seconds in tiered JIT compilation (perf showed
 # libclrjit at 18% of the server's CPU 4-10 s after start, 0.2% after 20 s).
@@ -30,12 +33,12 @@ build_all
 
 # Bare first, alone on the machine.
 dotnet "$onnxbench" decode --sequences "$conns" --prompt-tokens "$prompt" --max-tokens "$tokens" --seconds "$secs" \
-  --warmup "$warmup" --threads "$threads" >"$repo/bare.txt" 2>"$repo/bare.err" || { echo "the bare run failed:" >&2; cat "$repo/bare.txt" "$repo/bare.err" >&2; exit 1; }
+  --warmup "$warmup" --threads "$threads" "${bare_device[@]}" >"$repo/bare.txt" 2>"$repo/bare.err" || { echo "the bare run failed:" >&2; cat "$repo/bare.txt" "$repo/bare.err" >&2; exit 1; }
 
 # The grid writes tiny-lm into the empty repository at start.
 start_server "$port" dotnet "$frontend" --urls "http://127.0.0.1:$port" --Logging:LogLevel:Default=Warning \
   --StreamInfer:Orleans:SiloPort=$silo_port --StreamInfer:Orleans:GatewayPort=$gateway_port \
-  --StreamInfer:Orleans:ClusterId=bench-decode-grid --StreamInfer:Devices:Gpus=none \
+  --StreamInfer:Orleans:ClusterId=bench-decode-grid --StreamInfer:Devices:Gpus=$grid_gpus \
   --StreamInfer:Devices:CpuThreads="$threads" --StreamInfer:Repository:Path="$repo"
 ready=0
 for _ in $(seq 1 600); do
@@ -44,6 +47,9 @@ for _ in $(seq 1 600); do
 done
 if [ "$ready" != 1 ]; then echo "the grid did not become ready in 60 s:" >&2; cat /tmp/bench-server.log >&2; exit 1; fi
 curl -sf "http://127.0.0.1:$port/v2/models/tiny-lm" >/dev/null || { echo "the grid does not serve tiny-lm:" >&2; cat /tmp/bench-server.log >&2; exit 1; }
+if [ -n "$gpu" ] && ! curl -sf "http://127.0.0.1:$port/api/models/tiny-lm" | grep -q "\"device\":\"cuda$gpu\""; then
+  echo "the grid serves tiny-lm, but not on cuda$gpu (the CUDA provider did not start; its log says why):" >&2; cat /tmp/bench-server.log >&2; exit 1
+fi
 
 grid_rc=0
 ${CLIENT_PREFIX:-} dotnet "$onnxbench" decode-grid --url "ws://127.0.0.1:$port/ws" --connections "$conns" --prompt-tokens "$prompt" \
@@ -68,7 +74,7 @@ g_i50=$(field "$repo/grid.txt" itl_p50); g_i99=$(field "$repo/grid.txt" itl_p99)
 pct=$(awk -v a="$g_tps" -v b="$b_tps" 'BEGIN { printf "%.1f", 100 * a / b }')
 
 echo "tiny-lm decode, bare engine vs the grid: $conns streams, ${prompt}-token prompt, $tokens tokens greedy, ${secs} s measured"
-echo "$(nproc) cores, ORT intra-op threads $threads, spinning off; bare TTFT = the prefill step of all $conns prompts, bare ITL = one decode step; grid TTFT = send to first token frame, grid ITL = gap between a request's token frames (client side); grid step ms = 1000 / (tokens/s / $conns), the mean step the streams saw"
+echo "$(nproc) cores, model on the $device_label, ORT intra-op threads $threads on the CPU (1 on a GPU), spinning off; bare TTFT = the prefill step of all $conns prompts, bare ITL = one decode step; grid TTFT = send to first token frame, grid ITL = gap between a request's token frames (client side); grid step ms = 1000 / (tokens/s / $conns), the mean step the streams saw"
 echo
 echo "| path | tokens/s | % of bare | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | step ms | errors |"
 echo "|---|---|---|---|---|---|---|---|---|"

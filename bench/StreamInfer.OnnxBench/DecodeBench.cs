@@ -33,6 +33,9 @@ internal sealed class DecodeBench
 
     public bool Spinning { get; init; }
 
+    /// <summary>The CUDA device to run on, as the grid does with <c>Devices:Gpus</c>; null for the CPU.</summary>
+    public int? Cuda { get; init; }
+
     /// <summary>The prompt both this bench and the grid client send: printable bytes, the same every time.</summary>
     public static string Prompt(int length)
     {
@@ -60,15 +63,28 @@ internal sealed class DecodeBench
                 return 1;
             }
 
-            // The grid's DeviceRegistry.CreateSessionOptions for the CPU device.
+            // The grid's DeviceRegistry.CreateSessionOptions for the device.
             using var so = new SessionOptions
             {
                 GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
                 ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
                 InterOpNumThreads = 1,
-                IntraOpNumThreads = Threads,
+                IntraOpNumThreads = Cuda is null ? Threads : 1,
             };
             so.AddSessionConfigEntry("session.intra_op.allow_spinning", Spinning ? "1" : "0");
+            if (Cuda is { } gpu)
+            {
+                try
+                {
+                    so.AppendExecutionProvider_CUDA(gpu);
+                }
+                catch (OnnxRuntimeException ex)
+                {
+                    progress.WriteLine($"the CUDA execution provider could not start on GPU {gpu}: {ex.Message.Trim()}");
+                    return 1;
+                }
+            }
+
             var loadErrors = new List<ModelLoadError>();
             using var model = OnnxDecoderModel.Load(models[0], so, loadErrors);
             if (model is null)
@@ -96,7 +112,7 @@ internal sealed class DecodeBench
             handoffs.Sort();
             output.WriteLine(string.Create(
                 CultureInfo.InvariantCulture,
-                $"bare: tokens_per_s={tokens / wall:F0} rounds={rounds} tokens={tokens} step_ms={steps.Average():F3} step_p50={Percentile(steps, 50):F3} step_p99={Percentile(steps, 99):F3} prefill_p50={Percentile(prefills, 50):F3} prefill_p99={Percentile(prefills, 99):F3} handoff_p50={Percentile(handoffs, 50):F3} handoff_p99={Percentile(handoffs, 99):F3}"));
+                $"bare: device={(Cuda is { } id ? $"cuda{id}" : "cpu")} tokens_per_s={tokens / wall:F0} rounds={rounds} tokens={tokens} step_ms={steps.Average():F3} step_p50={Percentile(steps, 50):F3} step_p99={Percentile(steps, 99):F3} prefill_p50={Percentile(prefills, 50):F3} prefill_p99={Percentile(prefills, 99):F3} handoff_p50={Percentile(handoffs, 50):F3} handoff_p99={Percentile(handoffs, 99):F3}"));
             return 0;
         }
         finally

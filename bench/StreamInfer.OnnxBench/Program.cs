@@ -18,10 +18,11 @@ const string Usage = """
           ms per batch; --seconds is per batch size
 
       StreamInfer.OnnxBench decode [--sequences 64] [--prompt-tokens 16] [--max-tokens 128] [--seconds 5] [--warmup 1]
-                                   [--threads N] [--spinning]
+                                   [--threads N] [--spinning] [--cuda ID]
           the bare decoder engine on the built-in tiny-lm (written to a temporary repository), the grid's session
           options: rounds of --sequences sequences prefilled in one step, then decoded together step by step (greedy)
-          until all finish; prints one line: generated tokens/s, ms per decode step (mean, p50, p99), prefill ms
+          until all finish; prints one line: generated tokens/s, ms per decode step (mean, p50, p99), prefill ms;
+          --cuda ID runs on that GPU with the CUDA execution provider (as the grid does), exit code 1 if it cannot start
 
       StreamInfer.OnnxBench decode-grid --url ws://HOST:PORT/ws|http://HOST:PORT/v1/completions [--model tiny-lm] [--connections 64] [--prompt-tokens 16]
                                         [--max-tokens 128] [--seconds 10] [--warmup 2]
@@ -95,6 +96,7 @@ try
                 WarmupSeconds = flags.Seconds("warmup", 1, allowZero: true),
                 Threads = flags.Int("threads", Environment.ProcessorCount, 1, 1024),
                 Spinning = flags.Bool("spinning"),
+                Cuda = flags.Text("cuda") is not null ? flags.Int("cuda", 0, 0, 64) : null,
             };
             flags.EnsureAllUsed();
             return bench.Run(Console.Out, Console.Error);
