@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Models.Decoding;
 using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Tests.Infrastructure;
@@ -21,6 +22,14 @@ public sealed class OnnxModelsFixture : IAsyncLifetime, IDisposable
         Assert.True(Catalog.TryGet(name, out var entry), $"model {name} is in the catalog");
         Assert.Equal(ModelState.Ready, entry.State);
         return Assert.IsAssignableFrom<IBatchModel>(entry.Any);
+    }
+
+    /// <summary>The loaded decoder <paramref name="name"/> (e.g. tiny-lm).</summary>
+    public OnnxDecoderModel Decoder(string name)
+    {
+        Assert.True(Catalog.TryGet(name, out var entry), $"model {name} is in the catalog");
+        Assert.Equal(ModelState.Ready, entry.State);
+        return Assert.IsType<OnnxDecoderModel>(entry.Any);
     }
 
     public async Task InitializeAsync()

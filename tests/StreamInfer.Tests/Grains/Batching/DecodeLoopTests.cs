@@ -18,8 +18,8 @@ public sealed class DecodeLoopTests
         using var second = new OnnxModelsFixture();
         await first.InitializeAsync();
         await second.InitializeAsync();
-        var v1 = Decoder(first);
-        var v2 = Decoder(second);
+        var v1 = first.Decoder(TinyLm.Name);
+        var v2 = second.Decoder(TinyLm.Name);
         using var device = new DeviceWorker("cpu-loop-test", DeviceKind.Cpu, null, 16, NullLogger.Instance);
         var loop = new DecodeLoop(device, TimeProvider.System);
 
@@ -52,13 +52,6 @@ public sealed class DecodeLoopTests
         Assert.Equal(4, tokens);
         Assert.Equal(FinishReasons.Length, Assert.Single(step.Outcomes).Outcome.FinishReason);
         loop.Stop();
-    }
-
-    private static OnnxDecoderModel Decoder(OnnxModelsFixture models)
-    {
-        Assert.True(models.Catalog.TryGet(TinyLm.Name, out var entry));
-        Assert.Equal(ModelState.Ready, entry.State);
-        return Assert.IsType<OnnxDecoderModel>(entry.Any);
     }
 
     private static async Task<DecodeStepResult> NextAsync(DecodeLoop loop)

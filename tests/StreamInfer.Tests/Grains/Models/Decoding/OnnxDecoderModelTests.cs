@@ -10,12 +10,7 @@ namespace StreamInfer.Tests.Grains.Models.Decoding;
 /// </summary>
 public sealed class OnnxDecoderModelTests(OnnxModelsFixture models) : IClassFixture<OnnxModelsFixture>
 {
-    private OnnxDecoderModel TinyLm()
-    {
-        Assert.True(models.Catalog.TryGet(StreamInfer.Grains.Models.Decoding.TinyLm.Name, out var entry));
-        Assert.Equal(ModelState.Ready, entry.State);
-        return Assert.IsType<OnnxDecoderModel>(entry.Any);
-    }
+    private OnnxDecoderModel TinyLm() => models.Decoder(StreamInfer.Grains.Models.Decoding.TinyLm.Name);
 
     [Fact]
     public void Step_SequenceJoinsARunningBatchMidway_SameGreedyTokensAsAlone()
