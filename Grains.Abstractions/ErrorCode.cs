@@ -1,7 +1,7 @@
 namespace StreamInfer;
 
 /// <summary>
-/// The error codes of the public protocol (DESIGN §2). The wire form is the snake_case name given by
+/// The error codes of the public protocol (docs/protocol.md). The wire form is the snake_case name given by
 /// <see cref="ErrorCodes.ToWire"/>; the numeric values are serialized between silos and must never be renumbered.
 /// </summary>
 [GenerateSerializer, Alias("StreamInfer.ErrorCode")]
@@ -53,7 +53,7 @@ public static class ErrorCodes
         _ => "internal",
     };
 
-    /// <summary>The HTTP status an HTTP endpoint answers with for this code (DESIGN §2).</summary>
+    /// <summary>The HTTP status an HTTP endpoint answers with for this code.</summary>
     public static int ToHttpStatus(this ErrorCode code) => code switch
     {
         ErrorCode.BadRequest or ErrorCode.InvalidInput => 400,

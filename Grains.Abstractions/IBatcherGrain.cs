@@ -13,8 +13,8 @@ namespace StreamInfer;
 public interface IBatcherGrain : IGrainWithStringKey
 {
     /// <summary>
-    /// Queues a request. Returns null when queued (exactly one <see cref="Delivery"/> follows on the request's reply
-    /// stream and the session is told through <see cref="IClientSessionGrain.CompletedAsync"/>), or the refusal:
+    /// Queues a request. Returns null when queued (exactly one <see cref="Delivery"/> follows to the frontend the
+    /// request names, and the session is told through <see cref="IClientSessionGrain.CompletedAsync"/>), or the refusal:
     /// <see cref="ErrorCode.InvalidInput"/>, <see cref="ErrorCode.Overloaded"/> (queue full, with retry_after_ms),
     /// <see cref="ErrorCode.BadRequest"/> (the same client already has that id queued here).
     /// </summary>

@@ -13,11 +13,12 @@ public interface IClientSessionGrain : IGrainWithStringKey
     /// <summary>
     /// Admits a request and forwards it to a batcher of its model. Refusals, in the order they are checked:
     /// <see cref="ErrorCode.BadRequest"/> (session closed, duplicate id in flight), <see cref="ErrorCode.UnknownModel"/>,
-    /// <see cref="ErrorCode.BacklogFull"/>, <see cref="ErrorCode.RateLimited"/> (with the exact wait until a token is
-    /// available), then whatever the batcher refuses with (<see cref="ErrorCode.InvalidInput"/>,
-    /// <see cref="ErrorCode.Overloaded"/>, <see cref="ErrorCode.ModelUnavailable"/>). A refused request costs no token
-    /// and no backlog slot and produces no delivery. An accepted one ends in exactly one <see cref="Delivery"/> on the
-    /// request's reply stream. <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
+    /// <see cref="ErrorCode.ModelUnavailable"/> (loading or failed), <see cref="ErrorCode.BacklogFull"/>,
+    /// <see cref="ErrorCode.RateLimited"/> (with the exact wait until a token is available), then whatever the batcher
+    /// refuses with (<see cref="ErrorCode.InvalidInput"/>, <see cref="ErrorCode.Overloaded"/>,
+    /// <see cref="ErrorCode.ModelUnavailable"/>). A refused request costs no token and no backlog slot and produces no
+    /// delivery. An accepted one ends in exactly one <see cref="Delivery"/> to the frontend the request names.
+    /// <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
     /// Not idempotent: a retry of an accepted id is refused as a duplicate.
     /// </summary>
     [Alias("Submit")]
@@ -38,7 +39,7 @@ public interface IClientSessionGrain : IGrainWithStringKey
     /// <summary>
     /// Called by batchers, once per batch per session, when requests end (result, error or expiry) so the backlog
     /// frees. Interleaves with everything else, so a batcher's call never waits behind a submit that is itself
-    /// waiting on that batcher (STYLE, pitfall 4). Unknown ids are ignored.
+    /// waiting on that batcher (a deadlock otherwise). Unknown ids are ignored.
     /// </summary>
     [Alias("Completed"), AlwaysInterleave]
     Task CompletedAsync(ImmutableArray<string> requestIds);

@@ -2,8 +2,8 @@ namespace StreamInfer;
 
 /// <summary>
 /// Reads the model catalog of the silo it activates on, so that a frontend (co-hosted or an Orleans client) can answer
-/// KServe metadata and readiness without holding model state itself. A stateless worker: no single hot grain sits on
-/// this path (STYLE, pitfall 8). Calls are read-only and may be retried.
+/// KServe metadata and readiness without holding model state itself. A stateless worker, so that no single hot grain
+/// sits on this path. Calls are read-only and may be retried.
 /// </summary>
 [Alias("StreamInfer.IModelInfoGrain")]
 public interface IModelInfoGrain : IGrainWithIntegerKey

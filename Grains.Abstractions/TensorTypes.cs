@@ -1,6 +1,6 @@
 namespace StreamInfer;
 
-/// <summary>Wire names (DESIGN §2, <c>dtype</c>) and element sizes of <see cref="TensorElementType"/>.</summary>
+/// <summary>Wire names (<c>dtype</c> in docs/protocol.md) and element sizes of <see cref="TensorElementType"/>.</summary>
 public static class TensorTypes
 {
     /// <summary>The wire name, e.g. <c>float32</c>.</summary>

@@ -11,7 +11,7 @@ namespace StreamInfer.Silo;
 
 /// <summary>
 /// A standalone silo: the grains and devices without sockets. Localhost clustering by default; with
-/// <c>StreamInfer:Orleans:Redis</c> set it joins that cluster (DESIGN §5), and frontends reach it as Orleans clients
+/// <c>StreamInfer:Orleans:Redis</c> set it joins that cluster, and frontends reach it as Orleans clients
 /// through its gateway port.
 /// </summary>
 public static class SiloHost

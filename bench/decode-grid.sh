@@ -20,8 +20,7 @@ threads="${THREADS:-$(nproc)}"
 gpu="${GPU:-}"
 if [ -n "$gpu" ]; then bare_device=(--cuda "$gpu"); grid_gpus="$gpu"; device_label="GPU $gpu (CUDA)"; else bare_device=(); grid_gpus=none; device_label="CPU"; fi
 onnxbench=bench/StreamInfer.OnnxBench/bin/Release/net10.0/StreamInfer.OnnxBench.dll
-# Warm-up before measuring, both runs: a fresh grid spends its first seconds in tiered JIT compilation (perf showed
-# libclrjit at 18% of the server's CPU 4-10 s after start, 0.2% after 20 s).
+# Warm-up before measuring, both runs: a fresh grid spends its first seconds in tiered JIT compilation.
 warmup="${WARMUP:-10}"
 # Ports of their own (HTTP, silo, gateway) and a cluster id of their own, so that a dev grid on the defaults is left alone.
 port=18030; silo_port=11131; gateway_port=30031

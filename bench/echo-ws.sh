@@ -6,8 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 secs="${1:-10}"
-# Warm-up per row: a fresh server spends its first seconds in tiered JIT compilation; 2 s measured the JIT as well
-# (the grid's echo went from 6.3k to 18.9k req/s over its first three 8 s runs on 2026-11-29).
+# Warm-up per row: a fresh server spends its first seconds in tiered JIT compilation, which a short warm-up measures.
 warmup="${WARMUP:-10}"
 build_all
 

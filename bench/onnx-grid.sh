@@ -6,7 +6,7 @@
 # (target: >= 85%). A last row serves the same requests from the built-in echo model (no compute): the grid's own
 # ceiling for this request size, which shares the cores with ONNX Runtime.
 # Usage: bash bench/onnx-grid.sh [seconds per grid row] [seconds per bare batch size]
-# Environment: HIDDEN (hidden width; default the generator's, 2560: about 2.5 ms per batch of 32 on 2 cores),
+# Environment: HIDDEN (hidden width; default the generator's, 2560),
 # CONNECTIONS (64), DEPTHS (in flight per connection, "1 2"), THREADS (ORT intra-op threads, bare and grid alike;
 # default every core), SPINNING (1 = allow ORT spinning, both), ECHO (0 = leave out the echo row).
 set -euo pipefail

@@ -12,18 +12,14 @@
 # FRONTENDS (1), SILO_COUNTS ("1 2 3"; the "x one silo" column is relative to the first row), NO_BUILD=1 to use the
 # binaries as built. Any StreamInfer__* or DOTNET_* variable set by the caller reaches every silo and frontend.
 #
-# Why these defaults (measured on a 2-core VM, 2026-11-30):
-# - The CPU must stay out of the way, and on two cores it barely does: under load each silo process costs about half a
-#   core even at a few hundred requests/s (the delivery streams' 1 ms polling and the thread pool's spinning), and
-#   three silos, a frontend and the load generator share the two cores. So the device is slow: 40 ms per batch of 16
-#   = 400 req/s per silo, 1,200 for three. At 20 ms (2,400 for three) the 3-silo row runs the machine at ~100%.
-# - 20 s warm-up: four fresh .NET processes spend their first 15-20 s under load in tiered JIT compilation (10-20% of
-#   a core each, 15 s in); with a 10 s warm-up that JIT shared the measured window and the 3-silo row saturated the
-#   CPU (about 2.7x in place of 2.97x).
-# - 48 connections x 8 in flight = 384 = 8 x 3 silos x 16: Orleans places the sessions (one per connection) unevenly,
-#   often all on one silo (the sessions column), so the other silos are fed only by spill (a session sends to another
-#   silo's batcher when its own holds more than 2 full batches and the other one is a batch shorter). With 192 in
-#   flight the 3-silo row reached 2.70x: the spill-fed silos ran part-empty batches or waited for the CPU.
+# Why these defaults (the measurements: docs/decisions.md D8, BENCHMARKS.md):
+# - The CPU must stay out of the way: three silos, a frontend and the load generator share the machine, so the
+#   simulated device is slow enough that the silos' own CPU is small beside it; a faster device makes the CPU the limit.
+# - The warm-up outlasts tiered JIT compilation in four fresh .NET processes under load; a shorter one lets the JIT
+#   share the measured window.
+# - 48 connections x 8 in flight = 384 = 8 x 3 silos x 16: enough queued work that every silo's device stays busy
+#   however the sessions (one per connection) fall over the silos; silos with few sessions are fed by spill (a session
+#   sends to another silo's batcher when its own holds more than 2 full batches and the other one is a batch shorter).
 # - MaxConcurrentBatches stays at the product's default, 1: between two batches the device thread waits for the
 #   batcher grain to resume and hand it the next one, which on a busy machine shows as "compute ms" above DELAY_MS.
 #   CONCURRENT=2 queues the next batch on the device while one runs (still one at a time, same capacity), which

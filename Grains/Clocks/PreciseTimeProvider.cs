@@ -4,16 +4,14 @@ namespace StreamInfer.Grains.Clocks;
 
 /// <summary>
 /// A <see cref="TimeProvider"/> whose timers fire within about a millisecond of their due time. .NET's own timers are
-/// quantised to the kernel's coarse clock, which ticks every 4 ms on the target machines (timers measured firing no
-/// faster than every ~4.4 ms), so a memory-stream pulling agent asked to poll every 1 ms polls every 4.4 ms and a
-/// batcher's 2 ms MaxWait waits 4.4 ms. Here one dedicated thread keeps the timers in a priority queue and sleeps on
-/// a precise monotonic wait until the earliest is due; callbacks run on the thread pool, as .NET's timers do.
+/// quantised to the kernel's coarse clock, so a batcher's short MaxWait would wait a whole tick (docs/decisions.md D3).
+/// Here one dedicated thread keeps the timers in a priority queue and sleeps on a precise monotonic wait until the
+/// earliest is due; callbacks run on the thread pool, as .NET's timers do.
 /// <para>
-/// Precision costs CPU while nothing happens: a pulling agent polling its queue every millisecond is a thousand grain
-/// calls a second. So the provider idles: when no <see cref="NotifyActivity"/> came for <see cref="IdleAfter"/>, it
-/// fires timers at most every <see cref="IdleResolution"/>; the next <see cref="NotifyActivity"/> wakes it at once. The
-/// grid signals when a request is admitted and when a batcher publishes results, so an answer is never left to an idle
-/// poll. See docs/decisions.md for the measurements.
+/// Precision costs CPU while nothing happens: periodic grain timers would fire at full rate on an idle grid. So the
+/// provider idles: when no <see cref="NotifyActivity"/> came for <see cref="IdleAfter"/>, it fires timers at most every
+/// <see cref="IdleResolution"/>; the next <see cref="NotifyActivity"/> wakes it at once. The grid signals when a
+/// request is admitted and when a batcher delivers results, so an answer is never left to an idle tick.
 /// </para>
 /// </summary>
 public sealed class PreciseTimeProvider : TimeProvider, IActivitySignal, IDisposable

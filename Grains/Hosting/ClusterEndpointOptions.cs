@@ -21,7 +21,7 @@ public sealed class ClusterEndpointOptions
     /// <summary>
     /// Redis connection string (StackExchange.Redis syntax, e.g. <c>127.0.0.1:6379</c>). Empty (the default): localhost
     /// clustering and in-memory grain state, one silo. Set: the silo joins the cluster whose membership is kept in that
-    /// Redis, keeps grain state (model versions, stream subscriptions) there, and a frontend without a co-hosted silo
+    /// Redis, keeps grain state (model versions) there, and a frontend without a co-hosted silo
     /// finds its gateways there.
     /// </summary>
     public string? Redis { get; set; }

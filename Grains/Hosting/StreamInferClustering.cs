@@ -7,7 +7,7 @@ using Orleans.Configuration;
 
 namespace StreamInfer.Grains.Hosting;
 
-/// <summary>How a silo, and a frontend that is only a client, find their cluster (DESIGN §5).</summary>
+/// <summary>How a silo, and a frontend that is only a client, find their cluster.</summary>
 public static partial class StreamInferClustering
 {
     /// <summary>

@@ -9,7 +9,7 @@ namespace StreamInfer.Grains.Metrics;
 /// and inter-token latency, Triton's queue and compute durations): in Prometheus form <c>streaminfer_*</c>, durations in
 /// seconds. Every recording takes a stack <see cref="System.Diagnostics.TagList"/> (no allocation) and is made once per request or once
 /// per batch step, never once per token — save <see cref="Delivered"/>, one untagged histogram update per frame written
-/// (tens of nanoseconds beside the frame's own serialization and socket write).
+/// (small beside the frame's own serialization and socket write).
 /// </summary>
 public static class GridMetrics
 {
@@ -28,7 +28,8 @@ public static class GridMetrics
 
     /// <summary>
     /// Fine latency buckets, seconds, for what the grid adds per token: a tenth of a millisecond to a second, dense around
-    /// the 1 ms goal (DESIGN §7) so a 99th percentile read from them is within a quarter of a millisecond.
+    /// the 1 ms goal per token (docs/decisions.md D11) so a 99th percentile read from them is within a quarter of a
+    /// millisecond.
     /// </summary>
     private static readonly IReadOnlyList<double> Fine = [0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.00125, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1];
 

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Options;
 
 namespace StreamInfer.Grains.Options;
 
-/// <summary>Where sessions send work in a cluster (DESIGN §5). Section <c>StreamInfer:Placement</c>.</summary>
+/// <summary>Where sessions send work in a cluster (docs/decisions.md D8). Section <c>StreamInfer:Placement</c>.</summary>
 public sealed class PlacementOptions
 {
     public const string Section = "StreamInfer:Placement";

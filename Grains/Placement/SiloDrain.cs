@@ -11,7 +11,7 @@ namespace StreamInfer.Grains.Placement;
 /// (<see cref="ClusterLoad.Draining"/>), ends what is only queued with a retryable <c>model_unavailable</c>, and lets
 /// running batches and generations finish and be delivered, up to <see cref="PlacementOptions.DrainTimeout"/>. Later in
 /// the stop sequence a silo can no longer look up a client's gateway, so deliveries made from grain deactivation would
-/// be lost (SpillTests.StopSilo_MidLoad found it).
+/// be lost (docs/decisions.md D9).
 /// </summary>
 internal sealed partial class SiloDrain(
     ClusterLoad load,

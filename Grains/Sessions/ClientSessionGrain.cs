@@ -19,9 +19,8 @@ namespace StreamInfer.Grains.Sessions;
 /// never sees a half-made decision.
 /// </summary>
 /// <remarks>
-/// Placed at random over the silos: Orleans' default (resource-optimised) placement put all 48 sessions of a
-/// benchmark's frontend on the silo whose gateway the frontend used, so that one silo's batcher did most of the work
-/// and the others only what spilled (bench/scale-out.sh, 2026-11-30). Sessions use their own silo's batcher first.
+/// Placed at random over the silos: Orleans' default placement put a frontend's sessions on the silo whose gateway it
+/// used, so one silo's batcher did most of the work (docs/decisions.md D8). Sessions use their own silo's batcher first.
 /// </remarks>
 [Reentrant]
 [RandomPlacement]

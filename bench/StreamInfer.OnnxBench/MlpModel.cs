@@ -14,8 +14,8 @@ internal static class MlpModel
     public const string DefaultName = "mlp";
     public const int DefaultInput = 256;
     /// <summary>
-    /// 2560 rather than 512: at 512 a batch of 32 took 0.2 ms on the project's 2-core VM, mostly per-call overhead; at
-    /// 2560 it takes about 2.5 ms (7.4 M multiply-adds per row), a model whose compute the grid's overhead can be weighed against.
+    /// 2560 rather than 512: at 512 a batch is mostly ONNX Runtime's per-call overhead; at 2560 (7.4 M multiply-adds per
+    /// row) compute dominates, a model the grid's overhead can be weighed against (docs/decisions.md D5).
     /// </summary>
     public const int DefaultHidden = 2560;
     public const int DefaultOutput = 64;
