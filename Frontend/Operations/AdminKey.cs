@@ -27,7 +27,7 @@ internal static class AdminKey
 
             // A browser answers this with its login prompt; the key goes in the password field.
             context.HttpContext.Response.Headers.WWWAuthenticate = "Basic realm=\"StreamInfer\", charset=\"UTF-8\"";
-            await PredictEndpoint.WriteErrorAsync(context.HttpContext, new InferError(ErrorCode.Unauthorized, "this endpoint needs the admin key: 'Authorization: Bearer <key>', or HTTP Basic with the key as password."));
+            await HttpErrors.WriteAsync(context.HttpContext, new InferError(ErrorCode.Unauthorized, "this endpoint needs the admin key: 'Authorization: Bearer <key>', or HTTP Basic with the key as password."));
             return Results.Empty;
         });
 

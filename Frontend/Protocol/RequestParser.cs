@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace StreamInfer.Frontend.Protocol;
 
 /// <summary>
-/// Parses client frames (DESIGN §2) into <see cref="ClientFrame"/>s. Every failure becomes a structured error with the
+/// Parses client frames into <see cref="ClientFrame"/>s. Every failure becomes a structured error with the
 /// protocol code and a message that names the field or input at fault; nothing here throws on bad input.
 /// </summary>
 internal static class RequestParser
