@@ -87,7 +87,7 @@ internal static class KServeRequest
             return (null, null, new InferError(ErrorCode.InvalidInput, "'inputs' must be an array of tensors: {\"name\", \"shape\", \"datatype\", \"data\"}."));
         }
 
-        var (inputs, error) = RequestParser.ParseInputs(inputsElement);
+        var (inputs, error) = TensorParser.ParseInputs(inputsElement);
         if (error is not null)
         {
             return (null, null, new InferError(ErrorCode.InvalidInput, error));
