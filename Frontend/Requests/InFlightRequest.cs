@@ -12,46 +12,32 @@ internal readonly record struct RequestKey(string Session, string Request);
 /// retried delivery's duplicate (D9) and is dropped too. Tokens of a request that does not stream are gathered into the
 /// text of its end.
 /// </summary>
-internal sealed class InFlightRequest
+internal sealed class InFlightRequest(RequestTable table, RequestKey key, string id, bool isText, bool streams, long submittedAt, long watchdogAt, IRequestListener listener)
 {
     private readonly Lock _gate = new();
-    private readonly RequestTable _table;
-    private readonly IRequestListener _listener;
-    private long _watchdogAt;
+    private long _watchdogAt = watchdogAt;
     private string? _silo;
     private int _cancelling;
     private int _nextIndex;
     private bool _ended;
     private StringBuilder? _text;
 
-    internal InFlightRequest(RequestTable table, RequestKey key, string id, bool isText, bool streams, long submittedAt, long watchdogAt, IRequestListener listener)
-    {
-        _table = table;
-        Key = key;
-        Id = id;
-        IsText = isText;
-        Streams = streams;
-        SubmittedAt = submittedAt;
-        _watchdogAt = watchdogAt;
-        _listener = listener;
-    }
-
-    public RequestKey Key { get; }
+    public RequestKey Key { get; } = key;
 
     /// <summary>The id its client knows it by.</summary>
-    public string Id { get; }
+    public string Id { get; } = id;
 
     /// <summary>The per-admission id in the grid.</summary>
     public string GridId => Key.Request;
 
     /// <summary>A text (prompt) request: it ends with a generation's end.</summary>
-    public bool IsText { get; }
+    public bool IsText { get; } = isText;
 
     /// <summary>Whether tokens go to the listener as they come; otherwise they are gathered for the end.</summary>
-    public bool Streams { get; }
+    public bool Streams { get; } = streams;
 
     /// <summary>When it was submitted (<see cref="TimeProvider.GetTimestamp"/>).</summary>
-    public long SubmittedAt { get; }
+    public long SubmittedAt { get; } = submittedAt;
 
     /// <summary>When the watchdog ends it; set once more when the admission names the deadline applied.</summary>
     public long WatchdogAt
@@ -106,7 +92,7 @@ internal sealed class InFlightRequest
             Tokens++;
             if (Streams)
             {
-                _listener.OnToken(this, token, producedAt);
+                listener.OnToken(this, token, producedAt);
             }
             else
             {
@@ -124,7 +110,7 @@ internal sealed class InFlightRequest
         {
             if (!_ended)
             {
-                _listener.OnWarning(this, warning);
+                listener.OnWarning(this, warning);
             }
         }
     }
@@ -148,12 +134,12 @@ internal sealed class InFlightRequest
 
             try
             {
-                _listener.OnEnd(this, outcome, producedAt);
+                listener.OnEnd(this, outcome, producedAt);
             }
             finally
             {
                 // Only after the listener wrote the end: a drain counting requests never sees one between the two.
-                _table.Remove(this);
+                table.Remove(this);
             }
 
             return true;
