@@ -63,7 +63,6 @@ internal sealed partial class OpenAIEventStream : ITokenSink
                 // As a WebSocket client that does not read is dropped: the caller is cut off and its sequence cancelled.
                 LogSlowStream(services.Loggers.CreateLogger<OpenAIEventStream>(), BufferTokens);
                 context.Abort();
-                call.Abandon();
                 return;
             }
 
@@ -92,6 +91,10 @@ internal sealed partial class OpenAIEventStream : ITokenSink
         catch (OperationCanceledException)
         {
             // The caller hung up.
+        }
+        finally
+        {
+            // Whatever cut the stream short cancels the sequence; after its end this does nothing.
             call.Abandon();
         }
     }
