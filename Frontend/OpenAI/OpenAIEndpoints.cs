@@ -49,40 +49,36 @@ internal static class OpenAIEndpoints
         });
     }
 
-    private static async Task CompleteAsync(HttpContext context, InferenceServices services, bool chat)
+    /// <summary>A completion: a JSON answer, or with <c>"stream": true</c> an event stream written as it comes (the
+    /// result is then empty).</summary>
+    private static async Task<IResult> CompleteAsync(HttpContext context, InferenceServices services, bool chat)
     {
         var body = await HttpBodies.ReadAsync(context.Request, services.MaxBodyBytes, context.RequestAborted);
         if (body.TooLarge is { } tooLarge)
         {
-            await OpenAIErrors.Result(tooLarge).ExecuteAsync(context);
-            return;
+            return OpenAIErrors.Result(tooLarge);
         }
 
         var (request, invalid, param) = OpenAIRequest.Parse(body.Bytes, chat);
         if (invalid is not null)
         {
-            await OpenAIErrors.Result(invalid, param).ExecuteAsync(context);
-            return;
+            return OpenAIErrors.Result(invalid, param);
         }
 
         var created = services.Time.GetUtcNow().ToUnixTimeSeconds();
         var id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         if (request!.Stream)
         {
-            await OpenAIEventStream.RunAsync(context, services, request, chat, id, created);
-            return;
+            return await OpenAIEventStream.RunAsync(context, services, request, chat, id, created);
         }
 
         var outcome = await HttpCall.Start(context, services.Submitter, request.ToInfer()).RunAsync();
-        if (outcome.Abandoned)
+        return outcome switch
         {
-            return;
-        }
-
-        var answer = outcome.Done is { } done
-            ? JsonBody.Ok(w => WriteCompletion(w, id, created, chat, done))
-            : OpenAIErrors.Result(outcome.Error ?? new InferError(ErrorCode.Internal, "the model answered with tensors, not text."));
-        await answer.ExecuteAsync(context);
+            { Abandoned: true } => Results.Empty,
+            { Done: { } done } => JsonBody.Ok(w => WriteCompletion(w, id, created, chat, done)),
+            _ => OpenAIErrors.Result(outcome.Error ?? new InferError(ErrorCode.Internal, "the model answered with tensors, not text.")),
+        };
     }
 
     private static void WriteCompletion(Utf8JsonWriter w, string id, long created, bool chat, GenerationDone done)

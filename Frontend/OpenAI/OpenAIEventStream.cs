@@ -19,19 +19,17 @@ internal sealed partial class OpenAIEventStream : ITokenSink
 
     private volatile bool _overflowed;
 
-    public static async Task RunAsync(HttpContext context, InferenceServices services, OpenAIRequest request, bool chat, string id, long created)
+    /// <summary>Streams the completion; a refusal is answered as an error result instead, and a stream as an empty one.</summary>
+    public static async Task<IResult> RunAsync(HttpContext context, InferenceServices services, OpenAIRequest request, bool chat, string id, long created)
     {
         var stream = new OpenAIEventStream();
         var call = HttpCall.Start(context, services.Submitter, request.ToInfer(), stream);
         if (!await call.AdmitAsync())
         {
             var refused = await call.EndAsync();
-            if (!refused.Abandoned)
-            {
-                await OpenAIErrors.Result(refused.Error ?? new InferError(ErrorCode.Internal, "the request ended before it started.")).ExecuteAsync(context);
-            }
-
-            return;
+            return refused.Abandoned
+                ? Results.Empty
+                : OpenAIErrors.Result(refused.Error ?? new InferError(ErrorCode.Internal, "the request ended before it started."));
         }
 
         context.Response.StatusCode = StatusCodes.Status200OK;
@@ -63,13 +61,13 @@ internal sealed partial class OpenAIEventStream : ITokenSink
                 // As a WebSocket client that does not read is dropped: the caller is cut off and its sequence cancelled.
                 LogSlowStream(services.Loggers.CreateLogger<OpenAIEventStream>(), BufferTokens);
                 context.Abort();
-                return;
+                return Results.Empty;
             }
 
             var outcome = await call.EndAsync();
             if (outcome.Abandoned)
             {
-                return;
+                return Results.Empty;
             }
 
             if (outcome.Done is { } done)
@@ -97,6 +95,8 @@ internal sealed partial class OpenAIEventStream : ITokenSink
             // Whatever cut the stream short cancels the sequence; after its end this does nothing.
             call.Abandon();
         }
+
+        return Results.Empty;
     }
 
     void ITokenSink.Write(GeneratedToken token, DateTimeOffset producedAt)
