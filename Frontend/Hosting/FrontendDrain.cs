@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
-using StreamInfer.Frontend.Routing;
+using StreamInfer.Frontend.Requests;
 using StreamInfer.Frontend.WebSockets;
 using StreamInfer.Grains.Metrics;
 
@@ -15,7 +15,7 @@ namespace StreamInfer.Frontend.Hosting;
 /// </summary>
 internal sealed partial class FrontendDrain(
     IOptions<FrontendOptions> options,
-    DeliveryRouter router,
+    RequestTable requests,
     TimeProvider time,
     ILogger<FrontendDrain> logger) : IHostedLifecycleService
 {
@@ -34,7 +34,10 @@ internal sealed partial class FrontendDrain(
     public int Connections => Volatile.Read(ref _slots);
 
     /// <summary>Requests not yet ended, of every WebSocket connection and over HTTP.</summary>
-    public int InFlight => _open.Keys.Sum(static c => c.InFlight) + router.HttpInFlight;
+    public int InFlight => requests.Count;
+
+    /// <summary>The session ids of the connections that still serve.</summary>
+    public IReadOnlyCollection<string> ClientIds => [.. _open.Keys.Where(static c => c.IsOpen).Select(static c => c.ClientId)];
 
     /// <summary>Takes a connection slot for an upgrade; false when draining or at <see cref="FrontendOptions.MaxConnections"/>.</summary>
     public bool TryReserve()
@@ -79,7 +82,7 @@ internal sealed partial class FrontendDrain(
         var drain = options.Value.DrainTimeout;
         var started = time.GetTimestamp();
         var connections = _open.Keys.ToList();
-        LogDraining(logger, connections.Count, router.HttpInFlight, drain);
+        LogDraining(logger, connections.Count, InFlight, drain);
         foreach (var connection in _open.Keys)
         {
             connection.BeginDrain((long)drain.TotalMilliseconds);
@@ -128,8 +131,8 @@ internal sealed partial class FrontendDrain(
 
     public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Draining: {Connections} connections and {Http} HTTP requests in flight get up to {Timeout} to finish")]
-    private static partial void LogDraining(ILogger logger, int connections, int http, TimeSpan timeout);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Draining: {Connections} connections and {Requests} requests in flight get up to {Timeout} to finish")]
+    private static partial void LogDraining(ILogger logger, int connections, int requests, TimeSpan timeout);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Drained {Connections} connections in {Ms:F0} ms; {Unfinished} requests were still in flight when the sockets closed")]
     private static partial void LogDrained(ILogger logger, int connections, double ms, int unfinished);

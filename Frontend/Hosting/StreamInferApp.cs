@@ -5,6 +5,7 @@ using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.KServe;
 using StreamInfer.Frontend.OpenAI;
 using StreamInfer.Frontend.Operations;
+using StreamInfer.Frontend.Requests;
 using StreamInfer.Frontend.WebSockets;
 using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Options;
@@ -41,7 +42,7 @@ public static class StreamInferApp
         }
         else
         {
-            // A cluster frontend (DESIGN §5): sockets only, an Orleans client of the silos.
+            // A cluster frontend: sockets only, an Orleans client of the silos.
             builder.UseOrleansClient(client =>
             {
                 client.UseStreamInferClustering(endpoint);
@@ -65,31 +66,7 @@ public static class StreamInferApp
         return app;
     }
 
-    /// <summary>While draining, new inference over HTTP is refused (503, retry elsewhere); health, metrics and operations
-    /// still answer, and requests already in flight finish.</summary>
-    private static Task RefuseInferenceWhileDraining(HttpContext context, Func<Task> next)
-    {
-        var path = context.Request.Path.Value ?? string.Empty;
-        if (HttpMethods.IsPost(context.Request.Method)
-            && IsInference(path.TrimEnd('/'))
-            && context.RequestServices.GetRequiredService<FrontendDrain>().IsDraining)
-        {
-            var error = new InferError(ErrorCode.ModelUnavailable, "this frontend is shutting down; send the request to another.", 1000);
-            return path.StartsWith("/v1/", StringComparison.OrdinalIgnoreCase)
-                ? OpenAIEndpoints.WriteErrorAsync(context, error, null)
-                : PredictEndpoint.WriteErrorAsync(context, error);
-        }
-
-        return next();
-    }
-
-    // Routing matches paths without regard to case, so this does too.
-    private static bool IsInference(string path)
-        => path.Equals("/predict", StringComparison.OrdinalIgnoreCase)
-            || path.StartsWith("/v1/", StringComparison.OrdinalIgnoreCase)
-            || path.EndsWith("/infer", StringComparison.OrdinalIgnoreCase);
-
-    /// <summary>The frontend's services: options, its identity, and the delivery router.</summary>
+    /// <summary>The frontend's services: options, its identity, the request lifecycle and the delivery router.</summary>
     public static IServiceCollection AddStreamInferFrontend(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddOptions<FrontendOptions>().Bind(configuration.GetSection(FrontendOptions.Section)).ValidateOnStart();
@@ -97,6 +74,9 @@ public static class StreamInferApp
         services.AddOptions<ClientSessionOptions>().Bind(configuration.GetSection(ClientSessionOptions.Section));
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<FrontendIdentity>();
+        services.AddSingleton<RequestTable>();
+        services.AddSingleton<RequestSubmitter>();
+        services.AddHostedService<RequestWatchdog>();
         services.AddSingleton<DeliveryRouter>();
         services.AddHostedService(sp => sp.GetRequiredService<DeliveryRouter>());
         services.AddHostedService<StreamInfer.Frontend.Operations.ReloadSignal>();
@@ -108,15 +88,15 @@ public static class StreamInferApp
         return services;
     }
 
-    /// <summary>Maps the public protocol's endpoints (DESIGN §2) for this stage.</summary>
+    /// <summary>Maps the public protocol's endpoints.</summary>
     public static WebApplication MapStreamInfer(this WebApplication app)
     {
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(30) });
-        app.Use(RefuseInferenceWhileDraining);
         app.Map("/ws", WebSocketEndpoint.HandleAsync);
-        app.MapPost("/predict", PredictEndpoint.HandleAsync);
-        app.MapKServe();
-        app.MapOpenAI();
+        var drain = app.Services.GetRequiredService<FrontendDrain>();
+        app.MapPost("/predict", PredictEndpoint.HandleAsync).AddEndpointFilter(new RefuseWhileDraining(drain, e => HttpErrors.Protocol(e)));
+        app.MapKServe().AddEndpointFilter(new RefuseWhileDraining(drain, e => HttpErrors.Protocol(e)));
+        app.MapOpenAI().AddEndpointFilter(new RefuseWhileDraining(drain, e => OpenAIErrors.Result(e)));
         app.MapModelAdmin();
         if (StreamInferDashboard.Enabled(app.Configuration))
         {

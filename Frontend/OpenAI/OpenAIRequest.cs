@@ -14,6 +14,9 @@ internal sealed record OpenAIRequest(string Model, string Prompt, GenerationOpti
     /// <summary>OpenAI's default <c>max_tokens</c> for legacy completions.</summary>
     public const int CompletionsDefaultMaxTokens = 16;
 
+    /// <summary>The request as the grid takes it: a prompt, without an id of the caller's.</summary>
+    public ClientFrame.Infer ToInfer() => new(string.Empty, Model, [], Prompt, Timeout, null, Generation, Stream);
+
     /// <summary>Parses a body; on failure returns the error and the parameter at fault.</summary>
     public static (OpenAIRequest? Request, InferError? Error, string? Param) Parse(ReadOnlyMemory<byte> body, bool chat)
     {

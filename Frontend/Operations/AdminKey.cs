@@ -17,19 +17,7 @@ internal static class AdminKey
     /// <summary>Requires the admin key (when configured) on every endpoint of <paramref name="builder"/>.</summary>
     public static TBuilder RequireAdminKey<TBuilder>(this TBuilder builder)
         where TBuilder : IEndpointConventionBuilder
-        => builder.AddEndpointFilter(async (context, next) =>
-        {
-            var key = context.HttpContext.RequestServices.GetRequiredService<IOptions<FrontendOptions>>().Value.AdminKey;
-            if (string.IsNullOrEmpty(key) || Presented(context.HttpContext.Request, key))
-            {
-                return await next(context);
-            }
-
-            // A browser answers this with its login prompt; the key goes in the password field.
-            context.HttpContext.Response.Headers.WWWAuthenticate = "Basic realm=\"StreamInfer\", charset=\"UTF-8\"";
-            await PredictEndpoint.WriteErrorAsync(context.HttpContext, new InferError(ErrorCode.Unauthorized, "this endpoint needs the admin key: 'Authorization: Bearer <key>', or HTTP Basic with the key as password."));
-            return Results.Empty;
-        });
+        => builder.AddEndpointFilter<TBuilder, Filter>();
 
     /// <summary>Whether the request carries <paramref name="key"/> (compared in constant time).</summary>
     internal static bool Presented(HttpRequest request, string key)
@@ -55,5 +43,22 @@ internal static class AdminKey
         }
 
         return given is not null && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given), Encoding.UTF8.GetBytes(key));
+    }
+
+    private sealed class Filter(IOptions<FrontendOptions> options) : IEndpointFilter
+    {
+        public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+        {
+            var key = options.Value.AdminKey;
+            if (string.IsNullOrEmpty(key) || Presented(context.HttpContext.Request, key))
+            {
+                return await next(context);
+            }
+
+            // A browser answers this with its login prompt; the key goes in the password field.
+            context.HttpContext.Response.Headers.WWWAuthenticate = "Basic realm=\"StreamInfer\", charset=\"UTF-8\"";
+            await HttpErrors.WriteAsync(context.HttpContext, new InferError(ErrorCode.Unauthorized, "this endpoint needs the admin key: 'Authorization: Bearer <key>', or HTTP Basic with the key as password."));
+            return Results.Empty;
+        }
     }
 }

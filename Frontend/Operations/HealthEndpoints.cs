@@ -33,7 +33,7 @@ internal static class HealthEndpoints
         catch (Exception ex) when (ex is not OperationCanceledException || !context.RequestAborted.IsCancellationRequested)
         {
             // No silo answers (a cluster frontend before its silos, or while they move): not ready.
-            await PredictEndpoint.WriteErrorAsync(context, new InferError(ErrorCode.ModelUnavailable, $"no silo answered: {ex.Message}", 1000));
+            await HttpErrors.WriteAsync(context, new InferError(ErrorCode.ModelUnavailable, $"no silo answered: {ex.Message}", 1000));
             return;
         }
 

@@ -41,7 +41,7 @@ internal static class ModelAdminEndpoints
         catch (Exception ex)
         {
             // Membership lives in Redis: while it is unreachable (or no silo answers) say so, as a 503.
-            await PredictEndpoint.WriteErrorAsync(context, new InferError(ErrorCode.ModelUnavailable, $"the cluster's membership could not be read: {ex.GetType().Name}."));
+            await HttpErrors.WriteAsync(context, new InferError(ErrorCode.ModelUnavailable, $"the cluster's membership could not be read: {ex.GetType().Name}."));
             return;
         }
 
@@ -96,7 +96,7 @@ internal static class ModelAdminEndpoints
 
         if (string.IsNullOrWhiteSpace(version))
         {
-            await PredictEndpoint.WriteErrorAsync(context, new InferError(ErrorCode.BadRequest, "the body must be {\"version\": \"<a version folder of the model>\"}."));
+            await HttpErrors.WriteAsync(context, new InferError(ErrorCode.BadRequest, "the body must be {\"version\": \"<a version folder of the model>\"}."));
             return;
         }
 
@@ -131,7 +131,7 @@ internal static class ModelAdminEndpoints
             return true;
         }
 
-        await PredictEndpoint.WriteErrorAsync(context, new InferError(ErrorCode.UnknownModel, $"no model named '{name}' is served."));
+        await HttpErrors.WriteAsync(context, new InferError(ErrorCode.UnknownModel, $"no model named '{name}' is served."));
         return false;
     }
 }

@@ -1,21 +1,22 @@
 using System.Collections.Immutable;
+using StreamInfer.Frontend.Requests;
 
 namespace StreamInfer.Frontend.Routing;
 
 /// <summary>
 /// Follows the cluster's membership from the frontend (a co-hosted silo's or a client's view alike, through the
 /// management grain, once per <see cref="PollInterval"/>). When a silo that was in the cluster is declared dead, the
-/// requests its batchers held end at once with <c>model_unavailable</c> (<see cref="DeliveryRouter.FailSilo"/>) instead
+/// requests its batchers held end at once with <c>model_unavailable</c> (<see cref="RequestSubmitter.FailSilo"/>) instead
 /// of waiting for the watchdog: their answers cannot come.
 /// </summary>
-internal sealed partial class ClusterWatch(IClusterClient client, DeliveryRouter router, TimeProvider time, ILogger<ClusterWatch> logger) : BackgroundService
+internal sealed partial class ClusterWatch(IClusterClient client, RequestSubmitter submitter, TimeProvider time, ILogger<ClusterWatch> logger) : BackgroundService
 {
     /// <summary>How often membership is read.</summary>
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
 
     // The management grain may sit on the silo that just died, or the call may go through its gateway: such a read is
     // not answered for the client's whole response timeout (30 s), and a dead silo's requests would wait that long to
-    // be ended. Give up on it and read again; the grain moves once the death is declared (ClusterFaultTests saw it).
+    // be ended. Give up on it and read again; the grain moves once the death is declared.
     private static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(2);
 
     private ImmutableArray<SiloView> _silos = [];
@@ -47,7 +48,7 @@ internal sealed partial class ClusterWatch(IClusterClient client, DeliveryRouter
                 foreach (var lost in alive.Where(name => !now.Contains(name)).ToList())
                 {
                     alive.Remove(lost);
-                    router.FailSilo(lost);
+                    LogSiloLost(logger, lost, submitter.FailSilo(lost));
                 }
 
                 alive.UnionWith(now);
@@ -60,6 +61,9 @@ internal sealed partial class ClusterWatch(IClusterClient client, DeliveryRouter
         }
         while (await timer.WaitForNextTickAsync(stoppingToken));
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Silo {Silo} left the cluster: its requests end with model_unavailable ({Requests} here)")]
+    private static partial void LogSiloLost(ILogger logger, string silo, int requests);
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Reading cluster membership failed: {Reason}")]
     private static partial void LogReadFailed(ILogger logger, string reason);

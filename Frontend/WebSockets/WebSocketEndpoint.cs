@@ -1,56 +1,42 @@
 using Microsoft.Extensions.Options;
-using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Http;
-using StreamInfer.Grains.Options;
+using StreamInfer.Frontend.Requests;
 
 namespace StreamInfer.Frontend.WebSockets;
+
+/// <summary>What <c>/ws</c> takes (as <c>[AsParameters]</c>).</summary>
+internal readonly record struct WebSocketServices(
+    RequestSubmitter Submitter,
+    FrontendDrain Drain,
+    IOptions<FrontendOptions> Options,
+    TimeProvider Time,
+    ILogger<ClientConnection> Logger);
 
 /// <summary><c>/ws</c>: each WebSocket connection is one client with a session grain of its own, up to
 /// <see cref="FrontendOptions.MaxConnections"/> per frontend.</summary>
 internal static class WebSocketEndpoint
 {
-    public static async Task HandleAsync(
-        HttpContext context,
-        IClusterClient client,
-        DeliveryRouter router,
-        FrontendIdentity identity,
-        IOptions<FrontendOptions> options,
-        IOptions<ClientSessionOptions> sessionOptions,
-        FrontendDrain drain,
-        TimeProvider time,
-        ILoggerFactory loggers)
+    public static async Task<IResult> HandleAsync(HttpContext context, [AsParameters] WebSocketServices services)
     {
         if (!context.WebSockets.IsWebSocketRequest)
         {
-            context.Response.StatusCode = StatusCodes.Status400BadRequest;
-            await context.Response.WriteAsJsonAsync(new { error = new { code = "bad_request", message = "/ws takes WebSocket upgrade requests only." } });
-            return;
+            return TypedResults.BadRequest(new { error = new { code = "bad_request", message = "/ws takes WebSocket upgrade requests only." } });
         }
 
+        var drain = services.Drain;
         if (!drain.TryReserve())
         {
             // Refused before the upgrade, so the client sees an HTTP status it can act on: another frontend, or later.
-            var error = drain.IsDraining
+            return HttpErrors.Protocol(drain.IsDraining
                 ? new InferError(ErrorCode.ModelUnavailable, "this frontend is shutting down; connect to another.", 1000)
-                : new InferError(ErrorCode.Overloaded, $"this frontend holds its maximum of {options.Value.MaxConnections} connections; connect to another, or retry later.", 1000);
-            await PredictEndpoint.WriteErrorAsync(context, error);
-            return;
+                : new InferError(ErrorCode.Overloaded, $"this frontend holds its maximum of {services.Options.Value.MaxConnections} connections; connect to another, or retry later.", 1000));
         }
 
         try
         {
             using var socket = await context.WebSockets.AcceptWebSocketAsync();
-            using var connection = new ClientConnection(
-                socket,
-                $"ws-{Guid.NewGuid():N}",
-                client,
-                router,
-                identity,
-                options.Value,
-                sessionOptions.Value,
-                time,
-                loggers.CreateLogger<ClientConnection>());
+            using var connection = new ClientConnection(socket, $"ws-{Guid.NewGuid():N}", services.Submitter, services.Options.Value, services.Time, services.Logger);
             drain.Opened(connection);
             try
             {
@@ -65,5 +51,7 @@ internal static class WebSocketEndpoint
         {
             drain.Release();
         }
+
+        return Results.Empty;
     }
 }

@@ -28,7 +28,7 @@ public sealed class HttpErrorMappingTests
         using var body = new MemoryStream();
         context.Response.Body = body;
 
-        await PredictEndpoint.WriteErrorAsync(context, new InferError(ErrorCode.RateLimited, "slow down", 1500), "r9");
+        await HttpErrors.Protocol(new InferError(ErrorCode.RateLimited, "slow down", 1500), "r9").ExecuteAsync(context);
 
         Assert.Equal(429, context.Response.StatusCode);
         Assert.Equal("2", context.Response.Headers.RetryAfter.ToString());

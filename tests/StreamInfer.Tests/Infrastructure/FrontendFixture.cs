@@ -5,7 +5,6 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using StreamInfer.Frontend.Hosting;
-using StreamInfer.Frontend.Routing;
 using StreamInfer.Grains.Placement;
 using StreamInfer.Tests.Grains.Models.Decoding;
 
@@ -32,7 +31,7 @@ public sealed class FrontendFixture : IAsyncLifetime
     public IClusterClient Client => App.Services.GetRequiredService<IClusterClient>();
 
     /// <summary>The session ids of the WebSocket clients connected right now.</summary>
-    internal IReadOnlyCollection<string> ConnectedClients => App.Services.GetRequiredService<DeliveryRouter>().ClientIds;
+    internal IReadOnlyCollection<string> ConnectedClients => App.Services.GetRequiredService<FrontendDrain>().ClientIds;
 
     /// <summary>The session id of the one WebSocket client that connected since <paramref name="before"/> was taken.</summary>
     internal async Task<string> NewClientIdAsync(IReadOnlySet<string> before)

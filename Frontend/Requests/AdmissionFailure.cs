@@ -1,4 +1,4 @@
-namespace StreamInfer.Frontend.Routing;
+namespace StreamInfer.Frontend.Requests;
 
 /// <summary>What a client is told when the call that admits its request fails (rather than refuses).</summary>
 internal static class AdmissionFailure

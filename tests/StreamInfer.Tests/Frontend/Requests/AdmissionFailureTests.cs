@@ -1,6 +1,6 @@
-using StreamInfer.Frontend.Routing;
+using StreamInfer.Frontend.Requests;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Requests;
 
 public sealed class AdmissionFailureTests
 {

@@ -1,0 +1,228 @@
+using System.Buffers.Binary;
+using System.Collections.Immutable;
+using System.Text.Json;
+
+namespace StreamInfer.Frontend.Protocol;
+
+/// <summary>Parses the tensors of a request's <c>inputs</c>; every failure is a message that names the input at fault.</summary>
+internal static class TensorParser
+{
+    /// <summary>
+    /// Parses <c>inputs</c> in either form: an object of named tensors (<c>{"x": {"dtype", "shape", "data"}}</c>) or
+    /// the KServe v2 array (<c>[{"name", "datatype", "shape", "data"}]</c>).
+    /// </summary>
+    internal static (ImmutableArray<NamedTensor> Inputs, string? Error) ParseInputs(JsonElement inputsElement)
+    {
+        var builder = ImmutableArray.CreateBuilder<NamedTensor>();
+        string? Add(string name, JsonElement tensorElement)
+        {
+            if (builder.Any(t => t.Name == name))
+            {
+                return $"input '{name}' is given more than once.";
+            }
+
+            var (tensor, error) = ParseTensor(name, tensorElement);
+            if (error is not null)
+            {
+                return error;
+            }
+
+            builder.Add(new NamedTensor(name, tensor!));
+            return null;
+        }
+
+        if (inputsElement.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var property in inputsElement.EnumerateObject())
+            {
+                if (Add(property.Name, property.Value) is { } error)
+                {
+                    return (default, error);
+                }
+            }
+        }
+        else if (inputsElement.ValueKind == JsonValueKind.Array)
+        {
+            var index = 0;
+            foreach (var item in inputsElement.EnumerateArray())
+            {
+                if (item.ValueKind != JsonValueKind.Object || !item.TryGetProperty("name", out var nameElement)
+                    || nameElement.ValueKind != JsonValueKind.String || nameElement.GetString() is not { Length: > 0 } name)
+                {
+                    return (default, $"inputs[{index}] must be a tensor object with a non-empty 'name'.");
+                }
+
+                if (Add(name, item) is { } error)
+                {
+                    return (default, error);
+                }
+
+                index++;
+            }
+        }
+        else
+        {
+            return (default, "'inputs' must be an object of named tensors or an array of tensors with names.");
+        }
+
+        return (builder.ToImmutable(), null);
+    }
+
+    /// <summary>Parses <c>{"dtype": "...", "shape": [...], "data": [...]}</c>; <c>data</c> may be flat or nested.</summary>
+    internal static (Tensor? Tensor, string? Error) ParseTensor(string name, JsonElement element)
+    {
+        if (element.ValueKind != JsonValueKind.Object)
+        {
+            return (null, $"input '{name}': a tensor must be an object with 'dtype' (or 'datatype'), 'shape' and 'data'.");
+        }
+
+        if (!element.TryGetProperty("dtype", out var dtypeElement) && !element.TryGetProperty("datatype", out dtypeElement))
+        {
+            return (null, $"input '{name}': 'dtype' is missing.");
+        }
+
+        if (!TensorTypes.TryParse(dtypeElement.ValueKind == JsonValueKind.String ? dtypeElement.GetString() : null, out var type))
+        {
+            return (null, $"input '{name}': unknown dtype {dtypeElement.GetRawText()} (known: float32, float16, float64, int64, int32, int16, int8, uint8, bool, string).");
+        }
+
+        if (!element.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
+        {
+            return (null, $"input '{name}': 'shape' must be an array of non-negative integers.");
+        }
+
+        var shape = ImmutableArray.CreateBuilder<long>(shapeElement.GetArrayLength());
+        long count = 1;
+        foreach (var d in shapeElement.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var dim) || dim < 0)
+            {
+                return (null, $"input '{name}': 'shape' must be an array of non-negative integers; got {shapeElement.GetRawText()}.");
+            }
+
+            shape.Add(dim);
+            count = dim == 0 ? 0 : (count > int.MaxValue / dim ? long.MaxValue : count * dim);
+        }
+
+        if (!element.TryGetProperty("data", out var dataElement) || dataElement.ValueKind != JsonValueKind.Array)
+        {
+            return (null, $"input '{name}': 'data' must be an array.");
+        }
+
+        var values = new List<JsonElement>();
+        Flatten(dataElement, values);
+        if (values.Count != count)
+        {
+            return (null, $"input '{name}': shape [{string.Join(',', shape)}] needs {(count == long.MaxValue ? "too many" : count.ToString(System.Globalization.CultureInfo.InvariantCulture))} elements, data has {values.Count}.");
+        }
+
+        if (type == TensorElementType.String)
+        {
+            var strings = ImmutableArray.CreateBuilder<string>(values.Count);
+            for (var i = 0; i < values.Count; i++)
+            {
+                if (values[i].ValueKind != JsonValueKind.String)
+                {
+                    return (null, ElementError(name, i, type, values[i]));
+                }
+
+                strings.Add(values[i].GetString()!);
+            }
+
+            return (new Tensor(type, shape.ToImmutable(), [], strings.MoveToImmutable()), null);
+        }
+
+        var size = type.ElementSize();
+        var data = new byte[values.Count * size];
+        for (var i = 0; i < values.Count; i++)
+        {
+            if (!TryWriteElement(type, values[i], data.AsSpan(i * size, size)))
+            {
+                return (null, ElementError(name, i, type, values[i]));
+            }
+        }
+
+        return (new Tensor(type, shape.ToImmutable(), data, []), null);
+    }
+
+    private static void Flatten(JsonElement array, List<JsonElement> into)
+    {
+        foreach (var item in array.EnumerateArray())
+        {
+            if (item.ValueKind == JsonValueKind.Array)
+            {
+                Flatten(item, into);
+            }
+            else
+            {
+                into.Add(item);
+            }
+        }
+    }
+
+    private static bool TryWriteElement(TensorElementType type, JsonElement value, Span<byte> into)
+    {
+        if (type == TensorElementType.Bool)
+        {
+            if (value.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                return false;
+            }
+
+            into[0] = value.ValueKind == JsonValueKind.True ? (byte)1 : (byte)0;
+            return true;
+        }
+
+        if (value.ValueKind != JsonValueKind.Number)
+        {
+            return false;
+        }
+
+        switch (type)
+        {
+            case TensorElementType.Float32 when value.TryGetSingle(out var f) && float.IsFinite(f):
+                BinaryPrimitives.WriteSingleLittleEndian(into, f);
+                return true;
+            case TensorElementType.Float64 when value.TryGetDouble(out var d) && double.IsFinite(d):
+                BinaryPrimitives.WriteDoubleLittleEndian(into, d);
+                return true;
+            case TensorElementType.Float16 when value.TryGetDouble(out var h) && Math.Abs(h) <= 65504:
+                BinaryPrimitives.WriteHalfLittleEndian(into, (Half)h);
+                return true;
+            case TensorElementType.Int64 when value.TryGetInt64(out var l):
+                BinaryPrimitives.WriteInt64LittleEndian(into, l);
+                return true;
+            case TensorElementType.Int32 when value.TryGetInt32(out var i):
+                BinaryPrimitives.WriteInt32LittleEndian(into, i);
+                return true;
+            case TensorElementType.Int16 when value.TryGetInt16(out var s):
+                BinaryPrimitives.WriteInt16LittleEndian(into, s);
+                return true;
+            case TensorElementType.Int8 when value.TryGetSByte(out var sb):
+                into[0] = unchecked((byte)sb);
+                return true;
+            case TensorElementType.UInt8 when value.TryGetByte(out var b):
+                into[0] = b;
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private static string ElementError(string name, int index, TensorElementType type, JsonElement value)
+    {
+        var raw = value.GetRawText();
+        return $"input '{name}': element {index} ({(raw.Length > 32 ? raw[..32] + "..." : raw)}) is not a valid {type.ToWire()}.";
+    }
+
+    /// <summary>Names a JSON value's kind, for an error message.</summary>
+    internal static string Describe(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "a boolean",
+        JsonValueKind.Null => "null",
+        _ => kind.ToString(),
+    };
+}

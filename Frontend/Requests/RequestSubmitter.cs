@@ -1,0 +1,173 @@
+using Microsoft.Extensions.Options;
+using StreamInfer.Frontend.Hosting;
+using StreamInfer.Frontend.Protocol;
+using StreamInfer.Frontend.Routing;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Frontend.Requests;
+
+/// <summary>
+/// Takes every request, whatever API it came by, through its client's session grain: registers it in the
+/// <see cref="RequestTable"/> with its watchdog time, admits it, cancels it, and releases at the session what the
+/// watchdog or a silo's loss ended here.
+/// </summary>
+internal sealed partial class RequestSubmitter(
+    IGrainFactory grains,
+    RequestTable table,
+    FrontendIdentity identity,
+    IOptions<FrontendOptions> options,
+    IOptions<ClientSessionOptions> sessionOptions,
+    TimeProvider time,
+    ILogger<RequestSubmitter> logger)
+{
+    /// <summary>
+    /// Registers a request of session <paramref name="sessionId"/>, known to its client as <paramref name="id"/> and in
+    /// the grid as <paramref name="gridId"/> (unique within the session). Until the admission says which deadline
+    /// applied (the model's default may differ from the session's), the watchdog allows the longest there is.
+    /// </summary>
+    public InFlightRequest Begin(string sessionId, string gridId, string id, ClientFrame.Infer infer, bool streams, IRequestListener listener)
+    {
+        var now = time.GetTimestamp();
+        return table.Add(new RequestKey(sessionId, gridId), id, infer.Prompt is not null, streams, now, WatchdogAt(now, infer.Timeout ?? sessionOptions.Value.MaxTimeout), listener);
+    }
+
+    /// <summary>Admits a request through its session; a refusal or a failed call ends it. True when admitted.</summary>
+    public async Task<bool> SubmitAsync(InFlightRequest request, ClientFrame.Infer infer)
+    {
+        try
+        {
+            var admission = await Session(request).SubmitAsync(new InferRequest(request.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer));
+            request.WatchdogAt = WatchdogAt(request.SubmittedAt, admission.Timeout ?? infer.Timeout ?? sessionOptions.Value.DefaultTimeout);
+            request.Silo = admission.Silo;
+            if (admission.Warning is { } warning)
+            {
+                request.Warn(warning);
+            }
+
+            if (admission.Error is { } error)
+            {
+                request.TryEnd(RequestOutcome.Failed(error));
+                return false;
+            }
+
+            if (request.IsCancelling)
+            {
+                // The client's cancel may have reached the session before this submit did (both are sent without
+                // waiting), found nothing to cancel, and ended the request here: cancel again now that it is admitted.
+                _ = ReleaseAsync(request);
+            }
+
+            return true;
+        }
+        catch (Exception ex)
+        {
+            LogSubmitFailed(logger, ex, request.Key.Session, request.Id);
+            if (request.TryEnd(RequestOutcome.Failed(AdmissionFailure.From(ex))))
+            {
+                // The session may have admitted it before the failure reached us: release it there too.
+                _ = ReleaseAsync(request);
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>The client cancels: the request is cancelled at its session, then ends with <paramref name="outcome"/>
+    /// unless its answer came first. Repeated cancels of one request cost nothing.</summary>
+    public async Task CancelAsync(InFlightRequest request, RequestOutcome outcome)
+    {
+        if (request.TryMarkCancelling())
+        {
+            await ReleaseAsync(request);
+            request.TryEnd(outcome);
+        }
+    }
+
+    /// <summary>The caller is gone: the request ends without an answer and is cancelled at its session.</summary>
+    public void Abandon(InFlightRequest request)
+    {
+        request.TryMarkCancelling();
+        if (request.TryEnd(RequestOutcome.Gone))
+        {
+            _ = ReleaseAsync(request);
+        }
+    }
+
+    /// <summary>A client's connection ended: its session cancels whatever of it is still in the grid.</summary>
+    public async Task CloseSessionAsync(string sessionId)
+    {
+        try
+        {
+            await grains.GetGrain<IClientSessionGrain>(sessionId).CloseAsync();
+        }
+        catch (Exception ex)
+        {
+            LogCloseFailed(logger, ex, sessionId);
+        }
+    }
+
+    /// <summary>Ends, with <c>deadline_exceeded</c>, requests whose answer is overdue past the watchdog grace.</summary>
+    public void ExpireOverdue()
+    {
+        var now = time.GetTimestamp();
+        foreach (var request in table.All)
+        {
+            if (request.WatchdogAt <= now
+                && request.TryEnd(RequestOutcome.Failed(new InferError(ErrorCode.DeadlineExceeded, "no answer arrived within the request's deadline."))))
+            {
+                _ = ReleaseAsync(request);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A silo was declared dead: every request its batchers held ends now with <c>model_unavailable</c> (the client may
+    /// retry at once: new requests go to the silos left), and so does every one whose admission has not answered: a
+    /// call in flight through the dead silo's gateway is never answered, and which gateway a call took is not known here.
+    /// </summary>
+    public int FailSilo(string silo)
+    {
+        var outcome = RequestOutcome.Failed(new InferError(ErrorCode.ModelUnavailable, $"silo '{silo}', which was running this request, left the cluster; retry."));
+        var failed = 0;
+        foreach (var request in table.All)
+        {
+            if ((request.Silo is null || request.Silo == silo) && request.TryEnd(outcome))
+            {
+                _ = ReleaseAsync(request);
+                failed++;
+            }
+        }
+
+        return failed;
+    }
+
+    private long WatchdogAt(long from, TimeSpan timeout)
+    {
+        var max = sessionOptions.Value.MaxTimeout;
+        timeout = timeout < max ? timeout : max;
+        return from + (long)((timeout + options.Value.WatchdogGrace).TotalSeconds * time.TimestampFrequency);
+    }
+
+    private IClientSessionGrain Session(InFlightRequest request) => grains.GetGrain<IClientSessionGrain>(request.Key.Session);
+
+    private async Task ReleaseAsync(InFlightRequest request)
+    {
+        try
+        {
+            await Session(request).CancelAsync(request.GridId);
+        }
+        catch (Exception ex)
+        {
+            LogCancelFailed(logger, ex, request.Key.Session, request.GridId);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Closing the session of client {ClientId} failed")]
+    private static partial void LogCloseFailed(ILogger logger, Exception ex, string clientId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId}: submitting request {RequestId} failed")]
+    private static partial void LogSubmitFailed(ILogger logger, Exception ex, string clientId, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId}: cancelling request {RequestId} failed")]
+    private static partial void LogCancelFailed(ILogger logger, Exception ex, string clientId, string requestId);
+}

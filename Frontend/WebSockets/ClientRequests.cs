@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using StreamInfer.Frontend.Protocol;
+using StreamInfer.Frontend.Requests;
+
+namespace StreamInfer.Frontend.WebSockets;
+
+/// <summary>
+/// The requests of one WebSocket client: each frame goes through the parser to the shared request lifecycle, and each
+/// request's tokens and end come back as frames through the connection's <see cref="FrameOutbox"/>. A request id is in
+/// flight at most once per connection; in the grid it is known by a per-admission id, <c>{id}#{sequence}</c>, so that
+/// an answer that arrives late for an earlier use of the same id can never end a later request that reuses it.
+/// </summary>
+internal sealed partial class ClientRequests(string clientId, RequestSubmitter submitter, FrameOutbox outbox, SemaphoreSlim submitGate, ILogger logger)
+    : IRequestListener
+{
+    private readonly ConcurrentDictionary<string, InFlightRequest> _pending = new(StringComparer.Ordinal);
+
+    private long _sequence;
+    private volatile bool _draining;
+
+    /// <summary>Requests the client has sent.</summary>
+    public long Sent => Interlocked.Read(ref _sequence);
+
+    /// <summary>From now on new requests are refused: the frontend is shutting down.</summary>
+    public void BeginDrain() => _draining = true;
+
+    /// <summary>Handles one text frame from the client.</summary>
+    public async Task HandleAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
+    {
+        ClientFrame parsed;
+        try
+        {
+            parsed = RequestParser.Parse(frame);
+        }
+        catch (Exception ex)
+        {
+            // The parser answers bad input itself; this is the backstop that keeps one frame from closing the connection.
+            LogParseFailed(logger, ex, clientId);
+            outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.BadRequest, "the frame could not be read.")));
+            return;
+        }
+
+        switch (parsed)
+        {
+            case ClientFrame.Invalid invalid:
+                outbox.Send(FrameWriter.Error(invalid.Id, new InferError(invalid.Code, invalid.Message)));
+                break;
+
+            case ClientFrame.Cancel cancel when _pending.TryGetValue(cancel.Id, out var request):
+                _ = submitter.CancelAsync(request, RequestOutcome.CancelledByClient);
+                break;
+
+            case ClientFrame.Cancel cancel:
+                outbox.Send(FrameWriter.Error(cancel.Id, new InferError(ErrorCode.BadRequest, $"no request with id '{cancel.Id}' is in flight.")));
+                break;
+
+            case ClientFrame.Infer infer when _draining:
+                outbox.Send(FrameWriter.Error(infer.Id, new InferError(ErrorCode.ModelUnavailable, "this frontend is shutting down; send it again on a connection to another frontend.", 1000)));
+                break;
+
+            case ClientFrame.Infer infer when _pending.ContainsKey(infer.Id):
+                outbox.Send(FrameWriter.Error(infer.Id, new InferError(ErrorCode.BadRequest, $"a request with id '{infer.Id}' is already in flight on this connection.")));
+                break;
+
+            case ClientFrame.Infer infer:
+                await SubmitAsync(infer, cancellationToken);
+                break;
+        }
+    }
+
+    /// <summary>The connection ended: its requests end unanswered (its session cancels their work).</summary>
+    public void Close()
+    {
+        foreach (var (_, request) in _pending)
+        {
+            request.TryEnd(RequestOutcome.Gone);
+        }
+    }
+
+    private async Task SubmitAsync(ClientFrame.Infer infer, CancellationToken cancellationToken)
+    {
+        // Only this loop adds, so the id checked free above is still free; an end may remove it at any time.
+        var request = submitter.Begin(clientId, $"{infer.Id}#{Interlocked.Increment(ref _sequence)}", infer.Id, infer, infer.Stream, this);
+        _pending[infer.Id] = request;
+        if (request.IsEnded)
+        {
+            _pending.TryRemove(KeyValuePair.Create(infer.Id, request));
+            return;
+        }
+
+        await submitGate.WaitAsync(cancellationToken);
+        _ = AdmitAsync(request, infer);
+    }
+
+    private async Task AdmitAsync(InFlightRequest request, ClientFrame.Infer infer)
+    {
+        try
+        {
+            await submitter.SubmitAsync(request, infer);
+        }
+        finally
+        {
+            submitGate.Release();
+        }
+    }
+
+    void IRequestListener.OnWarning(InFlightRequest request, BacklogWarning warning)
+        => outbox.Send(FrameWriter.Warning(warning.Backlog, warning.Capacity, $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less."));
+
+    void IRequestListener.OnToken(InFlightRequest request, GeneratedToken token, DateTimeOffset producedAt)
+        => outbox.Send(FrameWriter.Token(request.Id, token), producedAt);
+
+    void IRequestListener.OnEnd(InFlightRequest request, RequestOutcome outcome, DateTimeOffset producedAt)
+    {
+        _pending.TryRemove(KeyValuePair.Create(request.Id, request));
+        if (outcome.Abandoned)
+        {
+            return;
+        }
+
+        byte[] frame;
+        try
+        {
+            frame = EndFrame(request, outcome);
+        }
+        catch (Exception ex)
+        {
+            // An output the protocol cannot carry must still end the request, not leave the client waiting.
+            LogWriteFailed(logger, ex, clientId, request.Id);
+            frame = FrameWriter.Error(request.Id, new InferError(ErrorCode.Internal, "the result could not be encoded as JSON."));
+        }
+
+        outbox.Send(frame, producedAt);
+    }
+
+    /// <summary>The end's frame. A cancelled text request ends as generations do, with what it produced so far; other
+    /// cancelled requests with a <c>cancelled</c> error.</summary>
+    private static byte[] EndFrame(InFlightRequest request, RequestOutcome outcome) => outcome switch
+    {
+        { Result: { } result } => FrameWriter.Result(request.Id, result),
+        { Done: { } done } => FrameWriter.Done(request.Id, done.FinishReason, done.PromptTokens, done.CompletionTokens, done.ModelVersion, done.Text, done),
+        { Cancelled: true } when request.IsText => FrameWriter.Done(request.Id, FinishReasons.Cancelled, 0, request.Tokens, null, request.GatheredText, null),
+        { Cancelled: true } => FrameWriter.Error(request.Id, new InferError(ErrorCode.Cancelled, "cancelled by the client.")),
+        _ => FrameWriter.Error(request.Id, outcome.Error!),
+    };
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Client {ClientId}: the answer to {RequestId} could not be written")]
+    private static partial void LogWriteFailed(ILogger logger, Exception ex, string clientId, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Client {ClientId}: a frame could not be parsed")]
+    private static partial void LogParseFailed(ILogger logger, Exception ex, string clientId);
+}
