@@ -351,6 +351,9 @@ public sealed class OnnxDecoderModel : IInferenceModel
         return null;
     }
 
+    /// <summary>Warms prefill and decode at <paramref name="batchSize"/> sequences (see <see cref="WarmUp(IReadOnlyList{int}, int)"/>).</summary>
+    public string? WarmUp(int batchSize) => WarmUp([batchSize]);
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)

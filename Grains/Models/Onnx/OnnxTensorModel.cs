@@ -24,18 +24,20 @@ internal sealed class OnnxTensorModel : IBatchModel
     private readonly string[] _outputNames;
     private readonly PinnedBuffer[] _staging;
     private readonly string _expected;
+    private readonly IReadOnlyDictionary<string, long>? _warmupDims;
 
     // Scratch for the copy plan; Run is only ever called on the device's own thread.
     private readonly List<Run> _runs = [];
     private int _disposed;
 
-    private OnnxTensorModel(string name, string version, InferenceSession session, TensorSignature signature, ModelOptions options)
+    private OnnxTensorModel(ModelDefinition definition, InferenceSession session, TensorSignature signature)
     {
-        Name = name;
-        Version = version;
+        Name = definition.Name;
+        Version = definition.Version;
         _session = session;
         _signature = signature;
-        _options = options;
+        _options = definition.Options;
+        _warmupDims = definition.Config.WarmupDims;
         _inputNames = [.. signature.Inputs.Select(i => i.Name)];
         _outputNames = [.. signature.Outputs.Select(o => o.Name)];
         _staging = [.. signature.Inputs.Select(_ => new PinnedBuffer())];
@@ -78,54 +80,47 @@ internal sealed class OnnxTensorModel : IBatchModel
             return null;
         }
 
-        return new OnnxTensorModel(definition.Name, definition.Version, session, signature, definition.Options);
+        return new OnnxTensorModel(definition, session, signature);
     }
 
     /// <summary>
-    /// Runs the model at each batch size it will see (dynamic axes at their <c>warmup_dims</c> size, or 1) so that no
-    /// client pays a first run's cost, and checks that every output carries the batch on its first axis. Returns an
-    /// error message, or null. Device thread only.
+    /// Runs the model at <paramref name="batchSize"/> rows (dynamic axes at their <c>warmup_dims</c> size, or 1), and
+    /// checks that every output carries the batch on its first axis. Returns an error message, or null. Device thread only.
     /// </summary>
-    public string? WarmUp(IReadOnlyList<int> batchSizes, IReadOnlyDictionary<string, long>? dims)
+    public string? WarmUp(int batchSize)
     {
-        foreach (var size in batchSizes)
+        var inputs = ImmutableArray.CreateBuilder<NamedTensor>();
+        foreach (var slot in _signature.Inputs)
         {
-            var inputs = ImmutableArray.CreateBuilder<NamedTensor>();
-            for (var i = 0; i < _signature.Inputs.Length; i++)
+            var shape = ImmutableArray.CreateBuilder<long>(slot.Rank);
+            shape.Add(batchSize);
+            for (var k = 1; k < slot.Rank; k++)
             {
-                var slot = _signature.Inputs[i];
-                var shape = ImmutableArray.CreateBuilder<long>(slot.Rank);
-                shape.Add(size);
-                for (var k = 1; k < slot.Rank; k++)
-                {
-                    shape.Add(slot.Dims[k] >= 0 ? slot.Dims[k] : dims?.GetValueOrDefault(slot.Axes[k]!, 1) ?? 1);
-                }
-
-                var count = shape.Aggregate(1L, (a, b) => a * b);
-                var tensor = slot.Type == TensorElementType.String
-                    ? new Tensor(slot.Type, shape.ToImmutable(), [], [.. Enumerable.Repeat(string.Empty, (int)count)])
-                    : new Tensor(slot.Type, shape.ToImmutable(), new byte[count * slot.Type.ElementSize()], []);
-                inputs.Add(new NamedTensor(slot.Name, tensor));
+                shape.Add(slot.Dims[k] >= 0 ? slot.Dims[k] : _warmupDims?.GetValueOrDefault(slot.Axes[k]!, 1) ?? 1);
             }
 
-            var request = new InferRequest("warmup", Name, inputs.ToImmutable(), null, null, string.Empty);
-            var started = Stopwatch.GetTimestamp();
-            try
-            {
-                var outcome = Run([request])[0];
-                if (outcome.Error is { } error)
-                {
-                    return $"warm-up at batch size {size} failed: {error.Message}";
-                }
-            }
-            catch (Exception ex) when (ex is OnnxRuntimeException or InvalidOperationException)
-            {
-                return $"warm-up at batch size {size} failed: {ex.Message.Trim()}";
-            }
-
-            WarmBatchMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            var count = shape.Aggregate(1L, (a, b) => a * b);
+            var tensor = slot.Type == TensorElementType.String
+                ? new Tensor(slot.Type, shape.ToImmutable(), [], [.. Enumerable.Repeat(string.Empty, (int)count)])
+                : new Tensor(slot.Type, shape.ToImmutable(), new byte[count * slot.Type.ElementSize()], []);
+            inputs.Add(new NamedTensor(slot.Name, tensor));
         }
 
+        var request = new InferRequest("warmup", Name, inputs.ToImmutable(), null, null, string.Empty);
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            if (Run([request])[0].Error is { } error)
+            {
+                return $"warm-up at batch size {batchSize} failed: {error.Message}";
+            }
+        }
+        catch (Exception ex) when (ex is OnnxRuntimeException or InvalidOperationException)
+        {
+            return $"warm-up at batch size {batchSize} failed: {ex.Message.Trim()}";
+        }
+
+        WarmBatchMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         return null;
     }
 
