@@ -108,9 +108,9 @@ public sealed class DecodeSequence
             return;
         }
 
-        // The whole of what the sequence may hold, at once: it is what admission reserved, and growing by doubling made
-        // every running sequence reallocate on the same step (bench/decode-grid.sh saw 100 ms steps and gen2 GCs at
-        // cache lengths 33, 65, 129). The arrays come from the model's pool, so a leaving sequence's memory serves the next.
+        // The whole of what the sequence may hold, at once: it is what admission reserved, and growing by doubling makes
+        // every running sequence reallocate on the same step. The arrays come from the model's pool, so a leaving
+        // sequence's memory serves the next.
         var capacity = Math.Max(needed, _capacity == 0 ? Prompt.Length + MaxTokens : _capacity * 2);
         var hd = Shape.HeadDim;
         for (var l = 0; l < Shape.Layers; l++)
