@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Models;
 
 namespace StreamInfer.Grains.Options;
 
@@ -83,7 +84,7 @@ public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
                 errors.Add($"{at}: a model name must be non-empty and may not contain '/'.");
             }
 
-            if (o.Kind != "echo")
+            if (!ModelKinds.TryParse(o.Kind, out var kind) || kind != ModelKind.Echo)
             {
                 errors.Add($"{at}:Kind '{o.Kind}' is not a known kind (known: echo).");
             }

@@ -7,7 +7,7 @@ using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Grains.Models;
 
-public sealed class ModelRepositoryTests : IDisposable
+public sealed class RepositorySyncTests : IDisposable
 {
     private readonly string _root = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
     private readonly DeviceRegistry _devices = new(Options.Create(new DeviceOptions { Gpus = "none" }), NullLoggerFactory.Instance);
