@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.ML.OnnxRuntime;
@@ -8,7 +9,7 @@ namespace StreamInfer.Grains.Devices;
 
 /// <summary>
 /// The devices this silo owns: one worker per GPU that ONNX Runtime's CUDA provider can start on (<c>cuda0</c>,
-/// <c>cuda1</c>...), or else one CPU device, <c>cpu0</c> (DESIGN §3). A CUDA start failure is logged once, with its
+/// <c>cuda1</c>...), or else one CPU device, <c>cpu0</c>. A CUDA start failure is logged once, with its
 /// reason, and the silo serves on the CPU.
 /// </summary>
 public sealed partial class DeviceRegistry : IDisposable
@@ -81,6 +82,44 @@ public sealed partial class DeviceRegistry : IDisposable
         }
 
         return so;
+    }
+
+    /// <summary>
+    /// Frees <paramref name="instance"/> on its device's thread, after any batch still queued there: a session must not
+    /// be freed under a run. A device that has stopped runs nothing more, so the instance is freed at once.
+    /// </summary>
+    public void DisposeOn(string deviceName, IDisposable instance)
+    {
+        try
+        {
+            if (TryGet(deviceName, out var device))
+            {
+                _ = device.RunAsync(() => { instance.Dispose(); return true; });
+                return;
+            }
+        }
+        catch (ChannelClosedException)
+        {
+        }
+
+        instance.Dispose();
+    }
+
+    /// <summary>As <see cref="DisposeOn"/>, but waits (at most <paramref name="timeout"/>) for the device to free it.</summary>
+    public void DisposeOnAndWait(string deviceName, IDisposable instance, TimeSpan timeout)
+    {
+        try
+        {
+            if (TryGet(deviceName, out var device) && device.RunAsync(() => { instance.Dispose(); return true; }).Wait(timeout))
+            {
+                return;
+            }
+        }
+        catch (Exception ex) when (ex is AggregateException or ChannelClosedException)
+        {
+        }
+
+        instance.Dispose();
     }
 
     public void Dispose()

@@ -5,8 +5,8 @@ namespace StreamInfer.Grains.Devices;
 
 /// <summary>
 /// One device (a GPU, or the CPU): a dedicated thread that runs the batches handed to it, one at a time, in the order
-/// they arrive, through a bounded channel. Grains await the returned task; its continuation is posted back to the
-/// grain's scheduler, so no model code ever runs there (STYLE, pitfall 1).
+/// they arrive, through a bounded channel. Callers await the returned task; its continuation is posted back to the
+/// caller's scheduler, so no model code ever runs on a grain's turn.
 /// </summary>
 public sealed partial class DeviceWorker : IDisposable
 {

@@ -38,6 +38,13 @@ public interface IInferenceModel : IDisposable
 
     /// <summary>Checks a request against what the model takes; an error names the input and the mismatch.</summary>
     RequestCheck Check(InferRequest request);
+
+    /// <summary>
+    /// Runs the model once at <paramref name="batchSize"/> before it serves (see <see cref="WarmupPolicy"/>) and updates
+    /// <see cref="WarmBatchMs"/>. Returns why it failed, or null. Device thread only. A model with nothing to warm keeps
+    /// this default.
+    /// </summary>
+    string? WarmUp(int batchSize) => null;
 }
 
 /// <summary>A model that answers a batch of requests in one run (echo and tensor models).</summary>

@@ -1,98 +1,160 @@
+using System.Collections.Frozen;
+using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
+using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models.Decoding;
+using StreamInfer.Grains.Models.Onnx;
+using StreamInfer.Grains.Models.Repository;
 
 namespace StreamInfer.Grains.Models;
 
 /// <summary>
-/// Starts loading the model repository when the silo starts, without holding the silo's start up: models become
-/// ready one by one, and the health endpoints say ready only when all have loaded (or failed).
+/// Turns a scanned model into instances on every device, each warmed up (see <see cref="WarmupPolicy"/>) and leased so
+/// that its last release frees it on its own device's thread. It registers nothing: that is the caller's step.
 /// </summary>
-internal sealed partial class ModelLoader(ModelCatalog catalog, IGrainFactory grains, ILogger<ModelLoader> logger) : ILifecycleParticipant<ISiloLifecycle>, IDisposable
+public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoader> logger)
 {
-    private readonly CancellationTokenSource _stopping = new();
+    /// <summary>An echo model from the repository, on every device: nothing to load or warm.</summary>
+    public ModelEntry Echo(ModelDefinition definition) => ModelEntry.Echo(definition.Name, definition.Options, devices.Devices.Select(d => d.Name));
 
-    public void Participate(ISiloLifecycle lifecycle)
-        => lifecycle.Subscribe(nameof(ModelLoader), ServiceLifecycleStage.ApplicationServices, OnStart, OnStop);
-
-    private Task OnStart(CancellationToken cancellationToken)
+    /// <summary>
+    /// Loads and warms <paramref name="definition"/> on each device in turn, on the device's own thread (at start-up,
+    /// or for a model new to the repository, nothing of it serves yet). Returns it ready on the devices where it
+    /// loaded, or failed where it loaded nowhere, with every problem.
+    /// </summary>
+    public async Task<ModelEntry> LoadAsync(ModelDefinition definition)
     {
-        _ = Task.Run(
-            async () =>
+        var errors = new List<ModelLoadError>();
+        var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
+        foreach (var device in devices.Devices)
         {
-            try
+            var model = await device.RunAsync(() => LoadOn(definition, device, errors));
+            if (model is not null)
             {
-                await catalog.LoadAsync(_stopping.Token);
-                await CatchUpWithRolloutsAsync(_stopping.Token);
+                instances[device.Name] = model;
             }
-            catch (OperationCanceledException)
-            {
-            }
-            catch (Exception ex)
-            {
-                LogLoadFailed(logger, ex);
-            }
-        },
-            CancellationToken.None);
-        return Task.CompletedTask;
-    }
+        }
 
-    private Task OnStop(CancellationToken cancellationToken)
-    {
-        _stopping.Cancel();
-        return Task.CompletedTask;
+        if (instances.Count == 0)
+        {
+            return ModelEntry.Unloaded(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Failed, [.. errors]);
+        }
+
+        LogReady(logger, definition.Name, definition.Version, string.Join(", ", instances.Keys), instances.Values.First().WarmBatchMs);
+        return Ready(definition, instances, [.. errors]);
     }
 
     /// <summary>
-    /// A silo that starts after a rollout committed (a new silo, a restart) serves the committed version, not whatever
-    /// its repository scan chose: each repository model's version grain is asked, and a differing version is prepared
-    /// and committed here. The grains answer once the silo has joined, so failures are retried for a minute.
+    /// Loads a version beside a serving one without holding its devices: the session is created on a pool thread (graph
+    /// optimisation runs nothing on the device), and each warm-up batch size is its own device job, so the serving
+    /// version's batches interleave with the warm-up instead of waiting for all of it. Returns the version ready on
+    /// every device, or null with the problems (what did load is released).
     /// </summary>
-    private async Task CatchUpWithRolloutsAsync(CancellationToken cancellationToken)
+    public async Task<(ModelEntry? Entry, ImmutableArray<ModelLoadError> Errors)> LoadBesideAsync(ModelDefinition definition, CancellationToken cancellationToken)
     {
-        foreach (var (name, version) in catalog.RepositoryModels)
+        var errors = new List<ModelLoadError>();
+        var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
+        try
         {
-            string? serving = null;
-            for (var attempt = 0; ; attempt++)
+            foreach (var device in devices.Devices)
             {
-                try
+                cancellationToken.ThrowIfCancellationRequested();
+                if (await LoadBesideAsync(definition, device, errors) is { } model)
                 {
-                    serving = await grains.GetGrain<IModelVersionGrain>(name).GetServingVersionAsync();
-                    break;
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException && attempt < 60)
-                {
-                    LogVersionAskFailed(logger, ex, name);
-                    await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+                    instances[device.Name] = model;
                 }
             }
+        }
+        catch (OperationCanceledException)
+        {
+            Release(instances);
+            throw;
+        }
 
-            if (serving is null || serving == version)
-            {
-                continue;
-            }
+        if (errors.Count > 0 || instances.Count < devices.Devices.Count())
+        {
+            Release(instances);
+            return (null, [.. errors]);
+        }
 
-            var problems = await catalog.PrepareAsync(name, serving, cancellationToken);
-            if (problems.IsEmpty && catalog.Commit(name, serving))
+        return (Ready(definition, instances, []), []);
+    }
+
+    private async Task<IInferenceModel?> LoadBesideAsync(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
+    {
+        var model = await Task.Run(() => Create(definition, device, errors));
+        if (model is null)
+        {
+            return null;
+        }
+
+        foreach (var size in WarmupPolicy.SizesFor(definition))
+        {
+            if (await device.RunAsync(() => model.WarmUp(size)) is { } failure)
             {
-                LogCaughtUp(logger, name, serving, version);
+                errors.Add(WarmUpFailed(definition, device, failure));
+                devices.DisposeOn(device.Name, model);
+                return null;
             }
-            else
+        }
+
+        return model;
+    }
+
+    private IInferenceModel? LoadOn(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
+    {
+        var model = Create(definition, device, errors);
+        if (model is null)
+        {
+            return null;
+        }
+
+        foreach (var size in WarmupPolicy.SizesFor(definition))
+        {
+            if (model.WarmUp(size) is { } failure)
             {
-                LogCatchUpFailed(logger, name, serving, string.Join("; ", problems));
+                errors.Add(WarmUpFailed(definition, device, failure));
+                model.Dispose();
+                return null;
             }
+        }
+
+        return model;
+    }
+
+    private IInferenceModel? Create(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
+    {
+        using var sessionOptions = devices.CreateSessionOptions(device);
+        return definition.Kind switch
+        {
+            ModelKind.Decoder => OnnxDecoderModel.Load(definition, sessionOptions, errors),
+            ModelKind.Tensor => OnnxTensorModel.Load(definition, sessionOptions, errors),
+            _ => throw new ArgumentException($"a {definition.Kind.ToWire()} model has no ONNX file to load.", nameof(definition)),
+        };
+    }
+
+    private static ModelLoadError WarmUpFailed(ModelDefinition definition, DeviceWorker device, string failure)
+        => new(definition.Name, definition.OnnxFile, null, $"on {device.Name}: {failure}");
+
+    /// <summary>Leases whose last release frees each instance on its own device's thread, after any batch still there.</summary>
+    private ModelEntry Ready(ModelDefinition definition, Dictionary<string, IInferenceModel> instances, ImmutableArray<ModelLoadError> errors)
+        => new(
+            definition.Name,
+            definition.Kind,
+            definition.Version,
+            definition.Options,
+            ModelState.Ready,
+            errors,
+            instances.ToFrozenDictionary(kv => kv.Key, kv => new ModelLease(kv.Value, model => devices.DisposeOn(kv.Key, model)), StringComparer.Ordinal));
+
+    private void Release(Dictionary<string, IInferenceModel> instances)
+    {
+        foreach (var (deviceName, model) in instances)
+        {
+            devices.DisposeOn(deviceName, model);
         }
     }
 
-    public void Dispose() => _stopping.Dispose();
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model}: serving the committed version {Version}, not the scanned {Scanned}")]
-    private static partial void LogCaughtUp(ILogger logger, string model, string version, string scanned);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Model {Model}: the committed version {Version} cannot be served here: {Problems}")]
-    private static partial void LogCatchUpFailed(ILogger logger, string model, string version, string problems);
-
-    [LoggerMessage(Level = LogLevel.Debug, Message = "Model {Model}: asking for its committed version failed; retrying")]
-    private static partial void LogVersionAskFailed(ILogger logger, Exception ex, string model);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "Loading the model repository failed")]
-    private static partial void LogLoadFailed(ILogger logger, Exception ex);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is ready on {Devices} (a full batch took {BatchMs:F1} ms at warm-up)")]
+    private static partial void LogReady(ILogger logger, string model, string version, string devices, double batchMs);
 }

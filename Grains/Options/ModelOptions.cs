@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Models;
 
 namespace StreamInfer.Grains.Options;
 
@@ -14,7 +15,10 @@ public sealed class ModelsOptions
 /// <summary>One model: its kind, version and batching knobs.</summary>
 public sealed class ModelOptions
 {
-    /// <summary>The kind of model. Only <c>echo</c> exists at this stage.</summary>
+    /// <summary>
+    /// The kind of model, as <c>config.json</c> spells it. Models configured here are <c>echo</c>; ONNX models (tensor,
+    /// decoder) come from the model repository, whose <c>config.json</c> names their kind.
+    /// </summary>
     public string Kind { get; set; } = "echo";
 
     /// <summary>The version reported with every result. Default "1".</summary>
@@ -25,9 +29,9 @@ public sealed class ModelOptions
 
     /// <summary>
     /// Longest a queued request waits for batch-mates once it is the oldest in the queue. Zero means work-conserving:
-    /// whenever the device is free, run what is queued (batches fill by themselves while it is busy). Timers fire no
-    /// faster than every ~4.4 ms on the target machines, so values between 0 and 5 ms behave like 5 ms.
-    /// Range: [0, 10 s]. Default 0 (chosen by bench/: see docs/decisions.md).
+    /// whenever the device is free, run what is queued (batches fill by themselves while it is busy). A short wait is
+    /// honoured as given only with <c>Streams:PreciseTimers</c> on; .NET's own timers round it up to their tick.
+    /// Range: [0, 10 s]. Default 0 (see docs/decisions.md D4).
     /// </summary>
     public TimeSpan MaxWait { get; set; } = TimeSpan.Zero;
 
@@ -80,7 +84,7 @@ public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
                 errors.Add($"{at}: a model name must be non-empty and may not contain '/'.");
             }
 
-            if (o.Kind != "echo")
+            if (!ModelKinds.TryParse(o.Kind, out var kind) || kind != ModelKind.Echo)
             {
                 errors.Add($"{at}:Kind '{o.Kind}' is not a known kind (known: echo).");
             }

@@ -16,8 +16,8 @@ public sealed class ModelRepositoryOptions
 
     /// <summary>
     /// Whether the built-in <c>tiny-lm</c> decoder is written into the repository at start when it is absent, so the
-    /// grid streams tokens with nothing to download. It is generated (deterministic weights, ~4 MB) in about a quarter
-    /// of a second; an existing <c>tiny-lm</c> folder is left as it is. Default true.
+    /// grid streams tokens with nothing to download. It is generated with deterministic weights, the same bytes on every
+    /// machine; an existing <c>tiny-lm</c> folder is left as it is. Default true.
     /// </summary>
     public bool BuiltInTinyLm { get; set; } = true;
 

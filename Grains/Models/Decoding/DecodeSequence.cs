@@ -99,6 +99,37 @@ public sealed class DecodeSequence
         return store.AsSpan(head * _capacity * Shape.HeadDim, CacheLength * Shape.HeadDim);
     }
 
+    /// <summary>Samples the sequence's next token from its logits and decides whether the sequence ends; <paramref name="maxContextTokens"/> is the model's context.</summary>
+    internal StepOutcome Next(ReadOnlySpan<float> logits, int maxContextTokens)
+    {
+        var token = Sampler.Next(logits);
+        var index = Generated;
+        Generated++;
+        LastToken = token;
+        if (token == EndOfText)
+        {
+            Finished = true;
+            return new StepOutcome(this, null, FinishReasons.Stop, Assembler.Finish().Text);
+        }
+
+        var (text, stopped) = Assembler.Append(token);
+        var generated = new GeneratedToken(index, token, text);
+        if (stopped)
+        {
+            Finished = true;
+            return new StepOutcome(this, generated, FinishReasons.Stop, string.Empty);
+        }
+
+        // The next step would feed this token at position CacheLength: the context must hold it.
+        if (Generated >= MaxTokens || CacheLength + 1 >= maxContextTokens)
+        {
+            Finished = true;
+            return new StepOutcome(this, generated, FinishReasons.Length, Assembler.Finish().Text);
+        }
+
+        return new StepOutcome(this, generated, null, string.Empty);
+    }
+
     /// <summary>Makes room for <paramref name="more"/> tokens beyond the cache's length, growing by doubling.</summary>
     internal void Reserve(int more)
     {
@@ -108,9 +139,9 @@ public sealed class DecodeSequence
             return;
         }
 
-        // The whole of what the sequence may hold, at once: it is what admission reserved, and growing by doubling made
-        // every running sequence reallocate on the same step (bench/decode-grid.sh saw 100 ms steps and gen2 GCs at
-        // cache lengths 33, 65, 129). The arrays come from the model's pool, so a leaving sequence's memory serves the next.
+        // The whole of what the sequence may hold, at once: it is what admission reserved, and growing by doubling makes
+        // every running sequence reallocate on the same step. The arrays come from the model's pool, so a leaving
+        // sequence's memory serves the next.
         var capacity = Math.Max(needed, _capacity == 0 ? Prompt.Length + MaxTokens : _capacity * 2);
         var hd = Shape.HeadDim;
         for (var l = 0; l < Shape.Layers; l++)

@@ -7,10 +7,9 @@ namespace StreamInfer.Grains.Models.Decoding;
 /// <para>
 /// Why not <see cref="System.Buffers.ArrayPool{T}.Shared"/>: a layer's cache is a large-object-heap array (128 KiB for
 /// tiny-lm), sequences leave in bursts, and the shared pool keeps only a few arrays per size per core and empties itself
-/// on memory pressure. bench/decode-grid.sh saw a quarter of the rents miss it: 20 MB/s of new large arrays, a gen2
-/// collection every 2.5 s, and ephemeral pauses of 2-8 ms that held up a step's tokens (the grid's p99 overhead per
-/// token). Here every array a leaving sequence frees is kept, as long as the arrays in use and those kept stay within
-/// <see cref="BudgetBytes"/>, which admission already bounds the ones in use by.
+/// on memory pressure, so many rents miss it and every miss is a new large array, paid for in gen2 collections that
+/// hold up a step's tokens. Here every array a leaving sequence frees is kept, as long as the arrays in use and those
+/// kept stay within <see cref="BudgetBytes"/>, which admission already bounds the ones in use by.
 /// </para>
 /// </summary>
 public sealed class KvCachePool(long budgetBytes)

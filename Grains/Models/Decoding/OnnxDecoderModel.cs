@@ -1,6 +1,5 @@
 using System.Collections.Immutable;
 using System.Diagnostics;
-using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.ML.OnnxRuntime;
 using StreamInfer.Grains.Models.Onnx;
@@ -8,14 +7,6 @@ using StreamInfer.Grains.Models.Repository;
 using OrtType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
 
 namespace StreamInfer.Grains.Models.Decoding;
-
-/// <summary>What one step did for one sequence: the token it generated (if any) and, when the sequence ended, why.</summary>
-/// <param name="Sequence">The sequence.</param>
-/// <param name="Token">The token generated this step; null during a prefill chunk that is not the prompt's last, and
-/// for the end-of-text token.</param>
-/// <param name="FinishReason">One of <see cref="FinishReasons"/> when the sequence ended this step.</param>
-/// <param name="FinalText">Text held back until the end and released with it (see <see cref="GenerationDone.Text"/>).</param>
-public readonly record struct StepOutcome(DecodeSequence Sequence, GeneratedToken? Token, string? FinishReason, string FinalText);
 
 /// <summary>
 /// A causal language model in the Hugging Face / Optimum ONNX convention (<c>input_ids</c>, <c>attention_mask</c>,
@@ -31,12 +22,6 @@ public readonly record struct StepOutcome(DecodeSequence Sequence, GeneratedToke
 /// </summary>
 public sealed class OnnxDecoderModel : IInferenceModel
 {
-    private const string InputIds = "input_ids";
-    private const string AttentionMask = "attention_mask";
-    private const string PositionIds = "position_ids";
-    private const string UseCacheBranch = "use_cache_branch";
-    private const string Logits = "logits";
-
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();
     private readonly IDecoderTokenizer _tokenizer;
@@ -50,14 +35,14 @@ public sealed class OnnxDecoderModel : IInferenceModel
     private readonly PinnedBuffer _branch = new();
     private int _disposed;
 
-    private OnnxDecoderModel(ModelDefinition definition, InferenceSession session, IDecoderTokenizer tokenizer, DecoderShape shape, bool hasUseCacheBranch)
+    private OnnxDecoderModel(ModelDefinition definition, InferenceSession session, IDecoderTokenizer tokenizer, DecoderGraph graph)
     {
         Name = definition.Name;
         Version = definition.Version;
         _session = session;
         _tokenizer = tokenizer;
-        Shape = shape;
-        _hasUseCacheBranch = hasUseCacheBranch;
+        Shape = graph.Shape;
+        _hasUseCacheBranch = graph.HasUseCacheBranch;
         var config = definition.Config;
         MaxContextTokens = config.MaxContextTokens ?? 1024;
         DefaultMaxTokens = config.DefaultMaxTokens ?? 256;
@@ -66,24 +51,9 @@ public sealed class OnnxDecoderModel : IInferenceModel
         CachePool = new KvCachePool(KvCacheBytes);
         EndOfText = config.EosTokenId ?? tokenizer.EndOfTextId;
 
-        var inputs = new List<string> { InputIds, AttentionMask, PositionIds };
-        var outputs = new List<string> { Logits };
-        for (var l = 0; l < shape.Layers; l++)
-        {
-            inputs.Add(PastName(l, key: true));
-            inputs.Add(PastName(l, key: false));
-            outputs.Add(PresentName(l, key: true));
-            outputs.Add(PresentName(l, key: false));
-        }
-
-        if (hasUseCacheBranch)
-        {
-            inputs.Add(UseCacheBranch);
-        }
-
-        _inputNames = [.. inputs];
-        _outputNames = [.. outputs];
-        _past = [.. Enumerable.Range(0, 2 * shape.Layers).Select(_ => new PinnedBuffer())];
+        _inputNames = graph.InputNames();
+        _outputNames = graph.OutputNames();
+        _past = [.. Enumerable.Range(0, 2 * graph.Shape.Layers).Select(_ => new PinnedBuffer())];
         Inputs = [new TensorSpec("prompt", TensorElementType.String, [1])];
         Outputs = [new TensorSpec("text", TensorElementType.String, [1])];
     }
@@ -156,79 +126,13 @@ public sealed class OnnxDecoderModel : IInferenceModel
             return null;
         }
 
-        var before = errors.Count;
-        var inputs = session.InputMetadata;
-        var outputs = session.OutputMetadata;
-        void Need(IReadOnlyDictionary<string, NodeMetadata> metadata, string name, TensorElementType type, string what)
-        {
-            if (!metadata.TryGetValue(name, out var m))
-            {
-                Error(definition.OnnxFile, null, $"a decoder needs the {what} '{name}' (the Hugging Face / Optimum export convention); the model has {string.Join(", ", metadata.Keys)}.");
-            }
-            else if (!m.IsTensor || !TensorSignature.TryMap(m.ElementDataType, out var actual) || actual != type)
-            {
-                Error(definition.OnnxFile, null, $"the {what} '{name}' must be a {type.ToWire()} tensor.");
-            }
-        }
-
-        Need(inputs, InputIds, TensorElementType.Int64, "input");
-        Need(inputs, AttentionMask, TensorElementType.Int64, "input");
-        Need(inputs, PositionIds, TensorElementType.Int64, "input");
-        Need(outputs, Logits, TensorElementType.Float32, "output");
-        var layers = 0;
-        while (inputs.ContainsKey(PastName(layers, key: true)))
-        {
-            layers++;
-        }
-
-        if (layers == 0)
-        {
-            Error(definition.OnnxFile, null, "a decoder needs 'past_key_values.0.key' and '.value' inputs (a model exported with its cache, e.g. Optimum's decoder_model_merged).");
-        }
-
-        int heads = 0, headDim = 0;
-        for (var l = 0; l < layers && errors.Count == before; l++)
-        {
-            foreach (var key in new[] { true, false })
-            {
-                Need(inputs, PastName(l, key), TensorElementType.Float32, "input");
-                Need(outputs, PresentName(l, key), TensorElementType.Float32, "output");
-                if (inputs.TryGetValue(PastName(l, key), out var past) && past.Dimensions.Length == 4 && past.Dimensions[1] > 0 && past.Dimensions[3] > 0)
-                {
-                    if (heads != 0 && (heads != past.Dimensions[1] || headDim != past.Dimensions[3]))
-                    {
-                        Error(definition.OnnxFile, null, $"'{PastName(l, key)}' has {past.Dimensions[1]} heads of {past.Dimensions[3]}; earlier layers have {heads} of {headDim}.");
-                    }
-
-                    heads = past.Dimensions[1];
-                    headDim = past.Dimensions[3];
-                }
-                else if (inputs.ContainsKey(PastName(l, key)))
-                {
-                    Error(definition.OnnxFile, null, $"'{PastName(l, key)}' must be [batch, heads, past_sequence, head_dim] with a fixed number of heads and head size.");
-                }
-            }
-        }
-
-        var hasBranch = inputs.TryGetValue(UseCacheBranch, out var branch);
-        if (hasBranch && branch!.ElementDataType != OrtType.Bool)
-        {
-            Error(definition.OnnxFile, null, $"'{UseCacheBranch}' must be a bool tensor.");
-        }
-
-        var vocab = outputs.TryGetValue(Logits, out var logits) && logits.Dimensions.Length == 3 && logits.Dimensions[2] > 0 ? logits.Dimensions[2] : tokenizer.VocabSize;
-        if (vocab < tokenizer.VocabSize)
-        {
-            Error(definition.OnnxFile, null, $"the model's logits cover {vocab} tokens, fewer than the tokenizer's {tokenizer.VocabSize}.");
-        }
-
-        if (errors.Count > before)
+        if (DecoderGraph.Read(session, definition, tokenizer, errors) is not { } graph)
         {
             session.Dispose();
             return null;
         }
 
-        return new OnnxDecoderModel(definition, session, tokenizer, new DecoderShape(layers, heads, headDim, vocab), hasBranch);
+        return new OnnxDecoderModel(definition, session, tokenizer, graph);
     }
 
     /// <summary>
@@ -351,6 +255,9 @@ public sealed class OnnxDecoderModel : IInferenceModel
         return null;
     }
 
+    /// <summary>Warms prefill and decode at <paramref name="batchSize"/> sequences (see <see cref="WarmUp(IReadOnlyList{int}, int)"/>).</summary>
+    public string? WarmUp(int batchSize) => WarmUp([batchSize]);
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -361,10 +268,6 @@ public sealed class OnnxDecoderModel : IInferenceModel
         _session.Dispose();
         _runOptions.Dispose();
     }
-
-    private static string PastName(int layer, bool key) => string.Create(CultureInfo.InvariantCulture, $"past_key_values.{layer}.{(key ? "key" : "value")}");
-
-    private static string PresentName(int layer, bool key) => string.Create(CultureInfo.InvariantCulture, $"present.{layer}.{(key ? "key" : "value")}");
 
     private InferError Invalid(string message) => new(ErrorCode.InvalidInput, message);
 
@@ -477,7 +380,7 @@ public sealed class OnnxDecoderModel : IInferenceModel
                 }
 
                 var last = logits.Slice(((row * s) + tokens - 1) * vocab, vocab);
-                outcomes.Add(Next(seq, last));
+                outcomes.Add(seq.Next(last, MaxContextTokens));
             }
         }
         finally
@@ -487,37 +390,6 @@ public sealed class OnnxDecoderModel : IInferenceModel
                 value?.Dispose();
             }
         }
-    }
-
-    /// <summary>Samples the sequence's next token from its logits and decides whether the sequence ends.</summary>
-    private StepOutcome Next(DecodeSequence seq, ReadOnlySpan<float> logits)
-    {
-        var token = seq.Sampler.Next(logits);
-        var index = seq.Generated;
-        seq.Generated++;
-        seq.LastToken = token;
-        if (token == seq.EndOfText)
-        {
-            seq.Finished = true;
-            return new StepOutcome(seq, null, FinishReasons.Stop, seq.Assembler.Finish().Text);
-        }
-
-        var (text, stopped) = seq.Assembler.Append(token);
-        var generated = new GeneratedToken(index, token, text);
-        if (stopped)
-        {
-            seq.Finished = true;
-            return new StepOutcome(seq, generated, FinishReasons.Stop, string.Empty);
-        }
-
-        // The next step would feed this token at position CacheLength: the context must hold it.
-        if (seq.Generated >= seq.MaxTokens || seq.CacheLength + 1 >= MaxContextTokens)
-        {
-            seq.Finished = true;
-            return new StepOutcome(seq, generated, FinishReasons.Length, seq.Assembler.Finish().Text);
-        }
-
-        return new StepOutcome(seq, generated, null, string.Empty);
     }
 
     private static Span<long> Longs(PinnedBuffer buffer, int count)

@@ -6,13 +6,13 @@ namespace StreamInfer.Grains.Models.Repository;
 
 /// <summary>A model found in the repository whose config is sound; its ONNX file is checked when it loads.</summary>
 /// <param name="Name">The folder name.</param>
-/// <param name="Kind"><c>echo</c> or <c>tensor</c>.</param>
+/// <param name="Kind">Echo, tensor or decoder.</param>
 /// <param name="Version">The version that serves.</param>
 /// <param name="Options">Batching knobs.</param>
 /// <param name="OnnxPath">The full path of <c>model.onnx</c>; null for echo.</param>
 /// <param name="OnnxFile">The same, relative to the repository (for error reports).</param>
 /// <param name="Config">The config as written.</param>
-public sealed record ModelDefinition(string Name, string Kind, string Version, ModelOptions Options, string? OnnxPath, string? OnnxFile, ModelConfig Config);
+public sealed record ModelDefinition(string Name, ModelKind Kind, string Version, ModelOptions Options, string? OnnxPath, string? OnnxFile, ModelConfig Config);
 
 /// <summary>
 /// Reads a Triton-style model repository: <c>&lt;name&gt;/config.json</c> and <c>&lt;name&gt;/&lt;version&gt;/model.onnx</c>.
@@ -114,17 +114,13 @@ public static class ModelRepositoryScanner
         }
 
         var options = new ModelOptions();
-        switch (config.Kind)
+        if (ModelKinds.TryParse(config.Kind, out var kind))
         {
-            case null:
-                Error("kind", "is missing (expected \"echo\", \"tensor\" or \"decoder\").");
-                break;
-            case "echo" or "tensor" or "decoder":
-                options.Kind = config.Kind;
-                break;
-            default:
-                Error("kind", $"\"{config.Kind}\" is not a known kind (expected \"echo\", \"tensor\" or \"decoder\").");
-                break;
+            options.Kind = config.Kind!;
+        }
+        else
+        {
+            Error("kind", config.Kind is null ? $"is missing (expected {ModelKinds.Expected})." : $"\"{config.Kind}\" is not a known kind (expected {ModelKinds.Expected}).");
         }
 
         Range(config.MaxBatchSize, 1, 4096, "max_batch_size", Error, v => options.MaxBatchSize = v);
@@ -136,7 +132,7 @@ public static class ModelRepositoryScanner
         Milliseconds(config.DefaultTimeoutMs, 0.001, 3_600_000, "default_timeout_ms", Error, v => options.DefaultTimeout = v);
         Milliseconds(config.FixedDelayMs, 0, 10_000, "fixed_delay_ms", Error, v => options.FixedDelay = v);
         Milliseconds(config.PerItemCostMs, 0, 1_000, "per_item_cost_ms", Error, v => options.PerItemCost = v);
-        if (config.Kind == "decoder")
+        if (kind == ModelKind.Decoder)
         {
             Range(config.MaxContextTokens, 2, 1 << 20, "max_context_tokens", Error, _ => { });
             Range(config.DefaultMaxTokens, 1, 1 << 20, "default_max_tokens", Error, _ => { });
@@ -179,12 +175,12 @@ public static class ModelRepositoryScanner
 
         CheckDeclarations(config.Inputs, "inputs", Error);
         CheckDeclarations(config.Outputs, "outputs", Error);
-        if (config.Kind == "echo" && (config.Inputs is not null || config.Outputs is not null || config.MaskInput is not null))
+        if (kind == ModelKind.Echo && (config.Inputs is not null || config.Outputs is not null || config.MaskInput is not null))
         {
             Error(config.Inputs is not null ? "inputs" : config.Outputs is not null ? "outputs" : "mask_input", "an echo model takes any inputs; declarations are for tensor models.");
         }
 
-        if (config.Kind is "tensor" or "decoder" && (config.FixedDelayMs is not null || config.PerItemCostMs is not null))
+        if (kind is ModelKind.Tensor or ModelKind.Decoder && (config.FixedDelayMs is not null || config.PerItemCostMs is not null))
         {
             Error(config.FixedDelayMs is not null ? "fixed_delay_ms" : "per_item_cost_ms", "simulated compute is for echo models only.");
         }
@@ -197,7 +193,7 @@ public static class ModelRepositoryScanner
         var version = config.Version ?? "1";
         string? onnxPath = null;
         string? onnxFile = null;
-        if (config.Kind is "tensor" or "decoder")
+        if (kind is ModelKind.Tensor or ModelKind.Decoder)
         {
             if (config.Version is { } pinned)
             {
@@ -227,7 +223,7 @@ public static class ModelRepositoryScanner
         }
 
         options.Version = version;
-        return new ModelDefinition(name, config.Kind ?? "?", version, options, onnxPath, onnxFile, config);
+        return new ModelDefinition(name, kind, version, options, onnxPath, onnxFile, config);
     }
 
     private static void CheckDeclarations(List<TensorDeclaration>? declarations, string field, Action<string?, string> error)

@@ -4,10 +4,13 @@ using StreamInfer.Grains.Placement;
 
 namespace StreamInfer.Grains.Models.Versions;
 
-/// <summary>A silo's side of rollouts: placed on the silo its key names, it drives that silo's <see cref="ModelCatalog"/>.</summary>
+/// <summary>
+/// A silo's side of rollouts and reloads: placed on the silo its key names, it drives that silo's
+/// <see cref="ModelRollout"/> and <see cref="RepositorySync"/>.
+/// </summary>
 [Reentrant]
 [SiloKeyPlacement]
-internal sealed class ModelHostGrain(ModelCatalog catalog, ClusterLoad load, ILocalSiloDetails silo) : Grain, IModelHostGrain
+internal sealed class ModelHostGrain(ModelCatalog catalog, ModelRollout rollout, RepositorySync repository, ClusterLoad load, ILocalSiloDetails silo) : Grain, IModelHostGrain
 {
     /// <summary>The key of the host grain of the silo named <paramref name="siloName"/>.</summary>
     public static string KeyFor(string siloName) => $"models/{SiloNames.ForKey(siloName)}/host";
@@ -27,14 +30,14 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ClusterLoad load, ILo
         }
 
         // Loading runs on the devices' threads; this grain only awaits it.
-        return catalog.PrepareAsync(model, version);
+        return rollout.PrepareAsync(model, version);
     }
 
-    public Task<bool> CommitAsync(string model, string version) => Task.FromResult(OnItsSilo(out _) && catalog.Commit(model, version));
+    public Task<bool> CommitAsync(string model, string version) => Task.FromResult(OnItsSilo(out _) && rollout.Commit(model, version));
 
     public Task AbortAsync(string model, string version)
     {
-        catalog.Abort(model, version);
+        rollout.Abort(model, version);
         return Task.CompletedTask;
     }
 
@@ -49,21 +52,21 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ClusterLoad load, ILo
             batchers.Add(new BatcherVersions(device, status.Versions.IsDefault ? [] : status.Versions));
         }
 
-        return new ModelHostStatus(siloKey, known ? entry.Version : null, known ? entry.State : null, catalog.PreparedVersions(model), [.. batchers]);
+        return new ModelHostStatus(siloKey, known ? entry.Version : null, known ? entry.State : null, rollout.PreparedVersions(model), [.. batchers]);
     }
 
     public Task<RepositoryScan> ScanAsync()
     {
-        var (models, errors) = catalog.ScanRepository();
+        var (models, errors) = repository.Scan();
         return Task.FromResult(new RepositoryScan(
-            [.. models.Select(m => new ScannedModel(m.Name, m.Kind, m.Version))],
+            [.. models.Select(m => new ScannedModel(m.Name, m.Kind.ToWire(), m.Version))],
             [.. errors],
-            [.. catalog.RepositoryModels.Select(m => new ScannedModel(m.Name, catalog.TryGet(m.Name, out var e) ? e.Kind : "?", m.Version))]));
+            [.. catalog.RepositoryModels.Select(m => new ScannedModel(m.Name, (catalog.TryGet(m.Name, out var e) ? e.Kind : ModelKind.Unknown).ToWire(), m.Version))]));
     }
 
-    public Task<ImmutableArray<ModelLoadError>> AddModelAsync(string model) => catalog.AddAsync(model);
+    public Task<ImmutableArray<ModelLoadError>> AddModelAsync(string model) => repository.AddAsync(model);
 
-    public Task<bool> RemoveModelAsync(string model) => Task.FromResult(catalog.Remove(model));
+    public Task<bool> RemoveModelAsync(string model) => Task.FromResult(repository.Remove(model));
 
     public Task<ImmutableArray<BatcherLoad>> GetLoadAsync() => Task.FromResult(OnItsSilo(out _) ? load.LocalLoads() : []);
 

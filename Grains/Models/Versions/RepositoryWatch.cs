@@ -14,6 +14,7 @@ namespace StreamInfer.Grains.Models.Versions;
 /// </summary>
 internal sealed partial class RepositoryWatch(
     ModelCatalog catalog,
+    RepositorySync repository,
     IGrainFactory grains,
     IOptions<ModelRepositoryOptions> options,
     ILogger<RepositoryWatch> logger) : BackgroundService
@@ -32,11 +33,11 @@ internal sealed partial class RepositoryWatch(
         try
         {
             await catalog.Loaded.WaitAsync(stoppingToken);
-            var seen = Fingerprint(catalog.RepositoryPath);
+            var seen = Fingerprint(repository.RepositoryPath);
             using var timer = new PeriodicTimer(interval);
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                var now = Fingerprint(catalog.RepositoryPath);
+                var now = Fingerprint(repository.RepositoryPath);
                 if (now == seen)
                 {
                     continue;
@@ -44,7 +45,7 @@ internal sealed partial class RepositoryWatch(
 
                 // A change seen mid-write (a model's files copied one by one) is reloaded once it has settled.
                 await Task.Delay(interval, stoppingToken);
-                var settled = Fingerprint(catalog.RepositoryPath);
+                var settled = Fingerprint(repository.RepositoryPath);
                 if (settled != now)
                 {
                     continue;

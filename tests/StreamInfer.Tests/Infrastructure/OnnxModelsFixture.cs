@@ -4,6 +4,7 @@ using StreamInfer.Grains.Devices;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Models.Decoding;
 using StreamInfer.Grains.Options;
+using StreamInfer.Tests.Grains.Models;
 
 namespace StreamInfer.Tests.Infrastructure;
 
@@ -14,8 +15,12 @@ namespace StreamInfer.Tests.Infrastructure;
 public sealed class OnnxModelsFixture : IAsyncLifetime, IDisposable
 {
     private DeviceRegistry? _devices;
+    private ModelStack? _models;
 
     public ModelCatalog Catalog { get; private set; } = null!;
+
+    /// <summary>The repository folder the models were loaded from.</summary>
+    public string Repository { get; private set; } = null!;
 
     public IBatchModel Model(string name)
     {
@@ -35,19 +40,17 @@ public sealed class OnnxModelsFixture : IAsyncLifetime, IDisposable
     public async Task InitializeAsync()
     {
         _devices = new DeviceRegistry(Options.Create(new DeviceOptions { Gpus = "none" }), NullLoggerFactory.Instance);
-        Catalog = new ModelCatalog(
-            Options.Create(new ModelsOptions()),
-            Options.Create(new ModelRepositoryOptions { Path = TestModels.NewRepository() }),
-            _devices,
-            NullLogger<ModelCatalog>.Instance);
-        await Catalog.LoadAsync(CancellationToken.None);
+        Repository = TestModels.NewRepository();
+        _models = new ModelStack(Repository, _devices);
+        Catalog = _models.Catalog;
+        await _models.StartAsync();
     }
 
     public Task DisposeAsync() => Task.CompletedTask;
 
     public void Dispose()
     {
-        Catalog.Dispose();
+        _models?.Dispose();
         _devices?.Dispose();
     }
 }

@@ -105,7 +105,7 @@ public sealed class OnnxDecoderModelTests(OnnxModelsFixture models) : IClassFixt
         // The cache holds the prompt and every generated token but the last (never fed back).
         long[] ids = [.. seq.Prompt, .. tokens.Take(tokens.Count - 1)];
         Assert.Equal(ids.Length, seq.CacheLength);
-        var file = Path.Combine(models.Catalog.RepositoryPath, StreamInfer.Grains.Models.Decoding.TinyLm.Name, "1", "model.onnx");
+        var file = Path.Combine(models.Repository, StreamInfer.Grains.Models.Decoding.TinyLm.Name, "1", "model.onnx");
         using var session = new InferenceSession(file);
         var shape = seq.Shape;
         var n = ids.Length;

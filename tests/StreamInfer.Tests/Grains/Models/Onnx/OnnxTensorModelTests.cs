@@ -2,7 +2,7 @@ using System.Collections.Immutable;
 using StreamInfer.Grains.Models;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Grains.Models;
+namespace StreamInfer.Tests.Grains.Models.Onnx;
 
 /// <summary>The tensor engine called directly: batch assembly, padding and masks, splitting, per-request checks.</summary>
 public sealed class OnnxTensorModelTests(OnnxModelsFixture models) : IClassFixture<OnnxModelsFixture>

@@ -7,7 +7,7 @@ using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Grains.Models;
 
-public sealed class ModelRepositoryTests : IDisposable
+public sealed class RepositorySyncTests : IDisposable
 {
     private readonly string _root = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
     private readonly DeviceRegistry _devices = new(Options.Create(new DeviceOptions { Gpus = "none" }), NullLoggerFactory.Instance);
@@ -30,10 +30,11 @@ public sealed class ModelRepositoryTests : IDisposable
         Write("bad-json", """{ "kind": "tensor", """);
         Write("bad-values", """{ "kind": "echo", "max_batch_size": 0, "priority_levels": 2, "default_priority": 5, "colour": "blue" }""");
 
-        using var catalog = NewCatalog();
-        var initial = catalog.Status;
-        await catalog.LoadAsync(CancellationToken.None);
-        var status = catalog.Status;
+        using var models = NewStack();
+        var pending = models.Register();
+        var initial = models.Catalog.Status;
+        await models.Repository.LoadAsync(pending, CancellationToken.None);
+        var status = models.Catalog.Status;
 
         Assert.False(status.Loading);
         Assert.True(initial.Loading);
@@ -53,12 +54,12 @@ public sealed class ModelRepositoryTests : IDisposable
     {
         Write("knobs", """{ "kind": "echo", "max_batch_size": 0, "max_wait_ms": -1, "priority_levels": 2, "default_priority": 5, "queue_capacity": 0 }""");
 
-        using var catalog = NewCatalog();
-        await catalog.LoadAsync(CancellationToken.None);
+        using var models = NewStack();
+        await models.StartAsync();
 
-        var errors = catalog.Status.Errors.Where(e => e.Model == "knobs").Select(e => e.Field).ToHashSet();
+        var errors = models.Catalog.Status.Errors.Where(e => e.Model == "knobs").Select(e => e.Field).ToHashSet();
         Assert.Equal(["default_priority", "max_batch_size", "max_wait_ms", "queue_capacity"], errors.Order());
-        Assert.Equal(ModelState.Failed, Model(catalog.Status, "knobs").State);
+        Assert.Equal(ModelState.Failed, Model(models.Catalog.Status, "knobs").State);
     }
 
     [Fact]
@@ -66,11 +67,14 @@ public sealed class ModelRepositoryTests : IDisposable
     {
         TestModels.WriteSequence(_root, "seq", extraConfig: """, "warmup_batch_sizes": [1, 3], "warmup_dims": {"seq": 5}, "priority_levels": 3, "default_timeout_ms": 1500""");
 
-        using var catalog = NewCatalog();
-        Assert.Equal(ModelState.Loading, Model(catalog.Status, "seq").State);
-        await catalog.LoadAsync(CancellationToken.None);
+        using var models = NewStack();
+        var pending = models.Register();
+        Assert.Equal(ModelState.Loading, Model(models.Catalog.Status, "seq").State);
+        await models.Repository.LoadAsync(pending, CancellationToken.None);
 
-        Assert.True(catalog.TryGet("seq", out var entry));
+        Assert.True(models.Catalog.TryGet("seq", out var entry));
+        Assert.Equal(ModelKind.Tensor, entry.Kind);
+        Assert.Equal("tensor", entry.ToInfo().Kind);
         Assert.Equal(ModelState.Ready, entry.State);
         Assert.Equal(["cpu0"], entry.Instances.Keys.ToArray());
         Assert.True(entry.Any!.WarmBatchMs > 0);
@@ -82,21 +86,9 @@ public sealed class ModelRepositoryTests : IDisposable
         Assert.Equal(["hidden", "pooled"], info.Outputs.Select(o => o.Name));
     }
 
-    [Fact]
-    public void WarmupSizes_Default_PowersOfTwoUpToTheLargestBatch()
-    {
-        Assert.Equal([1, 2, 4, 8, 16, 32], ModelCatalog.WarmupSizes(32));
-        Assert.Equal([1, 2, 4, 8, 12], ModelCatalog.WarmupSizes(12));
-        Assert.Equal([1], ModelCatalog.WarmupSizes(1));
-    }
-
     public void Dispose() => _devices.Dispose();
 
-    private ModelCatalog NewCatalog() => new(
-        Options.Create(new ModelsOptions()),
-        Options.Create(new ModelRepositoryOptions { Path = _root }),
-        _devices,
-        NullLogger<ModelCatalog>.Instance);
+    private ModelStack NewStack() => new(_root, _devices, builtInTinyLm: false);
 
     private void Write(string model, string? config)
     {

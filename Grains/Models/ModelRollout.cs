@@ -1,0 +1,157 @@
+using System.Collections.Concurrent;
+using System.Collections.Immutable;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Models.Repository;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Grains.Models;
+
+/// <summary>
+/// This silo's side of a two-phase rollout: <see cref="PrepareAsync"/> loads and warms a version beside the serving
+/// one, <see cref="Commit"/> swaps it in with one reference swap, <see cref="Abort"/> drops it. Requests admitted before
+/// a commit keep the version they started on; the old version is released when the last of them ends.
+/// </summary>
+public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loader, IOptions<ModelRepositoryOptions> repository, ILogger<ModelRollout> logger)
+{
+    private readonly string _repositoryPath = Path.GetFullPath(repository.Value.Path);
+    private readonly ConcurrentDictionary<(string Model, string Version), ModelEntry> _prepared = new();
+    private readonly object _commitLock = new();
+
+    /// <summary>
+    /// Loads version <paramref name="version"/> of model <paramref name="name"/> from the repository beside the serving
+    /// one, on every device, and warms it up. Nothing serves it until <see cref="Commit"/>. Returns the problems that stop
+    /// it (empty when prepared): an unreadable or missing file, a kind or priority levels that differ, a tensor model
+    /// whose inputs changed incompatibly, a failed warm-up. Preparing a version already prepared succeeds at once.
+    /// </summary>
+    public async Task<ImmutableArray<ModelLoadError>> PrepareAsync(string name, string version, CancellationToken cancellationToken = default)
+    {
+        ImmutableArray<ModelLoadError> Refuse(string reason) => [new ModelLoadError(name, null, "version", reason)];
+        if (!catalog.TryGet(name, out var current))
+        {
+            return Refuse($"no model named '{name}' is served.");
+        }
+
+        switch (current.Kind)
+        {
+            case ModelKind.Echo:
+                return Refuse("an echo model has no versions to roll out.");
+            case ModelKind.Unknown:
+                return Refuse("the model's config is broken; fix it and reload.");
+        }
+
+        if (_prepared.ContainsKey((name, version)))
+        {
+            return [];
+        }
+
+        var (definition, errors) = ModelRepositoryScanner.ScanVersion(_repositoryPath, name, version);
+        if (definition is null)
+        {
+            return [.. errors];
+        }
+
+        if (definition.Kind != current.Kind)
+        {
+            return Refuse($"version {version} is a {definition.Kind.ToWire()} model; version {current.Version} is a {current.Kind.ToWire()} model.");
+        }
+
+        if (definition.Options.PriorityLevels != current.Options.PriorityLevels)
+        {
+            return Refuse($"version {version} has {definition.Options.PriorityLevels} priority levels, the serving version {current.Options.PriorityLevels}: requests queued at one level cannot move to another.");
+        }
+
+        var (prepared, problems) = await loader.LoadBesideAsync(definition, cancellationToken);
+        if (prepared is null)
+        {
+            return problems;
+        }
+
+        // A tensor model's requests are checked against its inputs at admission, so a version must take the old one's.
+        if (current.Kind == ModelKind.Tensor && current is { State: ModelState.Ready, Any: { } serving }
+            && Incompatibility(serving.Inputs, prepared.Any!.Inputs) is { } incompatible)
+        {
+            prepared.Release();
+            return Refuse($"version {version} changes the inputs incompatibly: {incompatible}");
+        }
+
+        if (!_prepared.TryAdd((name, version), prepared))
+        {
+            prepared.Release();
+        }
+
+        LogPrepared(logger, name, version, string.Join(", ", prepared.Instances.Keys));
+        return [];
+    }
+
+    /// <summary>
+    /// The prepared version serves from now on (one reference swap); the old one is released when its last request
+    /// ends. False when the version was not prepared here.
+    /// </summary>
+    public bool Commit(string name, string version)
+    {
+        ModelEntry? old;
+        lock (_commitLock)
+        {
+            if (!_prepared.TryRemove((name, version), out var prepared))
+            {
+                return false;
+            }
+
+            old = catalog.Publish(prepared, []);
+        }
+
+        old?.Release();
+        LogCommitted(logger, name, version, old?.Version ?? "?");
+        return true;
+    }
+
+    /// <summary>Drops a prepared version that will not serve (a rollout aborted). Unknown versions are ignored.</summary>
+    public void Abort(string name, string version)
+    {
+        if (_prepared.TryRemove((name, version), out var prepared))
+        {
+            prepared.Release();
+        }
+    }
+
+    /// <summary>Drops every version of <paramref name="name"/> prepared here (the model left the repository).</summary>
+    public void AbortAll(string name)
+    {
+        foreach (var version in PreparedVersions(name))
+        {
+            Abort(name, version);
+        }
+    }
+
+    /// <summary>Versions of a model prepared on this silo and not yet committed or aborted.</summary>
+    public ImmutableArray<string> PreparedVersions(string name)
+        => [.. _prepared.Keys.Where(k => k.Model == name).Select(k => k.Version).Order(StringComparer.Ordinal)];
+
+    /// <summary>Why a new version's inputs cannot take the old version's requests (names, types, shapes), or null.</summary>
+    private static string? Incompatibility(ImmutableArray<TensorSpec> old, ImmutableArray<TensorSpec> next)
+    {
+        foreach (var input in old)
+        {
+            var match = next.FirstOrDefault(n => n.Name == input.Name);
+            if (match is null)
+            {
+                return $"input '{input.Name}' is gone (it has {string.Join(", ", next.Select(n => n.Name))}).";
+            }
+
+            if (match.ElementType != input.ElementType || !match.Shape.SequenceEqual(input.Shape))
+            {
+                return $"input '{input.Name}' was {input.ElementType.ToWire()} [{string.Join(",", input.Shape)}], is {match.ElementType.ToWire()} [{string.Join(",", match.Shape)}].";
+            }
+        }
+
+        var added = next.FirstOrDefault(n => !old.Any(o => o.Name == n.Name));
+        return added is null ? null : $"it needs a new input '{added.Name}' that requests of the serving version do not send.";
+    }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is prepared on {Devices}")]
+    private static partial void LogPrepared(ILogger logger, string model, string version, string devices);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} now serves version {Version} (was {Previous}); the old version is released when its last request ends")]
+    private static partial void LogCommitted(ILogger logger, string model, string version, string previous);
+}

@@ -1,0 +1,274 @@
+using System.Buffers.Binary;
+using System.Collections.Immutable;
+using Microsoft.ML.OnnxRuntime;
+
+namespace StreamInfer.Grains.Models.Onnx;
+
+/// <summary>
+/// Stacks a batch of requests into a tensor model's inputs and splits its outputs back per request. Requests stack
+/// along the first axis; where they differ along a dynamic axis they are padded with zeros to the batch's longest, the
+/// mask input (if configured) is 1 over each request's own positions and 0 over padding, and outputs are cut back to
+/// each request's own lengths. Staging buffers for the inputs are pinned, kept per input and grown to the largest
+/// batch seen, so a batch allocates no input memory. Device thread only.
+/// </summary>
+internal sealed class TensorBatch
+{
+    private readonly TensorSignature _signature;
+    private readonly string[] _inputNames;
+    private readonly PinnedBuffer[] _staging;
+
+    // Scratch for the copy plan; a batch is only ever built on the device's own thread.
+    private readonly List<Run> _runs = [];
+
+    public TensorBatch(TensorSignature signature)
+    {
+        _signature = signature;
+        _inputNames = [.. signature.Inputs.Select(i => i.Name)];
+        _staging = [.. signature.Inputs.Select(_ => new PinnedBuffer())];
+    }
+
+    /// <summary>Each request's rows and dynamic axis lengths, each dynamic axis's longest, and the rows in all.</summary>
+    public (RequestLayout[] Layouts, Dictionary<string, long> Padded, long TotalRows) Plan(IReadOnlyList<InferRequest> batch)
+    {
+        var n = batch.Count;
+        var layouts = new RequestLayout[n];
+        var padded = new Dictionary<string, long>(StringComparer.Ordinal);
+        long totalRows = 0;
+        for (var j = 0; j < n; j++)
+        {
+            layouts[j] = Layout(batch[j]);
+            totalRows += layouts[j].Rows;
+            foreach (var (axis, size) in layouts[j].Axes)
+            {
+                padded[axis] = Math.Max(padded.GetValueOrDefault(axis), size);
+            }
+        }
+
+        return (layouts, padded, totalRows);
+    }
+
+    private RequestLayout Layout(InferRequest request)
+    {
+        var first = request.Inputs[0];
+        var slot = _signature.Inputs[Array.IndexOf(_inputNames, first.Name)];
+        var batched = first.Tensor.Shape.Length == slot.Rank;
+        var rows = batched ? first.Tensor.Shape[0] : 1;
+        var axes = new Dictionary<string, long>(StringComparer.Ordinal);
+        var byInput = new NamedTensor?[_signature.Inputs.Length];
+        foreach (var input in request.Inputs)
+        {
+            var index = Array.IndexOf(_inputNames, input.Name);
+            byInput[index] = input;
+            var s = _signature.Inputs[index];
+            for (var k = 1; k < s.Rank; k++)
+            {
+                if (s.Dims[k] < 0)
+                {
+                    axes[s.Axes[k]!] = input.Tensor.Shape[batched ? k : k - 1];
+                }
+            }
+        }
+
+        return new RequestLayout(rows, batched, axes, byInput);
+    }
+
+    /// <summary>Builds one input of the batch in its pinned staging buffer (or as a string tensor).</summary>
+    public OrtValue Stage(int index, IReadOnlyList<InferRequest> batch, RequestLayout[] layouts, Dictionary<string, long> padded, long totalRows)
+    {
+        var slot = _signature.Inputs[index];
+        var shape = new long[slot.Rank];
+        shape[0] = totalRows;
+        for (var k = 1; k < slot.Rank; k++)
+        {
+            shape[k] = slot.Dims[k] >= 0 ? slot.Dims[k] : padded[slot.Axes[k]!];
+        }
+
+        var rowElements = 1L;
+        for (var k = 1; k < shape.Length; k++)
+        {
+            rowElements *= shape[k];
+        }
+
+        if (slot.Type == TensorElementType.String)
+        {
+            var value = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, shape);
+            long rowStart = 0;
+            for (var j = 0; j < batch.Count; j++)
+            {
+                var strings = layouts[j].Inputs[index]!.Tensor.Strings;
+                Runs.Collect(OwnShape(slot, layouts[j]), shape, rowStart, _runs);
+                foreach (var run in _runs)
+                {
+                    for (var e = 0L; e < run.Length; e++)
+                    {
+                        value.StringTensorSetElementAt(strings[(int)(run.Small + e)].AsSpan(), (int)(run.Big + e));
+                    }
+                }
+
+                rowStart += layouts[j].Rows;
+            }
+
+            return value;
+        }
+
+        var size = slot.Type.ElementSize();
+        var bytes = totalRows * rowElements * size;
+        var buffer = _staging[index].Get(bytes);
+        var target = buffer.AsSpan(0, (int)bytes);
+        var isMask = index == _signature.MaskIndex;
+        var needsClear = isMask;
+        for (var j = 0; j < batch.Count && !needsClear; j++)
+        {
+            needsClear = !OwnShape(slot, layouts[j]).AsSpan(1).SequenceEqual(shape.AsSpan(1));
+        }
+
+        if (needsClear)
+        {
+            // Padding is zero: for a mask, zero marks the padded positions.
+            target.Clear();
+        }
+
+        long rowOffset = 0;
+        for (var j = 0; j < batch.Count; j++)
+        {
+            Runs.Collect(OwnShape(slot, layouts[j]), shape, rowOffset, _runs);
+            if (layouts[j].Inputs[index] is { } given)
+            {
+                var source = given.Tensor.Data;
+                foreach (var run in _runs)
+                {
+                    source.AsSpan((int)(run.Small * size), (int)(run.Length * size)).CopyTo(target.Slice((int)(run.Big * size)));
+                }
+            }
+            else if (isMask)
+            {
+                var one = One(slot.Type);
+                foreach (var run in _runs)
+                {
+                    for (var e = 0L; e < run.Length; e++)
+                    {
+                        one.CopyTo(target.Slice((int)((run.Big + e) * size)));
+                    }
+                }
+            }
+
+            rowOffset += layouts[j].Rows;
+        }
+
+        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, slot.OrtType, shape, _staging[index].Address, bytes);
+    }
+
+    /// <summary>Splits the run's outputs back per request, each cut to the request's own lengths.</summary>
+    public ItemOutcome[] Split(IReadOnlyList<OrtValue> outputs, RequestLayout[] layouts, Dictionary<string, long> padded, long totalRows)
+    {
+        var perRequest = new NamedTensor[layouts.Length][];
+        for (var j = 0; j < layouts.Length; j++)
+        {
+            perRequest[j] = new NamedTensor[outputs.Count];
+        }
+
+        for (var o = 0; o < outputs.Count; o++)
+        {
+            var slot = _signature.Outputs[o];
+            var value = outputs[o];
+            var shape = value.GetTensorTypeAndShape().Shape;
+            if (shape.Length == 0 || shape[0] != totalRows)
+            {
+                throw new InvalidOperationException($"output '{slot.Name}' has shape [{string.Join(',', shape)}]; a batch of {totalRows} rows needs it on the first axis.");
+            }
+
+            var strings = slot.Type == TensorElementType.String ? value.GetStringTensorAsArray() : null;
+            var size = slot.Type.ElementSize();
+            long rowOffset = 0;
+            for (var j = 0; j < layouts.Length; j++)
+            {
+                var layout = layouts[j];
+                var own = new long[shape.Length];
+                own[0] = layout.Rows;
+                for (var k = 1; k < shape.Length; k++)
+                {
+                    // An axis the batch padded comes back at the request's own length.
+                    var axis = k < slot.Axes.Length ? slot.Axes[k] : null;
+                    own[k] = axis is not null && layout.Axes.TryGetValue(axis, out var mine) && padded.TryGetValue(axis, out var max) && shape[k] == max
+                        ? mine
+                        : shape[k];
+                }
+
+                var count = own.Aggregate(1L, (a, b) => a * b);
+                var ownShape = layout.Batched ? own.ToImmutableArray() : own.AsSpan(1).ToArray().ToImmutableArray();
+                Tensor tensor;
+                Runs.Collect(own, shape, rowOffset, _runs);
+                if (strings is not null)
+                {
+                    var picked = new string[count];
+                    foreach (var run in _runs)
+                    {
+                        Array.Copy(strings, run.Big, picked, run.Small, run.Length);
+                    }
+
+                    tensor = new Tensor(slot.Type, ownShape, [], ImmutableArray.Create(picked));
+                }
+                else
+                {
+                    var data = new byte[count * size];
+                    var raw = value.GetTensorMutableRawData();
+                    foreach (var run in _runs)
+                    {
+                        raw.Slice((int)(run.Big * size), (int)(run.Length * size)).CopyTo(data.AsSpan((int)(run.Small * size)));
+                    }
+
+                    tensor = new Tensor(slot.Type, ownShape, data, []);
+                }
+
+                perRequest[j][o] = new NamedTensor(slot.Name, tensor);
+                rowOffset += layout.Rows;
+            }
+        }
+
+        var outcomes = new ItemOutcome[layouts.Length];
+        for (var j = 0; j < layouts.Length; j++)
+        {
+            outcomes[j] = ItemOutcome.Ok(ImmutableArray.Create(perRequest[j]));
+        }
+
+        return outcomes;
+    }
+
+    private static long[] OwnShape(TensorSlot slot, RequestLayout layout)
+    {
+        var own = new long[slot.Rank];
+        own[0] = layout.Rows;
+        for (var k = 1; k < slot.Rank; k++)
+        {
+            own[k] = slot.Dims[k] >= 0 ? slot.Dims[k] : layout.Axes[slot.Axes[k]!];
+        }
+
+        return own;
+    }
+
+    private static byte[] One(TensorElementType type)
+    {
+        var one = new byte[type.ElementSize()];
+        switch (type)
+        {
+            case TensorElementType.Float32: BinaryPrimitives.WriteSingleLittleEndian(one, 1f); break;
+            case TensorElementType.Float64: BinaryPrimitives.WriteDoubleLittleEndian(one, 1d); break;
+            case TensorElementType.Float16: BinaryPrimitives.WriteHalfLittleEndian(one, (Half)1); break;
+            default: one[0] = 1; break;
+        }
+
+        return one;
+    }
+
+    /// <summary>Frees the staging buffers.</summary>
+    public void Release()
+    {
+        foreach (var buffer in _staging)
+        {
+            buffer.Release();
+        }
+    }
+
+    /// <summary>One request in a batch: its rows, whether it sent the batch axis, its dynamic axis lengths, its inputs by index.</summary>
+    internal sealed record RequestLayout(long Rows, bool Batched, Dictionary<string, long> Axes, NamedTensor?[] Inputs);
+}

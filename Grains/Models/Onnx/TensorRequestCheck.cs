@@ -1,0 +1,144 @@
+using System.Globalization;
+
+namespace StreamInfer.Grains.Models.Onnx;
+
+/// <summary>
+/// Checks a request against a tensor model's inputs at admission: names, element types, ranks, fixed sizes, dynamic
+/// axes of one name that agree across inputs, and rows within the largest batch. Thread-safe: it only reads the
+/// signature.
+/// </summary>
+internal sealed class TensorRequestCheck
+{
+    private readonly string _name;
+    private readonly TensorSignature _signature;
+    private readonly int _maxBatchSize;
+    private readonly string[] _inputNames;
+    private readonly string _expected;
+
+    public TensorRequestCheck(string name, TensorSignature signature, int maxBatchSize)
+    {
+        _name = name;
+        _signature = signature;
+        _maxBatchSize = maxBatchSize;
+        _inputNames = [.. signature.Inputs.Select(i => i.Name)];
+        _expected = string.Join(", ", signature.Inputs.Select(i => $"{i.Name} {i.Type.ToWire()}{Shape(i.Dims, i.Axes)}"));
+    }
+
+    /// <summary>The verdict on one request: an error naming the input and the mismatch, or how many rows it fills.</summary>
+    public RequestCheck Check(InferRequest request)
+    {
+        if (request.Inputs.IsDefaultOrEmpty)
+        {
+            return RequestCheck.Invalid($"model '{_name}' takes input tensors ({_expected}); none were given.");
+        }
+
+        bool? batched = null;
+        long rows = 0;
+        Dictionary<string, (long Size, string Input)>? axes = null;
+        foreach (var input in request.Inputs)
+        {
+            var index = Array.IndexOf(_inputNames, input.Name);
+            if (index < 0)
+            {
+                return RequestCheck.Invalid($"input '{input.Name}': model '{_name}' has no such input (it takes {_expected}).");
+            }
+
+            var slot = _signature.Inputs[index];
+            var tensor = input.Tensor;
+            if (tensor.ElementType != slot.Type)
+            {
+                return RequestCheck.Invalid($"input '{input.Name}': expected {slot.Type.ToWire()}, got {tensor.ElementType.ToWire()}.");
+            }
+
+            var rank = tensor.Shape.Length;
+            var isBatched = rank == slot.Rank;
+            if (!isBatched && rank != slot.Rank - 1)
+            {
+                return RequestCheck.Invalid($"input '{input.Name}': expected shape {Shape(slot.Dims, slot.Axes)} (or without its batch axis), got [{string.Join(',', tensor.Shape)}].");
+            }
+
+            if (batched is { } b && b != isBatched)
+            {
+                return RequestCheck.Invalid($"input '{input.Name}': every input must either include the batch axis or leave it out; they are mixed.");
+            }
+
+            batched = isBatched;
+            var offset = isBatched ? 0 : 1;
+            var inputRows = isBatched ? tensor.Shape[0] : 1;
+            if (inputRows < 1 || inputRows > _maxBatchSize)
+            {
+                return RequestCheck.Invalid($"input '{input.Name}': the batch axis is {inputRows}; model '{_name}' takes 1 to {_maxBatchSize} rows per request.");
+            }
+
+            if (rows != 0 && inputRows != rows)
+            {
+                return RequestCheck.Invalid($"input '{input.Name}': has {inputRows} rows where other inputs have {rows}.");
+            }
+
+            rows = inputRows;
+            for (var k = 1; k < slot.Rank; k++)
+            {
+                var actual = tensor.Shape[k - offset];
+                if (slot.Dims[k] >= 0 && actual != slot.Dims[k])
+                {
+                    return RequestCheck.Invalid($"input '{input.Name}': axis {k} must be {slot.Dims[k]}, got {actual} (expected {Shape(slot.Dims, slot.Axes)}, got [{string.Join(',', tensor.Shape)}]).");
+                }
+
+                if (slot.Dims[k] < 0)
+                {
+                    if (actual < 1)
+                    {
+                        return RequestCheck.Invalid($"input '{input.Name}': dynamic axis {k} ('{slot.Axes[k]}') must be at least 1, got {actual}.");
+                    }
+
+                    axes ??= new Dictionary<string, (long, string)>(StringComparer.Ordinal);
+                    if (axes.TryGetValue(slot.Axes[k]!, out var seen) && seen.Size != actual)
+                    {
+                        return RequestCheck.Invalid($"input '{input.Name}': axis '{slot.Axes[k]}' is {actual}, but it is {seen.Size} in input '{seen.Input}'.");
+                    }
+
+                    axes[slot.Axes[k]!] = (actual, input.Name);
+                }
+            }
+
+            if (TensorTypes.CheckConsistent(input.Name, tensor) is { } inconsistent)
+            {
+                return RequestCheck.Invalid(inconsistent);
+            }
+
+            for (var other = 0; other < request.Inputs.Length; other++)
+            {
+                if (!ReferenceEquals(request.Inputs[other], input) && request.Inputs[other].Name == input.Name)
+                {
+                    return RequestCheck.Invalid($"input '{input.Name}' is given more than once.");
+                }
+            }
+        }
+
+        for (var i = 0; i < _signature.Inputs.Length; i++)
+        {
+            if (i != _signature.MaskIndex && !request.Inputs.Any(t => t.Name == _inputNames[i]))
+            {
+                return RequestCheck.Invalid($"input '{_inputNames[i]}' is missing (model '{_name}' takes {_expected}).");
+            }
+        }
+
+        if (_signature.MaskIndex is { } mask && !request.Inputs.Any(t => t.Name == _inputNames[mask]))
+        {
+            // The batcher builds the mask from the lengths of the other inputs' axes of the same name.
+            var slot = _signature.Inputs[mask];
+            for (var k = 1; k < slot.Rank; k++)
+            {
+                if (slot.Dims[k] < 0 && (axes is null || !axes.ContainsKey(slot.Axes[k]!)))
+                {
+                    return RequestCheck.Invalid($"input '{slot.Name}' is missing, and its axis '{slot.Axes[k]}' appears in no other input to build it from.");
+                }
+            }
+        }
+
+        return new RequestCheck(null, (int)rows);
+    }
+
+    private static string Shape(long[] dims, string?[] axes)
+        => $"[{string.Join(',', dims.Select((d, k) => k == 0 ? "batch" : d >= 0 ? d.ToString(CultureInfo.InvariantCulture) : axes[k]!))}]";
+}

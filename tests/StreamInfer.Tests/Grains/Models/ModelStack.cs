@@ -1,0 +1,40 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Tests.Grains.Models;
+
+/// <summary>The catalog and the steps that fill it, wired by hand as a silo's start-up wires them, outside any cluster.</summary>
+public sealed class ModelStack : IDisposable
+{
+    private readonly IOptions<ModelRepositoryOptions> _repository;
+
+    public ModelStack(string repository, DeviceRegistry devices, bool builtInTinyLm = true)
+    {
+        _repository = Options.Create(new ModelRepositoryOptions { Path = repository, BuiltInTinyLm = builtInTinyLm });
+        Catalog = new ModelCatalog(Options.Create(new ModelsOptions()), devices);
+        var loader = new ModelLoader(devices, NullLogger<ModelLoader>.Instance);
+        Rollout = new ModelRollout(Catalog, loader, _repository, NullLogger<ModelRollout>.Instance);
+        Repository = new RepositorySync(Catalog, loader, Rollout, _repository, NullLogger<RepositorySync>.Instance);
+    }
+
+    public ModelCatalog Catalog { get; }
+
+    public ModelRollout Rollout { get; }
+
+    public RepositorySync Repository { get; }
+
+    /// <summary>The start-up's first half: tiny-lm written (unless turned off), every repository model registered.</summary>
+    public IReadOnlyList<StreamInfer.Grains.Models.Repository.ModelDefinition> Register()
+    {
+        new BuiltInTinyLm(_repository, NullLogger<BuiltInTinyLm>.Instance).EnsureWritten();
+        return Repository.Register();
+    }
+
+    /// <summary>The whole start-up: register, then load every model.</summary>
+    public Task StartAsync() => Repository.LoadAsync(Register(), CancellationToken.None);
+
+    public void Dispose() => Catalog.Dispose();
+}
