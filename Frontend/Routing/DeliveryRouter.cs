@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
-using Orleans.Streams;
 using StreamInfer.Grains.Metrics;
-using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Frontend.Routing;
 
@@ -25,48 +23,34 @@ internal interface IDeliverySink
 
 /// <summary>
 /// This frontend's delivery endpoint: batchers call it as a grain observer (<see cref="IDeliveryObserver"/>, named in
-/// every request through <see cref="FrontendIdentity.Observer"/>), or, with <see cref="DeliveryTransport.Stream"/>, it
-/// subscribes to the delivery stream keyed by <see cref="FrontendIdentity.Id"/>. Either way it hands each
-/// <see cref="DeliveryBatch"/>'s items to the connection (or HTTP request) they belong to. Also runs the watchdog that
+/// every request through <see cref="FrontendIdentity.Observer"/>). It hands each <see cref="DeliveryBatch"/>'s items to the connection (or HTTP request) they belong to. Also runs the watchdog that
 /// ends requests whose answer never came (a silo lost with them), so no client waits forever.
 /// </summary>
 internal sealed partial class DeliveryRouter(
     IClusterClient client,
     FrontendIdentity identity,
-    IConfiguration configuration,
     TimeProvider time,
-    ILogger<DeliveryRouter> logger) : IHostedService, IAsyncObserver<DeliveryBatch>, IDeliveryObserver, IDisposable
+    ILogger<DeliveryRouter> logger) : IHostedService, IDeliveryObserver, IDisposable
 {
     private static readonly TimeSpan WatchdogPeriod = TimeSpan.FromSeconds(1);
 
     private readonly ConcurrentDictionary<string, IDeliverySink> _sinks = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string Client, string Request), HttpWaiter> _waiters = new();
-    private StreamSubscriptionHandle<DeliveryBatch>? _subscription;
     private ITimer? _watchdog;
 
     /// <summary>The session ids of the connections registered now.</summary>
     public IReadOnlyCollection<string> ClientIds => [.. _sinks.Keys];
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public Task StartAsync(CancellationToken cancellationToken)
     {
-        var transport = configuration.GetSection(DeliveryStreamOptions.Section).GetValue(nameof(DeliveryStreamOptions.Transport), DeliveryTransport.Observer);
-        if (transport == DeliveryTransport.Observer)
-        {
-            // This singleton holds the object strongly; Orleans keeps only a weak reference to it.
-            identity.Observer = client.CreateObjectReference<IDeliveryObserver>(this);
-        }
-        else
-        {
-            var stream = client.GetStreamProvider(DeliveryStreams.ProviderName)
-                .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, identity.Id));
-            _subscription = await stream.SubscribeAsync(this);
-        }
-
+        // This singleton holds the object strongly; Orleans keeps only a weak reference to it.
+        identity.Observer = client.CreateObjectReference<IDeliveryObserver>(this);
         _watchdog = time.CreateTimer(_ => Sweep(), null, WatchdogPeriod, WatchdogPeriod);
-        LogReady(logger, identity.Id, transport);
+        LogReady(logger, identity.Id);
+        return Task.CompletedTask;
     }
 
-    public async Task StopAsync(CancellationToken cancellationToken)
+    public Task StopAsync(CancellationToken cancellationToken)
     {
         _watchdog?.Dispose();
         if (identity.Observer is { } observer)
@@ -75,17 +59,7 @@ internal sealed partial class DeliveryRouter(
             client.DeleteObjectReference<IDeliveryObserver>(observer);
         }
 
-        if (_subscription is not null)
-        {
-            try
-            {
-                await _subscription.UnsubscribeAsync();
-            }
-            catch (Exception ex)
-            {
-                LogUnsubscribeFailed(logger, ex);
-            }
-        }
+        return Task.CompletedTask;
     }
 
     public void Register(string clientId, IDeliverySink sink) => _sinks[clientId] = sink;
@@ -156,20 +130,21 @@ internal sealed partial class DeliveryRouter(
         }
     }
 
-    public Task OnNextAsync(DeliveryBatch item, StreamSequenceToken? token = null)
+    /// <summary>A batcher's call: hands the batch's items to the connections (or HTTP requests) they belong to.</summary>
+    public Task DeliverAsync(DeliveryBatch batch)
     {
-        if (item.ProducedAt != default)
+        if (batch.ProducedAt != default)
         {
-            GridMetrics.Arrived((time.GetUtcNow() - item.ProducedAt).TotalSeconds);
+            GridMetrics.Arrived((time.GetUtcNow() - batch.ProducedAt).TotalSeconds);
         }
 
-        foreach (var delivery in item.Items)
+        foreach (var delivery in batch.Items)
         {
             try
             {
                 if (_sinks.TryGetValue(delivery.ClientId, out var sink))
                 {
-                    sink.Deliver(delivery, item.ProducedAt);
+                    sink.Deliver(delivery, batch.ProducedAt);
                 }
                 else if (delivery.Token is { } generated && _waiters.TryGetValue((delivery.ClientId, delivery.RequestId), out var streaming))
                 {
@@ -177,7 +152,7 @@ internal sealed partial class DeliveryRouter(
                     if (generated.Index >= streaming.NextIndex)
                     {
                         streaming.NextIndex = generated.Index + 1;
-                        streaming.Tokens?.Invoke(generated, item.ProducedAt);
+                        streaming.Tokens?.Invoke(generated, batch.ProducedAt);
                     }
 
                     if (delivery.IsEnd && _waiters.TryRemove((delivery.ClientId, delivery.RequestId), out var waiter))
@@ -192,23 +167,12 @@ internal sealed partial class DeliveryRouter(
             }
             catch (Exception ex)
             {
-                // One item that cannot be handed over must not hold back its batch-mates (the stream would redeliver
-                // the whole batch later).
+                // One item that cannot be handed over must not hold back its batch-mates (the batcher would retry the
+                // whole batch).
                 LogDeliverFailed(logger, ex, delivery.ClientId, delivery.RequestId);
             }
         }
 
-        return Task.CompletedTask;
-    }
-
-    /// <summary>A batcher's call (the observer transport): the same hand-over as a stream event.</summary>
-    public Task DeliverAsync(DeliveryBatch batch) => OnNextAsync(batch);
-
-    public Task OnCompletedAsync() => Task.CompletedTask;
-
-    public Task OnErrorAsync(Exception ex)
-    {
-        LogStreamError(logger, ex);
         return Task.CompletedTask;
     }
 
@@ -232,14 +196,8 @@ internal sealed partial class DeliveryRouter(
     [LoggerMessage(Level = LogLevel.Debug, Message = "Releasing request {RequestId} of client {ClientId} at its session failed")]
     private static partial void LogReleaseFailed(ILogger logger, Exception ex, string clientId, string requestId);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Frontend {FrontendId} receives deliveries through {Transport}")]
-    private static partial void LogReady(ILogger logger, string frontendId, DeliveryTransport transport);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Unsubscribing from the delivery stream failed")]
-    private static partial void LogUnsubscribeFailed(ILogger logger, Exception ex);
-
-    [LoggerMessage(Level = LogLevel.Error, Message = "The delivery stream reported an error")]
-    private static partial void LogStreamError(ILogger logger, Exception ex);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Frontend {FrontendId} receives deliveries through its grain observer")]
+    private static partial void LogReady(ILogger logger, string frontendId);
 }
 
 /// <summary>An HTTP request waiting for its end, and for the tokens before it.</summary>
@@ -260,9 +218,9 @@ internal sealed class HttpWaiter(Action<GeneratedToken, DateTimeOffset>? tokens)
 /// <summary>This frontend's identity: named in every request's ReplyTo (and ReplyObserver).</summary>
 internal sealed class FrontendIdentity
 {
-    /// <summary>The frontend's id: groups deliveries, and keys its delivery stream.</summary>
+    /// <summary>The frontend's id: batchers group and order deliveries by it.</summary>
     public string Id { get; } = $"fe-{Guid.NewGuid():N}";
 
-    /// <summary>The frontend's delivery observer, set at start with the observer transport; null with streams.</summary>
+    /// <summary>The frontend's delivery observer, set at start.</summary>
     public IDeliveryObserver? Observer { get; set; }
 }

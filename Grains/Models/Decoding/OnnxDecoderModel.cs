@@ -29,7 +29,7 @@ public readonly record struct StepOutcome(DecodeSequence Sequence, GeneratedToke
 /// the position ids count each sequence's own tokens, so a sequence's tokens do not depend on its batch-mates.
 /// </para>
 /// </summary>
-public sealed class OnnxDecoderModel : IInferenceModel
+public sealed class OnnxDecoderModel : IDecoderModel
 {
     private const string InputIds = "input_ids";
     private const string AttentionMask = "attention_mask";
