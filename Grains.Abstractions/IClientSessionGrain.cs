@@ -17,7 +17,7 @@ public interface IClientSessionGrain : IGrainWithStringKey
     /// available), then whatever the batcher refuses with (<see cref="ErrorCode.InvalidInput"/>,
     /// <see cref="ErrorCode.Overloaded"/>, <see cref="ErrorCode.ModelUnavailable"/>). A refused request costs no token
     /// and no backlog slot and produces no delivery. An accepted one ends in exactly one <see cref="Delivery"/> on the
-    /// request's reply stream. <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
+    /// request's delivery observer. <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
     /// Not idempotent: a retry of an accepted id is refused as a duplicate.
     /// </summary>
     [Alias("Submit")]

@@ -79,13 +79,13 @@ public sealed record NamedTensor(
 /// <param name="Inputs">Named input tensors (tensor and echo models).</param>
 /// <param name="Prompt">Prompt text (decoder models).</param>
 /// <param name="Timeout">How long the client is willing to wait, from admission; null for the configured default.</param>
-/// <param name="ReplyTo">The id of the frontend that holds the client's connection: deliveries are grouped by it and, when
-/// <paramref name="ReplyObserver"/> is null, published to the delivery stream keyed by it.</param>
+/// <param name="ReplyTo">The id of the frontend that holds the client's connection: deliveries are grouped and ordered by
+/// it.</param>
 /// <param name="Priority">The request's priority level, 0 (lowest) up to the model's <c>priority_levels</c> - 1; higher
 /// levels are batched first. Null for the model's default.</param>
 /// <param name="Generation">How a decoder model generates from <paramref name="Prompt"/>; null for the defaults.</param>
-/// <param name="ReplyObserver">The frontend's delivery observer: when given, deliveries are made by calling it (the
-/// default transport, D9); null, they go through the delivery stream named by <paramref name="ReplyTo"/>.</param>
+/// <param name="ReplyObserver">The frontend's delivery observer: deliveries are made by calling it (D9). A batcher refuses
+/// a request without one.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.InferRequest")]
 public sealed record InferRequest(
     [property: Id(0)] string RequestId,
@@ -172,8 +172,8 @@ public sealed record BacklogWarning(
     [property: Id(1)] int Capacity);
 
 /// <summary>
-/// The answer to <see cref="IClientSessionGrain.SubmitAsync"/>: either accepted (a result or error will follow on the
-/// client's delivery stream) or refused with <see cref="Error"/> (nothing will follow). <see cref="Warning"/> may
+/// The answer to <see cref="IClientSessionGrain.SubmitAsync"/>: either accepted (a result or error will follow through the
+/// frontend's delivery observer) or refused with <see cref="Error"/> (nothing will follow). <see cref="Warning"/> may
 /// accompany an acceptance. <see cref="Timeout"/> is the deadline the grid applied, from admission (the request's own,
 /// or the model's or session's default, capped): the frontend's watchdog waits that long plus its grace.
 /// <see cref="Silo"/> names (as in batcher keys) the silo whose batcher holds the accepted request: when membership
@@ -227,8 +227,8 @@ public sealed record Delivery(
 }
 
 /// <summary>
-/// Everything one batch step produced for the clients of one frontend: one stream event per batch per destination,
-/// never one per request (STYLE, pitfall 2).
+/// Everything one batch step produced for the clients of one frontend: one delivery call per batch per destination,
+/// never one per request.
 /// </summary>
 /// <param name="Items">The deliveries, in the order the batcher produced them.</param>
 /// <param name="ProducedAt">When the batch or decode step that produced them ended (the batcher's clock); the frontend

@@ -45,6 +45,7 @@ internal sealed partial class BatcherGrain(
     private IBatchScheduler? _scheduler;
     private AdmissionPolicy? _admission;
     private DeliveryOutbox? _outbox;
+    private Handover? _handover;
     private ITimer? _wake;
     private ClusterLoad.LoadCell? _load;
     private DateTimeOffset _wakeAt = DateTimeOffset.MaxValue;
@@ -67,6 +68,7 @@ internal sealed partial class BatcherGrain(
 
         // Retries wait in real time: under a test's virtual clock a refused delivery must still be retried.
         _outbox = new DeliveryOutbox(publisher, DeliveryRetry.Default, TimeProvider.System, logger);
+        _handover = new Handover(_key, _queue, _outbox, activity, GrainFactory, time, logger);
 
         // A plain timer on the injected clock rather than a grain timer: it stays on the virtual clock in tests, and a
         // tick is one work item on this activation's scheduler, not a message.
@@ -350,62 +352,12 @@ internal sealed partial class BatcherGrain(
         return Finish([.. ended.Select(q => Ended(q, error))], time.GetUtcNow(), ordered: !queuedOnly);
     }
 
-    /// <summary>
-    /// The one way out of the batcher: counts the requests that end, forgets them, sends every delivery through the
-    /// outbox and tells each session which of its requests ended.
-    /// </summary>
+    /// <summary>The one way out of the batcher (<see cref="Handover"/>).</summary>
     public Task Finish(IReadOnlyList<RequestOutcome> outcomes, DateTimeOffset producedAt, bool ordered)
     {
-        if (outcomes.Count == 0)
-        {
-            return Task.CompletedTask;
-        }
-
-        // Results are about to leave: a precise clock idling since the last admission fires on time again.
-        activity.NotifyActivity();
-        var sends = new List<(DeliveryTarget, Delivery)>(outcomes.Count);
-        Dictionary<string, List<string>>? endedBySession = null;
-        foreach (var (q, delivery) in outcomes)
-        {
-            sends.Add((q.Target, delivery));
-            if (delivery.IsEnd)
-            {
-                _queue.Forget(q);
-                RecordEnd(q, delivery);
-                endedBySession ??= new(StringComparer.Ordinal);
-                if (!endedBySession.TryGetValue(q.Item.ClientId, out var ids))
-                {
-                    endedBySession[q.Item.ClientId] = ids = [];
-                }
-
-                ids.Add(q.Item.Request.RequestId);
-            }
-        }
-
+        var finished = _handover!.Finish(outcomes, producedAt, ordered);
         ReportDepth();
-        var delivered = _outbox!.SendAsync(sends, producedAt, ordered);
-        if (endedBySession is null)
-        {
-            return delivered;
-        }
-
-        return Task.WhenAll(endedBySession.Select(s => NotifySessionAsync(s.Key, [.. s.Value])).Append(delivered));
-    }
-
-    private void RecordEnd(QueuedRequest q, Delivery delivery)
-    {
-        var version = q.Lease.Model.Version;
-        var code = delivery.Error is { } error ? error.Code.ToWire() : delivery.Done?.FinishReason switch
-        {
-            FinishReasons.Cancelled => ErrorCode.Cancelled.ToWire(),
-            FinishReasons.Deadline => ErrorCode.DeadlineExceeded.ToWire(),
-            _ => GridMetrics.Ok,
-        };
-        GridMetrics.Ended(_key.Model, version, _key.Device, code, time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
-        if (delivery.Result is { } result)
-        {
-            GridMetrics.Queued(_key.Model, version, _key.Device, result.Timing.QueueMs / 1000, result.Timing.ComputeMs / 1000);
-        }
+        return finished;
     }
 
     /// <summary>Moves the queue-depth and active-sequence gauges by what changed since they were last moved.</summary>
@@ -419,18 +371,6 @@ internal sealed partial class BatcherGrain(
         }
     }
 
-    private async Task NotifySessionAsync(string clientId, ImmutableArray<string> ids)
-    {
-        try
-        {
-            await GrainFactory.GetGrain<IClientSessionGrain>(clientId).CompletedAsync(ids);
-        }
-        catch (Exception ex)
-        {
-            LogNotifyFailed(logger, ex, clientId);
-        }
-    }
-
     private static RequestOutcome Ended(QueuedRequest q, InferError error)
         => new(q, new Delivery(q.Item.ClientId, q.Item.Request.RequestId, null, error));
 
@@ -439,7 +379,4 @@ internal sealed partial class BatcherGrain(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The batcher of model {Model} still had {Count} sequences generating when its silo's drain timeout ({Timeout}) passed: they end with model_unavailable")]
     private static partial void LogDrainTimedOut(ILogger logger, string model, int count, TimeSpan timeout);
-
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Telling session {ClientId} of completions failed")]
-    private static partial void LogNotifyFailed(ILogger logger, Exception ex, string clientId);
 }

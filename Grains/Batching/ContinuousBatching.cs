@@ -51,7 +51,7 @@ internal sealed partial class ContinuousBatching(BatcherContext context, ModelOp
     {
         if (model is not IDecoderModel decoder)
         {
-            return new SchedulerCheck(new InferError(ErrorCode.ModelUnavailable, $"model '{context.Key.Model}' changed kind with its version; retry."), 0);
+            return BatchSchedulers.ChangedKind(context.Key.Model);
         }
 
         var (sequence, error) = decoder.Prepare(item.Request);

@@ -39,7 +39,7 @@ internal sealed partial class DynamicBatching(BatcherContext context, ModelOptio
     {
         if (model is not IBatchModel)
         {
-            return new SchedulerCheck(new InferError(ErrorCode.ModelUnavailable, $"model '{context.Key.Model}' changed kind with its version; retry."), 0);
+            return BatchSchedulers.ChangedKind(context.Key.Model);
         }
 
         var check = model.Check(item.Request);

@@ -76,6 +76,10 @@ internal static class BatchSchedulers
         IBatchModel batch => new DynamicBatching(context, options, batch),
         _ => null,
     };
+
+    /// <summary>The refusal when a rollout brought a version of another kind than the one this batcher schedules.</summary>
+    public static SchedulerCheck ChangedKind(string model)
+        => new(new InferError(ErrorCode.ModelUnavailable, $"model '{model}' changed kind with its version; retry."), 0);
 }
 
 /// <summary>What a scheduler works with: its batcher's key (for metrics), queue, device, clock and host.</summary>

@@ -1,8 +1,8 @@
 namespace StreamInfer.Grains.Options;
 
 /// <summary>
-/// The clock of the grid's timers. Section <c>StreamInfer:Streams</c> (named when it also tuned the delivery streams;
-/// the key is kept so that existing configurations still apply), read by silos and frontends alike.
+/// The clock of a silo's timers. Section <c>StreamInfer:Streams</c>: named when it also tuned the delivery streams, and
+/// kept so that existing configurations still apply.
 /// </summary>
 public sealed class TimerOptions
 {
