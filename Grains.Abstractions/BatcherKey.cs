@@ -20,13 +20,3 @@ public readonly record struct BatcherKey(string Model, string Silo, string Devic
         return new BatcherKey(parts[0], parts[1], parts[2]);
     }
 }
-
-/// <summary>Names shared by producers and consumers of the delivery streams.</summary>
-public static class DeliveryStreams
-{
-    /// <summary>The stream provider that carries results back to frontends.</summary>
-    public const string ProviderName = "deliveries";
-
-    /// <summary>The stream namespace; the stream key is the destination frontend's id.</summary>
-    public const string Namespace = "frontend";
-}

@@ -6,15 +6,14 @@ namespace StreamInfer;
 /// <summary>
 /// The dynamic batcher of one model on one device of one silo; its key is a <see cref="BatcherKey"/>. Queues requests,
 /// flushes a batch when <c>MaxBatchSize</c> are queued or <c>MaxWait</c> has passed since the oldest queued one, runs it
-/// on the device's worker thread, and publishes the results as one <see cref="DeliveryBatch"/> per destination
-/// frontend.
+/// on the device's worker thread, and delivers the results as one <see cref="DeliveryBatch"/> per destination
+/// frontend (decoders: continuous batching, a step's tokens at a time).
 /// </summary>
 [Alias("StreamInfer.IBatcherGrain")]
 public interface IBatcherGrain : IGrainWithStringKey
 {
     /// <summary>
-    /// Queues a request. Returns null when queued (exactly one <see cref="Delivery"/> follows to the frontend the
-    /// request names, and the session is told through <see cref="IClientSessionGrain.CompletedAsync"/>), or the refusal:
+    /// Queues a request. Returns null when queued (its end follows through the request's delivery observer and the session is told through <see cref="IClientSessionGrain.CompletedAsync"/>), or the refusal:
     /// <see cref="ErrorCode.InvalidInput"/>, <see cref="ErrorCode.Overloaded"/> (queue full, with retry_after_ms),
     /// <see cref="ErrorCode.BadRequest"/> (the same client already has that id queued here).
     /// </summary>
@@ -22,8 +21,8 @@ public interface IBatcherGrain : IGrainWithStringKey
     Task<InferError?> EnqueueAsync(BatchItem item);
 
     /// <summary>
-    /// Drops these requests of one client: queued ones are removed, running ones have their results discarded. No
-    /// delivery is published for them; the session is not called back (it already released them). Unknown ids are ignored.
+    /// Drops these requests of one client: queued ones are removed, running ones have their results discarded. Nothing
+    /// more is delivered for them; the session is not called back (it already released them). Unknown ids are ignored.
     /// </summary>
     [Alias("Cancel"), AlwaysInterleave]
     Task CancelAsync(string clientId, ImmutableArray<string> requestIds);

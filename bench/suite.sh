@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 scenarios=(
   "echo-ws|echo-ws.sh|echo over WebSocket, 100 connections: the grid against a bare Kestrel WebSocket echo (bench/StreamInfer.BareEcho)"
   "echo-predict|echo-http.sh|echo over HTTP POST /predict, 100 clients: the grid against a bare Kestrel /predict echo"
-  "return-path|return-path.sh|one request at a time: the grid's own latency, observer vs memory-stream transports (Orleans' stream defaults as baseline)"
+  "return-path|return-path.sh|one request at a time: the grid's own latency and idle CPU, with and without precise timers, against a bare Kestrel WebSocket echo"
   "batching|maxwait.sh|batching efficiency on the simulated device: MaxWait 0, 2, 5 ms against no batching"
   "tiny-lm|decode-grid.sh|tiny-lm streaming, 64 streams over WebSocket and over SSE: tokens/s, TTFT, ITL against the bare decoder engine"
   "onnx|onnx-grid.sh|an ONNX MLP over WebSocket against bare ONNX Runtime at batch sizes 1..32"

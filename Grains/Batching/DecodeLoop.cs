@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Models.Decoding;
 
 namespace StreamInfer.Grains.Batching;
@@ -9,9 +10,8 @@ namespace StreamInfer.Grains.Batching;
 /// back on the device thread. Each step is one job on the <see cref="DeviceWorker"/>; at its end the device plans and
 /// queues the next step itself (behind whatever other models queued meanwhile) and hands the finished step's outcome
 /// to the grain through <see cref="NextAsync"/>. The grain's work between steps (delivering tokens, admitting, expiring)
-/// thus runs beside the next step instead of before it: with the grain planning every step, the device waited for a
-/// trip through the grain scheduler each time, 0.3 ms at p50 and 3.2 ms at p99 under 64 streams on 2 cores
-/// (bench/decode-grid.sh, BENCHMARKS.md).
+/// thus runs beside the next step instead of before it: with the grain planning every step, the device would wait for
+/// a trip through the grain scheduler each time.
 /// <para>
 /// The grain and the device share only what crosses <see cref="_gate"/> (joiners, counts) and the flags of each
 /// <see cref="DecodeRunning"/> (a cancel or deadline the grain decided): the device drops a flagged sequence at its
@@ -206,7 +206,7 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
         // chunk's time per step; every decoding sequence advances by one token. Sequences run on the version they
         // started with: during a rollout a step runs each version's part.
         var budget = PrefillBudget;
-        var plan = new Dictionary<OnnxDecoderModel, (List<(DecodeSequence, int)> Prefill, List<DecodeSequence> Decode)>();
+        var plan = new Dictionary<IDecoderModel, (List<(DecodeSequence, int)> Prefill, List<DecodeSequence> Decode)>();
         var stepping = new List<DecodeRunning>(_running.Count);
         foreach (var r in _running)
         {
@@ -278,14 +278,14 @@ internal sealed class DecodeLoop(DeviceWorker device, TimeProvider time)
 /// <see cref="Sequence"/> from <see cref="DecodeLoop.Join"/> until it reports the sequence gone (finished, dropped or
 /// failed); the grain sets <see cref="Leaving"/> to have it dropped.
 /// </summary>
-internal class DecodeRunning(DecodeSequence sequence, OnnxDecoderModel model, DateTimeOffset deadline)
+internal class DecodeRunning(DecodeSequence sequence, IDecoderModel model, DateTimeOffset deadline)
 {
     private volatile bool _leaving;
 
     public DecodeSequence Sequence { get; } = sequence;
 
     /// <summary>The version the sequence runs on.</summary>
-    public OnnxDecoderModel Model { get; } = model;
+    public IDecoderModel Model { get; } = model;
 
     /// <summary>Past it, the device drops the sequence at its next plan (the request's deadline).</summary>
     public DateTimeOffset Deadline { get; } = deadline;

@@ -45,7 +45,7 @@ public static partial class StreamInferClustering
         return silo.UseRedisClustering(endpoint.Redis!);
     }
 
-    /// <summary>A frontend without a co-hosted silo: gateways from the Redis membership, the delivery streams' provider.</summary>
+    /// <summary>A frontend without a co-hosted silo: gateways from the Redis membership.</summary>
     public static IClientBuilder UseStreamInferClustering(this IClientBuilder client, ClusterEndpointOptions endpoint)
     {
         if (!endpoint.UsesRedis)
@@ -62,7 +62,6 @@ public static partial class StreamInferClustering
             client.UseRedisClustering(endpoint.Redis!);
         }
 
-        client.AddMemoryStreams(DeliveryStreams.ProviderName);
         client.Services.AddSingleton<IClientConnectionRetryFilter, KeepConnecting>();
         return client;
     }

@@ -8,6 +8,7 @@ using StreamInfer.Grains.Models.Versions;
 using StreamInfer.Grains.Options;
 using StreamInfer.Grains.Placement;
 using StreamInfer.Grains.Clocks;
+using StreamInfer.Grains.Deliveries;
 
 namespace StreamInfer.Grains.Hosting;
 
@@ -15,8 +16,8 @@ namespace StreamInfer.Grains.Hosting;
 public static class StreamInferSiloExtensions
 {
     /// <summary>
-    /// Adds the session and batcher grains' services (options, model catalog, device workers) and the delivery streams
-    /// (memory streams tuned for latency, with the in-memory pub-sub store they need) to a silo.
+    /// Adds the session and batcher grains' services (options, model catalog, device workers, the delivery publisher)
+    /// and the grid's clock to a silo.
     /// </summary>
     public static ISiloBuilder AddStreamInfer(this ISiloBuilder silo, IConfiguration configuration)
     {
@@ -38,9 +39,10 @@ public static class StreamInferSiloExtensions
         services.AddHostedService(sp => sp.GetRequiredService<ClusterLoad>());
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, SiloDrain>();
         services.AddSingleton<DeviceRegistry>();
+        services.AddSingleton<IDeliveryPublisher, ObserverDeliveryPublisher>();
 
-        var streams = configuration.GetSection(DeliveryStreamOptions.Section).Get<DeliveryStreamOptions>() ?? new DeliveryStreamOptions();
-        if (streams.PreciseTimers)
+        var timers = configuration.GetSection(TimerOptions.Section).Get<TimerOptions>() ?? new TimerOptions();
+        if (timers.PreciseTimers)
         {
             services.AddSingleton<PreciseTimeProvider>(_ => new PreciseTimeProvider());
             services.AddSingleton<IActivitySignal>(sp => sp.GetRequiredService<PreciseTimeProvider>());
@@ -53,19 +55,17 @@ public static class StreamInferSiloExtensions
             services.AddSingleton<IActivitySignal, NoActivitySignal>();
         }
 
-        // Stream subscriptions (a frontend's delivery subscription must outlive any one silo) and model versions: in
-        // memory on the embedded default, in Redis in a cluster, where they survive the silo that held them.
+        // Model versions: in memory on the embedded default, in Redis in a cluster, where they survive the silo that
+        // held them.
         var endpoint = StreamInferClustering.Read(configuration);
-        foreach (var storage in (string[])["PubSubStore", StreamInfer.Grains.Models.Versions.ModelVersionGrain.Storage])
+        var storage = StreamInfer.Grains.Models.Versions.ModelVersionGrain.Storage;
+        if (endpoint.UsesRedis)
         {
-            if (endpoint.UsesRedis)
-            {
-                silo.AddRedisGrainStorage(storage, o => o.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(endpoint.Redis!));
-            }
-            else
-            {
-                silo.AddMemoryGrainStorage(storage);
-            }
+            silo.AddRedisGrainStorage(storage, o => o.ConfigurationOptions = StackExchange.Redis.ConfigurationOptions.Parse(endpoint.Redis!));
+        }
+        else
+        {
+            silo.AddMemoryGrainStorage(storage);
         }
 
         if (StreamInferDashboard.Enabled(configuration))
@@ -74,15 +74,6 @@ public static class StreamInferSiloExtensions
             silo.AddDashboard();
         }
 
-        silo.AddMemoryStreams(DeliveryStreams.ProviderName, b =>
-        {
-            b.ConfigurePartitioning(Math.Clamp(streams.Partitions, 1, 64));
-            b.ConfigurePullingAgent(ob => ob.Configure(o =>
-            {
-                o.GetQueueMsgsTimerPeriod = streams.EffectivePollPeriod;
-                o.BatchContainerBatchSize = streams.ReadBatchSize;
-            }));
-        });
         return silo;
     }
 }

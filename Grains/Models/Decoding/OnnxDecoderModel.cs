@@ -20,7 +20,7 @@ namespace StreamInfer.Grains.Models.Decoding;
 /// the position ids count each sequence's own tokens, so a sequence's tokens do not depend on its batch-mates.
 /// </para>
 /// </summary>
-public sealed class OnnxDecoderModel : IInferenceModel
+public sealed class OnnxDecoderModel : IDecoderModel
 {
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();

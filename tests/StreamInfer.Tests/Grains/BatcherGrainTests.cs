@@ -5,13 +5,10 @@ namespace StreamInfer.Tests.Grains;
 [Collection(ClusterCollection.Name)]
 public sealed class BatcherGrainTests(ClusterFixture fixture)
 {
-    [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task Enqueue_MaxBatchSizeQueued_FlushesWithoutWaiting(bool throughStream)
+    [Fact]
+    public async Task Enqueue_MaxBatchSizeQueued_FlushesWithoutWaiting()
     {
-        // Both transports (D9): the frontend's observer, and the delivery stream.
-        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client, throughStream);
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
         var session = fixture.NewSession();
         var runBefore = (await fixture.Batcher("size4").GetStatusAsync()).BatchesRun;
 
@@ -31,7 +28,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
         Assert.All(deliveries, d => Assert.Equal(4, d.Result!.Timing.BatchSize));
         Assert.Equal(["a0", "a1", "a2", "a3"], deliveries.Select(d => d.RequestId).Order());
 
-        // One observer call (or stream event) for the whole batch, not one per request.
+        // One observer call for the whole batch, not one per request.
         Assert.Single(probe.Batches);
 
         // Eight more make exactly two full batches.

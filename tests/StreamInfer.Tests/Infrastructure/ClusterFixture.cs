@@ -11,7 +11,7 @@ namespace StreamInfer.Tests.Infrastructure;
 /// <summary>
 /// One in-process TestCluster for the grain tests, with the StreamInfer grains' clock (<see cref="StreamInferClock"/>) on a
 /// <see cref="FakeTimeProvider"/>: the batcher's wake-up timer and every time the session and batcher grains measure follow
-/// <see cref="Time"/>, while Orleans' own timers (stream pulling agents included) stay on real time. Tests use fresh client ids and their own
+/// <see cref="Time"/>, while Orleans' own timers stay on real time. Tests use fresh client ids and their own
 /// model names, so they do not see each other's state.
 /// </summary>
 public sealed class ClusterFixture : IAsyncLifetime
@@ -85,7 +85,6 @@ public sealed class ClusterFixture : IAsyncLifetime
     {
         var builder = new TestClusterBuilder(1);
         builder.AddSiloBuilderConfigurator<SiloConfigurator>();
-        builder.AddClientBuilderConfigurator<ClientConfigurator>();
         Cluster = builder.Build();
         await Cluster.DeployAsync();
         await Cluster.GetSiloServiceProvider(Cluster.Primary!.SiloAddress).GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
@@ -103,12 +102,6 @@ public sealed class ClusterFixture : IAsyncLifetime
             siloBuilder.AddStreamInfer(Configuration);
             siloBuilder.Services.AddKeyedSingleton<TimeProvider>(StreamInferClock.Key, Time);
         }
-    }
-
-    private sealed class ClientConfigurator : IClientBuilderConfigurator
-    {
-        public void Configure(IConfiguration configuration, IClientBuilder clientBuilder)
-            => clientBuilder.AddMemoryStreams(DeliveryStreams.ProviderName, b => b.ConfigurePartitioning(2));
     }
 }
 

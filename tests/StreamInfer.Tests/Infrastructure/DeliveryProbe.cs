@@ -1,15 +1,14 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
 using System.Threading.Channels;
-using Orleans.Streams;
 
 namespace StreamInfer.Tests.Infrastructure;
 
 /// <summary>
-/// Stands in for a frontend in grain tests: receives deliveries as a grain observer (the default transport) or through
-/// a delivery stream of its own, and lets a test await them with a deadline.
+/// Stands in for a frontend in grain tests: receives deliveries as a grain observer and lets a test await them with a
+/// deadline.
 /// </summary>
-public sealed class DeliveryProbe : IAsyncObserver<DeliveryBatch>, IDeliveryObserver
+public sealed class DeliveryProbe : IDeliveryObserver
 {
     private readonly Channel<Delivery> _deliveries = Channel.CreateUnbounded<Delivery>();
     private readonly ConcurrentQueue<DeliveryBatch> _batches = new();
@@ -20,30 +19,19 @@ public sealed class DeliveryProbe : IAsyncObserver<DeliveryBatch>, IDeliveryObse
 
     public string ReplyTo { get; } = $"probe-{Guid.NewGuid():N}";
 
-    /// <summary>Every observer call or stream event received so far.</summary>
+    /// <summary>Every observer call received so far.</summary>
     public IReadOnlyCollection<DeliveryBatch> Batches => _batches;
 
-    /// <summary>The observer named in <see cref="Request"/>s; null when the probe listens on a stream.</summary>
+    /// <summary>The observer named in <see cref="Request"/>s.</summary>
     public IDeliveryObserver? Observer { get; private set; }
 
-    /// <summary>A probe that receives through a grain observer (the default transport), or, with
-    /// <paramref name="stream"/>, through its delivery stream.</summary>
-    public static async Task<DeliveryProbe> SubscribeAsync(IClusterClient client, bool stream = false)
+    /// <summary>A probe that receives through a grain observer.</summary>
+    public static Task<DeliveryProbe> SubscribeAsync(IClusterClient client)
     {
         var probe = new DeliveryProbe();
-        if (stream)
-        {
-            await client.GetStreamProvider(DeliveryStreams.ProviderName)
-                .GetStream<DeliveryBatch>(StreamId.Create(DeliveryStreams.Namespace, probe.ReplyTo))
-                .SubscribeAsync(probe);
-        }
-        else
-        {
-            // Orleans holds the object weakly; the probe's own property keeps it alive as long as the test holds it.
-            probe.Observer = client.CreateObjectReference<IDeliveryObserver>(probe);
-        }
-
-        return probe;
+        // Orleans holds the object weakly; the probe's own property keeps it alive as long as the test holds it.
+        probe.Observer = client.CreateObjectReference<IDeliveryObserver>(probe);
+        return Task.FromResult(probe);
     }
 
     /// <summary>Waits for the next <paramref name="count"/> deliveries, failing after <paramref name="timeout"/>.</summary>
@@ -72,22 +60,16 @@ public sealed class DeliveryProbe : IAsyncObserver<DeliveryBatch>, IDeliveryObse
     public InferRequest Request(string id, string model = "echo", TimeSpan? timeout = null, float value = 1)
         => new(id, model, [new NamedTensor("x", Tensors.Floats([1, 2], value, value + 1))], null, timeout, ReplyTo, ReplyObserver: Observer);
 
-    public Task DeliverAsync(DeliveryBatch batch) => OnNextAsync(batch);
-
-    public Task OnNextAsync(DeliveryBatch item, StreamSequenceToken? token = null)
+    public Task DeliverAsync(DeliveryBatch batch)
     {
-        _batches.Enqueue(item);
-        foreach (var delivery in item.Items)
+        _batches.Enqueue(batch);
+        foreach (var delivery in batch.Items)
         {
             _deliveries.Writer.TryWrite(delivery);
         }
 
         return Task.CompletedTask;
     }
-
-    public Task OnCompletedAsync() => Task.CompletedTask;
-
-    public Task OnErrorAsync(Exception ex) => Task.CompletedTask;
 }
 
 public static class Tensors

@@ -7,7 +7,7 @@ using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Silo;
 
-/// <summary>The standalone silo serves the grains and delivery streams to an external Orleans client.</summary>
+/// <summary>The standalone silo serves the grains, and delivers to an external Orleans client's observer.</summary>
 public sealed class StandaloneSiloTests
 {
     [Fact]
@@ -29,8 +29,7 @@ public sealed class StandaloneSiloTests
             var clientBuilder = Host.CreateApplicationBuilder();
             clientBuilder.Logging.SetMinimumLevel(LogLevel.Warning);
             clientBuilder.UseOrleansClient(c => c
-                .UseLocalhostClustering(gatewayPort, "streaminfer", clusterId)
-                .AddMemoryStreams(DeliveryStreams.ProviderName, s => s.ConfigurePartitioning(2)));
+                .UseLocalhostClustering(gatewayPort, "streaminfer", clusterId));
             using var client = clientBuilder.Build();
             await client.StartAsync();
             var cluster = client.Services.GetRequiredService<IClusterClient>();

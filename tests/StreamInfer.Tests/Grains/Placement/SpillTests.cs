@@ -37,7 +37,6 @@ public sealed class SpillTests : IAsyncLifetime
     {
         var builder = new TestClusterBuilder(3);
         builder.AddSiloBuilderConfigurator<SiloConfigurator>();
-        builder.AddClientBuilderConfigurator<ClientConfigurator>();
         _cluster = builder.Build();
         await _cluster.DeployAsync();
         foreach (var silo in _cluster.Silos)
@@ -127,11 +126,5 @@ public sealed class SpillTests : IAsyncLifetime
     private sealed class SiloConfigurator : ISiloConfigurator
     {
         public void Configure(ISiloBuilder siloBuilder) => siloBuilder.AddStreamInfer(Configuration);
-    }
-
-    private sealed class ClientConfigurator : IClientBuilderConfigurator
-    {
-        public void Configure(IConfiguration configuration, IClientBuilder clientBuilder)
-            => clientBuilder.AddMemoryStreams(DeliveryStreams.ProviderName, b => b.ConfigurePartitioning(2));
     }
 }

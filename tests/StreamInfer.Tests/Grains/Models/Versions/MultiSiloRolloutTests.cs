@@ -28,7 +28,6 @@ public sealed class MultiSiloRolloutTests : IAsyncLifetime
     {
         var builder = new TestClusterBuilder(2);
         builder.AddSiloBuilderConfigurator<SiloConfigurator>();
-        builder.AddClientBuilderConfigurator<ClientConfigurator>();
         _cluster = builder.Build();
         await _cluster.DeployAsync();
         foreach (var silo in _cluster.Silos)
@@ -88,11 +87,5 @@ public sealed class MultiSiloRolloutTests : IAsyncLifetime
     private sealed class SiloConfigurator : ISiloConfigurator
     {
         public void Configure(ISiloBuilder siloBuilder) => siloBuilder.AddStreamInfer(Configuration);
-    }
-
-    private sealed class ClientConfigurator : IClientBuilderConfigurator
-    {
-        public void Configure(IConfiguration configuration, IClientBuilder clientBuilder)
-            => clientBuilder.AddMemoryStreams(DeliveryStreams.ProviderName, b => b.ConfigurePartitioning(2));
     }
 }

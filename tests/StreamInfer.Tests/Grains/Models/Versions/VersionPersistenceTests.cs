@@ -98,6 +98,6 @@ public sealed class VersionPersistenceTests : IAsyncLifetime
     private sealed class ClientConfigurator : IClientBuilderConfigurator
     {
         public void Configure(IConfiguration configuration, IClientBuilder clientBuilder)
-            => clientBuilder.UseRedisClustering(configuration["Redis"]!).AddMemoryStreams(DeliveryStreams.ProviderName, b => b.ConfigurePartitioning(2));
+            => clientBuilder.UseRedisClustering(configuration["Redis"]!);
     }
 }

@@ -1,0 +1,70 @@
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Grains.Batching;
+
+/// <summary>
+/// Whether a batcher takes a request: its priority is one of the model's levels, the queue has room, the model takes
+/// it, and the expected wait fits in what is left of its deadline (refused at once, with a <c>retry_after_ms</c>, when
+/// it would miss it in the queue anyway). An accepted request holds the version it was checked against until it ends.
+/// </summary>
+internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchScheduler scheduler, TimeProvider time)
+{
+    /// <summary>
+    /// Decides on <paramref name="item"/> against <paramref name="lease"/>, the serving version, and queues it when
+    /// accepted. Returns the refusal, or null when queued; <paramref name="stale"/> when the lease was released meanwhile
+    /// (a rollout committed): the caller looks the serving version up again.
+    /// </summary>
+    public InferError? Admit(BatchItem item, ModelLease lease, ModelOptions options, out bool stale)
+    {
+        stale = false;
+        if (item.Request.ReplyObserver is null)
+        {
+            return new InferError(ErrorCode.Internal, $"request '{item.Request.RequestId}' names no delivery observer: its answer could not be delivered.");
+        }
+
+        var priority = item.Request.Priority ?? options.DefaultPriority;
+        if (priority < 0 || priority >= options.PriorityLevels || priority >= queue.Levels)
+        {
+            return new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{model}' has levels 0 to {Math.Min(options.PriorityLevels, queue.Levels) - 1}.");
+        }
+
+        // Before the model's check, which may tokenize a prompt: a refusal under overload costs nothing more.
+        if (queue.Count >= options.QueueCapacity)
+        {
+            var retry = RetryAfterMs(scheduler.ExpectedWaitMs(queue.Rows, 0));
+            return new InferError(ErrorCode.Overloaded, $"model '{model}' has {queue.Count} requests queued, its capacity; retry in {retry} ms.", retry);
+        }
+
+        var check = scheduler.Check(lease.Model, item);
+        if (check.Error is { } invalid)
+        {
+            return invalid;
+        }
+
+        var expected = scheduler.ExpectedWaitMs(queue.RowsAtOrAbove(priority), check.Rows);
+        var remaining = (item.Deadline - time.GetUtcNow()).TotalMilliseconds;
+        if (expected > remaining)
+        {
+            var retry = RetryAfterMs(expected - remaining);
+            return new InferError(ErrorCode.Overloaded, $"model '{model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry);
+        }
+
+        if (!lease.TryAcquire())
+        {
+            stale = true;
+            return null;
+        }
+
+        var queued = new QueuedRequest(item, priority, time.GetTimestamp(), check.Rows, lease, check.Sequence);
+        if (!queue.TryAdd(queued))
+        {
+            queued.End();
+            return new InferError(ErrorCode.BadRequest, $"a request with id '{item.Request.RequestId}' is already queued.");
+        }
+
+        return null;
+    }
+
+    private static int RetryAfterMs(double ms) => Math.Max(1, (int)Math.Ceiling(ms));
+}

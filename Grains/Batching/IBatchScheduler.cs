@@ -1,0 +1,92 @@
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Options;
+
+namespace StreamInfer.Grains.Batching;
+
+/// <summary>
+/// How a batcher turns its queue into work on its device: dynamic batching for batch models
+/// (<see cref="DynamicBatching"/>), continuous batching for decoders (<see cref="ContinuousBatching"/>). Chosen once per
+/// batcher, from its model (<see cref="BatchSchedulers.For"/>). Called on one thread at a time (the grain's), as are
+/// the <see cref="ISchedulerHost"/> calls it makes.
+/// </summary>
+internal interface IBatchScheduler
+{
+    /// <summary>Batches (or decode loops) on the device now.</summary>
+    int Running { get; }
+
+    /// <summary>Sequences generating now (0 for batch models).</summary>
+    int Active { get; }
+
+    /// <summary>Nothing dispatched is still on the device or being handed over.</summary>
+    bool Idle { get; }
+
+    /// <summary>Batches (or steps) run, requests run and the recent batch sizes.</summary>
+    BatchStats Stats { get; }
+
+    /// <summary>The version new requests are checked against and its options, as the catalog last said.</summary>
+    void Serve(ModelOptions options, IInferenceModel model);
+
+    /// <summary>Checks a request against <paramref name="model"/>, the version it would run on: an error, or the rows it
+    /// fills and what was prepared for it (a decoder's tokenized prompt).</summary>
+    SchedulerCheck Check(IInferenceModel model, BatchItem item);
+
+    /// <summary>How long, in ms, a request filling <paramref name="rows"/> rows waits behind <paramref name="rowsAhead"/>
+    /// rows before its answer.</summary>
+    double ExpectedWaitMs(long rowsAhead, int rows);
+
+    /// <summary>Starts on the device whatever is due at <paramref name="now"/>; returns when it next needs to be called
+    /// if nothing else happens (<see cref="DateTimeOffset.MaxValue"/>: only on an event).</summary>
+    DateTimeOffset Dispatch(DateTimeOffset now);
+
+    /// <summary>Some running requests were flagged <see cref="QueuedRequest.Cancelled"/>.</summary>
+    void Cancelled();
+
+    /// <summary>Ends for good what would otherwise run on (a decoder's sequences): returns those not cancelled, for the
+    /// caller to end. Batches on the device finish by themselves and are not returned.</summary>
+    List<QueuedRequest> Abort();
+
+    /// <summary>Completes once <see cref="Idle"/>.</summary>
+    Task WhenIdleAsync();
+}
+
+/// <summary>What a scheduler calls back on: its batcher.</summary>
+internal interface ISchedulerHost
+{
+    /// <summary>Room came free on the device (a batch or a sequence ended): expire, dispatch and re-arm.</summary>
+    void Pump();
+
+    /// <summary>Delivers what the scheduler produced; with <paramref name="ordered"/>, after what went to the same
+    /// frontends before. Ends, metrics and the sessions' completions are the host's.</summary>
+    Task Finish(IReadOnlyList<RequestOutcome> outcomes, DateTimeOffset producedAt, bool ordered);
+
+    /// <summary>Work runs that is not a grain call: keep the activation.</summary>
+    void KeepAlive();
+}
+
+/// <summary>A scheduler's verdict on a request: an error, or the rows it fills and its prepared sequence.</summary>
+internal readonly record struct SchedulerCheck(InferError? Error, int Rows, PreparedSequence? Sequence = null);
+
+/// <summary>Chooses a batcher's scheduler from its model.</summary>
+internal static class BatchSchedulers
+{
+    /// <summary>Continuous batching for a decoder, dynamic batching for a batch model; null for a model that is neither.</summary>
+    public static IBatchScheduler? For(IInferenceModel model, ModelOptions options, BatcherContext context) => model switch
+    {
+        IDecoderModel decoder => new ContinuousBatching(context, options, decoder),
+        IBatchModel batch => new DynamicBatching(context, options, batch),
+        _ => null,
+    };
+
+    /// <summary>The refusal when a rollout brought a version of another kind than the one this batcher schedules.</summary>
+    public static SchedulerCheck ChangedKind(string model)
+        => new(new InferError(ErrorCode.ModelUnavailable, $"model '{model}' changed kind with its version; retry."), 0);
+}
+
+/// <summary>What a scheduler works with: its batcher's key (for metrics), queue, device, clock and host.</summary>
+internal sealed record BatcherContext(
+    BatcherKey Key,
+    RequestQueue Queue,
+    Devices.DeviceWorker Device,
+    TimeProvider Time,
+    ISchedulerHost Host,
+    Microsoft.Extensions.Logging.ILogger Logger);
