@@ -16,6 +16,7 @@ namespace StreamInfer.Frontend.Hosting;
 internal sealed partial class FrontendDrain(
     IOptions<FrontendOptions> options,
     RequestTable requests,
+    GridMetrics metrics,
     TimeProvider time,
     ILogger<FrontendDrain> logger) : IHostedLifecycleService
 {
@@ -53,7 +54,7 @@ internal sealed partial class FrontendDrain(
             return false;
         }
 
-        GridMetrics.Connection(1);
+        metrics.Connection(1);
         return true;
     }
 
@@ -61,7 +62,7 @@ internal sealed partial class FrontendDrain(
     public void Release()
     {
         Interlocked.Decrement(ref _slots);
-        GridMetrics.Connection(-1);
+        metrics.Connection(-1);
     }
 
     public void Opened(ClientConnection connection)

@@ -1,3 +1,4 @@
+using StreamInfer.Grains.Metrics;
 using Microsoft.Extensions.Options;
 using Orleans.Dashboard;
 using StreamInfer.Frontend.Routing;
@@ -75,6 +76,7 @@ public static class StreamInferApp
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<FrontendIdentity>();
         services.AddSingleton<RequestTable>();
+        services.AddGridMetrics();
         services.AddSingleton<RequestSubmitter>();
         services.AddHostedService<RequestWatchdog>();
         services.AddSingleton<DeliveryRouter>();

@@ -51,7 +51,7 @@ internal sealed partial class OpenAIEventStream : ITokenSink
                     await sse.ChunkAsync(null, token.Text, null, null);
                     if (producedAt != default)
                     {
-                        GridMetrics.Delivered(GridMetrics.EventStreamPath, (services.Time.GetUtcNow() - producedAt).TotalSeconds);
+                        services.Metrics.Delivered(GridMetrics.EventStreamPath, (services.Time.GetUtcNow() - producedAt).TotalSeconds);
                     }
                 }
             }

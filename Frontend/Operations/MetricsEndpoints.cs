@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Text.Json;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
@@ -21,7 +22,7 @@ internal static class MetricsEndpoints
         var snapshot = new SnapshotExporter();
         snapshot.Reader = new BaseExportingMetricReader(snapshot) { TemporalityPreference = MetricReaderTemporalityPreference.Cumulative };
         services.AddSingleton(snapshot);
-        services.AddOpenTelemetry().WithMetrics(metrics => metrics
+        services.AddOpenTelemetry().WithMetrics(metrics => OwnGridOnly(metrics)
             .AddMeter(GridMetrics.MeterName)
             // .NET's own: collections and their pauses, thread pool, CPU (dotnet_gc_*, dotnet_thread_pool_*, ...).
             .AddMeter(GridMetrics.RuntimeMeterName)
@@ -29,6 +30,21 @@ internal static class MetricsEndpoints
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)
             .AddReader(snapshot.Reader));
         return services;
+    }
+
+    /// <summary>
+    /// Keeps this host's own grid instruments (and the process-wide runtime meter) and drops other hosts': meters are
+    /// process-wide, and another host's meter of the same name (a second grid in one process, as in tests) would share
+    /// this one's metric streams, then end them when it is disposed.
+    /// </summary>
+    private static MeterProviderBuilder OwnGridOnly(MeterProviderBuilder metrics)
+    {
+        ((IDeferredMeterProviderBuilder)metrics).Configure((sp, builder) =>
+        {
+            var own = sp.GetRequiredService<IMeterFactory>();
+            builder.AddView(instrument => instrument.Meter.Scope is null || ReferenceEquals(instrument.Meter.Scope, own) ? null : MetricStreamConfiguration.Drop);
+        });
+        return metrics;
     }
 
     public static WebApplication MapMetrics(this WebApplication app)

@@ -12,6 +12,7 @@ internal sealed partial class DeliveryRouter(
     IClusterClient client,
     FrontendIdentity identity,
     RequestTable requests,
+    GridMetrics metrics,
     TimeProvider time,
     ILogger<DeliveryRouter> logger) : IHostedService, IDeliveryObserver
 {
@@ -39,7 +40,7 @@ internal sealed partial class DeliveryRouter(
     {
         if (batch.ProducedAt != default)
         {
-            GridMetrics.Arrived((time.GetUtcNow() - batch.ProducedAt).TotalSeconds);
+            metrics.Arrived((time.GetUtcNow() - batch.ProducedAt).TotalSeconds);
         }
 
         foreach (var delivery in batch.Items)

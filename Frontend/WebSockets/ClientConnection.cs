@@ -18,6 +18,7 @@ internal sealed partial class ClientConnection : IDisposable
     private readonly RequestSubmitter _submitter;
     private readonly FrontendOptions _options;
     private readonly TimeProvider _time;
+    private readonly GridMetrics _metrics;
     private readonly ILogger _logger;
     private readonly FrameOutbox _outbox;
     private readonly ClientRequests _requests;
@@ -29,13 +30,14 @@ internal sealed partial class ClientConnection : IDisposable
     private volatile bool _finished;
     private volatile bool _draining;
 
-    public ClientConnection(WebSocket socket, string clientId, RequestSubmitter submitter, FrontendOptions options, TimeProvider time, ILogger logger)
+    public ClientConnection(WebSocket socket, string clientId, RequestSubmitter submitter, FrontendOptions options, TimeProvider time, GridMetrics metrics, ILogger logger)
     {
         _socket = socket;
         ClientId = clientId;
         _submitter = submitter;
         _options = options;
         _time = time;
+        _metrics = metrics;
         _logger = logger;
         _outbox = new FrameOutbox(options.SendQueueCapacity, DropSlowClient);
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
@@ -199,7 +201,7 @@ internal sealed partial class ClientConnection : IDisposable
                 await _socket.SendAsync(frame, WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
                 if (producedAt != default)
                 {
-                    GridMetrics.Delivered(GridMetrics.WebSocketPath, (_time.GetUtcNow() - producedAt).TotalSeconds);
+                    _metrics.Delivered(GridMetrics.WebSocketPath, (_time.GetUtcNow() - producedAt).TotalSeconds);
                 }
             }
         }

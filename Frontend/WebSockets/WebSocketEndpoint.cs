@@ -1,3 +1,4 @@
+using StreamInfer.Grains.Metrics;
 using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Http;
@@ -11,6 +12,7 @@ internal readonly record struct WebSocketServices(
     FrontendDrain Drain,
     IOptions<FrontendOptions> Options,
     TimeProvider Time,
+    GridMetrics Metrics,
     ILogger<ClientConnection> Logger);
 
 /// <summary><c>/ws</c>: each WebSocket connection is one client with a session grain of its own, up to
@@ -36,7 +38,7 @@ internal static class WebSocketEndpoint
         try
         {
             using var socket = await context.WebSockets.AcceptWebSocketAsync();
-            using var connection = new ClientConnection(socket, $"ws-{Guid.NewGuid():N}", services.Submitter, services.Options.Value, services.Time, services.Logger);
+            using var connection = new ClientConnection(socket, $"ws-{Guid.NewGuid():N}", services.Submitter, services.Options.Value, services.Time, services.Metrics, services.Logger);
             drain.Opened(connection);
             try
             {

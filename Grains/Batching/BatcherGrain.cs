@@ -29,6 +29,7 @@ internal sealed partial class BatcherGrain(
     IActivitySignal activity,
     ILocalSiloDetails silo,
     IDeliveryPublisher publisher,
+    GridMetrics metrics,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<BatcherGrain> logger) : Grain, IBatcherGrain, ISchedulerHost
 {
@@ -68,7 +69,7 @@ internal sealed partial class BatcherGrain(
 
         // Retries wait in real time: under a test's virtual clock a refused delivery must still be retried.
         _outbox = new DeliveryOutbox(publisher, DeliveryRetry.Default, TimeProvider.System, logger);
-        _handover = new Handover(_key, _queue, _outbox, activity, GrainFactory, time, logger);
+        _handover = new Handover(_key, _queue, _outbox, activity, GrainFactory, metrics, time, logger);
 
         // A plain timer on the injected clock rather than a grain timer: it stays on the virtual clock in tests, and a
         // tick is one work item on this activation's scheduler, not a message.
@@ -82,7 +83,7 @@ internal sealed partial class BatcherGrain(
     {
         _wake?.Dispose();
         load.Unregister(this.GetPrimaryKeyString(), _load!);
-        GridMetrics.Depth(_key.Model, _key.Device, -_reportedQueued, -_reportedActive);
+        metrics.Depth(_key.Model, _key.Device, -_reportedQueued, -_reportedActive);
         (_reportedQueued, _reportedActive) = (0, 0);
         // Nothing accepted may be lost: whatever is still queued or generating ends with an error the client can act on,
         // and batches already on the device finish and hand their results over before the activation goes (its silo
@@ -134,7 +135,7 @@ internal sealed partial class BatcherGrain(
         var refused = Enqueue(item);
         if (refused is not null)
         {
-            GridMetrics.Refused(_key.Model, refused.Code);
+            metrics.Refused(_key.Model, refused.Code);
         }
 
         return Task.FromResult(refused);
@@ -198,7 +199,7 @@ internal sealed partial class BatcherGrain(
         _instance = lease.Model;
         if (_scheduler is null)
         {
-            var context = new BatcherContext(_key, _queue, _device, time, this, logger);
+            var context = new BatcherContext(_key, _queue, _device, time, this, metrics, logger);
             _scheduler = BatchSchedulers.For(lease.Model, entry.Options, context);
             if (_scheduler is null)
             {
@@ -221,7 +222,7 @@ internal sealed partial class BatcherGrain(
             if (_queue.TryForget((clientId, id), out var q))
             {
                 // Counted here, once, whether it was queued or running: it leaves without a delivery.
-                GridMetrics.Ended(_key.Model, q.Lease.Model.Version, _key.Device, ErrorCode.Cancelled.ToWire(), time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
+                metrics.Ended(_key.Model, q.Lease.Model.Version, _key.Device, ErrorCode.Cancelled.ToWire(), time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
                 q.Cancelled = true;
                 dropQueued |= !q.Running;
                 flagRunning |= q.Running;
@@ -366,7 +367,7 @@ internal sealed partial class BatcherGrain(
         long queued = _queue.Count, active = _scheduler?.Active ?? 0;
         if (queued != _reportedQueued || active != _reportedActive)
         {
-            GridMetrics.Depth(_key.Model, _key.Device, queued - _reportedQueued, active - _reportedActive);
+            metrics.Depth(_key.Model, _key.Device, queued - _reportedQueued, active - _reportedActive);
             (_reportedQueued, _reportedActive) = (queued, active);
         }
     }

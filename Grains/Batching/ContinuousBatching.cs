@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
 
@@ -99,7 +98,7 @@ internal sealed partial class ContinuousBatching(BatcherContext context, ModelOp
             _sequences.Add(running);
             Loop.PrefillBudget = _serving.MaxPrefillTokens;
             Loop.Join(running);
-            GridMetrics.Queued(context.Key.Model, q.Lease.Model.Version, context.Key.Device, _time.GetElapsedTime(q.EnqueuedAt).TotalSeconds, -1);
+            context.Metrics.Queued(context.Key.Model, q.Lease.Model.Version, context.Key.Device, _time.GetElapsedTime(q.EnqueuedAt).TotalSeconds, -1);
         }
 
         if (!_stepping && _sequences.Count > 0)
@@ -166,7 +165,7 @@ internal sealed partial class ContinuousBatching(BatcherContext context, ModelOp
                     return;
                 }
 
-                GridMetrics.HandedOff(context.Key.Model, context.Key.Device, (_time.GetUtcNow() - step.ProducedAt).TotalSeconds);
+                context.Metrics.HandedOff(context.Key.Model, context.Key.Device, (_time.GetUtcNow() - step.ProducedAt).TotalSeconds);
                 previousEnd = OnStep(step, previousEnd);
                 context.Host.Pump();
                 loop.Resume();
@@ -218,11 +217,11 @@ internal sealed partial class ContinuousBatching(BatcherContext context, ModelOp
         {
             Stats.Batch(step.Stepping.Count);
             var version = ((RunningSequence)step.Stepping[0]).Request.Lease.Model.Version;
-            GridMetrics.Batch(context.Key.Model, version, context.Key.Device, step.Stepping.Count);
+            context.Metrics.Batch(context.Key.Model, version, context.Key.Device, step.Stepping.Count);
             if (!step.First && previousEnd != 0)
             {
                 // A running sequence's tokens come one step period apart: the step itself plus the device's wait for it.
-                GridMetrics.Step(context.Key.Model, version, context.Key.Device, _time.GetElapsedTime(previousEnd, step.EndedAt).TotalSeconds, _time.GetElapsedTime(previousEnd, step.RanAt).TotalSeconds);
+                context.Metrics.Step(context.Key.Model, version, context.Key.Device, _time.GetElapsedTime(previousEnd, step.EndedAt).TotalSeconds, _time.GetElapsedTime(previousEnd, step.RanAt).TotalSeconds);
             }
 
             previousEnd = step.EndedAt;
@@ -248,7 +247,7 @@ internal sealed partial class ContinuousBatching(BatcherContext context, ModelOp
             if (outcome.Token is not null && r.FirstTokenAt == 0)
             {
                 r.FirstTokenAt = _time.GetTimestamp();
-                GridMetrics.FirstToken(context.Key.Model, r.Request.Lease.Model.Version, context.Key.Device, _time.GetElapsedTime(r.Request.EnqueuedAt, r.FirstTokenAt).TotalSeconds);
+                context.Metrics.FirstToken(context.Key.Model, r.Request.Lease.Model.Version, context.Key.Device, _time.GetElapsedTime(r.Request.EnqueuedAt, r.FirstTokenAt).TotalSeconds);
             }
 
             if (outcome.FinishReason is not null)

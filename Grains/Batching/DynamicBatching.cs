@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
 
@@ -161,7 +160,7 @@ internal sealed partial class DynamicBatching(BatcherContext context, ModelOptio
         _running--;
         Stats.Batch(rows);
         Stats.Items(batch.Count);
-        GridMetrics.Batch(context.Key.Model, model.Version, context.Key.Device, batch.Count);
+        context.Metrics.Batch(context.Key.Model, model.Version, context.Key.Device, batch.Count);
         _recentBatchMs = Stats.BatchesRun == 1 ? computeMs : (0.8 * _recentBatchMs) + (0.2 * computeMs);
 
         var outcomes = new List<RequestOutcome>(batch.Count);

@@ -17,6 +17,7 @@ internal sealed partial class Handover(
     DeliveryOutbox outbox,
     IActivitySignal activity,
     IGrainFactory grains,
+    GridMetrics metrics,
     TimeProvider time,
     ILogger logger)
 {
@@ -68,10 +69,10 @@ internal sealed partial class Handover(
             FinishReasons.Deadline => ErrorCode.DeadlineExceeded.ToWire(),
             _ => GridMetrics.Ok,
         };
-        GridMetrics.Ended(key.Model, version, key.Device, code, time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
+        metrics.Ended(key.Model, version, key.Device, code, time.GetElapsedTime(q.EnqueuedAt).TotalSeconds);
         if (delivery.Result is { } result)
         {
-            GridMetrics.Queued(key.Model, version, key.Device, result.Timing.QueueMs / 1000, result.Timing.ComputeMs / 1000);
+            metrics.Queued(key.Model, version, key.Device, result.Timing.QueueMs / 1000, result.Timing.ComputeMs / 1000);
         }
     }
 

@@ -1,3 +1,4 @@
+using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
 
@@ -82,11 +83,12 @@ internal static class BatchSchedulers
         => new(new InferError(ErrorCode.ModelUnavailable, $"model '{model}' changed kind with its version; retry."), 0);
 }
 
-/// <summary>What a scheduler works with: its batcher's key (for metrics), queue, device, clock and host.</summary>
+/// <summary>What a scheduler works with: its batcher's key, queue, device, clock, host and metrics.</summary>
 internal sealed record BatcherContext(
     BatcherKey Key,
     RequestQueue Queue,
     Devices.DeviceWorker Device,
     TimeProvider Time,
     ISchedulerHost Host,
+    GridMetrics Metrics,
     Microsoft.Extensions.Logging.ILogger Logger);

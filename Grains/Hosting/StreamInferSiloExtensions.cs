@@ -1,3 +1,4 @@
+using StreamInfer.Grains.Metrics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -40,6 +41,7 @@ public static class StreamInferSiloExtensions
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, SiloDrain>();
         services.AddSingleton<DeviceRegistry>();
         services.AddSingleton<IDeliveryPublisher, ObserverDeliveryPublisher>();
+        services.AddGridMetrics();
 
         var timers = configuration.GetSection(TimerOptions.Section).Get<TimerOptions>() ?? new TimerOptions();
         if (timers.PreciseTimers)

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace StreamInfer.Grains.Metrics;
 
@@ -11,7 +13,7 @@ namespace StreamInfer.Grains.Metrics;
 /// per batch step, never once per token — save <see cref="Delivered"/>, one untagged histogram update per frame written
 /// (small beside the frame's own serialization and socket write).
 /// </summary>
-public static class GridMetrics
+public sealed class GridMetrics
 {
     public const string MeterName = "StreamInfer";
 
@@ -36,52 +38,74 @@ public static class GridMetrics
     /// <summary>Batch size buckets: powers of two up to 512.</summary>
     private static readonly IReadOnlyList<int> Rows = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
-    private static readonly Meter Meter = new(MeterName, typeof(GridMetrics).Assembly.GetName().Version?.ToString());
 
-    private static readonly Counter<long> RequestsEnded = Meter.CreateCounter<long>(
-        "streaminfer.requests", "{request}", "Requests that ended at a batcher, by model, version, device and code (ok, or the error code; cancelled).");
+    private readonly Counter<long> _requestsEnded;
 
-    private static readonly Counter<long> RequestsRefused = Meter.CreateCounter<long>(
-        "streaminfer.refused", "{request}", "Requests refused at admission, by model and code (rate_limited, backlog_full, overloaded, invalid_input, model_unavailable, bad_request).");
+    private readonly Counter<long> _requestsRefused;
 
-    private static readonly Histogram<double> QueueTime = Meter.CreateHistogram(
-        "streaminfer.request.queue_time", "s", "Time from admission at the batcher to the start of the request's batch (or a decoder sequence's join).", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+    private readonly Histogram<double> _queueTime;
 
-    private static readonly Histogram<double> ComputeTime = Meter.CreateHistogram(
-        "streaminfer.request.compute_time", "s", "Time a request's batch spent on the device (tensor and echo models).", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+    private readonly Histogram<double> _computeTime;
 
-    private static readonly Histogram<double> RequestDuration = Meter.CreateHistogram(
-        "streaminfer.request.duration", "s", "Time from admission at the batcher to the request's end.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+    private readonly Histogram<double> _requestDuration;
 
-    private static readonly Histogram<double> TimeToFirstToken = Meter.CreateHistogram(
-        "streaminfer.time_to_first_token", "s", "Decoders: time from admission to a sequence's first token.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+    private readonly Histogram<double> _timeToFirstToken;
 
-    private static readonly Histogram<double> InterTokenLatency = Meter.CreateHistogram(
-        "streaminfer.inter_token_latency", "s", "Decoders: time between the ends of consecutive decode steps of a running set (every running sequence gets one token per step); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+    private readonly Histogram<double> _interTokenLatency;
 
-    private static readonly Histogram<double> StepGap = Meter.CreateHistogram(
-        "streaminfer.decode.step_gap", "s", "Decoders: time the device waited between consecutive decode steps of a running set (the batcher's own work between steps: leaving, admitting, planning); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+    private readonly Histogram<double> _stepGap;
 
-    private static readonly Histogram<double> StepHandoff = Meter.CreateHistogram(
-        "streaminfer.decode.handoff", "s", "Decoders: time from the end of a decode step on the device thread to the batcher's turn that takes its tokens (waking a thread of the Orleans scheduler: the first part of the delivery transit); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+    private readonly Histogram<double> _stepHandoff;
 
-    private static readonly Histogram<double> DeliveryTransit = Meter.CreateHistogram(
-        "streaminfer.delivery.transit", "s", "Time from the end of the batch or decode step that produced a delivery batch to the batch reaching its frontend, before any of its frames is written: the grid's own part of the return path, once per batch. Between machines it includes their clocks' difference.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+    private readonly Histogram<double> _deliveryTransit;
 
-    private static readonly Histogram<double> DeliveryLatency = Meter.CreateHistogram(
-        "streaminfer.delivery.latency", "s", "Time from the end of the batch or decode step that produced a frame to the frame's write to the client's WebSocket or event stream completing, by path (ws, sse): the grid's return path, once per frame. Between machines it includes their clocks' difference.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+    private readonly Histogram<double> _deliveryLatency;
 
-    private static readonly Histogram<int> BatchSize = Meter.CreateHistogram(
-        "streaminfer.batch.size", "{request}", "Requests per batch (tensor and echo models) or sequences per decode step.", advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = Rows });
+    private readonly Histogram<int> _batchSize;
 
-    private static readonly UpDownCounter<long> QueueDepth = Meter.CreateUpDownCounter<long>(
-        "streaminfer.queue.depth", "{request}", "Requests queued at a batcher, not yet running.");
+    private readonly UpDownCounter<long> _queueDepth;
 
-    private static readonly UpDownCounter<long> ActiveSequences = Meter.CreateUpDownCounter<long>(
-        "streaminfer.sequences.active", "{sequence}", "Decoders: sequences in the running set.");
+    private readonly UpDownCounter<long> _activeSequences;
 
-    private static readonly UpDownCounter<long> Connections = Meter.CreateUpDownCounter<long>(
-        "streaminfer.connections.open", "{connection}", "WebSocket connections a frontend holds.");
+    private readonly UpDownCounter<long> _connections;
+
+    /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/> (one per service container, as
+    /// ASP.NET Core's own metrics do).</summary>
+    public GridMetrics(IMeterFactory meterFactory)
+    {
+        ArgumentNullException.ThrowIfNull(meterFactory);
+        var meter = meterFactory.Create(MeterName, typeof(GridMetrics).Assembly.GetName().Version?.ToString());
+        _requestsEnded = meter.CreateCounter<long>(
+            "streaminfer.requests", "{request}", "Requests that ended at a batcher, by model, version, device and code (ok, or the error code; cancelled).");
+        _requestsRefused = meter.CreateCounter<long>(
+            "streaminfer.refused", "{request}", "Requests refused at admission, by model and code (rate_limited, backlog_full, overloaded, invalid_input, model_unavailable, bad_request).");
+        _queueTime = meter.CreateHistogram(
+            "streaminfer.request.queue_time", "s", "Time from admission at the batcher to the start of the request's batch (or a decoder sequence's join).", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+        _computeTime = meter.CreateHistogram(
+            "streaminfer.request.compute_time", "s", "Time a request's batch spent on the device (tensor and echo models).", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+        _requestDuration = meter.CreateHistogram(
+            "streaminfer.request.duration", "s", "Time from admission at the batcher to the request's end.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+        _timeToFirstToken = meter.CreateHistogram(
+            "streaminfer.time_to_first_token", "s", "Decoders: time from admission to a sequence's first token.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Seconds });
+        _interTokenLatency = meter.CreateHistogram(
+            "streaminfer.inter_token_latency", "s", "Decoders: time between the ends of consecutive decode steps of a running set (every running sequence gets one token per step); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+        _stepGap = meter.CreateHistogram(
+            "streaminfer.decode.step_gap", "s", "Decoders: time the device waited between consecutive decode steps of a running set (the batcher's own work between steps: leaving, admitting, planning); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+        _stepHandoff = meter.CreateHistogram(
+            "streaminfer.decode.handoff", "s", "Decoders: time from the end of a decode step on the device thread to the batcher's turn that takes its tokens (waking a thread of the Orleans scheduler: the first part of the delivery transit); recorded once per step.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+        _deliveryTransit = meter.CreateHistogram(
+            "streaminfer.delivery.transit", "s", "Time from the end of the batch or decode step that produced a delivery batch to the batch reaching its frontend, before any of its frames is written: the grid's own part of the return path, once per batch. Between machines it includes their clocks' difference.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+        _deliveryLatency = meter.CreateHistogram(
+            "streaminfer.delivery.latency", "s", "Time from the end of the batch or decode step that produced a frame to the frame's write to the client's WebSocket or event stream completing, by path (ws, sse): the grid's return path, once per frame. Between machines it includes their clocks' difference.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = Fine });
+        _batchSize = meter.CreateHistogram(
+            "streaminfer.batch.size", "{request}", "Requests per batch (tensor and echo models) or sequences per decode step.", advice: new InstrumentAdvice<int> { HistogramBucketBoundaries = Rows });
+        _queueDepth = meter.CreateUpDownCounter<long>(
+            "streaminfer.queue.depth", "{request}", "Requests queued at a batcher, not yet running.");
+        _activeSequences = meter.CreateUpDownCounter<long>(
+            "streaminfer.sequences.active", "{sequence}", "Decoders: sequences in the running set.");
+        _connections = meter.CreateUpDownCounter<long>(
+            "streaminfer.connections.open", "{connection}", "WebSocket connections a frontend holds.");
+    }
 
     /// <summary>The model label of a refusal for a model that is not served.</summary>
     public const string UnknownModel = "(unknown)";
@@ -89,52 +113,52 @@ public static class GridMetrics
     /// <summary>Code tag value of a request that ended well.</summary>
     public const string Ok = "ok";
 
-    public static void Ended(string model, string version, string device, string code, double durationSeconds)
+    public void Ended(string model, string version, string device, string code, double durationSeconds)
     {
-        RequestsEnded.Add(1, new TagList { { "model", model }, { "version", version }, { "device", device }, { "code", code } });
-        RequestDuration.Record(durationSeconds, new TagList { { "model", model }, { "version", version }, { "device", device } });
+        _requestsEnded.Add(1, new TagList { { "model", model }, { "version", version }, { "device", device }, { "code", code } });
+        _requestDuration.Record(durationSeconds, new TagList { { "model", model }, { "version", version }, { "device", device } });
     }
 
-    public static void Refused(string model, ErrorCode code)
-        => RequestsRefused.Add(1, new TagList { { "model", model }, { "code", code.ToWire() } });
+    public void Refused(string model, ErrorCode code)
+        => _requestsRefused.Add(1, new TagList { { "model", model }, { "code", code.ToWire() } });
 
     /// <summary>One batch (or decode step) of <paramref name="size"/> ran.</summary>
-    public static void Batch(string model, string version, string device, int size)
-        => BatchSize.Record(size, new TagList { { "model", model }, { "version", version }, { "device", device } });
+    public void Batch(string model, string version, string device, int size)
+        => _batchSize.Record(size, new TagList { { "model", model }, { "version", version }, { "device", device } });
 
-    public static void Queued(string model, string version, string device, double queueSeconds, double computeSeconds)
+    public void Queued(string model, string version, string device, double queueSeconds, double computeSeconds)
     {
         var tags = new TagList { { "model", model }, { "version", version }, { "device", device } };
-        QueueTime.Record(queueSeconds, tags);
+        _queueTime.Record(queueSeconds, tags);
         if (computeSeconds >= 0)
         {
-            ComputeTime.Record(computeSeconds, tags);
+            _computeTime.Record(computeSeconds, tags);
         }
     }
 
-    public static void FirstToken(string model, string version, string device, double seconds)
-        => TimeToFirstToken.Record(seconds, new TagList { { "model", model }, { "version", version }, { "device", device } });
+    public void FirstToken(string model, string version, string device, double seconds)
+        => _timeToFirstToken.Record(seconds, new TagList { { "model", model }, { "version", version }, { "device", device } });
 
     /// <summary>A decode step ended <paramref name="secondsSincePreviousStep"/> after the previous one of the same running
     /// set; the device had waited <paramref name="gapSeconds"/> for it after that previous one.</summary>
-    public static void Step(string model, string version, string device, double secondsSincePreviousStep, double gapSeconds)
+    public void Step(string model, string version, string device, double secondsSincePreviousStep, double gapSeconds)
     {
         var tags = new TagList { { "model", model }, { "version", version }, { "device", device } };
-        InterTokenLatency.Record(secondsSincePreviousStep, tags);
-        StepGap.Record(gapSeconds, tags);
+        _interTokenLatency.Record(secondsSincePreviousStep, tags);
+        _stepGap.Record(gapSeconds, tags);
     }
 
     /// <summary>The batcher took a decode step that ended <paramref name="seconds"/> ago on the device thread.</summary>
-    public static void HandedOff(string model, string device, double seconds)
-        => StepHandoff.Record(seconds, new TagList { { "model", model }, { "device", device } });
+    public void HandedOff(string model, string device, double seconds)
+        => _stepHandoff.Record(seconds, new TagList { { "model", model }, { "device", device } });
 
     /// <summary>A delivery batch produced <paramref name="seconds"/> ago reached its frontend.</summary>
-    public static void Arrived(double seconds) => DeliveryTransit.Record(seconds);
+    public void Arrived(double seconds) => _deliveryTransit.Record(seconds);
 
     /// <summary>A frame produced <paramref name="seconds"/> ago has been written to its client on <paramref name="path"/>
     /// (<see cref="WebSocketPath"/> or <see cref="EventStreamPath"/>).</summary>
-    public static void Delivered(string path, double seconds)
-        => DeliveryLatency.Record(seconds, new KeyValuePair<string, object?>("path", path));
+    public void Delivered(string path, double seconds)
+        => _deliveryLatency.Record(seconds, new KeyValuePair<string, object?>("path", path));
 
     /// <summary>Path label of a frame written to a WebSocket.</summary>
     public const string WebSocketPath = "ws";
@@ -143,19 +167,30 @@ public static class GridMetrics
     public const string EventStreamPath = "sse";
 
     /// <summary>Moves a batcher's queue-depth and active-sequence gauges by what changed since it last reported.</summary>
-    public static void Depth(string model, string device, long queuedDelta, long activeDelta)
+    public void Depth(string model, string device, long queuedDelta, long activeDelta)
     {
         var tags = new TagList { { "model", model }, { "device", device } };
         if (queuedDelta != 0)
         {
-            QueueDepth.Add(queuedDelta, tags);
+            _queueDepth.Add(queuedDelta, tags);
         }
 
         if (activeDelta != 0)
         {
-            ActiveSequences.Add(activeDelta, tags);
+            _activeSequences.Add(activeDelta, tags);
         }
     }
 
-    public static void Connection(int delta) => Connections.Add(delta);
+    public void Connection(int delta) => _connections.Add(delta);
+}
+
+/// <summary>Registers <see cref="GridMetrics"/> once per container, whichever of silo and frontend asks first.</summary>
+public static class GridMetricsServiceCollectionExtensions
+{
+    public static IServiceCollection AddGridMetrics(this IServiceCollection services)
+    {
+        services.AddMetrics();
+        services.TryAddSingleton<GridMetrics>();
+        return services;
+    }
 }

@@ -29,6 +29,7 @@ internal sealed partial class ClientSessionGrain(
     ModelCatalog catalog,
     ClusterLoad load,
     IActivitySignal activity,
+    GridMetrics metrics,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<ClientSessionGrain> logger) : Grain, IClientSessionGrain
 {
@@ -55,13 +56,13 @@ internal sealed partial class ClientSessionGrain(
         if (!catalog.TryGet(request.Model, out var model))
         {
             // A fixed label: the names clients make up must not become series.
-            GridMetrics.Refused(GridMetrics.UnknownModel, ErrorCode.UnknownModel);
+            metrics.Refused(GridMetrics.UnknownModel, ErrorCode.UnknownModel);
             return Admission.Refused(new InferError(ErrorCode.UnknownModel, $"no model named '{request.Model}' is served (served: {string.Join(", ", catalog.Names.Order(StringComparer.Ordinal))})."));
         }
 
         if (model.State != ModelState.Ready || catalog.PickDevice(model) is not { } device)
         {
-            GridMetrics.Refused(request.Model, ErrorCode.ModelUnavailable);
+            metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
             return Admission.Refused(new InferError(ErrorCode.ModelUnavailable, model.State == ModelState.Failed
                 ? $"model '{request.Model}' failed to load: {string.Join("; ", model.Errors.Select(e => e.ToString()))}"
                 : $"model '{request.Model}' is still loading; retry shortly.", model.State == ModelState.Loading ? 1000 : null));
@@ -75,14 +76,14 @@ internal sealed partial class ClientSessionGrain(
 
         if (_backlog.IsFull)
         {
-            GridMetrics.Refused(request.Model, ErrorCode.BacklogFull);
+            metrics.Refused(request.Model, ErrorCode.BacklogFull);
             return Admission.Refused(new InferError(ErrorCode.BacklogFull, $"the client has {_backlog.Count} unfinished requests, its backlog capacity."));
         }
 
         if (!_bucket.TryTake(out var retryAfter))
         {
             var ms = (int)retryAfter.TotalMilliseconds;
-            GridMetrics.Refused(request.Model, ErrorCode.RateLimited);
+            metrics.Refused(request.Model, ErrorCode.RateLimited);
             return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_options.RatePerSecond}/s (burst {_options.Burst}) exceeded; retry in {ms} ms.", ms));
         }
 
@@ -104,7 +105,7 @@ internal sealed partial class ClientSessionGrain(
         {
             LogForwardFailed(logger, ex, request.Model, batcherKey);
             refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.");
-            GridMetrics.Refused(request.Model, ErrorCode.ModelUnavailable);
+            metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
         }
 
         if (refusal is not null)

@@ -7,8 +7,8 @@ using StreamInfer.Tests.Infrastructure;
 namespace StreamInfer.Tests.Frontend;
 
 /// <summary>
-/// /metrics (Prometheus text) and /metrics/json move as a known workload says. The meter is the process's: other grids
-/// of the test run record on it too, so each test reads its own model's series, before and after.
+/// /metrics (Prometheus text) and /metrics/json move as a known workload says. The fixture's grid is shared by the
+/// collection, so each test reads its own model's series, before and after.
 /// </summary>
 [Collection(FrontendCollection.Name)]
 public sealed class MetricsTests(FrontendFixture fixture)

@@ -1,3 +1,4 @@
+using StreamInfer.Tests.Infrastructure;
 using System.Collections.Immutable;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -27,7 +28,7 @@ internal sealed class SchedulerTestKit : ISchedulerHost, IDisposable
         Lease = new ModelLease(model, _ => { });
         Queue = new RequestQueue(options.PriorityLevels);
         Device = new DeviceWorker("cpu-scheduler-test", DeviceKind.Cpu, null, 64, NullLogger.Instance);
-        Scheduler = BatchSchedulers.For(model, options, new BatcherContext(new BatcherKey(model.Name, "silo", "cpu0"), Queue, Device, Time, this, NullLogger.Instance))!;
+        Scheduler = BatchSchedulers.For(model, options, new BatcherContext(new BatcherKey(model.Name, "silo", "cpu0"), Queue, Device, Time, this, TestMetrics.Create(), NullLogger.Instance))!;
         Admission = new AdmissionPolicy(model.Name, Queue, Scheduler, Time);
     }
 
