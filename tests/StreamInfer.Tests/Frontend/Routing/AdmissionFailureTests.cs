@@ -1,6 +1,6 @@
 using StreamInfer.Frontend.Routing;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Routing;
 
 public sealed class AdmissionFailureTests
 {

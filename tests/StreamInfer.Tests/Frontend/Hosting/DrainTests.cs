@@ -6,7 +6,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Hosting;
 
 /// <summary>
 /// The frontend's connection limit and its graceful shutdown, each on a grid of its own: at most three connections,
