@@ -45,7 +45,7 @@ public sealed class TextGenerationDeadlineTests : IAsyncLifetime
         Assert.Equal("token", first.GetProperty("type").GetString());
 
         _time.Advance(Deadline);
-        var (tokens, done) = await ReadGenerationAsync(ws, "d");
+        var (tokens, done) = await TextGenerationTests.ReadGenerationAsync(ws, "d");
 
         Assert.Equal("deadline", done.GetProperty("finish_reason").GetString());
         // Every token counted was sent before the end (an end published ahead of the last step's tokens would lose one).
@@ -66,8 +66,8 @@ public sealed class TextGenerationDeadlineTests : IAsyncLifetime
         await second.SendAsync(new { type = "infer", id = "b", model = "tiny-lm-1", prompt = "next", max_tokens = 3, temperature = 0, timeout_ms = (int)Deadline.TotalMilliseconds });
 
         _time.Advance(Deadline - TimeSpan.FromMinutes(1));
-        var (_, ended) = await ReadGenerationAsync(first, "a");
-        var (tokens, done) = await ReadGenerationAsync(second, "b");
+        var (_, ended) = await TextGenerationTests.ReadGenerationAsync(first, "a");
+        var (tokens, done) = await TextGenerationTests.ReadGenerationAsync(second, "b");
 
         Assert.Equal("deadline", ended.GetProperty("finish_reason").GetString());
         Assert.Equal(3, tokens.Count);
@@ -82,25 +82,6 @@ public sealed class TextGenerationDeadlineTests : IAsyncLifetime
             if (frame.GetProperty("type").GetString() != "warning" && frame.GetProperty("id").GetString() == id)
             {
                 return frame;
-            }
-        }
-    }
-
-    private static async Task<(List<JsonElement> Tokens, JsonElement Done)> ReadGenerationAsync(WsTestClient ws, string id)
-    {
-        var tokens = new List<JsonElement>();
-        while (true)
-        {
-            var frame = await NextForAsync(ws, id);
-            switch (frame.GetProperty("type").GetString())
-            {
-                case "token":
-                    tokens.Add(frame);
-                    break;
-                case "done":
-                    return (tokens, frame);
-                default:
-                    throw new InvalidOperationException($"unexpected frame for {id}: {frame}");
             }
         }
     }

@@ -258,7 +258,8 @@ public sealed class TextGenerationTests(FrontendFixture fixture)
     }
 
     /// <summary>Reads one request's token frames up to its <c>done</c>; fails on anything else for it.</summary>
-    private static async Task<(List<JsonElement> Tokens, JsonElement Done)> ReadGenerationAsync(WsTestClient ws, string id)
+    /// <summary>Reads <paramref name="id"/>'s token frames up to its <c>done</c>, skipping other requests' frames and warnings.</summary>
+    internal static async Task<(List<JsonElement> Tokens, JsonElement Done)> ReadGenerationAsync(WsTestClient ws, string id)
     {
         var tokens = new List<JsonElement>();
         while (true)
