@@ -42,6 +42,12 @@ public static class StreamInferSiloExtensions
         services.AddSingleton<DeviceRegistry>();
         services.AddSingleton<IDeliveryPublisher, ObserverDeliveryPublisher>();
         services.AddGridMetrics();
+        // Orleans' watchdog starts its platform thread before it stamps its first participant check, so that thread's
+        // first tick can measure from timestamp 0: on the host clock that is the machine's boot, and a fresh silo warns
+        // that the check "has not completed" for the machine's uptime. Counted from the silo's creation, 0 is harmless.
+        services.AddKeyedSingleton<TimeProvider>(
+            TimeProviderNames.Membership,
+            (sp, _) => new RebasedTimeProvider(sp.GetService<TimeProvider>() ?? TimeProvider.System));
 
         var timers = configuration.GetSection(TimerOptions.Section).Get<TimerOptions>() ?? new TimerOptions();
         if (timers.PreciseTimers)

@@ -46,6 +46,25 @@ public sealed class EmbeddedDefaultProcessTests
         Assert.Equal(1000, answered);
     }
 
+    /// <summary>
+    /// A fresh start in an empty folder, up to ready: nothing at warning level or above, since a user cannot act on it
+    /// (Orleans' watchdog used to report a stall as long as the machine's uptime on about every other start).
+    /// </summary>
+    [Fact]
+    public async Task EmbeddedDefault_FreshStartUntilReady_LogsNoWarning()
+    {
+        var port = Ports.Free();
+        await using var grid = await GridProcess.StartAsync(port, workingDirectory: NewWorkingFolder());
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await Eventually.UntilAsync(() => http.GetAsync(new Uri("/readyz", UriKind.Relative)), r => r.IsSuccessStatusCode, TimeSpan.FromSeconds(60), "the grid is ready");
+
+        var output = grid.Output;
+        Assert.Contains("Application started", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("warn:", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("fail:", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("crit:", output, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task EmbeddedDefault_ModelsDroppedIntoWorkingFolder_ServedOverKServeAndWebSocketBrokenOneReported()
     {

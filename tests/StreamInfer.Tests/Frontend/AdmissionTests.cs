@@ -1,3 +1,4 @@
+using StreamInfer.Tests.Frontend.WebSockets;
 using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Frontend;

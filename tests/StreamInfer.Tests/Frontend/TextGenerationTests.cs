@@ -9,7 +9,7 @@ namespace StreamInfer.Tests.Frontend;
 
 /// <summary>
 /// Text generation over the WebSocket protocol and <c>/predict</c> with the built-in tiny-lm through real ONNX Runtime:
-/// token frames then <c>done</c>, generation settings, stop sequences, limits, cancellation and deadlines.
+/// token frames then <c>done</c>, generation settings, stop sequences, limits and cancellation (deadlines: <see cref="TextGenerationDeadlineTests"/>).
 /// </summary>
 [Collection(FrontendCollection.Name)]
 public sealed class TextGenerationTests(FrontendFixture fixture)
@@ -27,9 +27,10 @@ public sealed class TextGenerationTests(FrontendFixture fixture)
         Assert.All(tokens, t => Assert.InRange(t.GetProperty("token_id").GetInt32(), 0, 256));
         Assert.Equal("length", done.GetProperty("finish_reason").GetString());
         var usage = done.GetProperty("usage");
-        Assert.Equal(9, usage.GetProperty("prompt_tokens").GetInt32());
+        // tiny-lm's tokenizer is one token per byte (README, the tokenizer row).
+        Assert.Equal(Encoding.UTF8.GetByteCount("Once upon"), usage.GetProperty("prompt_tokens").GetInt32());
         Assert.Equal(12, usage.GetProperty("completion_tokens").GetInt32());
-        Assert.Equal(21, usage.GetProperty("total_tokens").GetInt32());
+        Assert.Equal(usage.GetProperty("prompt_tokens").GetInt32() + 12, usage.GetProperty("total_tokens").GetInt32());
         Assert.Equal("1", done.GetProperty("model_version").GetString());
     }
 
@@ -159,27 +160,6 @@ public sealed class TextGenerationTests(FrontendFixture fixture)
     }
 
     [Fact]
-    public async Task Deadline_RunningSequence_EndsItAndTheQueuedOneStarts()
-    {
-        await using var first = await WsTestClient.ConnectAsync(fixture.WsUri);
-        await using var second = await WsTestClient.ConnectAsync(fixture.WsUri);
-        await first.SendAsync(new { type = "infer", id = "a", model = "tiny-lm-1", prompt = "long", max_tokens = 1000, temperature = 0, timeout_ms = 500 });
-        Assert.Equal("token", (await first.NextAsync()).GetProperty("type").GetString());
-        await second.SendAsync(new { type = "infer", id = "b", model = "tiny-lm-1", prompt = "next", max_tokens = 3, temperature = 0 });
-
-        var ended = await UntilTypeAsync(first, "done");
-        var (tokens, done) = await ReadGenerationAsync(second, "b");
-
-        Assert.Equal("deadline", ended.GetProperty("finish_reason").GetString());
-        Assert.Equal(3, tokens.Count);
-        Assert.Equal("length", done.GetProperty("finish_reason").GetString());
-    }
-
-    /// <summary>
-    /// <c>tiny-kv</c> has 1 MiB of cache, 256 tokens: a sequence reserves its prompt and max_tokens when it joins, so a
-    /// second one that would not fit waits in the queue until the first leaves; one that could never fit is refused.
-    /// </summary>
-    [Fact]
     public async Task Infer_CacheBudgetFull_NextWaitsInQueueThenRuns_TooLargeRefused()
     {
         await using var first = await WsTestClient.ConnectAsync(fixture.WsUri);
@@ -200,20 +180,6 @@ public sealed class TextGenerationTests(FrontendFixture fixture)
         Assert.Equal(199, firstTokens.Count);
         Assert.Equal(100, secondTokens.Count);
         Assert.Equal("length", secondDone.GetProperty("finish_reason").GetString());
-    }
-
-    [Fact]
-    public async Task Infer_DeadlinePassesWhileGenerating_DoneWithFinishReasonDeadline()
-    {
-        await using var ws = await WsTestClient.ConnectAsync(fixture.WsUri);
-
-        await ws.SendAsync(new { type = "infer", id = "d", model = "tiny-lm", prompt = "slow", max_tokens = 1000, temperature = 0, timeout_ms = 300 });
-        var (tokens, done) = await ReadGenerationAsync(ws, "d");
-
-        Assert.Equal("deadline", done.GetProperty("finish_reason").GetString());
-        // Every token counted was sent before the end (an end published ahead of the last step's tokens would lose one).
-        Assert.Equal(tokens.Count, done.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
-        Assert.InRange(tokens.Count, 1, 999);
     }
 
     [Fact]
@@ -292,7 +258,8 @@ public sealed class TextGenerationTests(FrontendFixture fixture)
     }
 
     /// <summary>Reads one request's token frames up to its <c>done</c>; fails on anything else for it.</summary>
-    private static async Task<(List<JsonElement> Tokens, JsonElement Done)> ReadGenerationAsync(WsTestClient ws, string id)
+    /// <summary>Reads <paramref name="id"/>'s token frames up to its <c>done</c>, skipping other requests' frames and warnings.</summary>
+    internal static async Task<(List<JsonElement> Tokens, JsonElement Done)> ReadGenerationAsync(WsTestClient ws, string id)
     {
         var tokens = new List<JsonElement>();
         while (true)

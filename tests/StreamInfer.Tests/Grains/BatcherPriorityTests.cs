@@ -10,7 +10,7 @@ public sealed class BatcherPriorityTests(ClusterFixture fixture)
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
         var session = fixture.NewSession();
-        // A full batch of two occupies the device for 500 ms...
+        // A full batch of two occupies the device for 2 s...
         Assert.True((await session.SubmitAsync(probe.Request("a1", "prio"))).Accepted);
         Assert.True((await session.SubmitAsync(probe.Request("a2", "prio"))).Accepted);
         await Eventually.UntilAsync(() => fixture.Batcher("prio").GetStatusAsync(), s => s.Running == 1 && s.Queued == 0, what: "the first batch occupies the device");
@@ -20,6 +20,10 @@ public sealed class BatcherPriorityTests(ClusterFixture fixture)
         {
             Assert.True((await session.SubmitAsync(probe.Request(id, "prio") with { Priority = priority })).Accepted);
         }
+
+        // All four wait behind the first batch, so the next batch is chosen among them all.
+        var queued = await fixture.Batcher("prio").GetStatusAsync();
+        Assert.True(queued is { Running: 1, Queued: 4 }, $"the four requests should wait behind the first batch; status {queued}");
 
         var order = (await probe.ReceiveAsync(6, TimeSpan.FromSeconds(30))).Select(d => d.RequestId).ToList();
         Assert.Equal(["a1", "a2"], order[..2].Order());

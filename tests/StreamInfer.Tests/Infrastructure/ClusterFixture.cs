@@ -51,9 +51,10 @@ public sealed class ClusterFixture : IAsyncLifetime
             ["StreamInfer:Models:small-queue:MaxBatchSize"] = "1000",
             ["StreamInfer:Models:small-queue:MaxWait"] = "00:00:10",
             ["StreamInfer:Models:small-queue:QueueCapacity"] = "2",
-            // Three priority levels; batches of two, each holding the device for 500 ms.
+            // Three priority levels; batches of two, each holding the device for 2 s: room for a busy machine to queue
+            // four more requests behind the first batch (the test checks they did before it reads the order).
             ["StreamInfer:Models:prio:MaxBatchSize"] = "2",
-            ["StreamInfer:Models:prio:FixedDelay"] = "00:00:00.500",
+            ["StreamInfer:Models:prio:FixedDelay"] = "00:00:02",
             ["StreamInfer:Models:prio:PriorityLevels"] = "3",
             ["StreamInfer:Models:prio:DefaultPriority"] = "1",
             ["StreamInfer:Models:short-deadline:DefaultTimeout"] = "00:00:02",

@@ -118,11 +118,16 @@ public sealed class FrontendFixture : IAsyncLifetime
 
     /// <summary>
     /// Starts the embedded default in this process with <paramref name="settings"/> over its shipped configuration, and
-    /// waits until its repository has loaded; returns the app and its HTTP address.
+    /// waits until its repository has loaded; returns the app and its HTTP address. <paramref name="configure"/> runs before the
+    /// grid adds its own services (a test clock registered there wins).
     /// </summary>
-    public static async Task<(WebApplication App, Uri Http)> StartGridAsync(Dictionary<string, string?> settings)
+    public static async Task<(WebApplication App, Uri Http)> StartGridAsync(Dictionary<string, string?> settings, Action<WebApplicationBuilder>? configure = null)
     {
-        var app = StreamInferApp.Create([], b => b.Configuration.AddInMemoryCollection(settings));
+        var app = StreamInferApp.Create([], b =>
+        {
+            b.Configuration.AddInMemoryCollection(settings);
+            configure?.Invoke(b);
+        });
         await app.StartAsync();
         await app.Services.GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

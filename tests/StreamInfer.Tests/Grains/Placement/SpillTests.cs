@@ -14,8 +14,9 @@ namespace StreamInfer.Tests.Grains.Placement;
 /// </summary>
 public sealed class SpillTests : IAsyncLifetime
 {
-    // "slow": a device that takes 400 ms per batch of two, one batch at a time, so a burst queues up; a silo spills once
-    // more than two batches (four rows) wait.
+    // "slow": a device that takes a second per batch of two, one batch at a time, so a burst queues up even when a busy
+    // machine submits it slowly; a silo spills once more than two batches (four rows) wait. A burst spreads over both
+    // other silos because each spill counts against its target until the next load refresh.
     private static readonly IConfiguration Configuration = new ConfigurationBuilder()
         .AddInMemoryCollection(new Dictionary<string, string?>
         {
@@ -25,7 +26,7 @@ public sealed class SpillTests : IAsyncLifetime
             ["StreamInfer:Session:BacklogCapacity"] = "1000",
             ["StreamInfer:Session:Burst"] = "1000",
             ["StreamInfer:Models:slow:MaxBatchSize"] = "2",
-            ["StreamInfer:Models:slow:FixedDelay"] = "00:00:00.400",
+            ["StreamInfer:Models:slow:FixedDelay"] = "00:00:01",
             ["StreamInfer:Placement:SpillBatches"] = "2",
             ["StreamInfer:Placement:LoadRefreshInterval"] = "00:00:00.050",
         })

@@ -4,7 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Operations;
 
 /// <summary><c>POST /api/reload</c> and SIGHUP: the repository read again, new versions rolled out, models added and removed.</summary>
 [Collection(FrontendCollection.Name)]

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.KServe;
 
 /// <summary>
 /// The KServe v2 / Open Inference Protocol endpoints over the real embedded grid, on the generated models of

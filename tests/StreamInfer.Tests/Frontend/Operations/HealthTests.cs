@@ -9,7 +9,7 @@ using StreamInfer.Frontend.Hosting;
 using StreamInfer.Grains.Models;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Operations;
 
 /// <summary>Liveness and readiness.</summary>
 [Collection(FrontendCollection.Name)]

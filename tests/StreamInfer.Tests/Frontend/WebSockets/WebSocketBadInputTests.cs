@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.WebSockets;
 
 /// <summary>Each bad input gets a structured error with its protocol code, and the connection keeps serving.</summary>
 [Collection(FrontendCollection.Name)]

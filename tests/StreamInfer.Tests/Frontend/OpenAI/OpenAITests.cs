@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.OpenAI;
 
 /// <summary>The OpenAI-compatible API on the built-in tiny-lm: JSON answers, Server-Sent Event streams, errors.</summary>
 [Collection(FrontendCollection.Name)]
@@ -26,9 +26,10 @@ public sealed class OpenAITests(FrontendFixture fixture)
         Assert.Equal("length", choice.GetProperty("finish_reason").GetString());
         Assert.Equal(JsonValueKind.String, choice.GetProperty("text").ValueKind);
         var usage = root.GetProperty("usage");
-        Assert.Equal(4, usage.GetProperty("prompt_tokens").GetInt32());
+        // tiny-lm's tokenizer is one token per byte (README, the tokenizer row).
+        Assert.Equal(Encoding.UTF8.GetByteCount("Once"), usage.GetProperty("prompt_tokens").GetInt32());
         Assert.Equal(16, usage.GetProperty("completion_tokens").GetInt32());
-        Assert.Equal(20, usage.GetProperty("total_tokens").GetInt32());
+        Assert.Equal(usage.GetProperty("prompt_tokens").GetInt32() + 16, usage.GetProperty("total_tokens").GetInt32());
     }
 
     [Fact]
@@ -74,37 +75,49 @@ public sealed class OpenAITests(FrontendFixture fixture)
     }
 
     [Fact]
-    public async Task ChatCompletions_NotStreamed_AssistantMessage()
+    public async Task ChatCompletions_NotStreamed_AssistantMessageForTheDocumentedPrompt()
     {
-        using var response = await fixture.Http.PostAsJsonAsync("/v1/chat/completions", new
-        {
-            model = "tiny-lm",
-            messages = new[] { new { role = "user", content = "Hello" } },
-            max_tokens = 6,
-            temperature = 0,
-        });
+        var root = await ChatAsync("Hello", maxTokens: 6);
 
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var root = await response.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal("chat.completion", root.GetProperty("object").GetString());
         var message = root.GetProperty("choices")[0].GetProperty("message");
         Assert.Equal("assistant", message.GetProperty("role").GetString());
         Assert.Equal(JsonValueKind.String, message.GetProperty("content").ValueKind);
-        // "user: Hello\nassistant:" is 22 bytes, one token each.
-        Assert.Equal(22, root.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        // A chat is one "role: content" line per message, then "assistant:" (README): the same as this plain completion.
+        using var plain = await fixture.Http.PostAsJsonAsync("/v1/completions", new { model = "tiny-lm", prompt = "user: Hello\nassistant:", max_tokens = 6, temperature = 0 });
+        var completion = await plain.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(completion.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(), root.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(completion.GetProperty("choices")[0].GetProperty("text").GetString(), message.GetProperty("content").GetString());
+        // tiny-lm's tokenizer is one token per byte (README, the tokenizer row).
+        Assert.Equal(Encoding.UTF8.GetByteCount("user: Hello\nassistant:"), root.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task ChatCompletions_LongerMessage_PromptTokensGrowByItsExtraBytesAndTotalIsTheSum()
+    {
+        const string Extra = ", wörld";
+        var shorter = (await ChatAsync("Hello", maxTokens: 3)).GetProperty("usage");
+        var longer = (await ChatAsync("Hello" + Extra, maxTokens: 3)).GetProperty("usage");
+
+        Assert.Equal(Encoding.UTF8.GetByteCount(Extra), longer.GetProperty("prompt_tokens").GetInt32() - shorter.GetProperty("prompt_tokens").GetInt32());
+        foreach (var usage in new[] { shorter, longer })
+        {
+            Assert.Equal(3, usage.GetProperty("completion_tokens").GetInt32());
+            Assert.Equal(usage.GetProperty("prompt_tokens").GetInt32() + usage.GetProperty("completion_tokens").GetInt32(), usage.GetProperty("total_tokens").GetInt32());
+        }
     }
 
     [Theory]
-    [InlineData("/v1/completions", """{"model":"no-such","prompt":"x"}""", HttpStatusCode.NotFound, "unknown_model", null)]
-    [InlineData("/v1/completions", """{"model":"no-such","prompt":"x","stream":true}""", HttpStatusCode.NotFound, "unknown_model", null)]
-    [InlineData("/v1/completions", """{"model":"tiny-lm","prompt":"x","n":2}""", HttpStatusCode.BadRequest, "invalid_input", "n")]
-    [InlineData("/v1/completions", """{"model":"tiny-lm"}""", HttpStatusCode.BadRequest, "invalid_input", "prompt")]
-    [InlineData("/v1/completions", """{"model":"tiny-lm","prompt":"x","temperature":9}""", HttpStatusCode.BadRequest, "invalid_input", null)]
-    [InlineData("/v1/chat/completions", """{"model":"tiny-lm","messages":[{"role":"wizard","content":"x"}]}""", HttpStatusCode.BadRequest, "invalid_input", "messages[0].role")]
-    [InlineData("/v1/chat/completions", """{"model":"tiny-lm","messages":[]}""", HttpStatusCode.BadRequest, "invalid_input", "messages")]
-    [InlineData("/v1/chat/completions", """{"model":""", HttpStatusCode.BadRequest, "bad_request", null)]
-    [InlineData("/v1/completions", """{"model":"echo","prompt":"x"}""", HttpStatusCode.BadRequest, "invalid_input", null)]
-    public async Task Endpoints_BadRequest_OpenAIErrorShape(string path, string body, HttpStatusCode status, string code, string? param)
+    [InlineData("/v1/completions", """{"model":"no-such","prompt":"x"}""", HttpStatusCode.NotFound, "unknown_model", null, "invalid_request_error")]
+    [InlineData("/v1/completions", """{"model":"no-such","prompt":"x","stream":true}""", HttpStatusCode.NotFound, "unknown_model", null, "invalid_request_error")]
+    [InlineData("/v1/completions", """{"model":"tiny-lm","prompt":"x","n":2}""", HttpStatusCode.BadRequest, "invalid_input", "n", "invalid_request_error")]
+    [InlineData("/v1/completions", """{"model":"tiny-lm"}""", HttpStatusCode.BadRequest, "invalid_input", "prompt", "invalid_request_error")]
+    [InlineData("/v1/completions", """{"model":"tiny-lm","prompt":"x","temperature":9}""", HttpStatusCode.BadRequest, "invalid_input", null, "invalid_request_error")]
+    [InlineData("/v1/chat/completions", """{"model":"tiny-lm","messages":[{"role":"wizard","content":"x"}]}""", HttpStatusCode.BadRequest, "invalid_input", "messages[0].role", "invalid_request_error")]
+    [InlineData("/v1/chat/completions", """{"model":"tiny-lm","messages":[]}""", HttpStatusCode.BadRequest, "invalid_input", "messages", "invalid_request_error")]
+    [InlineData("/v1/chat/completions", """{"model":""", HttpStatusCode.BadRequest, "bad_request", null, "invalid_request_error")]
+    [InlineData("/v1/completions", """{"model":"echo","prompt":"x"}""", HttpStatusCode.BadRequest, "invalid_input", null, "invalid_request_error")]
+    public async Task Endpoints_BadRequest_OpenAIErrorShape(string path, string body, HttpStatusCode status, string code, string? param, string type)
     {
         using var content = new StringContent(body, Encoding.UTF8, "application/json");
         using var response = await fixture.Http.PostAsync(path, content);
@@ -115,7 +128,8 @@ public sealed class OpenAITests(FrontendFixture fixture)
         var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
         Assert.Equal(code, error.GetProperty("code").GetString());
         Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("message").GetString()));
-        Assert.False(string.IsNullOrWhiteSpace(error.GetProperty("type").GetString()));
+        // OpenAI's type for a request the caller must change (400, 404): invalid_request_error.
+        Assert.Equal(type, error.GetProperty("type").GetString());
         if (param is not null)
         {
             Assert.Equal(param, error.GetProperty("param").GetString());
@@ -155,6 +169,19 @@ public sealed class OpenAITests(FrontendFixture fixture)
     }
 
     /// <summary>Posts a streaming request and reads every event's data until the server ends the response.</summary>
+    private async Task<JsonElement> ChatAsync(string userMessage, int maxTokens)
+    {
+        using var response = await fixture.Http.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "tiny-lm",
+            messages = new[] { new { role = "user", content = userMessage } },
+            max_tokens = maxTokens,
+            temperature = 0,
+        });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return await response.Content.ReadFromJsonAsync<JsonElement>();
+    }
+
     private async Task<(string? ContentType, List<string> Events)> StreamAsync(string path, object body)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = JsonContent.Create(body) };

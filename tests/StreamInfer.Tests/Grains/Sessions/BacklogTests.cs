@@ -1,6 +1,6 @@
 using StreamInfer.Grains.Sessions;
 
-namespace StreamInfer.Tests.Grains;
+namespace StreamInfer.Tests.Grains.Sessions;
 
 public sealed class BacklogTests
 {

@@ -4,30 +4,37 @@ using System.Net.WebSockets;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using StreamInfer.Grains.Hosting;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Hosting;
 
 /// <summary>
 /// The frontend's connection limit and its graceful shutdown, each on a grid of its own: at most three connections,
-/// and a "slow" model that holds a request for a second.
+/// and a "gate" model whose lone request waits for a batch-mate until the grains' (fake) clock passes its MaxWait, so
+/// a request stays in flight exactly until the test lets it finish.
 /// </summary>
 public sealed class DrainTests : IAsyncLifetime
 {
+    private static readonly TimeSpan GateWait = TimeSpan.FromSeconds(10);
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
     private WebApplication _app = null!;
     private Uri _http = null!;
     private Uri _ws = null!;
 
     public async Task InitializeAsync()
     {
-        (_app, _http) = await FrontendFixture.StartGridAsync(FrontendFixture.IsolatedSettings(
-            extra:
-            [
-                ("StreamInfer:Frontend:MaxConnections", "3"),
-                ("StreamInfer:Frontend:DrainTimeout", "00:00:10"),
-                ("StreamInfer:Models:slow:MaxBatchSize", "1"),
-                ("StreamInfer:Models:slow:FixedDelay", "00:00:01"),
-            ]));
+        (_app, _http) = await FrontendFixture.StartGridAsync(
+            FrontendFixture.IsolatedSettings(
+                extra:
+                [
+                    ("StreamInfer:Frontend:MaxConnections", "3"),
+                    ("StreamInfer:Frontend:DrainTimeout", "00:00:30"),
+                    ("StreamInfer:Models:gate:MaxBatchSize", "2"),
+                    ("StreamInfer:Models:gate:MaxWait", "00:00:10"),
+                ]),
+            b => b.Services.AddKeyedSingleton<TimeProvider>(StreamInferClock.Key, _time));
         _ws = new UriBuilder(_http) { Scheme = "ws", Path = "/ws" }.Uri;
     }
 
@@ -65,7 +72,7 @@ public sealed class DrainTests : IAsyncLifetime
     public async Task Stop_RequestInFlight_ClientWarnedNewWorkRefusedRequestFinishesThenClose1001()
     {
         await using var client = await WsTestClient.ConnectAsync(_ws);
-        await client.SendInferAsync("before", "slow");
+        await client.SendInferAsync("before", "gate");
         var drain = _app.Services.GetRequiredService<StreamInfer.Frontend.Hosting.FrontendDrain>();
         await Eventually.UntilAsync(() => Task.FromResult(drain.InFlight), n => n == 1, TimeSpan.FromSeconds(10), "the frontend holds the request");
 
@@ -73,7 +80,7 @@ public sealed class DrainTests : IAsyncLifetime
         var stopping = _app.StopAsync();
         var warning = await NextOfTypeAsync(client, "warning");
         Assert.Equal("draining", warning.GetProperty("code").GetString());
-        Assert.Equal(10_000, warning.GetProperty("drain_ms").GetInt64());
+        Assert.Equal(30_000, warning.GetProperty("drain_ms").GetInt64());
 
         // Readiness drops, so that a load balancer stops sending here; new connections and requests are refused.
         using (var http = new HttpClient { BaseAddress = _http })
@@ -93,7 +100,18 @@ public sealed class DrainTests : IAsyncLifetime
         Assert.Equal("after", refused.GetProperty("id").GetString());
         Assert.Equal("model_unavailable", refused.GetProperty("code").GetString());
 
-        // The request admitted before the drain is answered, then the socket closes with "going away".
+        // Liveness still answers: the process is alive, only not taking new work.
+        using (var http = new HttpClient { BaseAddress = _http })
+        {
+            using var live = await http.GetAsync("/v2/health/live");
+            Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+            Assert.True((await live.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("live").GetBoolean());
+        }
+
+        // The request admitted before the drain is answered once its batch may run, then the socket closes with
+        // "going away".
+        Assert.False(stopping.IsCompleted);
+        await Task.Run(() => _time.Advance(GateWait)).WaitAsync(TimeSpan.FromSeconds(30));
         var result = await NextOfTypeAsync(client, "result");
         Assert.Equal("before", result.GetProperty("id").GetString());
         await Assert.ThrowsAsync<InvalidOperationException>(() => client.NextAsync(TimeSpan.FromSeconds(10)));

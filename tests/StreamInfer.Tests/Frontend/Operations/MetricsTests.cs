@@ -4,7 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Operations;
 
 /// <summary>
 /// /metrics (Prometheus text) and /metrics/json move as a known workload says. The fixture's grid is shared by the

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Time.Testing;
 using StreamInfer.Grains.Sessions;
 
-namespace StreamInfer.Tests.Grains;
+namespace StreamInfer.Tests.Grains.Sessions;
 
 public sealed class TokenBucketTests
 {

@@ -2,7 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using StreamInfer.Frontend.Http;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Http;
 
 public sealed class HttpErrorMappingTests
 {

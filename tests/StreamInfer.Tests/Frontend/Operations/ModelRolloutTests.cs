@@ -4,7 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Operations;
 
 /// <summary>
 /// Hot-swap through the model-version grain and <c>/api/models</c>: versions prepared beside the serving one, committed

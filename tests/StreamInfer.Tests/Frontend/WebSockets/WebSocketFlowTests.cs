@@ -3,7 +3,7 @@ using System.Net.WebSockets;
 using System.Text;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.WebSockets;
 
 [Collection(FrontendCollection.Name)]
 public sealed class WebSocketFlowTests(FrontendFixture fixture)

@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Http;
 
 [Collection(FrontendCollection.Name)]
 public sealed class PredictEndpointTests(FrontendFixture fixture)
