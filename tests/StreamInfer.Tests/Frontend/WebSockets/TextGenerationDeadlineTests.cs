@@ -6,7 +6,7 @@ using StreamInfer.Grains.Hosting;
 using StreamInfer.Grains.Models.Decoding;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.WebSockets;
 
 /// <summary>
 /// Deadlines of generated text, on a grid of its own whose grains measure time on a fake clock: a deadline passes when

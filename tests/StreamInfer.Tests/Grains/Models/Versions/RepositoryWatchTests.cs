@@ -1,7 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Grains.Models.Versions;
 
 /// <summary>The optional repository watch: a grid of its own, polling its repository every 200 ms.</summary>
 public sealed class RepositoryWatchTests : IAsyncLifetime

@@ -1,6 +1,6 @@
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Grains;
+namespace StreamInfer.Tests.Grains.Batching;
 
 [Collection(ClusterCollection.Name)]
 public sealed class BatcherPriorityTests(ClusterFixture fixture)

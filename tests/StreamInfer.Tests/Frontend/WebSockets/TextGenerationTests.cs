@@ -5,7 +5,7 @@ using System.Text.Json;
 using StreamInfer.Tests.Grains.Models.Decoding;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.WebSockets;
 
 /// <summary>
 /// Text generation over the WebSocket protocol and <c>/predict</c> with the built-in tiny-lm through real ONNX Runtime:

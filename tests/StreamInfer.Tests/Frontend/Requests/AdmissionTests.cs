@@ -1,7 +1,7 @@
 using StreamInfer.Tests.Frontend.WebSockets;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Requests;
 
 [Collection(FrontendCollection.Name)]
 public sealed class AdmissionTests(FrontendFixture fixture)

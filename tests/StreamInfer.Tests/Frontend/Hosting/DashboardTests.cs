@@ -6,7 +6,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using StreamInfer.Tests.Infrastructure;
 
-namespace StreamInfer.Tests.Frontend;
+namespace StreamInfer.Tests.Frontend.Hosting;
 
 /// <summary>The Orleans dashboard at /dashboard on the embedded default: its page, and its data, live.</summary>
 [Collection(FrontendCollection.Name)]
