@@ -84,8 +84,8 @@ public sealed record NamedTensor(
 /// <param name="Priority">The request's priority level, 0 (lowest) up to the model's <c>priority_levels</c> - 1; higher
 /// levels are batched first. Null for the model's default.</param>
 /// <param name="Generation">How a decoder model generates from <paramref name="Prompt"/>; null for the defaults.</param>
-/// <param name="ReplyObserver">The frontend's delivery observer: deliveries are made by calling it (docs/decisions.md D9). A batcher refuses
-/// a request without one.</param>
+/// <param name="ReplyObserver">The frontend's delivery observer: deliveries are made by calling it (docs/decisions.md
+/// D9). A batcher refuses a request without one.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.InferRequest")]
 public sealed record InferRequest(
     [property: Id(0)] string RequestId,

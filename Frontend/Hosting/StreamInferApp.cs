@@ -20,7 +20,7 @@ namespace StreamInfer.Frontend.Hosting;
 public static class StreamInferApp
 {
     /// <summary>
-    /// Creates the embedded-default application: one process, localhost clustering, memory streams, in-memory storage,
+    /// Creates the embedded-default application: one process, localhost clustering, in-memory storage,
     /// the built-in models. <paramref name="configure"/> may add configuration or services before it is built (tests).
     /// </summary>
     public static WebApplication Create(string[] args, Action<WebApplicationBuilder>? configure = null)
