@@ -42,9 +42,12 @@ internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchSc
             return invalid;
         }
 
+        // An idle batcher runs the request at once: there is nothing to wait behind, and refusing it on the recent batch
+        // time alone would keep a time inflated by one slow batch (a starved machine, a pause) from ever being renewed.
+        var idle = queue.Count == 0 && scheduler.Running == 0;
         var expected = scheduler.ExpectedWaitMs(queue.RowsAtOrAbove(priority), check.Rows);
         var remaining = (item.Deadline - time.GetUtcNow()).TotalMilliseconds;
-        if (expected > remaining)
+        if (!idle && expected > remaining)
         {
             var retry = RetryAfterMs(expected - remaining);
             return new InferError(ErrorCode.Overloaded, $"model '{model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry);

@@ -55,6 +55,21 @@ public sealed class AdmissionPolicyTests
     }
 
     [Fact]
+    public void Admit_IdleBatcherWhoseBatchTimeExceedsTheDeadline_AdmittedAndRunAtOnce()
+    {
+        // A batch time far past the deadline (as one slow batch on a starved machine leaves it) refuses nothing while
+        // the device is idle and nothing is queued: otherwise no batch would run to correct it.
+        using var model = new RecordingModel(warmBatchMs: 60_000);
+        using var kit = new SchedulerTestKit(model, new ModelOptions { MaxBatchSize = 1, MaxWait = TimeSpan.Zero });
+        model.Hold();
+
+        Assert.Null(kit.Submit("alone", timeout: TimeSpan.FromSeconds(1)));
+        Assert.Equal(1, kit.Scheduler.Running);
+        Assert.Equal(ErrorCode.Overloaded, kit.Submit("behind", timeout: TimeSpan.FromSeconds(1))?.Code);
+        model.Release();
+    }
+
+    [Fact]
     public void Admit_HigherPriority_OnlyRowsAtOrAboveItCountAgainstItsDeadline()
     {
         using var model = new RecordingModel(warmBatchMs: 100);
