@@ -46,6 +46,12 @@ internal sealed partial class OpenAIEventStream : ITokenSink
 
             await foreach (var (token, producedAt) in stream._tokens.Reader.ReadAllAsync(context.RequestAborted))
             {
+                if (stream._overflowed)
+                {
+                    // Cut off at once, not after writing out the whole buffer it could not keep up with.
+                    break;
+                }
+
                 if (token.Text.Length > 0)
                 {
                     await sse.ChunkAsync(null, token.Text, null, null);

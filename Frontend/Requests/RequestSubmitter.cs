@@ -34,6 +34,12 @@ internal sealed partial class RequestSubmitter(
     /// <summary>Admits a request through its session; a refusal or a failed call ends it. True when admitted.</summary>
     public async Task<bool> SubmitAsync(InFlightRequest request, ClientFrame.Infer infer)
     {
+        if (request.IsEnded)
+        {
+            // Ended while waiting to be sent (the watchdog, a silo's death): nothing may be admitted that no one reads.
+            return false;
+        }
+
         try
         {
             var admission = await Session(request).SubmitAsync(new InferRequest(request.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer));

@@ -47,7 +47,7 @@ internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchSc
         var idle = queue.Count == 0 && scheduler.Running == 0;
         var expected = scheduler.ExpectedWaitMs(queue.RowsAtOrAbove(priority), check.Rows);
         var remaining = (item.Deadline - time.GetUtcNow()).TotalMilliseconds;
-        if (!idle && expected > remaining)
+        if (expected > remaining && (!idle || remaining <= 0))
         {
             var retry = RetryAfterMs(expected - remaining);
             return new InferError(ErrorCode.Overloaded, $"model '{model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry);

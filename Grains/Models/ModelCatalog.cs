@@ -88,6 +88,25 @@ public sealed class ModelCatalog : IDisposable
         }
     }
 
+    /// <summary>
+    /// Publishes a model that has finished loading, but only in place of its <see cref="ModelState.Loading"/>
+    /// placeholder: if the name was removed meanwhile, or something else (a committed rollout) took its place, nothing
+    /// changes and the caller releases <paramref name="entry"/>.
+    /// </summary>
+    internal bool TryPublishLoaded(ModelEntry entry)
+    {
+        lock (_writeLock)
+        {
+            if (!_snapshot.Models.TryGetValue(entry.Name, out var current) || current.State != ModelState.Loading)
+            {
+                return false;
+            }
+
+            Publish(entry, entry.Errors);
+            return true;
+        }
+    }
+
     /// <summary>Records problems that belong to no one entry's load (a name already configured, a broken config).</summary>
     internal void Report(IEnumerable<ModelLoadError> errors)
     {

@@ -70,8 +70,7 @@ public sealed partial class RepositorySync(
             foreach (var definition in pending)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var entry = await loader.LoadAsync(definition);
-                catalog.Publish(entry, entry.Errors);
+                PublishLoaded(await loader.LoadAsync(definition));
             }
         }
         finally
@@ -110,8 +109,18 @@ public sealed partial class RepositorySync(
 
         catalog.Publish(ModelEntry.Unloaded(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Loading, []), []);
         var entry = await loader.LoadAsync(definition);
-        catalog.Publish(entry, entry.Errors);
+        PublishLoaded(entry);
         return entry.Errors;
+    }
+
+    /// <summary>A load took time: what it replaces may have been removed or rolled forward meanwhile, and then the
+    /// loaded instances go instead of overwriting what serves.</summary>
+    private void PublishLoaded(ModelEntry entry)
+    {
+        if (!catalog.TryPublishLoaded(entry))
+        {
+            entry.Release();
+        }
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using StreamInfer.Grains.Models;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Devices;
@@ -48,6 +49,29 @@ public sealed class ModelRolloutTests : IAsyncLifetime
         Assert.False(inFlight.Released);
         inFlight.Release();
         Assert.True(inFlight.Released);
+    }
+
+    [Fact]
+    public void TryPublishLoaded_NameServedOrRemovedMeanwhile_LeavesTheCatalogAlone()
+    {
+        var options = new ModelOptions { Kind = "tensor", Version = "1" };
+        Assert.True(_models.Catalog.TryGet("scale", out var serving));
+
+        // A load that finishes after a rollout (or anything else) replaced its placeholder does not overwrite it...
+        Assert.False(_models.Catalog.TryPublishLoaded(ModelEntry.Unloaded("scale", ModelKind.Tensor, "1", options, ModelState.Failed, [])));
+        Assert.True(_models.Catalog.TryGet("scale", out var after));
+        Assert.Same(serving, after);
+
+        // ...nor brings back a name removed while it loaded...
+        Assert.False(_models.Catalog.TryPublishLoaded(ModelEntry.Unloaded("gone", ModelKind.Tensor, "1", options, ModelState.Failed, [])));
+        Assert.False(_models.Catalog.TryGet("gone", out _));
+
+        // ...and replaces its own placeholder.
+        _models.Catalog.Publish(ModelEntry.Unloaded("late", ModelKind.Tensor, "1", options, ModelState.Loading, []), []);
+        var loaded = ModelEntry.Unloaded("late", ModelKind.Tensor, "1", options, ModelState.Failed, []);
+        Assert.True(_models.Catalog.TryPublishLoaded(loaded));
+        Assert.True(_models.Catalog.TryGet("late", out var late));
+        Assert.Same(loaded, late);
     }
 
     [Fact]
