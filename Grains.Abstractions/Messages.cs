@@ -40,13 +40,15 @@ public enum TensorElementType
 
 /// <summary>
 /// A dense tensor. Numeric and boolean elements travel as their little-endian bytes in <see cref="Data"/>
-/// (one byte per bool); strings travel in <see cref="Strings"/>. The arrays are never mutated once built.
+/// (one byte per bool); strings travel in <see cref="Strings"/>. Neither is mutated once built. <see cref="Data"/> may be
+/// a slice of a larger buffer (a binary request body or frame, read once): whoever built the tensor keeps that buffer
+/// unchanged until the request has ended.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.Tensor")]
 public sealed record Tensor(
     [property: Id(0)] TensorElementType ElementType,
     [property: Id(1)] ImmutableArray<long> Shape,
-    [property: Id(2)] byte[] Data,
+    [property: Id(2)] ReadOnlyMemory<byte> Data,
     [property: Id(3)] ImmutableArray<string> Strings)
 {
     /// <summary>The number of elements the shape describes.</summary>

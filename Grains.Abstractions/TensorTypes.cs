@@ -87,8 +87,8 @@ public static class TensorTypes
         }
 
         var size = tensor.ElementType.ElementSize();
-        return tensor.Data.LongLength != count * size
-            ? $"input '{name}': shape [{string.Join(',', tensor.Shape)}] needs {count} elements, data has {tensor.Data.LongLength / Math.Max(size, 1)}."
+        return (long)tensor.Data.Length != count * size
+            ? $"input '{name}': shape [{string.Join(',', tensor.Shape)}] needs {count} elements, data has {(long)tensor.Data.Length / Math.Max(size, 1)}."
             : null;
     }
 }

@@ -176,7 +176,7 @@ internal static class FrameWriter
 
         w.WriteEndArray();
         w.WriteStartArray("data");
-        var data = tensor.Data.AsSpan();
+        var data = tensor.Data.Span;
         var size = tensor.ElementType.ElementSize();
         if (tensor.ElementType == TensorElementType.String)
         {

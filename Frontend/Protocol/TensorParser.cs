@@ -129,7 +129,7 @@ internal static class TensorParser
                 strings.Add(values[i].GetString()!);
             }
 
-            return (new Tensor(type, shape.ToImmutable(), [], strings.MoveToImmutable()), null);
+            return (new Tensor(type, shape.ToImmutable(), ReadOnlyMemory<byte>.Empty, strings.MoveToImmutable()), null);
         }
 
         var size = type.ElementSize();

@@ -92,7 +92,7 @@ internal sealed class OnnxTensorModel : IBatchModel
 
             var count = shape.Aggregate(1L, (a, b) => a * b);
             var tensor = slot.Type == TensorElementType.String
-                ? new Tensor(slot.Type, shape.ToImmutable(), [], [.. Enumerable.Repeat(string.Empty, (int)count)])
+                ? new Tensor(slot.Type, shape.ToImmutable(), ReadOnlyMemory<byte>.Empty, [.. Enumerable.Repeat(string.Empty, (int)count)])
                 : new Tensor(slot.Type, shape.ToImmutable(), new byte[count * slot.Type.ElementSize()], []);
             inputs.Add(new NamedTensor(slot.Name, tensor));
         }

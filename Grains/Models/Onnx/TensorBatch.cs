@@ -134,10 +134,10 @@ internal sealed class TensorBatch
             Runs.Collect(OwnShape(slot, layouts[j]), shape, rowOffset, _runs);
             if (layouts[j].Inputs[index] is { } given)
             {
-                var source = given.Tensor.Data;
+                var source = given.Tensor.Data.Span;
                 foreach (var run in _runs)
                 {
-                    source.AsSpan((int)(run.Small * size), (int)(run.Length * size)).CopyTo(target.Slice((int)(run.Big * size)));
+                    source.Slice((int)(run.Small * size), (int)(run.Length * size)).CopyTo(target.Slice((int)(run.Big * size)));
                 }
             }
             else if (isMask)
@@ -206,7 +206,7 @@ internal sealed class TensorBatch
                         Array.Copy(strings, run.Big, picked, run.Small, run.Length);
                     }
 
-                    tensor = new Tensor(slot.Type, ownShape, [], ImmutableArray.Create(picked));
+                    tensor = new Tensor(slot.Type, ownShape, ReadOnlyMemory<byte>.Empty, ImmutableArray.Create(picked));
                 }
                 else
                 {

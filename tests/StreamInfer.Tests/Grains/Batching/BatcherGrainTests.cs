@@ -82,7 +82,7 @@ public sealed class BatcherGrainTests(ClusterFixture fixture)
         Assert.Equal("1", delivery.Result!.ModelVersion);
         var output = Assert.Single(delivery.Result.Outputs);
         Assert.Equal("x", output.Name);
-        Assert.Equal(request.Inputs[0].Tensor.Data, output.Tensor.Data);
+        Assert.Equal(request.Inputs[0].Tensor.Data.ToArray(), output.Tensor.Data.ToArray());
         Assert.Equal(request.Inputs[0].Tensor.Shape.ToArray(), output.Tensor.Shape.ToArray());
     }
 

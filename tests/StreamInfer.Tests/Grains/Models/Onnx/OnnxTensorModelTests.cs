@@ -60,8 +60,8 @@ public sealed class OnnxTensorModelTests(OnnxModelsFixture models) : IClassFixtu
         Assert.Equal(Input(bare, "text").Strings.ToArray(), Output(outcomes[1], "text_out").Strings.ToArray());
         Assert.Equal(Input(twoRows, "text").Strings.ToArray(), Output(outcomes[0], "text_out").Strings.ToArray());
         Assert.Equal(
-            Input(twoRows, "flag").Data.Select(b => (byte)(b == 0 ? 1 : 0)),
-            Output(outcomes[0], "flag_out").Data);
+            Input(twoRows, "flag").Data.ToArray().Select(b => (byte)(b == 0 ? 1 : 0)),
+            Output(outcomes[0], "flag_out").Data.ToArray());
         var i64 = Longs(Input(twoRows, "i64"));
         Assert.Equal([i64[0] + i64[1], i64[2] + i64[3]], Longs(Output(outcomes[0], "i64_sum")));
     }
@@ -166,8 +166,8 @@ public sealed class OnnxTensorModelTests(OnnxModelsFixture models) : IClassFixtu
             new NamedTensor("f16", new Tensor(TensorElementType.Float16, [.. Shape(2)], f16, [])),
             new NamedTensor("i64", Longs(Shape(2), [.. Enumerable.Range(0, rows * 2).Select(_ => (long)random.Next(-1000, 1000))])),
             new NamedTensor("i32", new Tensor(TensorElementType.Int32, [.. Shape(2)], i32, [])),
-            new NamedTensor("flag", new Tensor(TensorElementType.Bool, [.. Shape(2)], [.. Enumerable.Range(0, rows * 2).Select(_ => (byte)random.Next(2))], [])),
-            new NamedTensor("text", new Tensor(TensorElementType.String, [.. Shape(1)], [], [.. Enumerable.Range(0, rows).Select(r => $"{id}-row{r}-é")])),
+            new NamedTensor("flag", new Tensor(TensorElementType.Bool, [.. Shape(2)], Enumerable.Range(0, rows * 2).Select(_ => (byte)random.Next(2)).ToArray(), [])),
+            new NamedTensor("text", new Tensor(TensorElementType.String, [.. Shape(1)], ReadOnlyMemory<byte>.Empty, [.. Enumerable.Range(0, rows).Select(r => $"{id}-row{r}-é")])),
         ], null, null, "nowhere");
     }
 
@@ -192,14 +192,14 @@ public sealed class OnnxTensorModelTests(OnnxModelsFixture models) : IClassFixtu
     private static float[] Floats(Tensor tensor)
     {
         var values = new float[tensor.Data.Length / 4];
-        Buffer.BlockCopy(tensor.Data, 0, values, 0, tensor.Data.Length);
+        tensor.Data.Span.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         return values;
     }
 
     private static long[] Longs(Tensor tensor)
     {
         var values = new long[tensor.Data.Length / 8];
-        Buffer.BlockCopy(tensor.Data, 0, values, 0, tensor.Data.Length);
+        tensor.Data.Span.CopyTo(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
         return values;
     }
 
