@@ -52,7 +52,8 @@ internal sealed partial class RequestSubmitter(
 
             if (admission.Error is { } error)
             {
-                request.TryEnd(RequestOutcome.Failed(error));
+                // Refused: the grid answered, and holds nothing of the request.
+                request.TryEnd(RequestOutcome.Failed(error) with { FromGrid = true });
                 return false;
             }
 
