@@ -7,8 +7,29 @@ public sealed class FrontendOptions
 {
     public const string Section = "StreamInfer:Frontend";
 
-    /// <summary>Largest WebSocket message or HTTP body accepted; larger ones get <c>payload_too_large</c>. Range: [1 KiB, 64 MiB]. Default 1 MiB.</summary>
+    /// <summary>Largest JSON WebSocket message or JSON HTTP body accepted; larger ones get <c>payload_too_large</c>. Range: [1 KiB, 64 MiB]. Default 1 MiB.</summary>
     public int MaxFrameBytes { get; set; } = 1 << 20;
+
+    /// <summary>
+    /// Largest binary request accepted: a binary WebSocket message, a KServe v2 body with binary tensor data, a gRPC
+    /// message. The frontend-wide ceiling: a model's own <c>max_request_bytes</c> may only lower it. Range: [1 KiB, 1 GiB].
+    /// Default 32 MiB (a batch of eight 224×224 RGB images in FP32 is 4.8 MB).
+    /// </summary>
+    public int MaxBinaryBytes { get; set; } = 32 << 20;
+
+    /// <summary>
+    /// Bytes queued for one WebSocket that the client has not read yet, beside <see cref="SendQueueCapacity"/> frames:
+    /// whichever fills first, the slow-consumer rules apply (a warning at 80%, then the connection is closed).
+    /// Range: [64 KiB, 4 GiB - 1]. Default 32 MiB.
+    /// </summary>
+    public long SendQueueBytes { get; set; } = 32L << 20;
+
+    /// <summary>
+    /// Where the KServe v2 gRPC service (<c>inference.GRPCInferenceService</c>) listens, HTTP/2 without TLS (h2c): its
+    /// own port, since a cleartext port cannot serve HTTP/1.1 and HTTP/2 at once. Empty: no gRPC. Default empty in code;
+    /// the shipped appsettings.json sets <c>http://127.0.0.1:8001</c> (Triton's gRPC port).
+    /// </summary>
+    public string? GrpcUrl { get; set; }
 
     /// <summary>
     /// Frames queued for one WebSocket that the client has not read yet. When full, the client is not reading: the
@@ -61,6 +82,21 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
         if (o.MaxFrameBytes is < 1024 or > 64 << 20)
         {
             errors.Add($"{FrontendOptions.Section}:MaxFrameBytes must be in [1024, 67108864]; got {o.MaxFrameBytes}.");
+        }
+
+        if (o.MaxBinaryBytes is < 1024 or > 1 << 30)
+        {
+            errors.Add($"{FrontendOptions.Section}:MaxBinaryBytes must be in [1024, 1073741824]; got {o.MaxBinaryBytes}.");
+        }
+
+        if (o.SendQueueBytes is < 64 << 10 or > uint.MaxValue - 1)
+        {
+            errors.Add($"{FrontendOptions.Section}:SendQueueBytes must be in [65536, 4294967294]; got {o.SendQueueBytes}.");
+        }
+
+        if (!string.IsNullOrEmpty(o.GrpcUrl) && !(Uri.TryCreate(o.GrpcUrl, UriKind.Absolute, out var grpc) && grpc.Scheme == Uri.UriSchemeHttp))
+        {
+            errors.Add($"{FrontendOptions.Section}:GrpcUrl must be an http:// URL (h2c) or empty; got '{o.GrpcUrl}'.");
         }
 
         if (o.SendQueueCapacity is < 16 or > 1_000_000)
