@@ -17,6 +17,8 @@ internal abstract record ClientFrame
     /// <param name="Generation">Generation settings of a text request, or null for the model's defaults.</param>
     /// <param name="Stream">For a text request, whether its tokens are sent as they come (<c>token</c> frames) or only
     /// with the end (<c>done</c> carries the text).</param>
+    /// <param name="BinaryOutputs">Whether its result comes back as a binary WebSocket message (true) or JSON text
+    /// (false); null for the default, which is the kind of frame the request came in.</param>
     public sealed record Infer(
         string Id,
         string Model,
@@ -25,7 +27,8 @@ internal abstract record ClientFrame
         TimeSpan? Timeout,
         int? Priority = null,
         GenerationOptions? Generation = null,
-        bool Stream = true) : ClientFrame;
+        bool Stream = true,
+        bool? BinaryOutputs = null) : ClientFrame;
 
     /// <summary>A <c>cancel</c> frame.</summary>
     public sealed record Cancel(string Id) : ClientFrame;

@@ -22,6 +22,55 @@ internal static class FrameWriter
         w.WriteEndObject();
     });
 
+    /// <summary>
+    /// A binary <c>result</c> message: the header's length (4 bytes, little-endian), the header (a <c>result</c> frame
+    /// whose outputs give <c>"bytes": [offset, length]</c> in the payload in place of <c>data</c>), then the payload:
+    /// every output in the layout of <see cref="RawTensors"/>, copied once, straight from the tensor into one pooled
+    /// buffer sized exactly. The caller returns the buffer once the message is sent.
+    /// </summary>
+    public static RentedBytes BinaryResult(string id, InferResult result)
+    {
+        var cached = Begin();
+        var w = cached.Writer;
+        w.WriteStartObject();
+        w.WriteString("type", "result");
+        w.WriteString("id", id);
+        w.WriteString("model", result.Model);
+        w.WriteString("model_version", result.ModelVersion);
+        w.WriteStartObject("outputs");
+        long offset = 0;
+        foreach (var output in result.Outputs)
+        {
+            var size = RawTensors.ByteSize(output.Tensor);
+            w.WriteStartObject(output.Name);
+            w.WriteString("dtype", output.Tensor.ElementType.ToWire());
+            WriteShape(w, output.Tensor);
+            w.WriteStartArray("bytes");
+            w.WriteNumberValue(offset);
+            w.WriteNumberValue(size);
+            w.WriteEndArray();
+            w.WriteEndObject();
+            offset += size;
+        }
+
+        w.WriteEndObject();
+        WriteTiming(w, result.Timing);
+        w.WriteEndObject();
+        w.Flush();
+        var header = cached.Buffer.WrittenSpan;
+        var frame = new RentedBytes(checked(4 + header.Length + (int)offset));
+        BinaryPrimitives.WriteInt32LittleEndian(frame.GetSpan(4), header.Length);
+        frame.Advance(4);
+        frame.Write(header);
+        foreach (var output in result.Outputs)
+        {
+            RawTensors.Write(output.Tensor, frame);
+        }
+
+        Release(cached);
+        return frame;
+    }
+
     public static byte[] Error(string? id, InferError error) => Write(w =>
     {
         w.WriteStartObject();
@@ -104,8 +153,12 @@ internal static class FrameWriter
         }
     }
 
-    /// <summary>A <c>slow_consumer</c> warning: the client's backlog, or its connection's send queue, is 80% full.</summary>
-    public static byte[] Warning(int backlog, int capacity, string message) => Write(w =>
+    /// <summary>
+    /// A <c>slow_consumer</c> warning: the client's backlog, or its connection's send queue, is 80% full;
+    /// <paramref name="unit"/> says what <paramref name="backlog"/> and <paramref name="capacity"/> count (requests,
+    /// frames or bytes).
+    /// </summary>
+    public static byte[] Warning(long backlog, long capacity, string unit, string message) => Write(w =>
     {
         w.WriteStartObject();
         w.WriteString("type", "warning");
@@ -113,6 +166,7 @@ internal static class FrameWriter
         w.WriteString("message", message);
         w.WriteNumber("backlog", backlog);
         w.WriteNumber("capacity", capacity);
+        w.WriteString("unit", unit);
         w.WriteEndObject();
     });
 
@@ -168,13 +222,7 @@ internal static class FrameWriter
     /// <summary>Writes a tensor's <c>shape</c> and <c>data</c> (flat, row-major) into the open object.</summary>
     public static void WriteShapeAndData(Utf8JsonWriter w, Tensor tensor)
     {
-        w.WriteStartArray("shape");
-        foreach (var d in tensor.Shape)
-        {
-            w.WriteNumberValue(d);
-        }
-
-        w.WriteEndArray();
+        WriteShape(w, tensor);
         w.WriteStartArray("data");
         var data = tensor.Data.Span;
         var size = tensor.ElementType.ElementSize();
@@ -209,6 +257,17 @@ internal static class FrameWriter
         w.WriteEndArray();
     }
 
+    private static void WriteShape(Utf8JsonWriter w, Tensor tensor)
+    {
+        w.WriteStartArray("shape");
+        foreach (var d in tensor.Shape)
+        {
+            w.WriteNumberValue(d);
+        }
+
+        w.WriteEndArray();
+    }
+
     /// <summary>The <c>timing</c> object: queue and compute time, and the batch's size in rows.</summary>
     public static void WriteTiming(Utf8JsonWriter w, Timing timing)
     {
@@ -227,19 +286,30 @@ internal static class FrameWriter
     /// </summary>
     private static byte[] Write<TState>(TState state, Action<Utf8JsonWriter, TState> write)
     {
-        var cached = t_writer ??= new ReusableWriter();
-        cached.Buffer.ResetWrittenCount();
-        cached.Writer.Reset(cached.Buffer);
+        var cached = Begin();
         write(cached.Writer, state);
         cached.Writer.Flush();
         var frame = cached.Buffer.WrittenSpan.ToArray();
+        Release(cached);
+        return frame;
+    }
+
+    /// <summary>This thread's writer, emptied for the next frame.</summary>
+    private static ReusableWriter Begin()
+    {
+        var cached = t_writer ??= new ReusableWriter();
+        cached.Buffer.ResetWrittenCount();
+        cached.Writer.Reset(cached.Buffer);
+        return cached;
+    }
+
+    private static void Release(ReusableWriter cached)
+    {
         if (cached.Buffer.Capacity > MaxKeptBuffer)
         {
             // A large result frame: do not keep its buffer alive on this thread.
             t_writer = null;
         }
-
-        return frame;
     }
 
     private const int MaxKeptBuffer = 64 * 1024;

@@ -9,7 +9,7 @@ namespace StreamInfer.Frontend.Protocol;
 /// lost silo) may still be staged by a batch, so its buffer is left to the garbage collector instead
 /// (<see cref="Abandon"/>).
 /// </summary>
-internal sealed class RentedBytes
+internal sealed class RentedBytes : IBufferWriter<byte>
 {
     private byte[]? _array;
 
@@ -41,6 +41,9 @@ internal sealed class RentedBytes
 
         return array.AsMemory(Length);
     }
+
+    /// <summary>Room for at least <paramref name="hint"/> more bytes (at least one), growing the array if needed.</summary>
+    public Span<byte> GetSpan(int hint) => GetMemory(hint).Span;
 
     /// <summary>Records that <paramref name="count"/> bytes were written into <see cref="GetMemory"/>.</summary>
     public void Advance(int count) => Length += count;

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Collections.Immutable;
 using System.Text.Json;
 
@@ -14,7 +15,33 @@ internal static class RequestParser
     /// <param name="defaultType">The type assumed when the frame names none (HTTP bodies); null makes <c>type</c> required.</param>
     /// <param name="requireId">Whether an <c>id</c> is required (WebSocket frames); HTTP bodies may leave it out.</param>
     public static ClientFrame Parse(ReadOnlyMemory<byte> utf8, string? defaultType = null, bool requireId = true)
+        => Parse(utf8, defaultType, requireId, payload: null);
+
+    /// <summary>
+    /// Parses one binary WebSocket message: a 4-byte little-endian length N, N bytes of UTF-8 JSON (a frame as
+    /// <see cref="Parse(ReadOnlyMemory{byte}, string?, bool)"/> reads it, whose tensors may name a byte range of the
+    /// payload with <c>bytes</c> in place of <c>data</c>), then the payload. Tensors read from the payload are slices of
+    /// <paramref name="message"/>, not copies: it must stay unchanged while the request is in the grid.
+    /// </summary>
+    public static ClientFrame ParseBinary(ReadOnlyMemory<byte> message)
     {
+        if (message.Length < 4)
+        {
+            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a binary frame starts with its header's length (4 bytes, little-endian); this one has {message.Length} bytes.");
+        }
+
+        var headerLength = BinaryPrimitives.ReadUInt32LittleEndian(message.Span);
+        if (headerLength > (uint)(message.Length - 4))
+        {
+            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"the binary frame's header length is {headerLength} bytes, but only {message.Length - 4} bytes follow it.");
+        }
+
+        return Parse(message.Slice(4, (int)headerLength), null, true, message[(4 + (int)headerLength)..]);
+    }
+
+    private static ClientFrame Parse(ReadOnlyMemory<byte> utf8, string? defaultType, bool requireId, ReadOnlyMemory<byte>? payload)
+    {
+        var what = payload is null ? "the frame" : "the binary frame's header";
         JsonDocument document;
         try
         {
@@ -22,28 +49,28 @@ internal static class RequestParser
         }
         catch (JsonException ex)
         {
-            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"the frame is not valid JSON: {ex.Message}");
+            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"{what} is not valid JSON: {ex.Message}");
         }
 
         using (document)
         {
             try
             {
-                return ParseRoot(document.RootElement, defaultType, requireId);
+                return ParseRoot(document.RootElement, defaultType, requireId, payload);
             }
             catch (InvalidOperationException)
             {
                 // JsonDocument accepts strings that do not decode (lone surrogates, invalid UTF-8); reading them throws.
-                return new ClientFrame.Invalid(null, ErrorCode.BadRequest, "the frame holds a string that is not valid UTF-8 text.");
+                return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"{what} holds a string that is not valid UTF-8 text.");
             }
         }
     }
 
-    private static ClientFrame ParseRoot(JsonElement root, string? defaultType, bool requireId)
+    private static ClientFrame ParseRoot(JsonElement root, string? defaultType, bool requireId, ReadOnlyMemory<byte>? payload)
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
-            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a frame must be a JSON object; got {TensorParser.Describe(root.ValueKind)}.");
+            return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"{(payload is null ? "a frame" : "a binary frame's header")} must be a JSON object; got {TensorParser.Describe(root.ValueKind)}.");
         }
 
         string? id = null;
@@ -83,10 +110,10 @@ internal static class RequestParser
             return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"a '{type}' frame needs an 'id'.");
         }
 
-        return type == "cancel" ? new ClientFrame.Cancel(id ?? string.Empty) : ParseInfer(root, id ?? string.Empty);
+        return type == "cancel" ? new ClientFrame.Cancel(id ?? string.Empty) : ParseInfer(root, id ?? string.Empty, payload);
     }
 
-    private static ClientFrame ParseInfer(JsonElement root, string id)
+    private static ClientFrame ParseInfer(JsonElement root, string id, ReadOnlyMemory<byte>? payload)
     {
         if (!root.TryGetProperty("model", out var modelElement) || modelElement.ValueKind != JsonValueKind.String
             || modelElement.GetString() is not { Length: > 0 } model)
@@ -130,7 +157,9 @@ internal static class RequestParser
         var inputs = ImmutableArray<NamedTensor>.Empty;
         if (root.TryGetProperty("inputs", out var inputsElement))
         {
-            var (parsed, error) = TensorParser.ParseInputs(inputsElement);
+            var (parsed, error) = payload is { } bytes
+                ? TensorParser.ParseInputs(inputsElement, (name, element) => ParsePayloadTensor(name, element, bytes))
+                : TensorParser.ParseInputs(inputsElement);
             if (error is not null)
             {
                 return new ClientFrame.Invalid(id, ErrorCode.InvalidInput, error);
@@ -156,7 +185,56 @@ internal static class RequestParser
             stream = streamElement.GetBoolean();
         }
 
-        return new ClientFrame.Infer(id, model, inputs, prompt, timeout, priority, generation, stream);
+        bool? binaryOutputs = null;
+        if (root.TryGetProperty("binary_outputs", out var binaryElement))
+        {
+            if (binaryElement.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                return new ClientFrame.Invalid(id, ErrorCode.BadRequest, "'binary_outputs' must be true or false.");
+            }
+
+            binaryOutputs = binaryElement.GetBoolean();
+        }
+
+        return new ClientFrame.Infer(id, model, inputs, prompt, timeout, priority, generation, stream, binaryOutputs);
+    }
+
+    /// <summary>
+    /// A binary frame's tensor: <c>"bytes": [offset, length]</c> names its bytes in the payload, in the layout of
+    /// <see cref="RawTensors"/>; a tensor with <c>data</c> instead is read as in a text frame.
+    /// </summary>
+    private static (Tensor? Tensor, string? Error) ParsePayloadTensor(string name, JsonElement element, ReadOnlyMemory<byte> payload)
+    {
+        if (element.ValueKind != JsonValueKind.Object || !element.TryGetProperty("bytes", out var range))
+        {
+            return TensorParser.ParseTensor(name, element);
+        }
+
+        if (element.TryGetProperty("data", out _))
+        {
+            return (null, $"input '{name}': give 'data' or 'bytes', not both.");
+        }
+
+        if (TensorParser.ParseTypeAndShape(name, element, out var type, out var shape) is { } error)
+        {
+            return (null, error);
+        }
+
+        if (range.ValueKind != JsonValueKind.Array || range.GetArrayLength() != 2
+            || range[0].ValueKind != JsonValueKind.Number || !range[0].TryGetInt64(out var offset) || offset < 0
+            || range[1].ValueKind != JsonValueKind.Number || !range[1].TryGetInt64(out var length) || length < 0)
+        {
+            var raw = range.GetRawText();
+            return (null, $"input '{name}': 'bytes' must be [offset, length], two non-negative integers; got {(raw.Length > 32 ? raw[..32] + "..." : raw)}.");
+        }
+
+        if (offset > payload.Length || length > payload.Length - offset)
+        {
+            return (null, $"input '{name}': bytes [{offset}, {length}] run past the payload's {payload.Length} bytes.");
+        }
+
+        var message = RawTensors.TryRead(name, type, shape, payload.Slice((int)offset, (int)length), out var tensor);
+        return (tensor, message);
     }
 
     /// <summary>

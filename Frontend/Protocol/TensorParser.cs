@@ -9,10 +9,12 @@ internal static class TensorParser
 {
     /// <summary>
     /// Parses <c>inputs</c> in either form: an object of named tensors (<c>{"x": {"dtype", "shape", "data"}}</c>) or
-    /// the KServe v2 array (<c>[{"name", "datatype", "shape", "data"}]</c>).
+    /// the KServe v2 array (<c>[{"name", "datatype", "shape", "data"}]</c>). <paramref name="parseTensor"/> reads each
+    /// tensor in place of <see cref="ParseTensor"/> (a binary request's tensors name bytes instead of carrying data).
     /// </summary>
-    internal static (ImmutableArray<NamedTensor> Inputs, string? Error) ParseInputs(JsonElement inputsElement)
+    internal static (ImmutableArray<NamedTensor> Inputs, string? Error) ParseInputs(JsonElement inputsElement, Func<string, JsonElement, (Tensor? Tensor, string? Error)>? parseTensor = null)
     {
+        parseTensor ??= ParseTensor;
         var builder = ImmutableArray.CreateBuilder<NamedTensor>();
         string? Add(string name, JsonElement tensorElement)
         {
@@ -21,7 +23,7 @@ internal static class TensorParser
                 return $"input '{name}' is given more than once.";
             }
 
-            var (tensor, error) = ParseTensor(name, tensorElement);
+            var (tensor, error) = parseTensor(name, tensorElement);
             if (error is not null)
             {
                 return error;
@@ -71,36 +73,14 @@ internal static class TensorParser
     /// <summary>Parses <c>{"dtype": "...", "shape": [...], "data": [...]}</c>; <c>data</c> may be flat or nested.</summary>
     internal static (Tensor? Tensor, string? Error) ParseTensor(string name, JsonElement element)
     {
-        if (element.ValueKind != JsonValueKind.Object)
+        if (ParseTypeAndShape(name, element, out var type, out var shape) is { } headerError)
         {
-            return (null, $"input '{name}': a tensor must be an object with 'dtype' (or 'datatype'), 'shape' and 'data'.");
+            return (null, headerError);
         }
 
-        if (!element.TryGetProperty("dtype", out var dtypeElement) && !element.TryGetProperty("datatype", out dtypeElement))
-        {
-            return (null, $"input '{name}': 'dtype' is missing.");
-        }
-
-        if (!TensorTypes.TryParse(dtypeElement.ValueKind == JsonValueKind.String ? dtypeElement.GetString() : null, out var type))
-        {
-            return (null, $"input '{name}': unknown dtype {dtypeElement.GetRawText()} (known: float32, float16, float64, int64, int32, int16, int8, uint8, bool, string).");
-        }
-
-        if (!element.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
-        {
-            return (null, $"input '{name}': 'shape' must be an array of non-negative integers.");
-        }
-
-        var shape = ImmutableArray.CreateBuilder<long>(shapeElement.GetArrayLength());
         long count = 1;
-        foreach (var d in shapeElement.EnumerateArray())
+        foreach (var dim in shape)
         {
-            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var dim) || dim < 0)
-            {
-                return (null, $"input '{name}': 'shape' must be an array of non-negative integers; got {shapeElement.GetRawText()}.");
-            }
-
-            shape.Add(dim);
             count = dim == 0 ? 0 : (count > int.MaxValue / dim ? long.MaxValue : count * dim);
         }
 
@@ -129,7 +109,7 @@ internal static class TensorParser
                 strings.Add(values[i].GetString()!);
             }
 
-            return (new Tensor(type, shape.ToImmutable(), ReadOnlyMemory<byte>.Empty, strings.MoveToImmutable()), null);
+            return (new Tensor(type, shape, ReadOnlyMemory<byte>.Empty, strings.MoveToImmutable()), null);
         }
 
         var size = type.ElementSize();
@@ -142,7 +122,47 @@ internal static class TensorParser
             }
         }
 
-        return (new Tensor(type, shape.ToImmutable(), data, []), null);
+        return (new Tensor(type, shape, data, []), null);
+    }
+
+    /// <summary>Reads a tensor's <c>dtype</c> (or <c>datatype</c>) and <c>shape</c>; null, or a message naming the input.</summary>
+    internal static string? ParseTypeAndShape(string name, JsonElement element, out TensorElementType type, out ImmutableArray<long> shape)
+    {
+        type = default;
+        shape = default;
+        if (element.ValueKind != JsonValueKind.Object)
+        {
+            return $"input '{name}': a tensor must be an object with 'dtype' (or 'datatype'), 'shape' and 'data'.";
+        }
+
+        if (!element.TryGetProperty("dtype", out var dtypeElement) && !element.TryGetProperty("datatype", out dtypeElement))
+        {
+            return $"input '{name}': 'dtype' is missing.";
+        }
+
+        if (!TensorTypes.TryParse(dtypeElement.ValueKind == JsonValueKind.String ? dtypeElement.GetString() : null, out type))
+        {
+            return $"input '{name}': unknown dtype {dtypeElement.GetRawText()} (known: float32, float16, float64, int64, int32, int16, int8, uint8, bool, string).";
+        }
+
+        if (!element.TryGetProperty("shape", out var shapeElement) || shapeElement.ValueKind != JsonValueKind.Array)
+        {
+            return $"input '{name}': 'shape' must be an array of non-negative integers.";
+        }
+
+        var dims = ImmutableArray.CreateBuilder<long>(shapeElement.GetArrayLength());
+        foreach (var d in shapeElement.EnumerateArray())
+        {
+            if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out var dim) || dim < 0)
+            {
+                return $"input '{name}': 'shape' must be an array of non-negative integers; got {shapeElement.GetRawText()}.";
+            }
+
+            dims.Add(dim);
+        }
+
+        shape = dims.MoveToImmutable();
+        return null;
     }
 
     private static void Flatten(JsonElement array, List<JsonElement> into)

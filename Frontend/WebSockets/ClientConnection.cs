@@ -8,9 +8,11 @@ using StreamInfer.Grains.Metrics;
 namespace StreamInfer.Frontend.WebSockets;
 
 /// <summary>
-/// One WebSocket client's transport: the receive loop hands each text frame to the client's <see cref="ClientRequests"/>;
-/// the send loop writes everything queued in its <see cref="FrameOutbox"/>. A client that stops reading is dropped; at
-/// the end its session is closed, which cancels its work in the grid.
+/// One WebSocket client's transport: the receive loop hands each message to the client's <see cref="ClientRequests"/>
+/// (a text frame up to <see cref="FrontendOptions.MaxFrameBytes"/>, read into a buffer reused from message to message;
+/// a binary one up to <see cref="FrontendOptions.MaxBinaryBytes"/>, read into a pooled buffer of its own that its
+/// request keeps); the send loop writes everything queued in its <see cref="FrameOutbox"/>. A client that stops reading
+/// is dropped; at the end its session is closed, which cancels its work in the grid.
 /// </summary>
 internal sealed partial class ClientConnection : IDisposable
 {
@@ -39,7 +41,7 @@ internal sealed partial class ClientConnection : IDisposable
         _time = time;
         _metrics = metrics;
         _logger = logger;
-        _outbox = new FrameOutbox(options.SendQueueCapacity, DropSlowClient);
+        _outbox = new FrameOutbox(options.SendQueueCapacity, options.SendQueueBytes, DropSlowClient);
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
         _requests = new ClientRequests(clientId, submitter, _outbox, _submitGate, logger);
     }
@@ -118,12 +120,12 @@ internal sealed partial class ClientConnection : IDisposable
 
     public void Dispose() => _closing.Dispose();
 
-    private void DropSlowClient()
+    private void DropSlowClient(string limit)
     {
         if (!_finished && !_closing.IsCancellationRequested)
         {
             // The client is not reading: drop the connection; its session cancels its work.
-            LogSlowClientDropped(_logger, ClientId, _options.SendQueueCapacity);
+            LogSlowClientDropped(_logger, ClientId, limit);
             _closing.Cancel();
         }
     }
@@ -135,12 +137,43 @@ internal sealed partial class ClientConnection : IDisposable
         {
             while (true)
             {
-                var count = 0;
-                var tooLarge = false;
-                ValueWebSocketReceiveResult received;
-                do
+                // The message's type is known from its first fragment, and with it the limit that applies.
+                var received = await _socket.ReceiveAsync(buffer.AsMemory(), cancellationToken);
+                if (received.MessageType == WebSocketMessageType.Close)
                 {
-                    if (count == buffer.Length)
+                    return;
+                }
+
+                if (received.MessageType == WebSocketMessageType.Binary)
+                {
+                    var (frame, open) = await ReceiveBinaryAsync(buffer, received, cancellationToken);
+                    if (!open)
+                    {
+                        return;
+                    }
+
+                    if (frame is null)
+                    {
+                        _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a binary frame may be at most {_options.MaxBinaryBytes} bytes.")));
+                    }
+                    else
+                    {
+                        await _requests.HandleBinaryAsync(frame, cancellationToken);
+                    }
+
+                    continue;
+                }
+
+                var count = received.Count;
+                var tooLarge = count > _options.MaxFrameBytes;
+                while (!received.EndOfMessage)
+                {
+                    if (tooLarge)
+                    {
+                        // Drain the rest of an oversized message without keeping it.
+                        count = 0;
+                    }
+                    else if (count == buffer.Length)
                     {
                         // Grow up to one byte past the limit, so that "over the limit" is observable.
                         var grown = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, _options.MaxFrameBytes + 1));
@@ -156,22 +189,12 @@ internal sealed partial class ClientConnection : IDisposable
                     }
 
                     count += received.Count;
-                    if (count > _options.MaxFrameBytes)
-                    {
-                        // Drain the rest of an oversized message without keeping it.
-                        tooLarge = true;
-                        count = 0;
-                    }
+                    tooLarge |= count > _options.MaxFrameBytes;
                 }
-                while (!received.EndOfMessage);
 
                 if (tooLarge)
                 {
                     _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a frame may be at most {_options.MaxFrameBytes} bytes.")));
-                }
-                else if (received.MessageType == WebSocketMessageType.Binary)
-                {
-                    _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.BadRequest, "binary frames are not supported; send JSON text frames.")));
                 }
                 else
                 {
@@ -185,23 +208,90 @@ internal sealed partial class ClientConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads the rest of a binary message, whose first fragment is in <paramref name="first"/>'s buffer, into a pooled
+    /// buffer of its own. Null when it passes <see cref="FrontendOptions.MaxBinaryBytes"/> (the rest is read and
+    /// discarded); <c>Open</c> false when the client closed meanwhile.
+    /// </summary>
+    private async Task<(RentedBytes? Frame, bool Open)> ReceiveBinaryAsync(byte[] scratch, ValueWebSocketReceiveResult first, CancellationToken cancellationToken)
+    {
+        var limit = _options.MaxBinaryBytes;
+        var received = first;
+        if (received.Count > limit)
+        {
+            return (null, await DiscardRestAsync(scratch, received, cancellationToken));
+        }
+
+        var frame = new RentedBytes(received.EndOfMessage ? received.Count : Math.Min(limit, Math.Max(4 * received.Count, 64 * 1024)));
+        frame.Write(scratch.AsSpan(0, received.Count));
+        while (!received.EndOfMessage)
+        {
+            if (frame.Length == limit)
+            {
+                // At the limit and not at the end: past it, unless all that is left is an empty last fragment.
+                received = await _socket.ReceiveAsync(scratch.AsMemory(), cancellationToken);
+                if (received.MessageType == WebSocketMessageType.Close)
+                {
+                    frame.Return();
+                    return (null, false);
+                }
+
+                if (received.Count == 0)
+                {
+                    continue;
+                }
+
+                frame.Return();
+                return (null, await DiscardRestAsync(scratch, received, cancellationToken));
+            }
+
+            var room = frame.GetMemory(1);
+            received = await _socket.ReceiveAsync(room[..Math.Min(room.Length, limit - frame.Length)], cancellationToken);
+            if (received.MessageType == WebSocketMessageType.Close)
+            {
+                frame.Return();
+                return (null, false);
+            }
+
+            frame.Advance(received.Count);
+        }
+
+        return (frame, true);
+    }
+
+    /// <summary>Reads and discards the rest of a message; false when the client closed meanwhile.</summary>
+    private async Task<bool> DiscardRestAsync(byte[] scratch, ValueWebSocketReceiveResult received, CancellationToken cancellationToken)
+    {
+        while (!received.EndOfMessage)
+        {
+            received = await _socket.ReceiveAsync(scratch.AsMemory(), cancellationToken);
+            if (received.MessageType == WebSocketMessageType.Close)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     private async Task SendLoopAsync(CancellationToken cancellationToken)
     {
         try
         {
-            await foreach (var (frame, producedAt) in _outbox.ReadAllAsync(cancellationToken))
+            await foreach (var message in _outbox.ReadAllAsync(cancellationToken))
             {
-                if (FrameOutbox.IsGoingAway(frame))
+                if (message.Type == WebSocketMessageType.Close)
                 {
                     // The client answers with its own close frame, which ends the receive loop.
                     await _socket.CloseOutputAsync(WebSocketCloseStatus.EndpointUnavailable, "server shutting down", cancellationToken);
                     return;
                 }
 
-                await _socket.SendAsync(frame, WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
-                if (producedAt != default)
+                await _socket.SendAsync(message.Frame, message.Type, endOfMessage: true, cancellationToken);
+                _outbox.Sent(message);
+                if (message.ProducedAt != default)
                 {
-                    _metrics.Delivered(GridMetrics.WebSocketPath, (_time.GetUtcNow() - producedAt).TotalSeconds);
+                    _metrics.Delivered(GridMetrics.WebSocketPath, (_time.GetUtcNow() - message.ProducedAt).TotalSeconds);
                 }
             }
         }
@@ -237,6 +327,6 @@ internal sealed partial class ClientConnection : IDisposable
     [LoggerMessage(Level = LogLevel.Information, Message = "Client {ClientId} {How} after {Seconds:F1} s and {Requests} requests")]
     private static partial void LogClosed(ILogger logger, string clientId, double seconds, long requests, string how);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} dropped: {Capacity} frames queued unread")]
-    private static partial void LogSlowClientDropped(ILogger logger, string clientId, int capacity);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} dropped: its send queue holds {Limit} unread")]
+    private static partial void LogSlowClientDropped(ILogger logger, string clientId, string limit);
 }

@@ -8,7 +8,9 @@ namespace StreamInfer.Frontend.WebSockets;
 /// The requests of one WebSocket client: each frame goes through the parser to the shared request lifecycle, and each
 /// request's tokens and end come back as frames through the connection's <see cref="FrameOutbox"/>. A request id is in
 /// flight at most once per connection; in the grid it is known by a per-admission id, <c>{id}#{sequence}</c>, so that
-/// an answer that arrives late for an earlier use of the same id can never end a later request that reuses it.
+/// an answer that arrives late for an earlier use of the same id can never end a later request that reuses it. A request
+/// that came in a binary frame keeps that frame's buffer (its tensors are slices of it) until it ends, and by default
+/// gets its result as a binary message; <c>binary_outputs</c> chooses either way.
 /// </summary>
 internal sealed partial class ClientRequests(string clientId, RequestSubmitter submitter, FrameOutbox outbox, SemaphoreSlim submitGate, ILogger logger)
     : IRequestListener
@@ -27,19 +29,43 @@ internal sealed partial class ClientRequests(string clientId, RequestSubmitter s
     /// <summary>Handles one text frame from the client.</summary>
     public async Task HandleAsync(ReadOnlyMemory<byte> frame, CancellationToken cancellationToken)
     {
-        ClientFrame parsed;
+        if (Parse(frame, static f => RequestParser.Parse(f)) is { } parsed)
+        {
+            await DispatchAsync(parsed, null, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Handles one binary message from the client, read into <paramref name="frame"/>: a request made of it keeps it,
+    /// anything else gives it back to the pool at once.
+    /// </summary>
+    public async Task HandleBinaryAsync(RentedBytes frame, CancellationToken cancellationToken)
+    {
+        // Not in a finally: a request that took the buffer decides itself when it may go back.
+        if (Parse(frame.Memory, RequestParser.ParseBinary) is not { } parsed || !await DispatchAsync(parsed, frame, cancellationToken))
+        {
+            frame.Return();
+        }
+    }
+
+    private ClientFrame? Parse(ReadOnlyMemory<byte> frame, Func<ReadOnlyMemory<byte>, ClientFrame> parse)
+    {
         try
         {
-            parsed = RequestParser.Parse(frame);
+            return parse(frame);
         }
         catch (Exception ex)
         {
             // The parser answers bad input itself; this is the backstop that keeps one frame from closing the connection.
             LogParseFailed(logger, ex, clientId);
             outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.BadRequest, "the frame could not be read.")));
-            return;
+            return null;
         }
+    }
 
+    /// <summary>Acts on a parsed frame; true when a request was made of it, which then holds <paramref name="binaryFrame"/>.</summary>
+    private async Task<bool> DispatchAsync(ClientFrame parsed, RentedBytes? binaryFrame, CancellationToken cancellationToken)
+    {
         switch (parsed)
         {
             case ClientFrame.Invalid invalid:
@@ -63,9 +89,11 @@ internal sealed partial class ClientRequests(string clientId, RequestSubmitter s
                 break;
 
             case ClientFrame.Infer infer:
-                await SubmitAsync(infer, cancellationToken);
-                break;
+                await SubmitAsync(infer, binaryFrame, cancellationToken);
+                return true;
         }
+
+        return false;
     }
 
     /// <summary>The connection ended: its requests end unanswered (its session cancels their work).</summary>
@@ -77,10 +105,13 @@ internal sealed partial class ClientRequests(string clientId, RequestSubmitter s
         }
     }
 
-    private async Task SubmitAsync(ClientFrame.Infer infer, CancellationToken cancellationToken)
+    private async Task SubmitAsync(ClientFrame.Infer infer, RentedBytes? binaryFrame, CancellationToken cancellationToken)
     {
+        var binaryResult = infer.BinaryOutputs ?? binaryFrame is not null;
+        IRequestListener listener = binaryFrame is null && !binaryResult ? this : new BinaryRequest(this, binaryFrame, binaryResult);
+
         // Only this loop adds, so the id checked free above is still free; an end may remove it at any time.
-        var request = submitter.Begin(clientId, $"{infer.Id}#{Interlocked.Increment(ref _sequence)}", infer.Id, infer, infer.Stream, this);
+        var request = submitter.Begin(clientId, $"{infer.Id}#{Interlocked.Increment(ref _sequence)}", infer.Id, infer, infer.Stream, listener);
         _pending[infer.Id] = request;
         if (request.IsEnded)
         {
@@ -105,12 +136,17 @@ internal sealed partial class ClientRequests(string clientId, RequestSubmitter s
     }
 
     void IRequestListener.OnWarning(InFlightRequest request, BacklogWarning warning)
-        => outbox.Send(FrameWriter.Warning(warning.Backlog, warning.Capacity, $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less."));
+        => outbox.Send(FrameWriter.Warning(warning.Backlog, warning.Capacity, "requests", $"{warning.Backlog} of {warning.Capacity} backlog slots are in use; read results faster or send less."));
 
     void IRequestListener.OnToken(InFlightRequest request, GeneratedToken token, DateTimeOffset producedAt)
         => outbox.Send(FrameWriter.Token(request.Id, token), producedAt);
 
     void IRequestListener.OnEnd(InFlightRequest request, RequestOutcome outcome, DateTimeOffset producedAt)
+        => End(request, outcome, producedAt, binaryResult: false);
+
+    /// <summary>Writes the request's end: a <c>result</c> as a binary message when <paramref name="binaryResult"/>,
+    /// every other end as a text frame.</summary>
+    private void End(InFlightRequest request, RequestOutcome outcome, DateTimeOffset producedAt, bool binaryResult)
     {
         _pending.TryRemove(KeyValuePair.Create(request.Id, request));
         if (outcome.Abandoned)
@@ -118,19 +154,34 @@ internal sealed partial class ClientRequests(string clientId, RequestSubmitter s
             return;
         }
 
-        byte[] frame;
+        byte[]? frame = null;
+        RentedBytes? binary = null;
         try
         {
-            frame = EndFrame(request, outcome);
+            if (binaryResult && outcome.Result is { } result)
+            {
+                binary = FrameWriter.BinaryResult(request.Id, result);
+            }
+            else
+            {
+                frame = EndFrame(request, outcome);
+            }
         }
         catch (Exception ex)
         {
             // An output the protocol cannot carry must still end the request, not leave the client waiting.
             LogWriteFailed(logger, ex, clientId, request.Id);
-            frame = FrameWriter.Error(request.Id, new InferError(ErrorCode.Internal, "the result could not be encoded as JSON."));
+            frame = FrameWriter.Error(request.Id, new InferError(ErrorCode.Internal, binaryResult ? "the result could not be encoded as a binary frame." : "the result could not be encoded as JSON."));
         }
 
-        outbox.Send(frame, producedAt);
+        if (binary is not null)
+        {
+            outbox.SendBinary(binary, producedAt);
+        }
+        else
+        {
+            outbox.Send(frame!, producedAt);
+        }
     }
 
     /// <summary>The end's frame. A cancelled text request ends as generations do, with what it produced so far; other
@@ -143,6 +194,37 @@ internal sealed partial class ClientRequests(string clientId, RequestSubmitter s
         { Cancelled: true } => FrameWriter.Error(request.Id, new InferError(ErrorCode.Cancelled, "cancelled by the client.")),
         _ => FrameWriter.Error(request.Id, outcome.Error!),
     };
+
+    /// <summary>
+    /// The listener of a request that came in a binary frame or asked for a binary result. The frame's buffer goes back
+    /// to the pool once the grid has answered and the answer is written (an echo's outputs may be slices of it); a
+    /// request ended any other way may still be read by a batch, so its buffer is left to the collector.
+    /// </summary>
+    private sealed class BinaryRequest(ClientRequests owner, RentedBytes? frame, bool binaryResult) : IRequestListener
+    {
+        public void OnWarning(InFlightRequest request, BacklogWarning warning) => ((IRequestListener)owner).OnWarning(request, warning);
+
+        public void OnToken(InFlightRequest request, GeneratedToken token, DateTimeOffset producedAt) => ((IRequestListener)owner).OnToken(request, token, producedAt);
+
+        public void OnEnd(InFlightRequest request, RequestOutcome outcome, DateTimeOffset producedAt)
+        {
+            try
+            {
+                owner.End(request, outcome, producedAt, binaryResult);
+            }
+            finally
+            {
+                if (outcome.FromGrid)
+                {
+                    frame?.Return();
+                }
+                else
+                {
+                    frame?.Abandon();
+                }
+            }
+        }
+    }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Client {ClientId}: the answer to {RequestId} could not be written")]
     private static partial void LogWriteFailed(ILogger logger, Exception ex, string clientId, string requestId);

@@ -1,58 +1,127 @@
+using System.Net.WebSockets;
 using System.Threading.Channels;
 using StreamInfer.Frontend.Protocol;
 using StreamInfer.Grains.Sessions;
 
 namespace StreamInfer.Frontend.WebSockets;
 
-/// <summary>A frame in the send queue, with when the grid produced its content (default: not a delivery).</summary>
-internal readonly record struct Outgoing(byte[] Frame, DateTimeOffset ProducedAt);
+/// <summary>
+/// A message in the send queue: its bytes and kind (<see cref="WebSocketMessageType.Close"/>: the close queued by
+/// <see cref="FrameOutbox.TryGoAway"/>), the pooled buffer that holds them (returned once sent; null when not pooled),
+/// and when the grid produced its content (default: not a delivery).
+/// </summary>
+internal readonly record struct Outgoing(ReadOnlyMemory<byte> Frame, WebSocketMessageType Type, RentedBytes? Pooled, DateTimeOffset ProducedAt);
 
 /// <summary>
-/// A connection's bounded send queue: every frame to the client goes through it, in order, to the one send loop. At 80%
-/// full the client is warned (once per crossing); a client that lets it fill is not reading, and
-/// <paramref name="onFull"/> drops it rather than let its frames grow memory without bound.
+/// A connection's send queue, bounded in frames and in bytes: every message to the client goes through it, in order, to
+/// the one send loop. When either budget is 80% used the client is warned (once per crossing, naming the budget); a
+/// client that lets one fill is not reading, and the queue's <c>onFull</c> drops it rather than let its messages grow
+/// memory without bound. A message counts against the byte budget from when it is queued until it has been sent.
 /// </summary>
-internal sealed class FrameOutbox(int capacity, Action onFull)
+internal sealed class FrameOutbox
 {
-    // Queued after a drain's last frame: the send loop closes the socket with 1001 when it reaches it.
-    private static readonly byte[] GoingAway = new byte[1];
+    private readonly Channel<Outgoing> _channel;
+    private readonly int _capacity;
+    private readonly long _byteBudget;
+    private readonly Action<string> _onFull;
+    private readonly SlowConsumerMark _frameMark;
 
-    private readonly Channel<Outgoing> _channel = Channel.CreateBounded<Outgoing>(new BoundedChannelOptions(capacity)
+    // Counted in KiB: the mark counts in ints, and a byte budget may pass int.MaxValue.
+    private readonly SlowConsumerMark _byteMark;
+    private long _bytes;
+
+    /// <param name="capacity">Frames queued at most.</param>
+    /// <param name="byteBudget">Bytes queued at most.</param>
+    /// <param name="onFull">Called with the budget that was full (e.g. "4096 frames") when a message does not fit.</param>
+    public FrameOutbox(int capacity, long byteBudget, Action<string> onFull)
     {
-        SingleReader = true,
-        FullMode = BoundedChannelFullMode.Wait,
-    });
+        _capacity = capacity;
+        _byteBudget = byteBudget;
+        _onFull = onFull;
+        _frameMark = new SlowConsumerMark(capacity);
+        _byteMark = new SlowConsumerMark((int)Math.Max(1, byteBudget >> 10));
+        _channel = Channel.CreateBounded<Outgoing>(new BoundedChannelOptions(capacity)
+        {
+            SingleReader = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+    }
 
-    private readonly SlowConsumerMark _mark = new(capacity);
+    /// <summary>Bytes queued and not yet sent.</summary>
+    public long QueuedBytes => Interlocked.Read(ref _bytes);
 
-    /// <summary>Queues a frame; <paramref name="producedAt"/>, when set, is when the grid produced what it carries, for
-    /// the return path's latency metric.</summary>
+    /// <summary>Queues a text frame; <paramref name="producedAt"/>, when set, is when the grid produced what it carries,
+    /// for the return path's latency metric.</summary>
     public void Send(byte[] frame, DateTimeOffset producedAt = default)
-    {
-        if (!_channel.Writer.TryWrite(new Outgoing(frame, producedAt)))
-        {
-            onFull();
-            return;
-        }
+        => TryQueue(new Outgoing(frame, WebSocketMessageType.Text, null, producedAt));
 
-        var queued = _channel.Reader.Count;
-        if (_mark.Observe(queued))
+    /// <summary>Queues a binary message held in a pooled buffer, which goes back to the pool once it is sent (or at once,
+    /// when it does not fit).</summary>
+    public void SendBinary(RentedBytes frame, DateTimeOffset producedAt = default)
+    {
+        if (!TryQueue(new Outgoing(frame.Memory, WebSocketMessageType.Binary, frame, producedAt)))
         {
-            // The queue's last 20% leaves room for this frame.
-            _channel.Writer.TryWrite(new Outgoing(
-                FrameWriter.Warning(queued, capacity, $"{queued} of {capacity} frames wait for this client to read them; at {capacity} the connection is closed."),
-                default));
+            frame.Return();
         }
     }
 
-    /// <summary>Queues the close (1001) after the frames already queued; false when the queue is full or complete.</summary>
-    public bool TryGoAway() => _channel.Writer.TryWrite(new Outgoing(GoingAway, default));
+    /// <summary>The send loop has sent <paramref name="message"/>: its bytes leave the budget, its buffer goes back.</summary>
+    public void Sent(in Outgoing message)
+    {
+        Interlocked.Add(ref _bytes, -message.Frame.Length);
+        message.Pooled?.Return();
+    }
 
-    /// <summary>Whether <paramref name="frame"/> is the close queued by <see cref="TryGoAway"/>.</summary>
-    public static bool IsGoingAway(byte[] frame) => ReferenceEquals(frame, GoingAway);
+    /// <summary>Queues the close (1001) after the frames already queued; false when the queue is full or complete.</summary>
+    public bool TryGoAway() => _channel.Writer.TryWrite(new Outgoing(default, WebSocketMessageType.Close, null, default));
 
     /// <summary>No frame follows: the send loop ends once the queue is empty.</summary>
     public void Complete() => _channel.Writer.TryComplete();
 
     public IAsyncEnumerable<Outgoing> ReadAllAsync(CancellationToken cancellationToken) => _channel.Reader.ReadAllAsync(cancellationToken);
+
+    private bool TryQueue(Outgoing message)
+    {
+        var length = message.Frame.Length;
+        var queued = Interlocked.Add(ref _bytes, length);
+
+        // A message larger than the whole budget still goes when nothing else waits: a client that has read everything
+        // is not slow.
+        if (queued > _byteBudget && queued != length)
+        {
+            Interlocked.Add(ref _bytes, -length);
+            _onFull($"{_byteBudget} bytes");
+            return false;
+        }
+
+        if (!_channel.Writer.TryWrite(message))
+        {
+            Interlocked.Add(ref _bytes, -length);
+            _onFull($"{_capacity} frames");
+            return false;
+        }
+
+        var frames = _channel.Reader.Count;
+        if (_frameMark.Observe(frames))
+        {
+            Warn(FrameWriter.Warning(frames, _capacity, "frames", $"{frames} of {_capacity} frames wait for this client to read them; at {_capacity} the connection is closed."));
+        }
+
+        if (_byteMark.Observe((int)(queued >> 10)))
+        {
+            Warn(FrameWriter.Warning(queued, _byteBudget, "bytes", $"{queued} of {_byteBudget} bytes wait for this client to read them; past {_byteBudget} the connection is closed."));
+        }
+
+        return true;
+    }
+
+    private void Warn(byte[] warning)
+    {
+        // The budgets' last 20% leave room for the warning, so it is queued past the checks.
+        Interlocked.Add(ref _bytes, warning.Length);
+        if (!_channel.Writer.TryWrite(new Outgoing(warning, WebSocketMessageType.Text, null, default)))
+        {
+            Interlocked.Add(ref _bytes, -warning.Length);
+        }
+    }
 }

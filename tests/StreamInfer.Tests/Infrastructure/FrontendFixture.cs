@@ -19,6 +19,8 @@ public sealed class FrontendFixture : IAsyncLifetime
     public const int MaxFrameBytes = 64 * 1024;
     public const int Backlog = 100;
     public const int SendQueueCapacity = 256;
+    public const int MaxBinaryBytes = 1 << 20;
+    public const int SendQueueBytes = 1 << 20;
 
     public WebApplication App { get; private set; } = null!;
 
@@ -67,11 +69,15 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
             ["StreamInfer:Frontend:MaxFrameBytes"] = MaxFrameBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["StreamInfer:Frontend:SendQueueCapacity"] = SendQueueCapacity.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Frontend:MaxBinaryBytes"] = MaxBinaryBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["StreamInfer:Frontend:SendQueueBytes"] = SendQueueBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["StreamInfer:Session:RatePerSecond"] = "1000000",
             ["StreamInfer:Session:Burst"] = "1000000",
             ["StreamInfer:Session:BacklogCapacity"] = Backlog.ToString(System.Globalization.CultureInfo.InvariantCulture),
             // Room for every request of the 100-client test queued at once.
             ["StreamInfer:Models:echo:QueueCapacity"] = "10000",
+            // The binary tests' large echoes: their batch times stay out of echo's admission estimates.
+            ["StreamInfer:Models:echo-bulk:QueueCapacity"] = "1000",
             ["StreamInfer:Models:hold:MaxBatchSize"] = "1000",
             ["StreamInfer:Models:hold:MaxWait"] = "00:00:10",
             // MetricsTests' own model: batches of exactly four.
