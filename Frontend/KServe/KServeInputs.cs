@@ -96,7 +96,7 @@ internal static class KServeInputs
     /// the input also carries <c>data</c>.</summary>
     private static (long? Size, string? Error) BinarySize(string name, JsonElement input)
     {
-        if (!input.TryGetProperty("parameters", out var parameters))
+        if (!input.TryGetProperty("parameters", out var parameters) || parameters.ValueKind == JsonValueKind.Null)
         {
             return (null, null);
         }

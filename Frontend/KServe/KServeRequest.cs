@@ -72,7 +72,8 @@ internal static class KServeRequest
         int? priority = null;
         TimeSpan? timeout = null;
         var binaryOutput = false;
-        if (root.TryGetProperty("parameters", out var parameters))
+        // Clients built on typed models send absent parameters as null.
+        if (root.TryGetProperty("parameters", out var parameters) && parameters.ValueKind != JsonValueKind.Null)
         {
             if (parameters.ValueKind != JsonValueKind.Object)
             {
@@ -151,7 +152,7 @@ internal static class KServeRequest
             }
 
             bool? binary = null;
-            if (o.TryGetProperty("parameters", out var parameters))
+            if (o.TryGetProperty("parameters", out var parameters) && parameters.ValueKind != JsonValueKind.Null)
             {
                 if (parameters.ValueKind != JsonValueKind.Object)
                 {
