@@ -193,6 +193,22 @@ public sealed class KServeBinaryTests(FrontendFixture fixture)
     }
 
     [Fact]
+    public async Task Infer_ChunkedBinaryBodyWithoutContentType_Answers()
+    {
+        var (header, binary) = MultiRequest(binaryInputs: _ => true);
+        header["parameters"] = new JsonObject { ["binary_data_output"] = true };
+        using var request = Request("multi", header, binary);
+        request.Content = new StreamContent(new MemoryStream(await request.Content!.ReadAsByteArrayAsync()));
+        request.Headers.TransferEncodingChunked = true;
+
+        using var response = await fixture.Http.SendAsync(request);
+        var answer = await ReadOkAsync(response);
+
+        Assert.Null(request.Content.Headers.ContentLength);
+        Assert.Equal(Raw(14, -16, 2_000_000, 0), answer.Binary["i32_out"]);
+    }
+
+    [Fact]
     public async Task ServerMetadata_ListsTheBinaryTensorDataExtension()
     {
         var root = await fixture.Http.GetFromJsonAsync<JsonElement>("/v2");
