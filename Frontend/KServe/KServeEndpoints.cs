@@ -5,18 +5,21 @@ using StreamInfer.Frontend.Protocol;
 namespace StreamInfer.Frontend.KServe;
 
 /// <summary>
-/// The KServe v2 / Open Inference Protocol over HTTP/JSON for tensor models: health, model metadata and readiness,
-/// and <c>infer</c>. Inference goes through the caller's session and the batchers like every other request. Errors
+/// The KServe v2 / Open Inference Protocol over HTTP for tensor models: health, model metadata and readiness, and
+/// <c>infer</c> in JSON or with the binary tensor data extension (<see cref="KServeBody"/>, <see cref="KServeResponse"/>). Inference goes through the caller's session and the batchers like every other request. Errors
 /// carry the protocol's <c>error</c> string plus StreamInfer's <c>code</c> (and <c>retry_after_ms</c>), with the same
 /// HTTP statuses as <c>/predict</c>.
 /// </summary>
 internal static class KServeEndpoints
 {
+    /// <summary>The protocol extensions served, as <c>GET /v2</c> lists them.</summary>
+    private static readonly string[] Extensions = ["binary_tensor_data"];
+
     /// <summary>Maps <c>/v2</c>; returns the inference routes, for the filters that apply to inference.</summary>
     public static RouteGroupBuilder MapKServe(this IEndpointRouteBuilder app)
     {
         var v2 = app.MapGroup("/v2");
-        v2.MapGet(string.Empty, () => TypedResults.Json(new { name = "streaminfer", version = typeof(KServeEndpoints).Assembly.GetName().Version?.ToString(), extensions = Array.Empty<string>() }));
+        v2.MapGet(string.Empty, () => TypedResults.Json(new { name = "streaminfer", version = typeof(KServeEndpoints).Assembly.GetName().Version?.ToString(), extensions = Extensions }));
         v2.MapGet("/health/live", () => TypedResults.Json(new { live = true }));
         v2.MapGet("/health/ready", Operations.HealthEndpoints.ReadyAsync);
 
@@ -86,77 +89,68 @@ internal static class KServeEndpoints
 
     private static async Task<IResult> InferAsync(HttpContext context, InferenceServices services, IClusterClient client, string name, string? version)
     {
-        var body = await HttpBodies.ReadAsync(context.Request, services.MaxBodyBytes, context.RequestAborted);
-        if (body.TooLarge is { } tooLarge)
+        var read = await KServeBody.ReadAsync(context.Request, services.Options.Value, context.RequestAborted);
+        if (read.Error is { } refused)
         {
-            return Error(tooLarge);
+            return Error(refused);
         }
 
+        var body = read.Bytes!;
+        try
+        {
+            var (answer, releasable) = await AnswerAsync(context, services, client, name, version, body, read.HeaderLength);
+            return new ReleasingBody(answer, body, releasable);
+        }
+        catch
+        {
+            // Whether a batch still reads the inputs is not known.
+            body.Abandon();
+            throw;
+        }
+    }
+
+    /// <summary>The answer, and whether the body may go back to the pool once it is written: when nothing was submitted,
+    /// or the grid itself answered (see <see cref="RentedBytes"/>).</summary>
+    private static async Task<(IResult Answer, bool Releasable)> AnswerAsync(
+        HttpContext context, InferenceServices services, IClusterClient client, string name, string? version, RentedBytes body, int? headerLength)
+    {
         // A pinned version is checked before the request is queued: a wrong one costs no device time.
         if (version is not null && await FindAsync(client, name, version) is { Model: null } pinned)
         {
-            return pinned.Missing!;
+            return (pinned.Missing!, true);
         }
 
-        var (infer, requested, invalid) = KServeRequest.Parse(body.Bytes, name);
+        var (request, invalid) = KServeRequest.Parse(body.Memory, headerLength, name);
         if (invalid is not null)
         {
-            return Error(invalid, infer?.Id);
+            return (Error(invalid), true);
         }
 
-        var outcome = await HttpCall.Start(context, services.Submitter, infer!).RunAsync();
+        if (!request!.ReadsBody)
+        {
+            // Every tensor was parsed into arrays of its own.
+            body.Return();
+        }
+
+        var infer = request.Infer;
+        var outcome = await HttpCall.Start(context, services.Submitter, infer).RunAsync();
         if (outcome.Abandoned)
         {
-            return Results.Empty;
+            return (Results.Empty, false);
         }
 
-        var id = infer!.Id.Length > 0 ? infer.Id : null;
+        var id = infer.Id.Length > 0 ? infer.Id : null;
         if (outcome.Result is not { } result)
         {
-            return Error(outcome.Error!, id);
+            return (Error(outcome.Error!, id), outcome.FromGrid);
         }
 
         if (version is not null && version != result.ModelVersion)
         {
-            return Error(new InferError(ErrorCode.UnknownModel, $"model '{name}' serves version {result.ModelVersion}, not {version}."), id);
+            return (Error(new InferError(ErrorCode.UnknownModel, $"model '{name}' serves version {result.ModelVersion}, not {version}."), id), outcome.FromGrid);
         }
 
-        var outputs = result.Outputs;
-        if (requested is not null)
-        {
-            var absent = requested.FirstOrDefault(r => !outputs.Any(o => o.Name == r));
-            if (absent is not null)
-            {
-                return Error(new InferError(ErrorCode.InvalidInput, $"model '{name}' has no output '{absent}' (it has {string.Join(", ", outputs.Select(o => o.Name))})."), id);
-            }
-
-            outputs = [.. outputs.Where(o => requested.Contains(o.Name))];
-        }
-
-        return JsonBody.Ok(w =>
-        {
-            w.WriteStartObject();
-            w.WriteString("model_name", result.Model);
-            w.WriteString("model_version", result.ModelVersion);
-            if (id is not null)
-            {
-                w.WriteString("id", id);
-            }
-
-            w.WriteStartArray("outputs");
-            foreach (var output in outputs)
-            {
-                w.WriteStartObject();
-                w.WriteString("name", output.Name);
-                w.WriteString("datatype", output.Tensor.ElementType.ToKServe());
-                FrameWriter.WriteShapeAndData(w, output.Tensor);
-                w.WriteEndObject();
-            }
-
-            w.WriteEndArray();
-            FrameWriter.WriteTiming(w, result.Timing);
-            w.WriteEndObject();
-        });
+        return (KServeResponse.Create(result, id, request.Outputs, name), outcome.FromGrid);
     }
 
     /// <summary>The model, or the error that answers for its absence (or for a version it does not serve).</summary>
@@ -198,7 +192,7 @@ internal static class KServeEndpoints
     }
 
     /// <summary>KServe's error body, <c>{"error": message}</c>, with StreamInfer's <c>code</c> (and <c>retry_after_ms</c>) beside it.</summary>
-    private static JsonBody Error(InferError error, string? id = null) => JsonBody.Error(error, w =>
+    internal static JsonBody Error(InferError error, string? id = null) => JsonBody.Error(error, w =>
     {
         w.WriteStartObject();
         if (id is not null)
@@ -215,4 +209,28 @@ internal static class KServeEndpoints
 
         w.WriteEndObject();
     });
+
+    /// <summary>Writes an answer, then returns the request's body to the pool, or lets go of it when a batch may still
+    /// read it: the answer may itself read the body (an echoed input is a slice of it).</summary>
+    private sealed class ReleasingBody(IResult answer, RentedBytes body, bool releasable) : IResult
+    {
+        public async Task ExecuteAsync(HttpContext context)
+        {
+            try
+            {
+                await answer.ExecuteAsync(context);
+            }
+            finally
+            {
+                if (releasable)
+                {
+                    body.Return();
+                }
+                else
+                {
+                    body.Abandon();
+                }
+            }
+        }
+    }
 }
