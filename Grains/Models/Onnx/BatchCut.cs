@@ -25,57 +25,87 @@ internal static class BatchCut
     /// </summary>
     public static List<int[]> Cut(TensorSignature signature, RequestLayout[] layouts, long maxBatchBytes)
     {
-        var groups = new List<int[]>();
-        if (layouts.Length == 1)
-        {
-            groups.Add([0]);
-            return groups;
-        }
-
         var own = new long[layouts.Length];
-        var perRow = new double[layouts.Length];
+        var alike = true;
+        long rows = 0;
         for (var j = 0; j < layouts.Length; j++)
         {
             own[j] = Bytes(signature, layouts[j].Rows, layouts[j].Axes).Total;
-            perRow[j] = (double)own[j] / Math.Max(layouts[j].Rows, 1);
+            rows += layouts[j].Rows;
+            alike &= SameAxes(layouts[j].Axes, layouts[0].Axes);
         }
 
-        var order = Enumerable.Range(0, layouts.Length).OrderBy(j => perRow[j]).ToArray();
-        var current = new List<int> { order[0] };
-        var padded = new Dictionary<string, long>(layouts[order[0]].Axes, StringComparer.Ordinal);
-        var rows = layouts[order[0]].Rows;
-        var useful = own[order[0]];
-        for (var n = 1; n < order.Length; n++)
+        // Requests of one shape (every request, for a model without dynamic axes) are not padded: only the cap can cut.
+        if (layouts.Length == 1 || (alike && Fits(Bytes(signature, rows, layouts[0].Axes), maxBatchBytes)))
         {
-            var j = order[n];
-            var merged = new Dictionary<string, long>(padded, StringComparer.Ordinal);
+            return [[.. Enumerable.Range(0, layouts.Length)]];
+        }
+
+        var groups = new List<int[]>();
+        var order = Enumerable.Range(0, layouts.Length).OrderBy(j => (double)own[j] / Math.Max(layouts[j].Rows, 1)).ToArray();
+        var current = new List<int>();
+        var padded = new Dictionary<string, long>(StringComparer.Ordinal);
+        var merged = new Dictionary<string, long>(StringComparer.Ordinal);
+        long useful = 0;
+        rows = 0;
+        foreach (var j in order)
+        {
+            merged.Clear();
+            foreach (var (axis, size) in padded)
+            {
+                merged[axis] = size;
+            }
+
             foreach (var (axis, size) in layouts[j].Axes)
             {
                 merged[axis] = Math.Max(merged.GetValueOrDefault(axis), size);
             }
 
-            var (total, largest) = Bytes(signature, rows + layouts[j].Rows, merged);
-            var waste = total - Add(useful, own[j]);
-            var cut = total > maxBatchBytes
-                || largest > PinnedBuffer.MaxBytes
-                || (waste > WasteFloorBytes && waste > WasteShare * total);
-            if (cut)
+            var bytes = Bytes(signature, rows + layouts[j].Rows, merged);
+            var waste = bytes.Total - Add(useful, own[j]);
+            if (current.Count > 0 && (!Fits(bytes, maxBatchBytes) || (waste > WasteFloorBytes && waste > WasteShare * bytes.Total)))
             {
                 groups.Add([.. current.Order()]);
                 current.Clear();
-                merged = new Dictionary<string, long>(layouts[j].Axes, StringComparer.Ordinal);
+                merged.Clear();
+                foreach (var (axis, size) in layouts[j].Axes)
+                {
+                    merged[axis] = size;
+                }
+
                 rows = 0;
                 useful = 0;
             }
 
             current.Add(j);
-            padded = merged;
+            (padded, merged) = (merged, padded);
             rows += layouts[j].Rows;
             useful = Add(useful, own[j]);
         }
 
         groups.Add([.. current.Order()]);
         return groups;
+    }
+
+    private static bool Fits((long Total, long Largest) bytes, long maxBatchBytes)
+        => bytes.Total <= maxBatchBytes && bytes.Largest <= PinnedBuffer.MaxBytes;
+
+    private static bool SameAxes(Dictionary<string, long> a, Dictionary<string, long> b)
+    {
+        if (a.Count != b.Count)
+        {
+            return false;
+        }
+
+        foreach (var (axis, size) in a)
+        {
+            if (!b.TryGetValue(axis, out var other) || other != size)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>
