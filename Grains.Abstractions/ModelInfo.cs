@@ -49,6 +49,8 @@ public sealed record TensorSpec(
 /// <param name="Outputs">Its outputs; empty when they mirror the inputs (echo).</param>
 /// <param name="MaxBatchSize">The most rows one batch holds.</param>
 /// <param name="Devices">The devices it is loaded on.</param>
+/// <param name="MaxRequestBytes">The most tensor payload bytes one request may carry (<c>max_request_bytes</c>); null
+/// when the model sets no limit of its own.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.ModelInfo")]
 public sealed record ModelInfo(
     [property: Id(0)] string Name,
@@ -59,7 +61,8 @@ public sealed record ModelInfo(
     [property: Id(5)] ImmutableArray<TensorSpec> Inputs,
     [property: Id(6)] ImmutableArray<TensorSpec> Outputs,
     [property: Id(7)] int MaxBatchSize,
-    [property: Id(8)] ImmutableArray<string> Devices);
+    [property: Id(8)] ImmutableArray<string> Devices,
+    [property: Id(9)] long? MaxRequestBytes = null);
 
 /// <summary>A silo's view of its model repository: every model it knows and every problem the last load found.</summary>
 /// <param name="Models">The models, by name order.</param>

@@ -46,6 +46,11 @@ public sealed class EchoModel : IBatchModel
             return new InferError(ErrorCode.InvalidInput, $"model '{Name}' takes input tensors in 'inputs'; none were given.");
         }
 
+        if (RequestSize.Check(Name, request, _options.MaxRequestBytes) is { } tooLarge)
+        {
+            return tooLarge;
+        }
+
         foreach (var input in request.Inputs)
         {
             if (TensorTypes.CheckConsistent(input.Name, input.Tensor) is { } inconsistent)

@@ -33,7 +33,8 @@ public sealed record ModelEntry(
         Any?.Inputs ?? [],
         Any?.Outputs ?? [],
         Options.MaxBatchSize,
-        [.. Instances.Keys.Order(StringComparer.Ordinal)]);
+        [.. Instances.Keys.Order(StringComparer.Ordinal)],
+        Options.MaxRequestBytes);
 
     /// <summary>An echo model on every device. Echo holds nothing to release; its leases only keep the batcher's bookkeeping uniform.</summary>
     public static ModelEntry Echo(string name, ModelOptions options, IEnumerable<string> devices)

@@ -50,6 +50,13 @@ public sealed class ModelOptions
     /// <summary>The deadline of a request that sets no <c>timeout_ms</c>; null for the session's default. Range: (0, 1 h].</summary>
     public TimeSpan? DefaultTimeout { get; set; }
 
+    /// <summary>
+    /// The most tensor payload bytes one request may carry (numbers as their raw bytes, each string as its UTF-8 bytes
+    /// plus 4); past it a request is refused with <c>payload_too_large</c>. Range: at least 1. Default null: no limit
+    /// of the model's own (the frontend's ceiling applies).
+    /// </summary>
+    public long? MaxRequestBytes { get; set; }
+
     /// <summary>Simulated compute of an echo model: a fixed delay per batch. Range: [0, 10 s]. Default 0.</summary>
     public TimeSpan FixedDelay { get; set; } = TimeSpan.Zero;
 
@@ -126,6 +133,11 @@ public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
             if (o.DefaultTimeout is { } timeout && (timeout <= TimeSpan.Zero || timeout > TimeSpan.FromHours(1)))
             {
                 errors.Add($"{at}:DefaultTimeout must be in (0, 1 h]; got {timeout}.");
+            }
+
+            if (o.MaxRequestBytes is < 1)
+            {
+                errors.Add($"{at}:MaxRequestBytes must be at least 1; got {o.MaxRequestBytes}.");
             }
 
             if (o.FixedDelay < TimeSpan.Zero || o.FixedDelay > TimeSpan.FromSeconds(10))

@@ -30,6 +30,11 @@ const string Usage = """
           each (closed loop); prints one line: generated tokens/s, time to first token and inter-token latency
           (p50, p99, ms), errors; exit code 1 on any error
 
+      StreamInfer.OnnxBench padding [--threads N] [--seconds-per-point 0.2] [--short 16]
+          where cutting a padded batch pays (docs/decisions.md D13): on a per-position MLP with one dynamic axis, short
+          requests of --short positions with one long one, run padded together and split in two runs (bare ONNX Runtime,
+          the grid's CPU session options); prints a table of waste bytes and share, padded and split ms
+
     Progress goes to stderr, the table to stdout. Exit code 2 on a bad command line.
     """;
 
@@ -118,8 +123,20 @@ try
             return await client.RunAsync(Console.Out, Console.Error);
         }
 
+        case "padding":
+        {
+            var bench = new PaddingBench
+            {
+                Threads = flags.Int("threads", Environment.ProcessorCount, 1, 1024),
+                SecondsPerPoint = flags.Seconds("seconds-per-point", 0.2),
+                Short = flags.Int("short", 16, 1, 4096),
+            };
+            flags.EnsureAllUsed();
+            return bench.Run(Console.Out);
+        }
+
         default:
-            throw new FormatException($"unknown command '{args[0]}' (generate, bare, decode or decode-grid).");
+            throw new FormatException($"unknown command '{args[0]}' (generate, bare, decode, decode-grid or padding).");
     }
 }
 catch (FormatException ex)

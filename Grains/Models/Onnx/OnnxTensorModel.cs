@@ -20,6 +20,7 @@ internal sealed class OnnxTensorModel : IBatchModel
     private readonly TensorRequestCheck _check;
     private readonly TensorBatch _batch;
     private readonly IReadOnlyDictionary<string, long>? _warmupDims;
+    private readonly long _maxBatchBytes;
     private int _disposed;
 
     private OnnxTensorModel(ModelDefinition definition, InferenceSession session, TensorSignature signature)
@@ -29,9 +30,10 @@ internal sealed class OnnxTensorModel : IBatchModel
         _session = session;
         _signature = signature;
         _warmupDims = definition.Config.WarmupDims;
+        _maxBatchBytes = definition.Config.MaxBatchBytes ?? ModelConfig.DefaultMaxBatchBytes;
         _inputNames = [.. signature.Inputs.Select(i => i.Name)];
         _outputNames = [.. signature.Outputs.Select(o => o.Name)];
-        _check = new TensorRequestCheck(definition.Name, signature, definition.Options.MaxBatchSize);
+        _check = new TensorRequestCheck(definition.Name, signature, definition.Options.MaxBatchSize, definition.Options.MaxRequestBytes, _maxBatchBytes);
         _batch = new TensorBatch(signature);
         Inputs = [.. signature.Inputs.Select(i => i.ToSpec())];
         Outputs = [.. signature.Outputs.Select(o => o.ToSpec())];
@@ -99,16 +101,9 @@ internal sealed class OnnxTensorModel : IBatchModel
 
         var request = new InferRequest("warmup", Name, inputs.ToImmutable(), null, null, string.Empty);
         var started = Stopwatch.GetTimestamp();
-        try
+        if (Run([request])[0].Error is { } error)
         {
-            if (Run([request])[0].Error is { } error)
-            {
-                return $"warm-up at batch size {batchSize} failed: {error.Message}";
-            }
-        }
-        catch (Exception ex) when (ex is OnnxRuntimeException or InvalidOperationException)
-        {
-            return $"warm-up at batch size {batchSize} failed: {ex.Message.Trim()}";
+            return $"warm-up at batch size {batchSize} failed: {error.Message}";
         }
 
         WarmBatchMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
@@ -117,44 +112,87 @@ internal sealed class OnnxTensorModel : IBatchModel
 
     public RequestCheck Check(InferRequest request) => _check.Check(request);
 
+    /// <summary>The inputs and outputs as the model takes them, and the maxima of its dynamic axes.</summary>
+    internal TensorSignature Signature => _signature;
+
+    /// <summary>The bytes the input staging buffers hold now.</summary>
+    internal long StagingBytes => _batch.StagingBytes;
+
+    /// <summary>How many times the session has run (warm-up included). Device thread only.</summary>
+    internal long SessionRuns { get; private set; }
+
+    /// <summary>
+    /// Runs the batch as the groups <see cref="BatchCut"/> cuts it into, one after another, and puts the outcomes back
+    /// in the batch's order. A group that cannot be built or run is rerun one request at a time, so that only the
+    /// request at fault fails.
+    /// </summary>
     public IReadOnlyList<ItemOutcome> Run(IReadOnlyList<InferRequest> batch)
     {
+        List<TensorBatch.BatchGroup> groups;
         try
         {
-            return RunBatch(batch);
+            groups = _batch.Plan(batch, _maxBatchBytes);
         }
-        catch (OnnxRuntimeException ex)
+        catch (Exception ex) when (IsRecoverable(ex))
         {
-            // What passed Check can still fail on its values (an index out of range, say). Run each request alone, so
-            // that the one at fault gets the error and its batch-mates their results.
-            if (batch.Count == 1)
-            {
-                return [ItemOutcome.Failed(new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not run the request: {ex.Message.Trim()}"))];
-            }
-
-            var outcomes = new ItemOutcome[batch.Count];
-            for (var j = 0; j < batch.Count; j++)
-            {
-                outcomes[j] = Run([batch[j]])[0];
-            }
-
-            return outcomes;
+            return batch.Count == 1 ? [Failed(ex)] : RunEach(batch, Enumerable.Range(0, batch.Count));
         }
+
+        var outcomes = new ItemOutcome[batch.Count];
+        foreach (var group in groups)
+        {
+            if (group.Indices.Length == 1 && TooLarge(group) is { } refusal)
+            {
+                outcomes[group.Indices[0]] = ItemOutcome.Failed(refusal);
+                continue;
+            }
+
+            try
+            {
+                var results = RunGroup(group);
+                for (var j = 0; j < results.Length; j++)
+                {
+                    outcomes[group.Indices[j]] = results[j];
+                }
+            }
+            catch (Exception ex) when (IsRecoverable(ex))
+            {
+                // What passed Check can still fail on its values (an index out of range, say), or a batch can fail to
+                // build. Run each request alone, so that the one at fault gets the error and its batch-mates their results.
+                if (group.Indices.Length == 1)
+                {
+                    outcomes[group.Indices[0]] = Failed(ex);
+                }
+                else
+                {
+                    var each = RunEach(batch, group.Indices);
+                    for (var j = 0; j < each.Length; j++)
+                    {
+                        outcomes[group.Indices[j]] = each[j];
+                    }
+                }
+            }
+        }
+
+        return outcomes;
     }
 
-    private ItemOutcome[] RunBatch(IReadOnlyList<InferRequest> batch)
+    private ItemOutcome[] RunEach(IReadOnlyList<InferRequest> batch, IEnumerable<int> indices)
+        => [.. indices.Select(j => Run([batch[j]])[0])];
+
+    private ItemOutcome[] RunGroup(TensorBatch.BatchGroup group)
     {
-        var (layouts, padded, totalRows) = _batch.Plan(batch);
         var values = new OrtValue?[_signature.Inputs.Length];
         try
         {
             for (var i = 0; i < values.Length; i++)
             {
-                values[i] = _batch.Stage(i, batch, layouts, padded, totalRows);
+                values[i] = _batch.Stage(i, group);
             }
 
+            SessionRuns++;
             using var outputs = _session.Run(_runOptions, _inputNames, values!, _outputNames);
-            return _batch.Split(outputs, layouts, padded, totalRows);
+            return _batch.Split(outputs, group);
         }
         finally
         {
@@ -162,8 +200,36 @@ internal sealed class OnnxTensorModel : IBatchModel
             {
                 value?.Dispose();
             }
+
+            _batch.Trim(group);
         }
     }
+
+    /// <summary>A request that alone needs more of one input than a staging buffer holds (admission refuses it first).</summary>
+    private InferError? TooLarge(TensorBatch.BatchGroup group)
+    {
+        foreach (var slot in _signature.Inputs)
+        {
+            var bytes = BatchCut.InputBytes(slot, group.TotalRows, group.Padded);
+            if (slot.Type != TensorElementType.String && bytes > PinnedBuffer.MaxBytes)
+            {
+                return new InferError(ErrorCode.InvalidInput, $"input '{slot.Name}': the request needs {bytes} bytes of it; model '{Name}' stages at most {PinnedBuffer.MaxBytes} bytes per input.");
+            }
+        }
+
+        return null;
+    }
+
+    private ItemOutcome Failed(Exception ex) => ItemOutcome.Failed(ex switch
+    {
+        OnnxRuntimeException => new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not run the request: {ex.Message.Trim()}"),
+        OverflowException => new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not batch the request: its sizes overflow ({ex.Message.Trim()})"),
+        _ => new InferError(ErrorCode.Internal, $"model '{Name}' failed on the request: {ex.GetType().Name}: {ex.Message.Trim()}"),
+    });
+
+    // Anything but the failures that leave the process unfit to go on: a managed allocation that fails is one batch's
+    // problem, and the requests that do not need it can still run.
+    private static bool IsRecoverable(Exception ex) => ex is not (StackOverflowException or AccessViolationException or InvalidProgramException);
 
     public void Dispose()
     {

@@ -5,11 +5,13 @@ using Microsoft.ML.OnnxRuntime;
 namespace StreamInfer.Grains.Models.Onnx;
 
 /// <summary>
-/// Stacks a batch of requests into a tensor model's inputs and splits its outputs back per request. Requests stack
-/// along the first axis; where they differ along a dynamic axis they are padded with zeros to the batch's longest, the
-/// mask input (if configured) is 1 over each request's own positions and 0 over padding, and outputs are cut back to
-/// each request's own lengths. Staging buffers for the inputs are pinned, kept per input and grown to the largest
-/// batch seen, so a batch allocates no input memory. Device thread only.
+/// Stacks a batch of requests into a tensor model's inputs and splits its outputs back per request. The batch is first
+/// cut into groups (<see cref="BatchCut"/>: a request much longer than its batch-mates runs apart, and no group passes
+/// the batch byte cap); within a group requests stack along the first axis, where they differ along a dynamic axis
+/// they are padded with zeros to the group's longest, the mask input (if configured) is 1 over each request's own
+/// positions and 0 over padding, and outputs are cut back to each request's own lengths. Staging buffers for the
+/// inputs are pinned, kept per input, grown to the largest group and shrunk back after a rare large one, so a batch
+/// allocates no input memory. Device thread only.
 /// </summary>
 internal sealed class TensorBatch
 {
@@ -27,24 +29,37 @@ internal sealed class TensorBatch
         _staging = [.. signature.Inputs.Select(_ => new PinnedBuffer())];
     }
 
-    /// <summary>Each request's rows and dynamic axis lengths, each dynamic axis's longest, and the rows in all.</summary>
-    public (RequestLayout[] Layouts, Dictionary<string, long> Padded, long TotalRows) Plan(IReadOnlyList<InferRequest> batch)
+    /// <summary>
+    /// Lays the batch out and cuts it into the groups that run together (see <see cref="BatchCut"/>); each group's
+    /// requests are padded to its own longest.
+    /// </summary>
+    public List<BatchGroup> Plan(IReadOnlyList<InferRequest> batch, long maxBatchBytes)
     {
-        var n = batch.Count;
-        var layouts = new RequestLayout[n];
-        var padded = new Dictionary<string, long>(StringComparer.Ordinal);
-        long totalRows = 0;
-        for (var j = 0; j < n; j++)
+        var layouts = new RequestLayout[batch.Count];
+        for (var j = 0; j < batch.Count; j++)
         {
             layouts[j] = Layout(batch[j]);
-            totalRows += layouts[j].Rows;
-            foreach (var (axis, size) in layouts[j].Axes)
-            {
-                padded[axis] = Math.Max(padded.GetValueOrDefault(axis), size);
-            }
         }
 
-        return (layouts, padded, totalRows);
+        var groups = new List<BatchGroup>();
+        foreach (var indices in BatchCut.Cut(_signature, layouts, maxBatchBytes))
+        {
+            var members = indices.Select(j => layouts[j]).ToArray();
+            var padded = new Dictionary<string, long>(StringComparer.Ordinal);
+            long totalRows = 0;
+            foreach (var layout in members)
+            {
+                totalRows += layout.Rows;
+                foreach (var (axis, size) in layout.Axes)
+                {
+                    padded[axis] = Math.Max(padded.GetValueOrDefault(axis), size);
+                }
+            }
+
+            groups.Add(new BatchGroup(indices, members, padded, totalRows));
+        }
+
+        return groups;
     }
 
     private RequestLayout Layout(InferRequest request)
@@ -73,8 +88,9 @@ internal sealed class TensorBatch
     }
 
     /// <summary>Builds one input of the batch in its pinned staging buffer (or as a string tensor).</summary>
-    public OrtValue Stage(int index, IReadOnlyList<InferRequest> batch, RequestLayout[] layouts, Dictionary<string, long> padded, long totalRows)
+    public OrtValue Stage(int index, BatchGroup group)
     {
+        var (_, layouts, padded, totalRows) = group;
         var slot = _signature.Inputs[index];
         var shape = new long[slot.Rank];
         shape[0] = totalRows;
@@ -93,7 +109,7 @@ internal sealed class TensorBatch
         {
             var value = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, shape);
             long rowStart = 0;
-            for (var j = 0; j < batch.Count; j++)
+            for (var j = 0; j < layouts.Length; j++)
             {
                 var strings = layouts[j].Inputs[index]!.Tensor.Strings;
                 Runs.Collect(OwnShape(slot, layouts[j]), shape, rowStart, _runs);
@@ -117,7 +133,7 @@ internal sealed class TensorBatch
         var target = buffer.AsSpan(0, (int)bytes);
         var isMask = index == _signature.MaskIndex;
         var needsClear = isMask;
-        for (var j = 0; j < batch.Count && !needsClear; j++)
+        for (var j = 0; j < layouts.Length && !needsClear; j++)
         {
             needsClear = !OwnShape(slot, layouts[j]).AsSpan(1).SequenceEqual(shape.AsSpan(1));
         }
@@ -129,7 +145,7 @@ internal sealed class TensorBatch
         }
 
         long rowOffset = 0;
-        for (var j = 0; j < batch.Count; j++)
+        for (var j = 0; j < layouts.Length; j++)
         {
             Runs.Collect(OwnShape(slot, layouts[j]), shape, rowOffset, _runs);
             if (layouts[j].Inputs[index] is { } given)
@@ -159,8 +175,9 @@ internal sealed class TensorBatch
     }
 
     /// <summary>Splits the run's outputs back per request, each cut to the request's own lengths.</summary>
-    public ItemOutcome[] Split(IReadOnlyList<OrtValue> outputs, RequestLayout[] layouts, Dictionary<string, long> padded, long totalRows)
+    public ItemOutcome[] Split(IReadOnlyList<OrtValue> outputs, BatchGroup group)
     {
+        var (_, layouts, padded, totalRows) = group;
         var perRequest = new NamedTensor[layouts.Length][];
         for (var j = 0; j < layouts.Length; j++)
         {
@@ -234,7 +251,7 @@ internal sealed class TensorBatch
         return outcomes;
     }
 
-    private static long[] OwnShape(TensorSlot slot, RequestLayout layout)
+    internal static long[] OwnShape(TensorSlot slot, RequestLayout layout)
     {
         var own = new long[slot.Rank];
         own[0] = layout.Rows;
@@ -260,6 +277,21 @@ internal sealed class TensorBatch
         return one;
     }
 
+    /// <summary>Tells each staging buffer what the group that has just run needed of it, so that it can shrink back.</summary>
+    public void Trim(BatchGroup group)
+    {
+        for (var i = 0; i < _staging.Length; i++)
+        {
+            if (_signature.Inputs[i].Type != TensorElementType.String)
+            {
+                _staging[i].Trim(BatchCut.InputBytes(_signature.Inputs[i], group.TotalRows, group.Padded));
+            }
+        }
+    }
+
+    /// <summary>The bytes the staging buffers hold now.</summary>
+    public long StagingBytes => _staging.Sum(b => b.Capacity);
+
     /// <summary>Frees the staging buffers.</summary>
     public void Release()
     {
@@ -271,4 +303,10 @@ internal sealed class TensorBatch
 
     /// <summary>One request in a batch: its rows, whether it sent the batch axis, its dynamic axis lengths, its inputs by index.</summary>
     internal sealed record RequestLayout(long Rows, bool Batched, Dictionary<string, long> Axes, NamedTensor?[] Inputs);
+
+    /// <summary>
+    /// Requests that run together: their places in the batch handed to the model, their layouts, each dynamic axis's
+    /// longest among them, and their rows in all.
+    /// </summary>
+    internal sealed record BatchGroup(int[] Indices, RequestLayout[] Layouts, Dictionary<string, long> Padded, long TotalRows);
 }

@@ -3,23 +3,28 @@ using System.Globalization;
 namespace StreamInfer.Grains.Models.Onnx;
 
 /// <summary>
-/// Checks a request against a tensor model's inputs at admission: names, element types, ranks, fixed sizes, dynamic
-/// axes of one name that agree across inputs, and rows within the largest batch. Thread-safe: it only reads the
-/// signature.
+/// Checks a request against a tensor model's inputs at admission: its payload within the model's byte limit, names,
+/// element types, ranks, fixed sizes, dynamic axes within their maximum and of one name agreeing across inputs, rows
+/// within the largest batch, and the bytes it takes once staged within the batch byte cap. Thread-safe: it only reads
+/// the signature.
 /// </summary>
 internal sealed class TensorRequestCheck
 {
     private readonly string _name;
     private readonly TensorSignature _signature;
     private readonly int _maxBatchSize;
+    private readonly long? _maxRequestBytes;
+    private readonly long _maxBatchBytes;
     private readonly string[] _inputNames;
     private readonly string _expected;
 
-    public TensorRequestCheck(string name, TensorSignature signature, int maxBatchSize)
+    public TensorRequestCheck(string name, TensorSignature signature, int maxBatchSize, long? maxRequestBytes, long maxBatchBytes)
     {
         _name = name;
         _signature = signature;
         _maxBatchSize = maxBatchSize;
+        _maxRequestBytes = maxRequestBytes;
+        _maxBatchBytes = maxBatchBytes;
         _inputNames = [.. signature.Inputs.Select(i => i.Name)];
         _expected = string.Join(", ", signature.Inputs.Select(i => $"{i.Name} {i.Type.ToWire()}{Shape(i.Dims, i.Axes)}"));
     }
@@ -30,6 +35,11 @@ internal sealed class TensorRequestCheck
         if (request.Inputs.IsDefaultOrEmpty)
         {
             return RequestCheck.Invalid($"model '{_name}' takes input tensors ({_expected}); none were given.");
+        }
+
+        if (RequestSize.Check(_name, request, _maxRequestBytes) is { } tooLarge)
+        {
+            return new RequestCheck(tooLarge, 0);
         }
 
         bool? batched = null;
@@ -91,6 +101,11 @@ internal sealed class TensorRequestCheck
                         return RequestCheck.Invalid($"input '{input.Name}': dynamic axis {k} ('{slot.Axes[k]}') must be at least 1, got {actual}.");
                     }
 
+                    if (_signature.AxisMax.TryGetValue(slot.Axes[k]!, out var max) && actual > max)
+                    {
+                        return RequestCheck.Invalid($"input '{input.Name}': axis '{slot.Axes[k]}' is {actual}; model '{_name}' takes at most {max}.");
+                    }
+
                     axes ??= new Dictionary<string, (long, string)>(StringComparer.Ordinal);
                     if (axes.TryGetValue(slot.Axes[k]!, out var seen) && seen.Size != actual)
                     {
@@ -134,6 +149,25 @@ internal sealed class TensorRequestCheck
                     return RequestCheck.Invalid($"input '{slot.Name}' is missing, and its axis '{slot.Axes[k]}' appears in no other input to build it from.");
                 }
             }
+        }
+
+        // What the request takes once staged (the mask built for it too), unpadded: a request past the cap would
+        // pass it in any batch, and one input past what a staging buffer holds cannot be staged at all.
+        var lengths = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (axis, seen) in axes ?? [])
+        {
+            lengths[axis] = seen.Size;
+        }
+
+        var (total, largest) = BatchCut.Bytes(_signature, rows, lengths);
+        if (total > _maxBatchBytes)
+        {
+            return new RequestCheck(new InferError(ErrorCode.PayloadTooLarge, $"the request's inputs take {total} bytes as the model stages them; model '{_name}' runs batches of at most {_maxBatchBytes} bytes (max_batch_bytes)."), 0);
+        }
+
+        if (largest > PinnedBuffer.MaxBytes)
+        {
+            return new RequestCheck(new InferError(ErrorCode.PayloadTooLarge, $"one of the request's inputs takes {largest} bytes as the model stages it; model '{_name}' stages at most {PinnedBuffer.MaxBytes} bytes per input."), 0);
         }
 
         return new RequestCheck(null, (int)rows);

@@ -18,9 +18,18 @@ internal sealed record TensorSlot(string Name, TensorElementType Type, OrtType O
     public TensorSpec ToSpec() => new(Name, Type, Rank == 0 ? [-1] : [-1, .. Dims.Skip(1)]);
 }
 
-/// <summary>The inputs and outputs of a tensor model, from its ONNX metadata refined by its config.</summary>
-internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, ImmutableArray<TensorSlot> Outputs, int? MaskIndex)
+/// <summary>
+/// The inputs and outputs of a tensor model, from its ONNX metadata refined by its config, and the longest each bounded
+/// dynamic input axis may be (by axis name).
+/// </summary>
+internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, ImmutableArray<TensorSlot> Outputs, int? MaskIndex, ImmutableDictionary<string, long> AxisMax)
 {
+    /// <summary>
+    /// The ONNX metadata key (<c>metadata_props</c>) that bounds a dynamic input axis, followed by the axis's name in the
+    /// file: <c>streaminfer.axis_max.seq</c> = <c>512</c>. A config <c>{"max"}</c> at the same place wins.
+    /// </summary>
+    public const string AxisMaxMetadataPrefix = "streaminfer.axis_max.";
+
     /// <summary>Reads the session's metadata and merges the config's declarations; every problem goes to <paramref name="errors"/>.</summary>
     public static TensorSignature? Build(InferenceSession session, ModelDefinition definition, List<ModelLoadError> errors)
     {
@@ -30,8 +39,9 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
 
         var inputs = Slots(session.InputMetadata, "input", Error);
         var outputs = Slots(session.OutputMetadata, "output", Error);
-        Refine(inputs, config.Inputs, "inputs", "input", Error);
-        Refine(outputs, config.Outputs, "outputs", "output", Error);
+        var maxima = MetadataMaxima(session.ModelMetadata.CustomMetadataMap, inputs, Error);
+        Refine(inputs, config.Inputs, "inputs", "input", Error, maxima);
+        Refine(outputs, config.Outputs, "outputs", "output", Error, maxima);
         if (config.Outputs is { } declared)
         {
             var keep = declared.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
@@ -70,7 +80,59 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
             }
         }
 
-        return errors.Count > before ? null : new TensorSignature([.. inputs], [.. outputs], mask);
+        // Axes of one name are padded together, so the tightest maximum among them bounds them all.
+        var axisMax = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var ((input, k), max) in maxima)
+        {
+            var slot = inputs.Find(i => i.Name == input);
+            if (slot is not null && slot.Dims[k] < 0)
+            {
+                var axis = slot.Axes[k]!;
+                axisMax[axis] = Math.Min(axisMax.GetValueOrDefault(axis, long.MaxValue), max);
+            }
+        }
+
+        return errors.Count > before ? null : new TensorSignature([.. inputs], [.. outputs], mask, axisMax.ToImmutableDictionary(StringComparer.Ordinal));
+    }
+
+    /// <summary>The maxima the ONNX file's metadata gives, by input and axis position.</summary>
+    private static Dictionary<(string Input, int Axis), long> MetadataMaxima(IReadOnlyDictionary<string, string> metadata, List<TensorSlot> inputs, Action<string?, string> error)
+    {
+        var maxima = new Dictionary<(string, int), long>();
+        foreach (var (key, value) in metadata)
+        {
+            if (!key.StartsWith(AxisMaxMetadataPrefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var axis = key[AxisMaxMetadataPrefix.Length..];
+            if (!long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var max) || max < 1)
+            {
+                error(null, $"metadata '{key}' is \"{value}\"; an axis maximum is a whole number of at least 1.");
+                continue;
+            }
+
+            var found = false;
+            foreach (var slot in inputs)
+            {
+                for (var k = 1; k < slot.Rank; k++)
+                {
+                    if (slot.Dims[k] < 0 && slot.Axes[k] == axis)
+                    {
+                        maxima[(slot.Name, k)] = max;
+                        found = true;
+                    }
+                }
+            }
+
+            if (!found)
+            {
+                error(null, $"metadata '{key}' names no dynamic axis of the model's inputs.");
+            }
+        }
+
+        return maxima;
     }
 
     private static List<TensorSlot> Slots(IReadOnlyDictionary<string, NodeMetadata> metadata, string what, Action<string?, string> error)
@@ -108,7 +170,7 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
         return slots;
     }
 
-    private static void Refine(List<TensorSlot> slots, List<TensorDeclaration>? declarations, string field, string what, Action<string?, string> error)
+    private static void Refine(List<TensorSlot> slots, List<TensorDeclaration>? declarations, string field, string what, Action<string?, string> error, Dictionary<(string Input, int Axis), long> maxima)
     {
         if (declarations is null)
         {
@@ -157,6 +219,30 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
                     }
 
                     newAxes[axis] = dims[k].GetString();
+                }
+                else if (dims[k].ValueKind == JsonValueKind.Object)
+                {
+                    if (modelFixed)
+                    {
+                        error($"{at}.dims[{k}]", $"declares a dynamic axis, but the model fixes it at {slot.Dims[axis]}.");
+                    }
+
+                    if (dims[k].TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String)
+                    {
+                        newAxes[axis] = name.GetString();
+                    }
+
+                    if (dims[k].TryGetProperty("max", out var max) && max.ValueKind == JsonValueKind.Number && max.TryGetInt64(out var bound))
+                    {
+                        if (what == "input")
+                        {
+                            maxima[(slot.Name, axis)] = bound;
+                        }
+                        else
+                        {
+                            error($"{at}.dims[{k}].max", "bounds what a request sends, so it applies to inputs only.");
+                        }
+                    }
                 }
                 else if (dims[k].TryGetInt64(out var size) && size >= 0)
                 {

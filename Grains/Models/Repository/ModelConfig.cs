@@ -37,6 +37,20 @@ public sealed class ModelConfig
     public double? DefaultTimeoutMs { get; set; }
 
     /// <summary>
+    /// Tensor and echo only: the most tensor payload bytes one request may carry (numbers as their raw bytes, each
+    /// string as its UTF-8 bytes plus 4); past it a request is refused with <c>payload_too_large</c>. At least 1;
+    /// default none (the frontend's ceiling applies).
+    /// </summary>
+    public long? MaxRequestBytes { get; set; }
+
+    /// <summary>
+    /// Tensor only: the most bytes one batch's inputs take once padded; a batch that would pass it is cut, and a
+    /// request that alone passes it is refused with <c>payload_too_large</c>. [1024, 2^40], default
+    /// <see cref="DefaultMaxBatchBytes"/>.
+    /// </summary>
+    public long? MaxBatchBytes { get; set; }
+
+    /// <summary>
     /// The model input that masks padding (e.g. <c>attention_mask</c>): the batcher fills it with 1 over each request's
     /// own positions and 0 over padding, unless the request gives it.
     /// </summary>
@@ -87,6 +101,9 @@ public sealed class ModelConfig
     /// </summary>
     public int? KvCacheMb { get; set; }
 
+    /// <summary>The default <see cref="MaxBatchBytes"/>: 256 MiB.</summary>
+    public const long DefaultMaxBatchBytes = 256L << 20;
+
     internal static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -99,8 +116,9 @@ public sealed class ModelConfig
 
 /// <summary>
 /// An input or output declaration: its name, element type (<c>FP32</c>, <c>float32</c>, <c>INT64</c>...) and the
-/// dimensions after the batch axis, each a size, -1 (dynamic) or an axis name (dynamic, and padded together with
-/// every other axis of that name).
+/// dimensions after the batch axis, each a size, -1 (dynamic), an axis name (dynamic, and padded together with every
+/// other axis of that name), or an object <c>{"name": "width", "max": 4096}</c> (dynamic, optionally named, and for an
+/// input at most <c>max</c> long: a longer request is refused with <c>invalid_input</c>).
 /// </summary>
 public sealed class TensorDeclaration
 {
@@ -110,6 +128,6 @@ public sealed class TensorDeclaration
     /// <summary>The element type; when given it must match the model's.</summary>
     public string? Datatype { get; set; }
 
-    /// <summary>Dimensions after the batch axis: numbers or axis names.</summary>
+    /// <summary>Dimensions after the batch axis: numbers, axis names or <c>{"name", "max"}</c> objects.</summary>
     public List<JsonElement>? Dims { get; set; }
 }

@@ -132,6 +132,18 @@ public static class ModelRepositoryScanner
         Milliseconds(config.DefaultTimeoutMs, 0.001, 3_600_000, "default_timeout_ms", Error, v => options.DefaultTimeout = v);
         Milliseconds(config.FixedDelayMs, 0, 10_000, "fixed_delay_ms", Error, v => options.FixedDelay = v);
         Milliseconds(config.PerItemCostMs, 0, 1_000, "per_item_cost_ms", Error, v => options.PerItemCost = v);
+        // A limit above the frontend's ceiling is accepted: the ceiling then refuses first.
+        Bytes(config.MaxRequestBytes, 1, long.MaxValue, "max_request_bytes", Error, v => options.MaxRequestBytes = v);
+        Bytes(config.MaxBatchBytes, 1024, 1L << 40, "max_batch_bytes", Error, _ => { });
+        if (kind == ModelKind.Decoder && config.MaxRequestBytes is not null)
+        {
+            Error("max_request_bytes", "applies to tensor and echo models only.");
+        }
+
+        if (kind is ModelKind.Echo or ModelKind.Decoder && config.MaxBatchBytes is not null)
+        {
+            Error("max_batch_bytes", "applies to tensor models only: only they pad.");
+        }
         if (kind == ModelKind.Decoder)
         {
             Range(config.MaxContextTokens, 2, 1 << 20, "max_context_tokens", Error, _ => { });
@@ -256,17 +268,42 @@ public static class ModelRepositoryScanner
             {
                 for (var k = 0; k < dims.Count; k++)
                 {
-                    var ok = dims[k].ValueKind switch
+                    var dimAt = $"{at}.dims[{k}]";
+                    switch (dims[k].ValueKind)
                     {
-                        JsonValueKind.Number => dims[k].TryGetInt64(out var n) && n >= -1,
-                        JsonValueKind.String => dims[k].GetString() is { Length: > 0 },
-                        _ => false,
-                    };
-                    if (!ok)
-                    {
-                        error($"{at}.dims[{k}]", $"must be a size, -1 or an axis name; got {dims[k].GetRawText()}.");
+                        case JsonValueKind.Number when dims[k].TryGetInt64(out var n) && n >= -1:
+                        case JsonValueKind.String when dims[k].GetString() is { Length: > 0 }:
+                            break;
+                        case JsonValueKind.Object:
+                            CheckAxisObject(dims[k], dimAt, error);
+                            break;
+                        default:
+                            error(dimAt, $"must be a size, -1, an axis name or {{\"name\", \"max\"}}; got {dims[k].GetRawText()}.");
+                            break;
                     }
                 }
+            }
+        }
+    }
+
+    /// <summary>A dynamic axis written as an object: <c>{"name": "width", "max": 4096}</c>, either key optional.</summary>
+    private static void CheckAxisObject(JsonElement dim, string at, Action<string?, string> error)
+    {
+        foreach (var property in dim.EnumerateObject())
+        {
+            switch (property.Name)
+            {
+                case "name" when property.Value.ValueKind != JsonValueKind.String || property.Value.GetString() is not { Length: > 0 }:
+                    error($"{at}.name", $"must be a non-empty axis name; got {property.Value.GetRawText()}.");
+                    break;
+                case "max" when property.Value.ValueKind != JsonValueKind.Number || !property.Value.TryGetInt64(out var max) || max < 1:
+                    error($"{at}.max", $"must be a whole number of at least 1; got {property.Value.GetRawText()}.");
+                    break;
+                case "name" or "max":
+                    break;
+                default:
+                    error($"{at}.{property.Name}", "is not a field of an axis (expected \"name\" and/or \"max\").");
+                    break;
             }
         }
     }
@@ -281,6 +318,23 @@ public static class ModelRepositoryScanner
         if (v < min || v > max)
         {
             error(field, $"must be in [{min}, {max}]; got {v}.");
+        }
+        else
+        {
+            set(v);
+        }
+    }
+
+    private static void Bytes(long? value, long min, long max, string field, Action<string?, string> error, Action<long> set)
+    {
+        if (value is not { } v)
+        {
+            return;
+        }
+
+        if (v < min || v > max)
+        {
+            error(field, $"must be in [{min}, {max}] bytes; got {v}.");
         }
         else
         {

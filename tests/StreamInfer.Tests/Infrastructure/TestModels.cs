@@ -1,3 +1,5 @@
+using Google.Protobuf;
+using Onnx;
 using StreamInfer.Grains.Models.Onnx;
 
 namespace StreamInfer.Tests.Infrastructure;
@@ -97,6 +99,38 @@ public static class TestModels
         g.Output("y", TensorElementType.Float32, "batch", 2L);
         g.Save(Path.Combine(repository, name, version, "model.onnx"));
         File.WriteAllText(Path.Combine(repository, name, "config.json"), """{ "kind": "tensor", "max_batch_size": 8, "version": "1" }""");
+    }
+
+    /// <summary>
+    /// <c>image</c>: <c>pixels</c> float32 [batch, 3, height, width], both spatial axes dynamic, in; <c>sums</c> float32
+    /// [batch, 3] = the sum of each channel (padding with zeros leaves it unchanged), and <c>seen</c> int64 [batch, 2] =
+    /// the height and width the model was run at, out: <c>seen</c> tells whether a request was padded, and to what.
+    /// <paramref name="metadata"/> goes into the file's <c>metadata_props</c>.
+    /// </summary>
+    public static void WriteImage(string repository, string name = "image", string? extraConfig = null, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var g = new OnnxGraphBuilder(name);
+        g.Input("pixels", TensorElementType.Float32, "batch", 3L, "height", "width");
+        g.Node("ReduceSum", ["pixels", g.Constant("spatial", [2L, 3L], 2)], "sums", ("keepdims", 0L));
+        var shape = g.Node("Shape", ["pixels"]);
+        var hw = g.Node("Slice", [shape, g.Constant("hw_start", [2L], 1), g.Constant("hw_end", [4L], 1)]);
+        var rows = g.Node("Slice", [shape, g.Constant("b_start", [0L], 1), g.Constant("b_end", [1L], 1)]);
+        var target = g.Node("Concat", [rows, g.Constant("two", [2L], 1)], null, ("axis", 0L));
+        g.Node("Expand", [hw, target], "seen");
+        g.Output("sums", TensorElementType.Float32, "batch", 3L);
+        g.Output("seen", TensorElementType.Int64, "batch", 2L);
+        var model = g.Build();
+        foreach (var (key, value) in metadata ?? new Dictionary<string, string>())
+        {
+            model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+        }
+
+        var path = Path.Combine(repository, name, "1", "model.onnx");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        File.WriteAllBytes(path, model.ToByteArray());
+        File.WriteAllText(Path.Combine(repository, name, "config.json"), $$"""
+            { "kind": "tensor", "max_batch_size": 8 {{extraConfig}} }
+            """);
     }
 
     /// <summary>A fresh repository folder under the temp directory with <c>seq</c>, <c>multi</c> and <c>lookup</c> in it.</summary>

@@ -86,6 +86,48 @@ public sealed class RepositorySyncTests : IDisposable
         Assert.Equal(["hidden", "pooled"], info.Outputs.Select(o => o.Name));
     }
 
+    [Fact]
+    public async Task Load_ConfigWithBadLimitsAndAxisObjects_ReportsAllOfThemWithTheirFields()
+    {
+        Write("limits", """
+            { "kind": "tensor", "max_request_bytes": 0, "max_batch_bytes": 10,
+              "inputs": [{ "name": "pixels", "dims": [{ "name": "", "max": 0, "colour": 1 }, { "max": "big" }, true] }] }
+            """);
+        Write("echo-batch", """{ "kind": "echo", "max_batch_bytes": 4096 }""");
+        Write("decoder-request", """{ "kind": "decoder", "max_request_bytes": 100 }""");
+        Write("echo-limited", """{ "kind": "echo", "max_request_bytes": 5000000 }""");
+
+        using var models = NewStack();
+        await models.StartAsync();
+        var errors = models.Catalog.Status.Errors;
+
+        Assert.Equal(
+            ["inputs[0].dims[0].colour", "inputs[0].dims[0].max", "inputs[0].dims[0].name", "inputs[0].dims[1].max", "inputs[0].dims[2]", "max_batch_bytes", "max_request_bytes"],
+            errors.Where(e => e.Model == "limits" && e.Field is not null).Select(e => e.Field!).Order(StringComparer.Ordinal));
+        Assert.Contains(errors, e => e.Model == "echo-batch" && e.Field == "max_batch_bytes" && e.Reason.Contains("tensor models only", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Model == "decoder-request" && e.Field == "max_request_bytes" && e.Reason.Contains("tensor and echo", StringComparison.Ordinal));
+        Assert.DoesNotContain(errors, e => e.Model == "echo-limited");
+        Assert.Equal(5_000_000, Model(models.Catalog.Status, "echo-limited").MaxRequestBytes);
+    }
+
+    [Fact]
+    public async Task Load_AxisMaximaBadInMetadataOrOnOutputs_ReportedWithFileAndField()
+    {
+        TestModels.WriteImage(_root, "meta-not-a-number", metadata: new Dictionary<string, string> { ["streaminfer.axis_max.height"] = "tall" });
+        TestModels.WriteImage(_root, "meta-no-such-axis", metadata: new Dictionary<string, string> { ["streaminfer.axis_max.depth"] = "8" });
+        TestModels.WriteSequence(_root, "output-max", extraConfig: """, "outputs": [{ "name": "hidden", "dims": [{ "max": 16 }, 3] }]""");
+        TestModels.WriteImage(_root, "fixed-axis-object", """, "inputs": [{ "name": "pixels", "dims": [{ "name": "channels" }, "height", "width"] }]""");
+
+        using var models = NewStack();
+        await models.StartAsync();
+        var status = models.Catalog.Status;
+
+        AssertFailed(status, "meta-not-a-number", "meta-not-a-number/1/model.onnx", null, "whole number of at least 1");
+        AssertFailed(status, "meta-no-such-axis", "meta-no-such-axis/1/model.onnx", null, "names no dynamic axis");
+        AssertFailed(status, "output-max", "output-max/config.json", "outputs[0].dims[0].max", "inputs only");
+        AssertFailed(status, "fixed-axis-object", "fixed-axis-object/config.json", "inputs[0].dims[0]", "fixes it at 3");
+    }
+
     public void Dispose() => _devices.Dispose();
 
     private ModelStack NewStack() => new(_root, _devices, builtInTinyLm: false);
