@@ -4,12 +4,12 @@ using StreamInfer.Grains.Models.Onnx;
 namespace StreamInfer.Tests.Infrastructure;
 
 /// <summary>
-/// <c>image</c>: a small convolutional classifier in the shape of a ResNet, for end-to-end tests with real image-sized
+/// <c>classifier</c>: a small convolutional classifier in the shape of a ResNet, for end-to-end tests with real image-sized
 /// tensors. <c>image</c> float32 [batch, 3, 224, 224] → a 4×4 stride-4 conv stem to 8 channels, ReLU → one residual
 /// block (3×3 conv, ReLU, 3×3 conv, add, ReLU) → global average pool → a dense layer → <c>logits</c> float32
 /// [batch, 10]. Weights are pseudo-random from a fixed seed; the compute is kept small for a 2-core test machine.
 /// </summary>
-public static class ImageModel
+public static class ImageClassifier
 {
     public const string Input = "image";
     public const string Output = "logits";
@@ -19,7 +19,7 @@ public static class ImageModel
     private const int Channels = 8;
 
     /// <summary>Writes <c>&lt;repository&gt;/&lt;name&gt;/config.json</c> and its <c>1/model.onnx</c>; returns the model file's path.</summary>
-    public static string Write(string repository, string name = "image", int maxBatchSize = 8)
+    public static string Write(string repository, string name = "classifier", int maxBatchSize = 8)
     {
         var random = new SplitMix64(0x1A4A6E);
         var g = new OnnxGraphBuilder(name);
