@@ -1,56 +1,56 @@
 using Grpc.AspNetCore.Server;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Hosting;
 
 namespace StreamInfer.Frontend.Grpc;
 
 /// <summary>
-/// Where and how the gRPC service is served: its own Kestrel endpoint at <see cref="FrontendOptions.GrpcUrl"/>, HTTP/2
-/// only (h2c: a cleartext port speaks HTTP/1.1 or HTTP/2, not both), beside the HTTP/1.1 endpoints of <c>Urls</c>.
+/// Where and how the gRPC service is served: its own port at <see cref="FrontendOptions.GrpcUrl"/>, HTTP/2 only (h2c:
+/// a cleartext port speaks HTTP/1.1 or HTTP/2, not both), beside the HTTP/1.1 ports of <c>Urls</c>.
 /// </summary>
 internal static class GrpcEndpoint
 {
-    /// <summary>The Kestrel endpoint's name; it sorts after <see cref="HttpEndpointPrefix"/>'s, so the HTTP addresses
-    /// are listed first.</summary>
-    private const string GrpcEndpointName = "KServeGrpc";
-
-    private const string HttpEndpointPrefix = "Http";
-
     /// <summary>
-    /// Adds the gRPC endpoint to Kestrel's configuration when <see cref="FrontendOptions.GrpcUrl"/> is set. Kestrel
-    /// serves either <c>Urls</c> or its configured endpoints, never both, so unless endpoints are configured already,
-    /// each of <c>Urls</c> (from any source: appsettings, the environment, <c>--urls</c>) becomes one as well.
+    /// Adds the gRPC port when <see cref="FrontendOptions.GrpcUrl"/> is set. Kestrel serves either <c>Urls</c> or the
+    /// endpoints configured for it, never both: the gRPC URL joins <c>Urls</c> (from any source: appsettings, the
+    /// environment, <c>--urls</c>), and the endpoint defaults make the one on its port HTTP/2 only; where Kestrel
+    /// endpoints are configured instead, it joins those.
     /// </summary>
     public static void ListenForGrpc(this WebApplicationBuilder builder)
     {
         var configuration = builder.Configuration;
         var grpcUrl = configuration[$"{FrontendOptions.Section}:{nameof(FrontendOptions.GrpcUrl)}"];
-        if (string.IsNullOrEmpty(grpcUrl) || !Uri.TryCreate(grpcUrl, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
+        if (string.IsNullOrEmpty(grpcUrl) || !Uri.TryCreate(grpcUrl, UriKind.Absolute, out var grpc) || grpc.Scheme != Uri.UriSchemeHttp)
         {
             // Off, or invalid: the options' validation says why at start.
             return;
         }
 
-        var endpoints = new Dictionary<string, string?>
+        if (configuration.GetSection("Kestrel:Endpoints").GetChildren().Any())
         {
-            [$"Kestrel:Endpoints:{GrpcEndpointName}:Url"] = grpcUrl,
-            [$"Kestrel:Endpoints:{GrpcEndpointName}:Protocols"] = "Http2",
-        };
-        if (!configuration.GetSection("Kestrel:Endpoints").GetChildren().Any())
-        {
-            var urls = HttpUrls(configuration);
-            for (var i = 0; i < urls.Length; i++)
+            configuration.AddInMemoryCollection(new Dictionary<string, string?>
             {
-                endpoints[$"Kestrel:Endpoints:{HttpEndpointPrefix}{i}:Url"] = urls[i];
-            }
-
-            // Emptied so that Kestrel does not warn that its endpoints replace them.
-            endpoints[WebHostDefaults.ServerUrlsKey] = string.Empty;
-            endpoints[WebHostDefaults.HttpPortsKey] = string.Empty;
-            endpoints[WebHostDefaults.HttpsPortsKey] = string.Empty;
+                ["Kestrel:Endpoints:KServeGrpc:Url"] = grpcUrl,
+                ["Kestrel:Endpoints:KServeGrpc:Protocols"] = "Http2",
+            });
+            return;
         }
 
-        configuration.AddInMemoryCollection(endpoints);
+        var urls = HttpUrls(configuration);
+        if (grpc.Port == 0 || urls.Any(u => BindingAddress.Parse(u).Port == grpc.Port))
+        {
+            throw new InvalidOperationException($"{FrontendOptions.Section}:GrpcUrl '{grpcUrl}' needs a port of its own, not 0 and none of Urls ({string.Join(";", urls)}).");
+        }
+
+        configuration.AddInMemoryCollection(new Dictionary<string, string?> { [WebHostDefaults.ServerUrlsKey] = string.Join(';', [.. urls, grpcUrl]) });
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureEndpointDefaults(endpoint =>
+        {
+            if (endpoint.IPEndPoint?.Port == grpc.Port)
+            {
+                endpoint.Protocols = HttpProtocols.Http2;
+            }
+        }));
     }
 
     /// <summary>The gRPC service, its message limits taken from the frontend's options.</summary>
