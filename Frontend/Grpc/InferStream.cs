@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Grpc.Core;
 using StreamInfer.Frontend.Grpc.V2;
@@ -22,7 +23,9 @@ internal sealed partial class InferStream
     private readonly HttpContext _http;
 
     private readonly SemaphoreSlim _submitGate;
+    private readonly ConcurrentDictionary<HttpCall, byte> _calls = new();
     private long _queuedBytes;
+    private volatile bool _failed;
 
     // The reader's own hold plus one per request in flight: the answers end when it reaches zero.
     private int _pending = 1;
@@ -48,6 +51,17 @@ internal sealed partial class InferStream
                 _ = RunOneAsync(requests.Current);
             }
         }
+        catch
+        {
+            // The call fails (a message over the size limit, the client gone): nothing more is answered on it.
+            _failed = true;
+            foreach (var call in _calls.Keys)
+            {
+                call.Abandon();
+            }
+
+            throw;
+        }
         finally
         {
             Finished();
@@ -59,6 +73,7 @@ internal sealed partial class InferStream
     private async Task RunOneAsync(ModelInferRequest message)
     {
         var gateHeld = true;
+        HttpCall? call = null;
         try
         {
             var (prepared, error) = await _service.PrepareAsync(message, _context);
@@ -69,7 +84,13 @@ internal sealed partial class InferStream
             }
 
             var tokens = prepared!.Infer.Prompt is not null ? new TokenAnswers(this, prepared) : null;
-            var call = HttpCall.Start(_http, _service.Submitter, prepared.Infer, tokens);
+            call = HttpCall.Start(_http, _service.Submitter, prepared.Infer, tokens);
+            _calls[call] = 0;
+            if (_failed)
+            {
+                call.Abandon();
+            }
+
             try
             {
                 await call.AdmitAsync();
@@ -101,6 +122,11 @@ internal sealed partial class InferStream
             if (gateHeld)
             {
                 _submitGate.Release();
+            }
+
+            if (call is not null)
+            {
+                _calls.TryRemove(call, out _);
             }
 
             Finished();

@@ -86,6 +86,8 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Models:slow:FixedDelay"] = "00:00:00.500",
             ["StreamInfer:Models:slow-http:MaxBatchSize"] = "1",
             ["StreamInfer:Models:slow-http:FixedDelay"] = "00:00:00.500",
+            ["StreamInfer:Models:slow-grpc:MaxBatchSize"] = "1",
+            ["StreamInfer:Models:slow-grpc:FixedDelay"] = "00:00:00.500",
             ["StreamInfer:Models:slow-admit:MaxBatchSize"] = "1",
             ["StreamInfer:Models:slow-admit:FixedDelay"] = "00:00:00.300",
             ["StreamInfer:Repository:Path"] = Repository,

@@ -59,7 +59,7 @@ public sealed class GrpcStreamTests(FrontendFixture fixture) : IDisposable
     {
         using var call = Client.ModelStreamInfer(deadline: DateTime.UtcNow + Patience);
         var slow = GrpcInferenceTests.RawF32Echo("slow");
-        slow.ModelName = "slow";
+        slow.ModelName = "slow-grpc";
         await call.RequestStream.WriteAsync(slow);
         await call.RequestStream.WriteAsync(GrpcInferenceTests.RawF32Echo("fast"));
         await call.RequestStream.CompleteAsync();
