@@ -229,6 +229,24 @@ public sealed class GrpcInferenceTests(FrontendFixture fixture) : IDisposable
         Assert.Equal([1d, 2d, 3d], Values(await Client.ModelInferAsync(RawF32Echo("after")), "y"));
     }
 
+    [Fact]
+    public async Task ModelInfer_GrpcDeadlineShorterThanTheQueue_GridRefusesAtAdmission()
+    {
+        // slow-grpc runs one request at a time for 500 ms: once one batch has run, the batcher knows it.
+        var request = RawF32Echo("warm");
+        request.ModelName = "slow-grpc";
+        await Client.ModelInferAsync(request);
+        using var busy = Client.ModelInferAsync(request);
+        await Eventually.UntilAsync(() => fixture.Batcher("slow-grpc").GetStatusAsync(), s => s.Running == 1, what: "a request occupies the device");
+
+        // No timeout_ms: only the call's deadline tells the grid that waiting 500 ms is too long.
+        var failure = await Assert.ThrowsAsync<RpcException>(() => Client.ModelInferAsync(request, deadline: DateTime.UtcNow.AddMilliseconds(300)).ResponseAsync);
+
+        Assert.Equal((StatusCode.Unavailable, "overloaded"), (failure.StatusCode, failure.Trailers.GetValue("streaminfer-code")));
+        Assert.True(int.Parse(failure.Trailers.GetValue("retry-after-ms")!, System.Globalization.CultureInfo.InvariantCulture) > 0);
+        await busy.ResponseAsync;
+    }
+
     /// <summary>The <c>echo</c> model with one raw FP32 input <c>y</c> = [1, 2, 3].</summary>
     internal static ModelInferRequest RawF32Echo(string id)
     {
