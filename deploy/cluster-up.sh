@@ -8,6 +8,7 @@
 #   deploy/cluster-up.sh --redis                     (re)start the running cluster's redis-server
 #
 # Settings (environment): RUN_DIR (deploy/.run), REDIS_PORT (6390), HTTP_BASE (8100: frontend j on HTTP_BASE+j),
+# GRPC_BASE (HTTP_BASE+100: frontend j's KServe gRPC on GRPC_BASE+j),
 # SILO_PORT_BASE (11200), GATEWAY_BASE (30200), METRICS_BASE (9460: silo i's Prometheus metrics on
 # 127.0.0.1:METRICS_BASE+i/metrics; 0 for none), CLUSTER_ID (streaminfer-local), CONFIG (Release: the build
 # configuration whose binaries run), NO_BUILD=1 to skip the build,
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 RUN_DIR=${RUN_DIR:-deploy/.run}
 REDIS_PORT=${REDIS_PORT:-6390}
 HTTP_BASE=${HTTP_BASE:-8100}
+GRPC_BASE=${GRPC_BASE:-$((HTTP_BASE + 100))}
 SILO_PORT_BASE=${SILO_PORT_BASE:-11200}
 GATEWAY_BASE=${GATEWAY_BASE:-30200}
 METRICS_BASE=${METRICS_BASE:-9460}
@@ -62,6 +64,7 @@ start_frontend() {
   local j=$1
   cluster_env
   StreamInfer__Frontend__CoHostSilo=false Urls="http://127.0.0.1:$((HTTP_BASE + j))" \
+  StreamInfer__Frontend__GrpcUrl="http://127.0.0.1:$((GRPC_BASE + j))" \
     nohup dotnet "$frontend_dll" >>"$RUN_DIR/frontend-$j.log" 2>&1 &
   record frontend "frontend-$j" $!
 }
@@ -127,5 +130,5 @@ if ! wait_ready "$SILOS" "$FRONTENDS"; then
 fi
 
 echo "cluster ready: redis 127.0.0.1:$REDIS_PORT, $SILOS silos, $FRONTENDS frontends:"
-for j in $(seq 1 "$FRONTENDS"); do echo "  http://127.0.0.1:$((HTTP_BASE + j))  (ws://127.0.0.1:$((HTTP_BASE + j))/ws)"; done
+for j in $(seq 1 "$FRONTENDS"); do echo "  http://127.0.0.1:$((HTTP_BASE + j))  (ws://127.0.0.1:$((HTTP_BASE + j))/ws, gRPC 127.0.0.1:$((GRPC_BASE + j)))"; done
 echo "logs and pids in $RUN_DIR; stop with: deploy/cluster-down.sh"

@@ -4,7 +4,7 @@ namespace StreamInfer.Frontend.Hosting;
 /// shape; health, metrics and operations still answer, and requests already in flight finish.</summary>
 internal sealed class RefuseWhileDraining(FrontendDrain drain, Func<InferError, IResult> refuse) : IEndpointFilter
 {
-    private static readonly InferError ShuttingDown = new(ErrorCode.ModelUnavailable, "this frontend is shutting down; send the request to another.", 1000);
+    internal static readonly InferError ShuttingDown = new(ErrorCode.ModelUnavailable, "this frontend is shutting down; send the request to another.", 1000);
 
     public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
         => drain.IsDraining ? ValueTask.FromResult<object?>(refuse(ShuttingDown)) : next(context);

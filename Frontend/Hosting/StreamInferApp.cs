@@ -1,6 +1,7 @@
 using StreamInfer.Grains.Metrics;
 using Microsoft.Extensions.Options;
 using Orleans.Dashboard;
+using StreamInfer.Frontend.Grpc;
 using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.KServe;
@@ -31,6 +32,7 @@ public static class StreamInferApp
             ? WebApplication.CreateBuilder(args)
             : WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         configure?.Invoke(builder);
+        builder.ListenForGrpc();
 
         var endpoint = StreamInferClustering.Read(builder.Configuration);
         if (builder.Configuration.GetValue($"{FrontendOptions.Section}:{nameof(FrontendOptions.CoHostSilo)}", true))
@@ -87,6 +89,7 @@ public static class StreamInferApp
         services.AddHostedService(sp => sp.GetRequiredService<FrontendDrain>());
         services.AddSingleton<ClusterWatch>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterWatch>());
+        services.AddStreamInferGrpc();
         return services;
     }
 
@@ -99,6 +102,7 @@ public static class StreamInferApp
         app.MapPost("/predict", PredictEndpoint.HandleAsync).AddEndpointFilter(new RefuseWhileDraining(drain, e => HttpErrors.Protocol(e)));
         app.MapKServe().AddEndpointFilter(new RefuseWhileDraining(drain, e => HttpErrors.Protocol(e)));
         app.MapOpenAI().AddEndpointFilter(new RefuseWhileDraining(drain, e => OpenAIErrors.Result(e)));
+        app.MapGrpcService<InferenceService>();
         app.MapModelAdmin();
         if (StreamInferDashboard.Enabled(app.Configuration))
         {

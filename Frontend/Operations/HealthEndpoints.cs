@@ -38,16 +38,20 @@ internal static class HealthEndpoints
         }
 
         var models = status.Models.Select(m => new ModelReadiness(m.Name, m.Version, m.State.ToString().ToLowerInvariant(), m.Devices)).ToList();
-        var ready = !drain.IsDraining
-            && !status.Loading
-            && status.Models.Any(m => m.State == ModelState.Ready)
-            && status.Models.All(m => m.State != ModelState.Loading);
+        var ready = IsReady(status, drain.IsDraining);
         context.Response.StatusCode = ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
         await context.Response.WriteAsJsonAsync(
             new Readiness(ready, drain.IsDraining, status.Loading, models, [.. status.Models.Where(m => m.State == ModelState.Failed).Select(m => m.Name)]),
             Json,
             context.RequestAborted);
     }
+
+    /// <summary>Whether the frontend should be sent inference: not draining, and the repository loaded and serving.</summary>
+    internal static bool IsReady(RepositoryStatus status, bool draining)
+        => !draining
+            && !status.Loading
+            && status.Models.Any(m => m.State == ModelState.Ready)
+            && status.Models.All(m => m.State != ModelState.Loading);
 
     private sealed record Readiness(bool Ready, bool Draining, bool Loading, List<ModelReadiness> Models, List<string> Failed);
 

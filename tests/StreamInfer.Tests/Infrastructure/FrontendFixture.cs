@@ -21,12 +21,16 @@ public sealed class FrontendFixture : IAsyncLifetime
     public const int SendQueueCapacity = 256;
     public const int MaxBinaryBytes = 1 << 20;
     public const int SendQueueBytes = 1 << 20;
+    private const string GrpcUrlKey = "StreamInfer:Frontend:GrpcUrl";
 
     public WebApplication App { get; private set; } = null!;
 
     public Uri HttpUri { get; private set; } = null!;
 
     public Uri WsUri { get; private set; } = null!;
+
+    /// <summary>Where the KServe v2 gRPC service listens (h2c).</summary>
+    public Uri GrpcUri { get; private set; } = null!;
 
     public HttpClient Http { get; private set; } = null!;
 
@@ -67,6 +71,7 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["Logging:LogLevel:Default"] = "Warning",
             ["StreamInfer:Orleans:SiloPort"] = Ports.FreeText(),
             ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
+            [GrpcUrlKey] = $"http://127.0.0.1:{Ports.Free()}",
             ["StreamInfer:Frontend:MaxFrameBytes"] = MaxFrameBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["StreamInfer:Frontend:SendQueueCapacity"] = SendQueueCapacity.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["StreamInfer:Frontend:MaxBinaryBytes"] = MaxBinaryBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -87,6 +92,8 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Models:slow:FixedDelay"] = "00:00:00.500",
             ["StreamInfer:Models:slow-http:MaxBatchSize"] = "1",
             ["StreamInfer:Models:slow-http:FixedDelay"] = "00:00:00.500",
+            ["StreamInfer:Models:slow-grpc:MaxBatchSize"] = "1",
+            ["StreamInfer:Models:slow-grpc:FixedDelay"] = "00:00:00.500",
             ["StreamInfer:Models:slow-admit:MaxBatchSize"] = "1",
             ["StreamInfer:Models:slow-admit:FixedDelay"] = "00:00:00.300",
             ["StreamInfer:Repository:Path"] = Repository,
@@ -96,6 +103,7 @@ public sealed class FrontendFixture : IAsyncLifetime
         };
         (App, HttpUri) = await StartGridAsync(settings);
         WsUri = new UriBuilder(HttpUri) { Scheme = "ws", Path = "/ws" }.Uri;
+        GrpcUri = new Uri(settings[GrpcUrlKey]!);
         Http = new HttpClient { BaseAddress = HttpUri, Timeout = TimeSpan.FromSeconds(30) };
     }
 
@@ -113,6 +121,7 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
             ["StreamInfer:Repository:Path"] = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N")),
             ["StreamInfer:Repository:BuiltInTinyLm"] = tinyLm ? "true" : "false",
+            [GrpcUrlKey] = string.Empty,
         };
         foreach (var (key, value) in extra)
         {
@@ -129,6 +138,8 @@ public sealed class FrontendFixture : IAsyncLifetime
     /// </summary>
     public static async Task<(WebApplication App, Uri Http)> StartGridAsync(Dictionary<string, string?> settings, Action<WebApplicationBuilder>? configure = null)
     {
+        // The shipped gRPC port is one for the whole machine: a grid that does not ask for gRPC serves none.
+        settings.TryAdd(GrpcUrlKey, string.Empty);
         var app = StreamInferApp.Create([], b =>
         {
             b.Configuration.AddInMemoryCollection(settings);
@@ -136,7 +147,8 @@ public sealed class FrontendFixture : IAsyncLifetime
         });
         await app.StartAsync();
         await app.Services.GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var grpc = settings[GrpcUrlKey] is { Length: > 0 } url ? new Uri(url) : null;
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First(a => new Uri(a).Port != grpc?.Port);
         return (app, new Uri(address));
     }
 

@@ -1,0 +1,203 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using Grpc.Core;
+using StreamInfer.Frontend.Grpc.V2;
+using StreamInfer.Frontend.Http;
+
+namespace StreamInfer.Frontend.Grpc;
+
+/// <summary>
+/// One <c>ModelStreamInfer</c> call: every request read from the stream runs on its own and is answered when it ends,
+/// in whatever order they finish; a decoder's request streams one answer per token, then its final one. A request's
+/// failure is answered with <c>error_message</c> and the stream goes on. Answers queue for one writer; past
+/// <see cref="Hosting.FrontendOptions.SendQueueBytes"/> unread, the client is not reading and is cut off. Once the
+/// client half-closes, the call ends when its last request has been answered; a client that goes away cancels what it
+/// still had in flight.
+/// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "Requests still being admitted release the gate after the call ends; a SemaphoreSlim without a wait handle holds nothing to dispose.")]
+internal sealed partial class InferStream
+{
+    private readonly Channel<ModelStreamInferResponse> _answers = Channel.CreateUnbounded<ModelStreamInferResponse>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly InferenceService _service;
+    private readonly ServerCallContext _context;
+    private readonly HttpContext _http;
+
+    private readonly SemaphoreSlim _submitGate;
+    private readonly ConcurrentDictionary<HttpCall, byte> _calls = new();
+    private long _queuedBytes;
+    private volatile bool _failed;
+
+    // The reader's own hold plus one per request in flight: the answers end when it reaches zero.
+    private int _pending = 1;
+
+    public InferStream(InferenceService service, ServerCallContext context)
+    {
+        _service = service;
+        _context = context;
+        _http = context.GetHttpContext();
+        _submitGate = new SemaphoreSlim(service.Options.MaxConcurrentSubmits, service.Options.MaxConcurrentSubmits);
+    }
+
+    public async Task RunAsync(IAsyncStreamReader<ModelInferRequest> requests, IServerStreamWriter<ModelStreamInferResponse> responses)
+    {
+        var writing = WriteAllAsync(responses);
+        try
+        {
+            while (await requests.MoveNext(_context.CancellationToken))
+            {
+                // Beyond the admissions allowed at once, stop reading until one is admitted.
+                await _submitGate.WaitAsync(_context.CancellationToken);
+                Interlocked.Increment(ref _pending);
+                _ = RunOneAsync(requests.Current);
+            }
+        }
+        catch
+        {
+            // The call fails (a message over the size limit, the client gone): nothing more is answered on it.
+            _failed = true;
+            foreach (var call in _calls.Keys)
+            {
+                call.Abandon();
+            }
+
+            throw;
+        }
+        finally
+        {
+            Finished();
+        }
+
+        await writing;
+    }
+
+    private async Task RunOneAsync(ModelInferRequest message)
+    {
+        var gateHeld = true;
+        HttpCall? call = null;
+        try
+        {
+            var (prepared, error) = await _service.PrepareAsync(message, _context);
+            if (error is not null)
+            {
+                Send(GrpcErrors.StreamError(message.Id, message.ModelName, error));
+                return;
+            }
+
+            var tokens = prepared!.Infer.Prompt is not null ? new TokenAnswers(this, prepared) : null;
+            call = HttpCall.Start(_http, _service.Submitter, prepared.Infer, tokens);
+            _calls[call] = 0;
+            if (_failed)
+            {
+                call.Abandon();
+            }
+
+            try
+            {
+                await call.AdmitAsync();
+            }
+            finally
+            {
+                gateHeld = false;
+                _submitGate.Release();
+            }
+
+            var outcome = await call.EndAsync();
+            if (outcome.Abandoned)
+            {
+                return;
+            }
+
+            var (response, failure) = GrpcResponses.From(prepared.Request, outcome);
+            Send(response is not null
+                ? new ModelStreamInferResponse { InferResponse = response }
+                : GrpcErrors.StreamError(message.Id, message.ModelName, failure!));
+        }
+        catch (Exception ex)
+        {
+            LogRequestFailed(_service.Logger, ex, message.Id);
+            Send(GrpcErrors.StreamError(message.Id, message.ModelName, new InferError(ErrorCode.Internal, "the request failed inside the frontend.")));
+        }
+        finally
+        {
+            if (gateHeld)
+            {
+                _submitGate.Release();
+            }
+
+            if (call is not null)
+            {
+                _calls.TryRemove(call, out _);
+            }
+
+            Finished();
+        }
+    }
+
+    /// <summary>Queues an answer for the writer; never blocks (token answers come under their request's lock).</summary>
+    private void Send(ModelStreamInferResponse answer)
+    {
+        var size = answer.CalculateSize();
+        if (Interlocked.Add(ref _queuedBytes, size) > _service.Options.SendQueueBytes)
+        {
+            // As a WebSocket client that does not read is dropped: the call is cut and its requests cancelled.
+            if (_answers.Writer.TryComplete())
+            {
+                LogSlowReader(_service.Logger, _service.Options.SendQueueBytes);
+                _http.Abort();
+            }
+
+            return;
+        }
+
+        if (!_answers.Writer.TryWrite(answer))
+        {
+            Interlocked.Add(ref _queuedBytes, -size);
+        }
+    }
+
+    private async Task WriteAllAsync(IServerStreamWriter<ModelStreamInferResponse> responses)
+    {
+        try
+        {
+            await foreach (var answer in _answers.Reader.ReadAllAsync(_context.CancellationToken))
+            {
+                await responses.WriteAsync(answer, _context.CancellationToken);
+                Interlocked.Add(ref _queuedBytes, -answer.CalculateSize());
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            // The client went away (or the call ended): what is left is not written.
+        }
+    }
+
+    private void Finished()
+    {
+        if (Interlocked.Decrement(ref _pending) == 0)
+        {
+            _answers.Writer.TryComplete();
+        }
+    }
+
+    /// <summary>A decoder request's tokens, each queued as an answer of its own as it comes.</summary>
+    private sealed class TokenAnswers(InferStream stream, PreparedRequest prepared) : ITokenSink
+    {
+        public void Write(GeneratedToken token, DateTimeOffset producedAt)
+        {
+            if (token.Text.Length > 0)
+            {
+                stream.Send(new ModelStreamInferResponse { InferResponse = GrpcResponses.Token(prepared.Request, prepared.ServingVersion, token.Text) });
+            }
+        }
+
+        public void Complete()
+        {
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A gRPC inference stream failed on request {RequestId}")]
+    private static partial void LogRequestFailed(ILogger logger, Exception ex, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A gRPC inference stream left more than {Bytes} bytes of answers unread; the caller was dropped")]
+    private static partial void LogSlowReader(ILogger logger, long bytes);
+}
