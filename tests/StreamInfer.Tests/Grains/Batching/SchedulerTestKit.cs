@@ -99,10 +99,14 @@ internal sealed class SchedulerTestKit : ISchedulerHost, IDisposable
         Dispatch();
     }
 
+    /// <summary>Called with each outcome as it is handed over, before the scheduler reads the device's next step.</summary>
+    public Action<RequestOutcome>? OnOutcome { get; set; }
+
     public Task Finish(IReadOnlyList<RequestOutcome> outcomes, DateTimeOffset producedAt, bool ordered)
     {
         foreach (var outcome in outcomes)
         {
+            OnOutcome?.Invoke(outcome);
             if (outcome.Delivery.IsEnd)
             {
                 Queue.Forget(outcome.Request);
