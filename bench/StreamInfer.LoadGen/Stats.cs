@@ -46,6 +46,12 @@ internal sealed class ConnectionStats(int latencyCapacity)
     /// <summary>Requests still in flight when the grace period after the run ended (Interlocked).</summary>
     public long Abandoned;
 
+    /// <summary>Answers checked against the sent bytes, over the whole run.</summary>
+    public long Verified { get; private set; }
+
+    /// <summary>Checked answers that did not return the sent bytes, over the whole run.</summary>
+    public long Mismatches { get; private set; }
+
     /// <summary>Why the connection ended before the run did, if it did.</summary>
     public string? DropReason { get; set; }
 
@@ -68,6 +74,18 @@ internal sealed class ConnectionStats(int latencyCapacity)
         Batches += 1.0 / batchSize;
         QueueMsSum += queueMs;
         BatchComputeMsSum += computeMs / batchSize;
+    }
+
+    /// <summary>Counts a checked answer; returns <paramref name="match"/>.</summary>
+    public bool Verify(bool match)
+    {
+        Verified++;
+        if (!match)
+        {
+            Mismatches++;
+        }
+
+        return match;
     }
 
     public static void Increment(Dictionary<string, long> counts, string key)
@@ -147,7 +165,12 @@ internal sealed class Report
     public double MeanQueueMs { get; private init; } = double.NaN;
 
     /// <summary>Lost or duplicated answers are bugs in the server; the exit code says so.</summary>
-    public bool Failed => Unanswered > 0 || UnknownOrDuplicate > 0 || ConnectionsOpened == 0;
+    /// <summary>Answers checked against the sent bytes (<c>--verify-every</c>), and those that did not return them.</summary>
+    public long Verified { get; private init; }
+
+    public long Mismatches { get; private init; }
+
+    public bool Failed => Unanswered > 0 || UnknownOrDuplicate > 0 || Mismatches > 0 || ConnectionsOpened == 0;
 
     public static Report Build(
         Options options,
@@ -168,7 +191,7 @@ internal sealed class Report
         var outcomes = new Dictionary<string, long>(StringComparer.Ordinal) { ["result"] = 0 };
         var warnings = new Dictionary<string, long>(StringComparer.Ordinal);
         var connectionErrors = new Dictionary<string, long>(StringComparer.Ordinal);
-        long sent = 0, answered = 0, lostOnDrop = 0, abandoned = 0, unknown = 0, unexpected = 0, overdue = 0, late = 0, timed = 0;
+        long sent = 0, answered = 0, lostOnDrop = 0, abandoned = 0, unknown = 0, unexpected = 0, overdue = 0, late = 0, timed = 0, verified = 0, mismatches = 0;
         double batches = 0, queueMs = 0, batchComputeMs = 0;
         var dropReasons = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (stats, connectionSent) in connections)
@@ -196,6 +219,8 @@ internal sealed class Report
             overdue += stats.Overdue;
             late += stats.LateAnswers;
             timed += stats.TimedResults;
+            verified += stats.Verified;
+            mismatches += stats.Mismatches;
             batches += stats.Batches;
             queueMs += stats.QueueMsSum;
             batchComputeMs += stats.BatchComputeMsSum;
@@ -246,6 +271,8 @@ internal sealed class Report
             LateAnswers = late,
             ConnectSeconds = connectSeconds,
             TimedResults = timed,
+            Verified = verified,
+            Mismatches = mismatches,
             MeanBatchSize = timed == 0 ? double.NaN : timed / batches,
             MeanBatchComputeMs = timed == 0 ? double.NaN : batchComputeMs / batches,
             MeanQueueMs = timed == 0 ? double.NaN : queueMs / timed,
@@ -270,14 +297,14 @@ internal sealed class Report
         var o = Options;
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.Append(inv, $"StreamInfer load generator — {o.Model} over WebSocket");
+        sb.Append(inv, $"StreamInfer load generator — {o.Model} over {Options.ProtocolName(o.Protocol)}");
         if (!string.IsNullOrEmpty(o.Label))
         {
             sb.Append(inv, $" ({o.Label})");
         }
 
         sb.AppendLine();
-        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, shape {o.ShapeText}{(o.Rate > 0 ? $", paced at {o.Rate} req/s" : ", closed loop")}");
+        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, {o.InputName} {o.DType.Name} {o.ShapeText} ({o.ElementCount * o.DType.Size} bytes){(o.Rate > 0 ? $", paced at {o.Rate} req/s" : ", closed loop")}");
         sb.AppendLine();
         sb.AppendLine("| requests | req/s     | p50 ms | p95 ms | p99 ms | max ms  |");
         sb.AppendLine("|---------:|----------:|-------:|-------:|-------:|--------:|");
@@ -307,6 +334,11 @@ internal sealed class Report
         if (Overdue > 0)
         {
             sb.AppendLine(inv, $"overdue (slot moved on after {Options.AnswerTimeout.TotalSeconds:0} s without an answer): {Overdue}, answered late: {LateAnswers}");
+        }
+
+        if (o.VerifyEvery > 0)
+        {
+            sb.AppendLine(inv, $"verified (every {o.VerifyEvery}th answer returns the sent bytes): {Verified} checked, {Mismatches} mismatches");
         }
 
         if (UnexpectedFrames > 0)
@@ -347,6 +379,9 @@ internal sealed class Report
 
         w.WriteString("url", o.Url.ToString());
         w.WriteString("model", o.Model);
+        w.WriteString("protocol", Options.ProtocolName(o.Protocol));
+        w.WriteString("input", o.InputName);
+        w.WriteString("dtype", o.DType.Name);
         w.WriteStartArray("shape");
         foreach (var d in o.Shape)
         {
@@ -382,6 +417,8 @@ internal sealed class Report
         w.WriteNumber("unexpected_frames", UnexpectedFrames);
         w.WriteNumber("overdue", Overdue);
         w.WriteNumber("late_answers", LateAnswers);
+        w.WriteNumber("verified", Verified);
+        w.WriteNumber("mismatches", Mismatches);
         w.WriteStartArray("series");
         foreach (var point in Series)
         {

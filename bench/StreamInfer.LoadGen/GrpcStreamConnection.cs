@@ -1,0 +1,267 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Grpc.Core;
+using Grpc.Net.Client;
+using StreamInfer.Bench.Inference;
+
+namespace StreamInfer.LoadGen;
+
+/// <summary>
+/// A gRPC streaming client of the run (<c>--protocol grpc-stream</c>): one <c>ModelStreamInfer</c> call per connection,
+/// <c>depth</c> slots writing requests on it, each with its own id, and a receive loop matching the answers (in any
+/// order) to the ids. An answer with an <c>error_message</c> counts as <c>error</c>; the stream's end during the run
+/// counts its requests in flight as lost.
+/// </summary>
+internal sealed class GrpcStreamConnection : ILoadConnection
+{
+    private readonly ModelInferRequest _template;
+    private readonly Payload _payload;
+    private readonly int _verifyEvery;
+    private readonly int _depth;
+    private readonly double _slotIntervalTicks;
+    private readonly Metadata _headers = new() { { "x-client-id", $"loadgen-{Guid.NewGuid():N}" } };
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly ConcurrentDictionary<long, Pending> _pending = new();
+    private GrpcChannel? _channel;
+    private AsyncDuplexStreamingCall<ModelInferRequest, ModelStreamInferResponse>? _call;
+    private Task _receiveLoop = Task.CompletedTask;
+    private Task _slots = Task.CompletedTask;
+    private long _measureStart;
+    private long _measureEnd;
+    private long _nextId;
+    private long _sent;
+    private volatile bool _closing;
+    private bool _dead; // written under _sendLock
+
+    public GrpcStreamConnection(string model, Payload payload, int verifyEvery, int depth, TimeSpan slotInterval = default)
+    {
+        _template = GrpcConnection.NewRequest(model, payload, verifyEvery > 0);
+        _payload = payload;
+        _verifyEvery = verifyEvery;
+        _depth = depth;
+        _slotIntervalTicks = slotInterval.TotalSeconds * Stopwatch.Frequency;
+        Stats = new ConnectionStats(Math.Min(Math.Max(depth, 1) * 1024, 1 << 20));
+    }
+
+    public ConnectionStats Stats { get; }
+
+    public long Sent => Interlocked.Read(ref _sent);
+
+    public Task Slots => _slots;
+
+    public async Task ConnectAsync(Uri url, TimeSpan timeout)
+    {
+        _channel = GrpcConnection.OpenChannel(url);
+        var client = new GRPCInferenceService.GRPCInferenceServiceClient(_channel);
+        await client.ServerLiveAsync(new ServerLiveRequest(), _headers, DateTime.UtcNow + timeout);
+        _call = client.ModelStreamInfer(_headers);
+    }
+
+    public void Start(long measureStart, long measureEnd)
+    {
+        _measureStart = measureStart;
+        _measureEnd = measureEnd;
+        _receiveLoop = Task.Run(ReceiveLoopAsync);
+        _slots = Task.WhenAll(Enumerable.Range(0, _depth).Select(_ => Task.Run(RunSlotAsync)));
+    }
+
+    public void ExpireOverdue(long now, TimeSpan timeout)
+    {
+        var oldest = now - (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        foreach (var (_, pending) in _pending)
+        {
+            if (pending.SentAt < oldest && pending.TrySetResult(false))
+            {
+                Interlocked.Increment(ref Stats.Overdue);
+            }
+        }
+    }
+
+    public int Abandon()
+    {
+        _closing = true;
+        var abandoned = Drain();
+        Interlocked.Add(ref Stats.Abandoned, abandoned);
+        return abandoned;
+    }
+
+    /// <summary>Ends the request stream and waits (2 s at most) for the server to end its side; then cancels the call.</summary>
+    public async Task CloseAsync()
+    {
+        _closing = true;
+        try
+        {
+            if (_call is not null && await _sendLock.WaitAsync(TimeSpan.FromSeconds(2)))
+            {
+                try
+                {
+                    _dead = true;
+                    await _call.RequestStream.CompleteAsync().WaitAsync(TimeSpan.FromSeconds(2));
+                }
+                finally
+                {
+                    _sendLock.Release();
+                }
+            }
+
+            await _receiveLoop.WaitAsync(TimeSpan.FromSeconds(2));
+        }
+        catch (Exception ex) when (ex is RpcException or TimeoutException or InvalidOperationException or ObjectDisposedException)
+        {
+            _call?.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        _call?.Dispose();
+        _channel?.Dispose();
+        _sendLock.Dispose();
+    }
+
+    private async Task RunSlotAsync()
+    {
+        var pacer = new SlotPacer(_slotIntervalTicks);
+        while (Stopwatch.GetTimestamp() < _measureEnd)
+        {
+            await pacer.WaitTurnAsync();
+
+            var id = Interlocked.Increment(ref _nextId);
+            // A shallow copy with its own id: the inputs and the tensor's bytes are shared.
+            var request = _template.Clone();
+            request.Id = id.ToString(CultureInfo.InvariantCulture);
+            Pending pending;
+            await _sendLock.WaitAsync();
+            try
+            {
+                if (_dead)
+                {
+                    return;
+                }
+
+                pending = new Pending(Stopwatch.GetTimestamp());
+                _pending[id] = pending; // before the write: the answer may arrive before WriteAsync returns
+                await _call!.RequestStream.WriteAsync(request);
+                Interlocked.Increment(ref _sent);
+            }
+            catch (Exception ex) when (ex is RpcException or InvalidOperationException or ObjectDisposedException or IOException)
+            {
+                _pending.TryRemove(id, out _);
+                return;
+            }
+            finally
+            {
+                _sendLock.Release();
+            }
+
+            if (!await pending.Task)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var answers = 0L;
+        try
+        {
+            await foreach (var answer in _call!.ResponseStream.ReadAllAsync())
+            {
+                var now = Stopwatch.GetTimestamp();
+                var error = answer.ErrorMessage.Length > 0;
+                if (!long.TryParse(answer.InferResponse?.Id, NumberStyles.None, CultureInfo.InvariantCulture, out var id))
+                {
+                    if (error)
+                    {
+                        ConnectionStats.Increment(Stats.ConnectionErrors, "error");
+                    }
+                    else
+                    {
+                        Stats.UnknownOrDuplicate++;
+                    }
+
+                    continue;
+                }
+
+                if (!_pending.TryRemove(id, out var pending))
+                {
+                    Stats.UnknownOrDuplicate++;
+                    continue;
+                }
+
+                Stats.Answered++;
+                var outcome = error ? "error" : "result";
+                if (!error && _verifyEvery > 0 && answers++ % _verifyEvery == 0 && !Stats.Verify(GrpcConnection.EchoMatches(answer.InferResponse!, _payload)))
+                {
+                    outcome = "mismatch";
+                }
+
+                if (pending.SentAt >= _measureStart && pending.SentAt < _measureEnd)
+                {
+                    Stats.Latencies.Add((now - pending.SentAt) * 1000.0 / Stopwatch.Frequency);
+                    Stats.SentAtSeconds.Add((float)((pending.SentAt - _measureStart) / (double)Stopwatch.Frequency));
+                    ConnectionStats.Increment(Stats.Outcomes, outcome);
+                    if (!error && GrpcConnection.ReadTiming(answer.InferResponse!) is { BatchSize: >= 1 } timing)
+                    {
+                        Stats.AddTiming(timing.BatchSize, timing.QueueMs, timing.ComputeMs);
+                    }
+                }
+
+                if (!pending.TrySetResult(true))
+                {
+                    Stats.LateAnswers++;
+                }
+            }
+
+            if (!_closing)
+            {
+                Stats.DropReason = "the server ended the stream";
+            }
+        }
+        catch (Exception ex) when (ex is RpcException or IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            if (!_closing)
+            {
+                Stats.DropReason = "the stream broke: " + ex.Message;
+            }
+        }
+        finally
+        {
+            await _sendLock.WaitAsync();
+            _dead = true;
+            _sendLock.Release();
+            var lost = Drain();
+            if (_closing)
+            {
+                Interlocked.Add(ref Stats.Abandoned, lost);
+            }
+            else
+            {
+                Interlocked.Add(ref Stats.LostOnDrop, lost);
+            }
+        }
+    }
+
+    private int Drain()
+    {
+        var drained = 0;
+        foreach (var id in _pending.Keys)
+        {
+            if (_pending.TryRemove(id, out var pending))
+            {
+                drained++;
+                pending.TrySetResult(false);
+            }
+        }
+
+        return drained;
+    }
+
+    /// <summary>A request in flight: when it was sent, and the slot waiting for it (true: answered; false: move on or stop).</summary>
+    private sealed class Pending(long sentAt) : TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public long SentAt { get; } = sentAt;
+    }
+}
