@@ -23,8 +23,6 @@ out=$(mktemp -d /tmp/streaminfer-binary-echo.XXXXXX)
 trap 'stop_server; rm -rf "$out"' EXIT
 build_all
 
-t() { echo "${1// /}"; }
-
 # url_of PROTOCOL HTTP-PORT GRPC-PORT: where the load generator sends that protocol.
 url_of() {
   case "$1" in
@@ -37,7 +35,7 @@ url_of() {
 # measure TARGET PROTOCOL IN-FLIGHT HTTP-PORT GRPC-PORT: one closed-loop run; its "req/s p50 p99 errors" in
 # $out/TARGET-PROTOCOL-IN-FLIGHT.row (errors: outcomes other than result, unanswered, connect failures; "none").
 measure() {
-  local target="$1" proto="$2" n="$3" file="$out/$1-$2-$3.txt" cells rps p50 p99 errors unanswered connect
+  local target="$1" proto="$2" n="$3" file="$out/$1-$2-$3.txt" cells rps p50 p99 errors unanswered connect conn_errors
   dotnet "$loadgen" --url "$(url_of "$proto" "$4" "$5")" --protocol "$proto" --shape "$shape" --dtype "$dtype" \
     --values image --connections "$n" --depth 1 --duration "$secs" --warmup "$warmup" \
     --label "$target, $proto, $n in flight" >"$file" 2>&1 || true
@@ -54,8 +52,8 @@ measure() {
   conn_errors=$(sed -n 's/^connection-level errors: //p' "$file")
   if [ -n "$conn_errors" ] && [ "$conn_errors" != none ]; then errors="${errors}connection-level: ${conn_errors% (whole run)} "; fi
   errors="${errors% }"
-  echo "$(t "$rps") $(t "$p50") $(t "$p99") ${errors:-none}" >"$out/$1-$2-$3.row"
-  echo "  $target, $proto, $n in flight: $(t "$rps") req/s, p50 $(t "$p50") ms, p99 $(t "$p99") ms, errors: ${errors:-none}" >&2
+  echo "$(trim "$rps") $(trim "$p50") $(trim "$p99") ${errors:-none}" >"$out/$1-$2-$3.row"
+  echo "  $target, $proto, $n in flight: $(trim "$rps") req/s, p50 $(trim "$p50") ms, p99 $(trim "$p99") ms, errors: ${errors:-none}" >&2
 }
 
 for target in bare grid; do

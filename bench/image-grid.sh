@@ -51,17 +51,8 @@ start_server "$port" dotnet "$frontend" --urls "http://127.0.0.1:$port" --Loggin
   --StreamInfer:Repository:Path="$repo" --StreamInfer:Frontend:GrpcUrl="http://127.0.0.1:$grpc_port" \
   --StreamInfer:Frontend:MaxFrameBytes=$((16 << 20)) \
   --StreamInfer:Session:RatePerSecond=1000000 --StreamInfer:Session:Burst=1000000 "${grid_flags[@]}"
-ready=0
-for _ in $(seq 1 600); do
-  if curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1; then ready=1; break; fi
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then echo "the grid did not become ready in 60 s:" >&2; cat /tmp/bench-server.log >&2; exit 1; fi
-curl -sf "http://127.0.0.1:$port/v2/models/resnet" >/dev/null || { echo "the grid does not serve resnet:" >&2; cat /tmp/bench-server.log >&2; exit 1; }
+wait_ready "$port" resnet
 
-t() { echo "${1// /}"; }
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 load_args() { # MODEL DEPTH: the load generator's arguments for one image per request
   echo --url "$url" --protocol "$proto" --model "$1" --input image --shape "1,3,$size,$size" --values image \
     --connections "$conns" --depth "$2"
@@ -70,43 +61,13 @@ load_args() { # MODEL DEPTH: the load generator's arguments for one image per re
 # shellcheck disable=SC2046
 dotnet "$loadgen" $(load_args resnet 1) --duration 4 --warmup 1 >"$repo/grid-warmup.txt" 2>/dev/null || true
 
-pct() { awk -v a="$1" -v b="$best" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
-
 echo "bare ONNX Runtime vs the grid, image model: $(sed 's/^wrote [^:]*: //' "$repo/generate.txt")"
 echo "$(nproc) cores, ORT intra-op threads $threads, spinning $([ "$spinning" = 1 ] && echo on || echo off); bare: one thread calling Run, ${bare_secs} s per batch size; grid: embedded default, CPU, ${conns} clients over $proto sending one image [1,3,$size,$size] float32 per request ($((3 * size * size * 4)) bytes), closed loop, ${secs} s per row after 2 s warm-up (and one unreported 5 s run after the grid started)"
 echo "bare rows: ms per batch, p50 and p99 of one Run; grid rows: batch size and compute ms are the grid's own (timing in its answers, each batch counted once), p50 and p99 are request latency (send to answer); CPU in % of one core ($(nproc)00% = every core), for the grid 'grid process + load generator' over the measured window"
 echo
 echo "| path, load | batch size | rows/s | ms per batch | p50 ms | p99 ms | CPU % | % of best bare | errors |"
 echo "|---|---|---|---|---|---|---|---|---|"
-grep -E '^\|[ ]*[0-9]' "$repo/bare.txt" | while IFS='|' read -r _ batch _ rps ms p50 p99 cpu _; do
-  rps=$(t "$rps"); echo "| bare ONNX Runtime, batch $(t "$batch") | $(t "$batch") | $rps | $(t "$ms") | $(t "$p50") | $(t "$p99") | $(t "$cpu") | $(pct "$rps") | – |"
-done
-# grid_row LABEL MODEL DEPTH [compare]: one closed-loop run, its table row, and its req/s in $rps; the row is set
-# against the best bare row unless the fourth argument is "no".
-grid_row() {
-  local label="$1" model="$2" depth="$3" compare="${4:-yes}" out="$repo/grid-$2-$3.txt" lg s0 l0 t0 s1 l1 t1 cpu p50 p99 batch compute errors unanswered
-  # shellcheck disable=SC2046
-  dotnet "$loadgen" $(load_args "$model" "$depth") --duration "$secs" --warmup 2 >"$out" 2>/dev/null &
-  lg=$!
-  # CPU of the grid and of the load generator over the measured window (connecting takes well under 0.5 s).
-  sleep 2.5
-  s0=$(cpu_ticks "$server"); l0=$(cpu_ticks "$lg"); t0=$(date +%s.%N)
-  sleep "$(awk -v s="$secs" 'BEGIN { print s - 0.5 }')"
-  s1=$(cpu_ticks "$server"); l1=$(cpu_ticks "$lg"); t1=$(date +%s.%N)
-  wait "$lg" || true
-  cpu=$(awk -v s0="$s0" -v s1="$s1" -v l0="$l0" -v l1="$l1" -v t0="$t0" -v t1="$t1" -v hz="$hz" \
-    'BEGIN { d = (t1 - t0) * hz; printf "%.0f + %.0f", 100 * (s1 - s0) / d, 100 * (l1 - l0) / d }')
-  # | requests | req/s | p50 | p95 | p99 | max |
-  if ! IFS='|' read -r _ _ rps p50 _ p99 _ < <(grep -E '^\|[ ]*[0-9]' "$out" | head -n 1); then
-    rps=0; echo "| $label | – | – | – | – | – | $cpu | – | no result: $(grep -m1 -E 'error|connect' "$out" | cut -c1-80) |"; return
-  fi
-  rps=$(t "$rps")
-  read -r batch compute < <(sed -n 's/^server timing: mean batch size \([0-9.]*\), mean compute \([0-9.]*\) ms per batch.*/\1 \2/p' "$out") || true
-  errors=$(sed -n 's/^outcomes: //p' "$out" | tr ' ' '\n' | { grep -v '^result=' || true; } | tr '\n' ' ')
-  unanswered=$(sed -n 's/^unanswered: \([0-9]*\).*/\1/p' "$out")
-  if [ "${unanswered:-0}" != 0 ]; then errors="${errors}unanswered=$unanswered "; fi
-  echo "| $label | ${batch:-?} | $rps | ${compute:-?} | $(t "$p50") | $(t "$p99") | $cpu | $([ "$compare" = no ] && echo – || pct "$rps") | ${errors:-none} |"
-}
+bare_rows "$repo/bare.txt"
 
 grid_best=0; grid_best_label=""
 for depth in $depths; do

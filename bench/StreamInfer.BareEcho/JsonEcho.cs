@@ -10,9 +10,14 @@ internal static class JsonEcho
     public static void WriteResult(ReadOnlyMemory<byte> frame, ArrayBufferWriter<byte> output)
     {
         using var document = JsonDocument.Parse(frame);
-        var root = document.RootElement;
         output.ResetWrittenCount();
         using var writer = new Utf8JsonWriter(output);
+        WriteResult(document.RootElement, writer);
+    }
+
+    /// <summary>The result frame for the <c>infer</c> frame (or binary frame header) <paramref name="root"/>: its inputs as the outputs.</summary>
+    public static void WriteResult(JsonElement root, Utf8JsonWriter writer)
+    {
         writer.WriteStartObject();
         writer.WriteString("type", "result");
         writer.WriteString("id", root.GetProperty("id").GetString());

@@ -85,20 +85,12 @@ internal static class WebSocketEcho
     private static void WriteBinaryHeader(ReadOnlyMemory<byte> header, ArrayBufferWriter<byte> output)
     {
         using var document = JsonDocument.Parse(header);
-        var root = document.RootElement;
         output.ResetWrittenCount();
         output.GetSpan(4);
         output.Advance(4);
         using (var writer = new Utf8JsonWriter(output))
         {
-            writer.WriteStartObject();
-            writer.WriteString("type", "result");
-            writer.WriteString("id", root.GetProperty("id").GetString());
-            writer.WriteString("model", root.GetProperty("model").GetString());
-            writer.WriteString("model_version", "1");
-            writer.WritePropertyName("outputs");
-            root.GetProperty("inputs").WriteTo(writer);
-            writer.WriteEndObject();
+            JsonEcho.WriteResult(document.RootElement, writer);
         }
 
         BinaryPrimitives.WriteUInt32LittleEndian(MemoryMarshal.AsMemory(output.WrittenMemory).Span, (uint)(output.WrittenCount - 4));

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.WebSockets;
@@ -19,7 +18,7 @@ internal sealed class Connection : ILoadConnection
 
     private readonly ClientWebSocket _socket = new();
     private readonly SemaphoreSlim _sendLock = new(1, 1);
-    private readonly ConcurrentDictionary<long, Pending> _pending = new();
+    private readonly InFlight _pending = new();
     private readonly RequestTemplate _template;
     private readonly int _depth;
     private readonly WebSocketMessageType _messageType;
@@ -89,14 +88,7 @@ internal sealed class Connection : ILoadConnection
     /// </summary>
     public void ExpireOverdue(long now, TimeSpan timeout)
     {
-        var oldest = now - (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-        foreach (var (_, pending) in _pending)
-        {
-            if (pending.SentAt < oldest && pending.TrySetResult(Answer.Overdue))
-            {
-                Interlocked.Increment(ref Stats.Overdue);
-            }
-        }
+        Interlocked.Add(ref Stats.Overdue, _pending.ExpireOverdue(now, timeout));
     }
 
     /// <summary>Gives up on the requests still in flight, counting them as unanswered, and stops their slots.</summary>
@@ -104,7 +96,7 @@ internal sealed class Connection : ILoadConnection
     public int Abandon()
     {
         _closing = true;
-        var abandoned = Drain();
+        var abandoned = _pending.Drain();
         Interlocked.Add(ref Stats.Abandoned, abandoned);
         return abandoned;
     }
@@ -168,7 +160,7 @@ internal sealed class Connection : ILoadConnection
 
             var id = Interlocked.Increment(ref _nextId);
             var length = _template.Write(buffer, id);
-            Pending request;
+            PendingRequest request;
             await _sendLock.WaitAsync();
             try
             {
@@ -177,15 +169,14 @@ internal sealed class Connection : ILoadConnection
                     return;
                 }
 
-                request = new Pending(Stopwatch.GetTimestamp());
-                _pending[id] = request; // before the send: the answer may arrive before SendAsync returns
+                request = _pending.Add(id);
                 await _socket.SendAsync(buffer.AsMemory(0, length), _messageType, endOfMessage: true, CancellationToken.None);
                 Interlocked.Increment(ref _sent);
             }
             catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
             {
                 // The receive loop sees the broken connection too, and counts the requests it loses.
-                _pending.TryRemove(id, out _);
+                _pending.Remove(id);
                 return;
             }
             finally
@@ -274,7 +265,7 @@ internal sealed class Connection : ILoadConnection
             await _sendLock.WaitAsync();
             _dead = true;
             _sendLock.Release();
-            var lost = Drain();
+            var lost = _pending.Drain();
             if (_closing)
             {
                 Interlocked.Add(ref Stats.Abandoned, lost);
@@ -374,26 +365,16 @@ internal sealed class Connection : ILoadConnection
                 ConnectionStats.Increment(Stats.ConnectionErrors, code ?? "(no code)");
                 return;
             case FrameType.Result or FrameType.Error:
-                if (!idValid || !_pending.TryRemove(id, out var request))
+                if (!idValid || !_pending.TryTake(id, out var request))
                 {
                     Stats.UnknownOrDuplicate++;
                     return;
                 }
 
-                Stats.Answered++;
                 var mismatch = verify && type == FrameType.Result && !Stats.Verify(match);
-                if (request.SentAt >= _measureStart && request.SentAt < _measureEnd)
-                {
-                    Stats.Latencies.Add((now - request.SentAt) * 1000.0 / Stopwatch.Frequency);
-                    Stats.SentAtSeconds.Add((float)((request.SentAt - _measureStart) / (double)Stopwatch.Frequency));
-                    ConnectionStats.Increment(Stats.Outcomes, mismatch ? "mismatch" : type == FrameType.Result ? "result" : code ?? "(no code)");
-                    if (type == FrameType.Result && timing.BatchSize >= 1)
-                    {
-                        Stats.AddTiming(timing.BatchSize, timing.QueueMs, timing.ComputeMs);
-                    }
-                }
+                Stats.Record(request.SentAt, now, _measureStart, _measureEnd, mismatch ? "mismatch" : type == FrameType.Result ? "result" : code ?? "(no code)", timing);
 
-                if (!request.TrySetResult(new Answer(Lost: false, type == FrameType.Error ? retryAfterMs : 0)))
+                if (!request.TrySetResult(new SlotAnswer(Lost: false, type == FrameType.Error ? retryAfterMs : 0)))
                 {
                     Stats.LateAnswers++;
                 }
@@ -405,22 +386,6 @@ internal sealed class Connection : ILoadConnection
         }
     }
 
-    /// <summary>Removes every request in flight and stops its slot.</summary>
-    private int Drain()
-    {
-        var drained = 0;
-        foreach (var id in _pending.Keys)
-        {
-            if (_pending.TryRemove(id, out var request))
-            {
-                drained++;
-                request.TrySetResult(Answer.ConnectionLost);
-            }
-        }
-
-        return drained;
-    }
-
     private enum FrameType
     {
         Other,
@@ -429,17 +394,4 @@ internal sealed class Connection : ILoadConnection
         Warning,
     }
 
-    /// <summary>What a slot learns about its request: answered (maybe with a back-off), overdue, or lost with the connection.</summary>
-    private readonly record struct Answer(bool Lost, double RetryAfterMs)
-    {
-        public static Answer Overdue => new(Lost: false, 0);
-
-        public static Answer ConnectionLost => new(Lost: true, 0);
-    }
-
-    /// <summary>A request in flight: when it was sent, and the slot waiting for it.</summary>
-    private sealed class Pending(long sentAt) : TaskCompletionSource<Answer>(TaskCreationOptions.RunContinuationsAsynchronously)
-    {
-        public long SentAt { get; } = sentAt;
-    }
 }

@@ -182,17 +182,7 @@ internal sealed class GrpcConnection : ILoadConnection
             var now = Stopwatch.GetTimestamp();
             lock (_statsGate)
             {
-                Stats.Answered++;
-                if (sentAt >= _measureStart && sentAt < _measureEnd)
-                {
-                    Stats.Latencies.Add((now - sentAt) * 1000.0 / Stopwatch.Frequency);
-                    Stats.SentAtSeconds.Add((float)((sentAt - _measureStart) / (double)Stopwatch.Frequency));
-                    ConnectionStats.Increment(Stats.Outcomes, outcome);
-                    if (outcome == "result" && timing.BatchSize >= 1)
-                    {
-                        Stats.AddTiming(timing.BatchSize, timing.QueueMs, timing.ComputeMs);
-                    }
-                }
+                Stats.Record(sentAt, now, _measureStart, _measureEnd, outcome, timing);
             }
 
             if (retryAfterMs > 0)

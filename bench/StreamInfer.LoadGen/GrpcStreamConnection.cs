@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Grpc.Core;
@@ -22,7 +21,7 @@ internal sealed class GrpcStreamConnection : ILoadConnection
     private readonly double _slotIntervalTicks;
     private readonly Metadata _headers = new() { { "x-client-id", $"loadgen-{Guid.NewGuid():N}" } };
     private readonly SemaphoreSlim _sendLock = new(1, 1);
-    private readonly ConcurrentDictionary<long, Pending> _pending = new();
+    private readonly InFlight _pending = new();
     private GrpcChannel? _channel;
     private AsyncDuplexStreamingCall<ModelInferRequest, ModelStreamInferResponse>? _call;
     private Task _receiveLoop = Task.CompletedTask;
@@ -68,20 +67,13 @@ internal sealed class GrpcStreamConnection : ILoadConnection
 
     public void ExpireOverdue(long now, TimeSpan timeout)
     {
-        var oldest = now - (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-        foreach (var (_, pending) in _pending)
-        {
-            if (pending.SentAt < oldest && pending.TrySetResult(false))
-            {
-                Interlocked.Increment(ref Stats.Overdue);
-            }
-        }
+        Interlocked.Add(ref Stats.Overdue, _pending.ExpireOverdue(now, timeout));
     }
 
     public int Abandon()
     {
         _closing = true;
-        var abandoned = Drain();
+        var abandoned = _pending.Drain();
         Interlocked.Add(ref Stats.Abandoned, abandoned);
         return abandoned;
     }
@@ -131,7 +123,7 @@ internal sealed class GrpcStreamConnection : ILoadConnection
             // A shallow copy with its own id: the inputs and the tensor's bytes are shared.
             var request = _template.Clone();
             request.Id = id.ToString(CultureInfo.InvariantCulture);
-            Pending pending;
+            PendingRequest pending;
             await _sendLock.WaitAsync();
             try
             {
@@ -140,14 +132,13 @@ internal sealed class GrpcStreamConnection : ILoadConnection
                     return;
                 }
 
-                pending = new Pending(Stopwatch.GetTimestamp());
-                _pending[id] = pending; // before the write: the answer may arrive before WriteAsync returns
+                pending = _pending.Add(id);
                 await _call!.RequestStream.WriteAsync(request);
                 Interlocked.Increment(ref _sent);
             }
             catch (Exception ex) when (ex is RpcException or InvalidOperationException or ObjectDisposedException or IOException)
             {
-                _pending.TryRemove(id, out _);
+                _pending.Remove(id);
                 return;
             }
             finally
@@ -155,7 +146,7 @@ internal sealed class GrpcStreamConnection : ILoadConnection
                 _sendLock.Release();
             }
 
-            if (!await pending.Task)
+            if ((await pending.Task).Lost)
             {
                 return;
             }
@@ -185,31 +176,21 @@ internal sealed class GrpcStreamConnection : ILoadConnection
                     continue;
                 }
 
-                if (!_pending.TryRemove(id, out var pending))
+                if (!_pending.TryTake(id, out var pending))
                 {
                     Stats.UnknownOrDuplicate++;
                     continue;
                 }
 
-                Stats.Answered++;
                 var outcome = error ? "error" : "result";
                 if (!error && _verifyEvery > 0 && answers++ % _verifyEvery == 0 && !Stats.Verify(GrpcConnection.EchoMatches(answer.InferResponse!, _payload)))
                 {
                     outcome = "mismatch";
                 }
 
-                if (pending.SentAt >= _measureStart && pending.SentAt < _measureEnd)
-                {
-                    Stats.Latencies.Add((now - pending.SentAt) * 1000.0 / Stopwatch.Frequency);
-                    Stats.SentAtSeconds.Add((float)((pending.SentAt - _measureStart) / (double)Stopwatch.Frequency));
-                    ConnectionStats.Increment(Stats.Outcomes, outcome);
-                    if (!error && GrpcConnection.ReadTiming(answer.InferResponse!) is { BatchSize: >= 1 } timing)
-                    {
-                        Stats.AddTiming(timing.BatchSize, timing.QueueMs, timing.ComputeMs);
-                    }
-                }
+                Stats.Record(pending.SentAt, now, _measureStart, _measureEnd, outcome, error ? default : GrpcConnection.ReadTiming(answer.InferResponse!));
 
-                if (!pending.TrySetResult(true))
+                if (!pending.TrySetResult(SlotAnswer.Answered))
                 {
                     Stats.LateAnswers++;
                 }
@@ -232,7 +213,7 @@ internal sealed class GrpcStreamConnection : ILoadConnection
             await _sendLock.WaitAsync();
             _dead = true;
             _sendLock.Release();
-            var lost = Drain();
+            var lost = _pending.Drain();
             if (_closing)
             {
                 Interlocked.Add(ref Stats.Abandoned, lost);
@@ -242,26 +223,5 @@ internal sealed class GrpcStreamConnection : ILoadConnection
                 Interlocked.Add(ref Stats.LostOnDrop, lost);
             }
         }
-    }
-
-    private int Drain()
-    {
-        var drained = 0;
-        foreach (var id in _pending.Keys)
-        {
-            if (_pending.TryRemove(id, out var pending))
-            {
-                drained++;
-                pending.TrySetResult(false);
-            }
-        }
-
-        return drained;
-    }
-
-    /// <summary>A request in flight: when it was sent, and the slot waiting for it (true: answered; false: move on or stop).</summary>
-    private sealed class Pending(long sentAt) : TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously)
-    {
-        public long SentAt { get; } = sentAt;
     }
 }

@@ -210,17 +210,7 @@ internal sealed class HttpConnection : ILoadConnection
             var outcome = Judge(status, answer.AsSpan(0, count), headerLength, out var timing);
             lock (_statsGate)
             {
-                Stats.Answered++;
-                if (sentAt >= _measureStart && sentAt < _measureEnd)
-                {
-                    Stats.Latencies.Add((now - sentAt) * 1000.0 / Stopwatch.Frequency);
-                    Stats.SentAtSeconds.Add((float)((sentAt - _measureStart) / (double)Stopwatch.Frequency));
-                    ConnectionStats.Increment(Stats.Outcomes, outcome);
-                    if (outcome == "result" && timing.BatchSize >= 1)
-                    {
-                        Stats.AddTiming(timing.BatchSize, timing.QueueMs, timing.ComputeMs);
-                    }
-                }
+                Stats.Record(sentAt, now, _measureStart, _measureEnd, outcome, timing);
             }
 
             if (retryAfterMs > 0)

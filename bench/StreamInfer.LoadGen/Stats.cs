@@ -28,7 +28,7 @@ internal sealed class ConnectionStats(int latencyCapacity)
     /// <summary>Terminal frames whose id was never sent or was already answered.</summary>
     public long UnknownOrDuplicate { get; set; }
 
-    /// <summary>Frames that are not JSON objects, are binary, or have an unexpected <c>type</c>.</summary>
+    /// <summary>Frames that are not JSON objects (or binary frames whose header length is past the frame), or have an unexpected <c>type</c>.</summary>
     public long UnexpectedFrames { get; set; }
 
     /// <summary>Terminal frames for known ids over the whole run, warm-up included.</summary>
@@ -74,6 +74,28 @@ internal sealed class ConnectionStats(int latencyCapacity)
         Batches += 1.0 / batchSize;
         QueueMsSum += queueMs;
         BatchComputeMsSum += computeMs / batchSize;
+    }
+
+    /// <summary>
+    /// Records an answer: counted, and when its request was sent inside the measured window
+    /// [<paramref name="measureStart"/>, <paramref name="measureEnd"/>), its latency, outcome and (for a result) the
+    /// server's timing. Times are <see cref="System.Diagnostics.Stopwatch"/> timestamps.
+    /// </summary>
+    public void Record(long sentAt, long now, long measureStart, long measureEnd, string outcome, FrameTiming timing)
+    {
+        Answered++;
+        if (sentAt < measureStart || sentAt >= measureEnd)
+        {
+            return;
+        }
+
+        Latencies.Add((now - sentAt) * 1000.0 / System.Diagnostics.Stopwatch.Frequency);
+        SentAtSeconds.Add((float)((sentAt - measureStart) / (double)System.Diagnostics.Stopwatch.Frequency));
+        Increment(Outcomes, outcome);
+        if (outcome == "result" && timing.BatchSize >= 1)
+        {
+            AddTiming(timing.BatchSize, timing.QueueMs, timing.ComputeMs);
+        }
     }
 
     /// <summary>Counts a checked answer; returns <paramref name="match"/>.</summary>
@@ -338,7 +360,7 @@ internal sealed class Report
 
         if (o.VerifyEvery > 0)
         {
-            sb.AppendLine(inv, $"verified (every {o.VerifyEvery}th answer returns the sent bytes): {Verified} checked, {Mismatches} mismatches");
+            sb.AppendLine(inv, $"verified (each connection's first answer and every {o.VerifyEvery}-th after it return the sent bytes): {Verified} checked, {Mismatches} mismatches");
         }
 
         if (UnexpectedFrames > 0)
