@@ -265,15 +265,7 @@ internal sealed class Connection : ILoadConnection
             await _sendLock.WaitAsync();
             _dead = true;
             _sendLock.Release();
-            var lost = _pending.Drain();
-            if (_closing)
-            {
-                Interlocked.Add(ref Stats.Abandoned, lost);
-            }
-            else
-            {
-                Interlocked.Add(ref Stats.LostOnDrop, lost);
-            }
+            Stats.AddLost(_pending.Drain(), _closing);
         }
     }
 

@@ -213,15 +213,7 @@ internal sealed class GrpcStreamConnection : ILoadConnection
             await _sendLock.WaitAsync();
             _dead = true;
             _sendLock.Release();
-            var lost = _pending.Drain();
-            if (_closing)
-            {
-                Interlocked.Add(ref Stats.Abandoned, lost);
-            }
-            else
-            {
-                Interlocked.Add(ref Stats.LostOnDrop, lost);
-            }
+            Stats.AddLost(_pending.Drain(), _closing);
         }
     }
 }
