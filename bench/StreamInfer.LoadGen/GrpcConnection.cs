@@ -11,10 +11,14 @@ namespace StreamInfer.LoadGen;
 /// A gRPC client of the run (<c>--protocol grpc</c>, <c>--url http://host:port</c>, HTTP/2 without TLS): one channel,
 /// so one HTTP/2 connection, with <c>depth</c> slots each calling <c>inference.GRPCInferenceService/ModelInfer</c>
 /// and awaiting the answer. The tensor travels in <c>raw_input_contents</c>; an echo's answer is checked in
-/// <c>raw_output_contents</c>. An OK status is a <c>result</c>; a failure counts under its status code's name.
+/// <c>raw_output_contents</c>. An OK status is a <c>result</c>; a failure counts under the protocol's error code where
+/// the server names it (the <c>streaminfer-code</c> trailer, as the grid sends), else its status code's name.
 /// </summary>
 internal sealed class GrpcConnection : ILoadConnection
 {
+    /// <summary>The trailer in which the grid names a failed call's protocol error code (e.g. <c>rate_limited</c>).</summary>
+    private const string CodeTrailer = "streaminfer-code";
+
     private readonly ModelInferRequest _request;
     private readonly Payload _payload;
     private readonly int _verifyEvery;
@@ -112,6 +116,7 @@ internal sealed class GrpcConnection : ILoadConnection
         static double Number(InferParameter value) => value.ParameterChoiceCase switch
         {
             InferParameter.ParameterChoiceOneofCase.Int64Param => value.Int64Param,
+            InferParameter.ParameterChoiceOneofCase.DoubleParam => value.DoubleParam,
             InferParameter.ParameterChoiceOneofCase.StringParam when double.TryParse(value.StringParam, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) => d,
             _ => 0,
         };
@@ -183,8 +188,8 @@ internal sealed class GrpcConnection : ILoadConnection
             }
             catch (RpcException ex)
             {
-                outcome = ex.StatusCode.ToString();
-                retryAfterMs = RetryAfterMs(ex.Trailers);
+                outcome = ex.Trailers.GetValue(CodeTrailer) ?? ex.StatusCode.ToString();
+                retryAfterMs = ex.Trailers.GetValue("retry-after-ms") is { } text && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var ms) ? ms : 0;
             }
 
             var now = Stopwatch.GetTimestamp();
@@ -200,7 +205,15 @@ internal sealed class GrpcConnection : ILoadConnection
         }
     }
 
-    /// <summary>A refusal's retry hint, where the server sends one in the trailers (<c>retry-after-ms</c>).</summary>
-    public static int RetryAfterMs(Metadata trailers)
-        => trailers.GetValue("retry-after-ms") is { } text && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var ms) ? ms : 0;
+    /// <summary>
+    /// A failed request's protocol error code and retry hint on a stream, where the server sends them as parameters of
+    /// the answer (<c>streaminfer_code</c>, <c>retry_after_ms</c>, as the grid does).
+    /// </summary>
+    public static (string Code, double RetryAfterMs) StreamError(ModelInferResponse? response)
+    {
+        var p = response?.Parameters;
+        var code = p is not null && p.TryGetValue("streaminfer_code", out var c) && c.StringParam.Length > 0 ? c.StringParam : "error";
+        var retry = p is not null && p.TryGetValue("retry_after_ms", out var r) ? r.Int64Param : 0;
+        return (code, Math.Clamp(retry, 0, 60_000));
+    }
 }

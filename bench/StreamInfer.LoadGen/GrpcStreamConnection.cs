@@ -9,8 +9,9 @@ namespace StreamInfer.LoadGen;
 /// <summary>
 /// A gRPC streaming client of the run (<c>--protocol grpc-stream</c>): one <c>ModelStreamInfer</c> call per connection,
 /// <c>depth</c> slots writing requests on it, each with its own id, and a receive loop matching the answers (in any
-/// order) to the ids. An answer with an <c>error_message</c> counts as <c>error</c>; the stream's end during the run
-/// counts its requests in flight as lost.
+/// order) to the ids. An answer with an <c>error_message</c> counts under its <c>streaminfer_code</c> parameter (else
+/// <c>error</c>), and its slot waits out a <c>retry_after_ms</c>; the stream's end during the run counts its requests
+/// in flight as lost.
 /// </summary>
 internal sealed class GrpcStreamConnection : ILoadConnection
 {
@@ -146,9 +147,15 @@ internal sealed class GrpcStreamConnection : ILoadConnection
                 _sendLock.Release();
             }
 
-            if ((await pending.Task).Lost)
+            var answer = await pending.Task;
+            if (answer.Lost)
             {
                 return;
+            }
+
+            if (answer.RetryAfterMs > 0)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(answer.RetryAfterMs));
             }
         }
     }
@@ -182,7 +189,7 @@ internal sealed class GrpcStreamConnection : ILoadConnection
                     continue;
                 }
 
-                var outcome = error ? "error" : "result";
+                var (outcome, retryAfterMs) = error ? GrpcConnection.StreamError(answer.InferResponse) : ("result", 0);
                 if (!error && _verifyEvery > 0 && answers++ % _verifyEvery == 0 && !Stats.Verify(GrpcConnection.EchoMatches(answer.InferResponse!, _payload)))
                 {
                     outcome = "mismatch";
@@ -190,7 +197,7 @@ internal sealed class GrpcStreamConnection : ILoadConnection
 
                 Stats.Record(pending.SentAt, now, _measureStart, _measureEnd, outcome, error ? default : GrpcConnection.ReadTiming(answer.InferResponse!));
 
-                if (!pending.TrySetResult(SlotAnswer.Answered))
+                if (!pending.TrySetResult(new SlotAnswer(Lost: false, retryAfterMs)))
                 {
                     Stats.LateAnswers++;
                 }

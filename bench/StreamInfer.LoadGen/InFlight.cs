@@ -7,8 +7,6 @@ namespace StreamInfer.LoadGen;
 /// <summary>What a slot learns about its request: answered (maybe with a back-off), overdue, or lost with the connection.</summary>
 internal readonly record struct SlotAnswer(bool Lost, double RetryAfterMs)
 {
-    public static SlotAnswer Answered => new(Lost: false, 0);
-
     public static SlotAnswer Overdue => new(Lost: false, 0);
 
     public static SlotAnswer ConnectionLost => new(Lost: true, 0);
