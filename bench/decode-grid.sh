@@ -39,13 +39,7 @@ start_server "$port" dotnet "$frontend" --urls "http://127.0.0.1:$port" --Loggin
   --StreamInfer:Orleans:SiloPort=$silo_port --StreamInfer:Orleans:GatewayPort=$gateway_port \
   --StreamInfer:Orleans:ClusterId=bench-decode-grid --StreamInfer:Devices:Gpus=$grid_gpus \
   --StreamInfer:Devices:CpuThreads="$threads" --StreamInfer:Repository:Path="$repo"
-ready=0
-for _ in $(seq 1 600); do
-  if curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1; then ready=1; break; fi
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then echo "the grid did not become ready in 60 s:" >&2; cat /tmp/bench-server.log >&2; exit 1; fi
-curl -sf "http://127.0.0.1:$port/v2/models/tiny-lm" >/dev/null || { echo "the grid does not serve tiny-lm:" >&2; cat /tmp/bench-server.log >&2; exit 1; }
+wait_ready "$port" tiny-lm
 if [ -n "$gpu" ] && ! curl -sf "http://127.0.0.1:$port/api/models/tiny-lm" | grep -q "\"device\":\"cuda$gpu\""; then
   echo "the grid serves tiny-lm, but not on cuda$gpu (the CUDA provider did not start; its log says why):" >&2; cat /tmp/bench-server.log >&2; exit 1
 fi

@@ -38,22 +38,14 @@ start_server "$port" dotnet "$frontend" --urls "http://127.0.0.1:$port" --Loggin
   --StreamInfer:Orleans:SiloPort=$silo_port --StreamInfer:Orleans:GatewayPort=$gateway_port \
   --StreamInfer:Orleans:ClusterId=bench-onnx-grid --StreamInfer:Devices:Gpus=none \
   --StreamInfer:Repository:Path="$repo" "${grid_flags[@]}"
-ready=0
-for _ in $(seq 1 600); do
-  if curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1; then ready=1; break; fi
-  sleep 0.1
-done
-if [ "$ready" != 1 ]; then echo "the grid did not become ready in 60 s:" >&2; cat /tmp/bench-server.log >&2; exit 1; fi
-curl -sf "http://127.0.0.1:$port/v2/models/mlp" >/dev/null || { echo "the grid does not serve mlp:" >&2; cat /tmp/bench-server.log >&2; exit 1; }
+wait_ready "$port" mlp
 
-t() { echo "${1// /}"; }
-hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+load_args() { # MODEL DEPTH
+  echo --url "ws://127.0.0.1:$port/ws" --model "$1" --shape 1,256 --connections "$conns" --depth "$2"
+}
 # A first run after start is slower (JIT tiering, PGO, pools growing): run one, unreported, before the measured rows.
-dotnet "$loadgen" --url "ws://127.0.0.1:$port/ws" --model mlp --shape 1,256 --connections "$conns" --depth 2 \
-  --duration 5 --warmup 1 >"$repo/grid-warmup.txt" 2>/dev/null || true
-
-pct() { awk -v a="$1" -v b="$best" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
+# shellcheck disable=SC2046
+dotnet "$loadgen" $(load_args mlp 2) --duration 5 --warmup 1 >"$repo/grid-warmup.txt" 2>/dev/null || true
 
 echo "bare ONNX Runtime vs the grid: $(sed 's/^wrote [^:]*: //' "$repo/generate.txt")"
 echo "$(nproc) cores, ORT intra-op threads $threads, spinning $([ "$spinning" = 1 ] && echo on || echo off); bare: one thread calling Run, ${bare_secs} s per batch size; grid: embedded default, CPU, ${conns} WebSocket connections sending x [1,256], closed loop, ${secs} s per row after 2 s warm-up (and one unreported 6 s run after the grid started)"
@@ -61,33 +53,7 @@ echo "bare rows: ms per batch, p50 and p99 of one Run; grid rows: batch size and
 echo
 echo "| path, load | batch size | rows/s | ms per batch | p50 ms | p99 ms | CPU % | % of best bare | errors |"
 echo "|---|---|---|---|---|---|---|---|---|"
-grep -E '^\|[ ]*[0-9]' "$repo/bare.txt" | while IFS='|' read -r _ batch _ rps ms p50 p99 cpu _; do
-  rps=$(t "$rps"); echo "| bare ONNX Runtime, batch $(t "$batch") | $(t "$batch") | $rps | $(t "$ms") | $(t "$p50") | $(t "$p99") | $(t "$cpu") | $(pct "$rps") | – |"
-done
-# grid_row LABEL MODEL DEPTH [compare]: one closed-loop run, its table row, and its req/s in $rps; the row is set
-# against the best bare row unless the fourth argument is "no".
-grid_row() {
-  local label="$1" model="$2" depth="$3" compare="${4:-yes}" out="$repo/grid-$2-$3.txt" lg s0 l0 t0 s1 l1 t1 cpu p50 p99 batch compute errors unanswered
-  dotnet "$loadgen" --url "ws://127.0.0.1:$port/ws" --model "$model" --shape 1,256 --connections "$conns" --depth "$depth" \
-    --duration "$secs" --warmup 2 >"$out" 2>/dev/null &
-  lg=$!
-  # CPU of the grid and of the load generator over the measured window (connecting takes well under 0.5 s).
-  sleep 2.5
-  s0=$(cpu_ticks "$server"); l0=$(cpu_ticks "$lg"); t0=$(date +%s.%N)
-  sleep "$(awk -v s="$secs" 'BEGIN { print s - 0.5 }')"
-  s1=$(cpu_ticks "$server"); l1=$(cpu_ticks "$lg"); t1=$(date +%s.%N)
-  wait "$lg" || true
-  cpu=$(awk -v s0="$s0" -v s1="$s1" -v l0="$l0" -v l1="$l1" -v t0="$t0" -v t1="$t1" -v hz="$hz" \
-    'BEGIN { d = (t1 - t0) * hz; printf "%.0f + %.0f", 100 * (s1 - s0) / d, 100 * (l1 - l0) / d }')
-  # | requests | req/s | p50 | p95 | p99 | max |
-  IFS='|' read -r _ _ rps p50 _ p99 _ < <(grep -E '^\|[ ]*[0-9]' "$out" | head -n 1) || { echo "no result for $model, depth $depth:" >&2; cat "$out" >&2; exit 1; }
-  rps=$(t "$rps")
-  read -r batch compute < <(sed -n 's/^server timing: mean batch size \([0-9.]*\), mean compute \([0-9.]*\) ms per batch.*/\1 \2/p' "$out") || true
-  errors=$(sed -n 's/^outcomes: //p' "$out" | tr ' ' '\n' | { grep -v '^result=' || true; } | tr '\n' ' ')
-  unanswered=$(sed -n 's/^unanswered: \([0-9]*\).*/\1/p' "$out")
-  if [ "${unanswered:-0}" != 0 ]; then errors="${errors}unanswered=$unanswered "; fi
-  echo "| $label | ${batch:-?} | $rps | ${compute:-?} | $(t "$p50") | $(t "$p99") | $cpu | $([ "$compare" = no ] && echo – || pct "$rps") | ${errors:-none} |"
-}
+bare_rows "$repo/bare.txt"
 
 grid_best=0; grid_best_label=""
 for depth in $depths; do

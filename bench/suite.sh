@@ -24,6 +24,8 @@ scenarios=(
   "scale-out|scale-out.sh|1, 2, 3 silos (deploy/ scripts, Redis) on the simulated device; 1 silo is the baseline"
   "hot-swap|rollout.sh|p99 and failures while versions are rolled out every 2 s, against steady state"
   "idle-10k|idle.sh|10,000 idle WebSocket connections: server RSS per connection, against the bare Kestrel echo"
+  "binary-echo|binary-echo.sh|a 224x224 FP32 image through echo: JSON vs binary over KServe HTTP, gRPC and WebSocket, 1 and 16 in flight, against a bare Kestrel endpoint returning the same bytes"
+  "image|image-grid.sh|a small ResNet fed binary image requests at saturation, against bare ONNX Runtime at batch sizes 1..32"
 )
 
 list() {

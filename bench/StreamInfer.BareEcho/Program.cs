@@ -1,81 +1,52 @@
-using System.Buffers;
-using System.Net.WebSockets;
-using System.Text.Json;
+using System.Net;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using StreamInfer.BareEcho;
 
-// The baseline for bench/: a bare Kestrel WebSocket (and HTTP /predict) server that does the per-frame JSON work the grid's protocol needs
-// (parse the infer frame, answer a result frame carrying the inputs back) and nothing else: no grains, no batching,
-// no streams. Whatever the grid measures below this is the price of the grid. Usage: --urls http://127.0.0.1:18010
+// The baseline for bench/: a bare Kestrel server that receives what the grid's protocols carry and answers in kind,
+// doing the per-message work each protocol needs and nothing else: no grains, no batching, no streams. Whatever the
+// grid measures below this is the price of the grid.
+//   /ws                 text frames: parse the infer frame, answer a result frame carrying the inputs back;
+//                       binary frames: read the length-prefixed header, answer a binary result with the same bytes
+//   POST /predict       the JSON infer body, answered with its inputs
+//   POST /v2/models/{m}/infer   KServe v2 JSON, or its binary extension (Inference-Header-Content-Length)
+//   gRPC (--grpc-url)   inference.GRPCInferenceService: ModelInfer and ModelStreamInfer answer their inputs as outputs
+// Usage: --urls http://127.0.0.1:18010 [--grpc-url http://127.0.0.1:18012]
 var builder = WebApplication.CreateBuilder(args);
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
+var urls = builder.Configuration["urls"] ?? "http://127.0.0.1:18010";
+var grpcUrl = builder.Configuration["grpc-url"];
+builder.WebHost.ConfigureKestrel(kestrel =>
+{
+    // A KServe JSON body of a 224×224 image is about 3 MB; the binary extension's is 0.6 MB per image.
+    kestrel.Limits.MaxRequestBodySize = 256L << 20;
+    foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+    {
+        Listen(kestrel, url, HttpProtocols.Http1);
+    }
+
+    // gRPC on a port of its own: HTTP/2 without TLS (h2c) needs an HTTP/2-only endpoint.
+    if (!string.IsNullOrEmpty(grpcUrl))
+    {
+        Listen(kestrel, grpcUrl, HttpProtocols.Http2);
+    }
+});
+builder.Services.AddGrpc(grpc =>
+{
+    grpc.MaxReceiveMessageSize = 256 << 20;
+    grpc.MaxSendMessageSize = 256 << 20;
+});
 var app = builder.Build();
 app.UseWebSockets();
-app.Map("/ws", async context =>
-{
-    if (!context.WebSockets.IsWebSocketRequest)
-    {
-        context.Response.StatusCode = StatusCodes.Status400BadRequest;
-        return;
-    }
-
-    using var socket = await context.WebSockets.AcceptWebSocketAsync();
-    var buffer = new byte[1 << 16];
-    var output = new ArrayBufferWriter<byte>(1024);
-    try
-    {
-        while (true)
-        {
-            var count = 0;
-            ValueWebSocketReceiveResult received;
-            do
-            {
-                received = await socket.ReceiveAsync(buffer.AsMemory(count), context.RequestAborted);
-                count += received.Count;
-            }
-            while (!received.EndOfMessage);
-
-            if (received.MessageType == WebSocketMessageType.Close)
-            {
-                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, CancellationToken.None);
-                return;
-            }
-
-            using var frame = JsonDocument.Parse(buffer.AsMemory(0, count));
-            var root = frame.RootElement;
-            output.ResetWrittenCount();
-            using (var writer = new Utf8JsonWriter(output))
-            {
-                writer.WriteStartObject();
-                writer.WriteString("type", "result");
-                writer.WriteString("id", root.GetProperty("id").GetString());
-                writer.WriteString("model", root.GetProperty("model").GetString());
-                writer.WriteString("model_version", "1");
-                writer.WritePropertyName("outputs");
-                root.GetProperty("inputs").WriteTo(writer);
-                writer.WriteEndObject();
-            }
-
-            await socket.SendAsync(output.WrittenMemory, WebSocketMessageType.Text, endOfMessage: true, context.RequestAborted);
-        }
-    }
-    catch (Exception ex) when (ex is WebSocketException or OperationCanceledException)
-    {
-    }
-});
-// The same answer over HTTP, for the /predict baseline: parse the infer body, write the result back.
-app.MapPost("/predict", async context =>
-{
-    using var body = await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
-    var root = body.RootElement;
-    context.Response.ContentType = "application/json";
-    await using var writer = new Utf8JsonWriter(context.Response.BodyWriter);
-    writer.WriteStartObject();
-    writer.WriteString("id", root.TryGetProperty("id", out var id) ? id.GetString() : null);
-    writer.WriteString("model", root.GetProperty("model").GetString());
-    writer.WriteString("model_version", "1");
-    writer.WritePropertyName("outputs");
-    root.GetProperty("inputs").WriteTo(writer);
-    writer.WriteEndObject();
-    await writer.FlushAsync(context.RequestAborted);
-});
+app.Map("/ws", WebSocketEcho.HandleAsync);
+app.MapPost("/predict", JsonEcho.PredictAsync);
+app.MapPost("/v2/models/{model}/infer", KServeEcho.InferAsync);
+app.MapGrpcService<GrpcEcho>();
 app.MapGet("/healthz", () => "ok");
 app.Run();
+
+static void Listen(KestrelServerOptions kestrel, string url, HttpProtocols protocols)
+{
+    var uri = new Uri(url);
+    var address = uri.Host is "localhost" ? IPAddress.Loopback : IPAddress.Parse(uri.Host);
+    kestrel.Listen(address, uri.Port, listen => listen.Protocols = protocols);
+}

@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.WebSockets;
@@ -8,7 +8,9 @@ namespace StreamInfer.LoadGen;
 
 /// <summary>
 /// One WebSocket connection: a receive loop that matches terminal frames to request ids and records them, and
-/// <c>depth</c> slots, each sending a request, awaiting its answer and sending the next until the run ends.
+/// <c>depth</c> slots, each sending a request, awaiting its answer and sending the next until the run ends. Requests go
+/// as JSON text frames, or as binary frames (a 4-byte little-endian header length, the JSON header, the tensor bytes);
+/// a binary answer has the same layout, and text frames (errors, warnings) are read as JSON either way.
 /// </summary>
 internal sealed class Connection : ILoadConnection
 {
@@ -16,9 +18,12 @@ internal sealed class Connection : ILoadConnection
 
     private readonly ClientWebSocket _socket = new();
     private readonly SemaphoreSlim _sendLock = new(1, 1);
-    private readonly ConcurrentDictionary<long, Pending> _pending = new();
+    private readonly InFlight _pending = new();
     private readonly RequestTemplate _template;
     private readonly int _depth;
+    private readonly WebSocketMessageType _messageType;
+    private readonly Payload _payload;
+    private readonly int _verifyEvery;
     private long _measureStart;
     private long _measureEnd;
     private long _nextId;
@@ -31,11 +36,17 @@ internal sealed class Connection : ILoadConnection
     private readonly double _slotIntervalTicks;
 
     /// <param name="template">The request frame.</param>
+    /// <param name="binary">Whether the frames are binary (else text).</param>
+    /// <param name="payload">The tensor the requests carry, which an echo answer returns.</param>
+    /// <param name="verifyEvery">Check every this many answers (and the first) against <paramref name="payload"/>; 0 never.</param>
     /// <param name="depth">Slots (requests in flight) on this connection.</param>
     /// <param name="slotInterval">Least time between two sends of one slot (paced runs); zero for closed loop.</param>
-    public Connection(RequestTemplate template, int depth, TimeSpan slotInterval = default)
+    public Connection(RequestTemplate template, bool binary, Payload payload, int verifyEvery, int depth, TimeSpan slotInterval = default)
     {
         _template = template;
+        _messageType = binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
+        _payload = payload;
+        _verifyEvery = verifyEvery;
         _depth = depth;
         _slotIntervalTicks = slotInterval.TotalSeconds * Stopwatch.Frequency;
         Stats = new ConnectionStats(Math.Min(depth * 1024, 1 << 20));
@@ -64,7 +75,7 @@ internal sealed class Connection : ILoadConnection
         var slots = new Task[_depth];
         for (var i = 0; i < slots.Length; i++)
         {
-            var buffer = new byte[_template.MaxLength];
+            var buffer = _template.NewBuffer();
             slots[i] = Task.Run(() => RunSlotAsync(buffer));
         }
 
@@ -77,14 +88,7 @@ internal sealed class Connection : ILoadConnection
     /// </summary>
     public void ExpireOverdue(long now, TimeSpan timeout)
     {
-        var oldest = now - (long)(timeout.TotalSeconds * Stopwatch.Frequency);
-        foreach (var (_, pending) in _pending)
-        {
-            if (pending.SentAt < oldest && pending.TrySetResult(Answer.Overdue))
-            {
-                Interlocked.Increment(ref Stats.Overdue);
-            }
-        }
+        Interlocked.Add(ref Stats.Overdue, _pending.ExpireOverdue(now, timeout));
     }
 
     /// <summary>Gives up on the requests still in flight, counting them as unanswered, and stops their slots.</summary>
@@ -92,7 +96,7 @@ internal sealed class Connection : ILoadConnection
     public int Abandon()
     {
         _closing = true;
-        var abandoned = Drain();
+        var abandoned = _pending.Drain();
         Interlocked.Add(ref Stats.Abandoned, abandoned);
         return abandoned;
     }
@@ -156,7 +160,7 @@ internal sealed class Connection : ILoadConnection
 
             var id = Interlocked.Increment(ref _nextId);
             var length = _template.Write(buffer, id);
-            Pending request;
+            PendingRequest request;
             await _sendLock.WaitAsync();
             try
             {
@@ -165,15 +169,14 @@ internal sealed class Connection : ILoadConnection
                     return;
                 }
 
-                request = new Pending(Stopwatch.GetTimestamp());
-                _pending[id] = request; // before the send: the answer may arrive before SendAsync returns
-                await _socket.SendAsync(buffer.AsMemory(0, length), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+                request = _pending.Add(id);
+                await _socket.SendAsync(buffer.AsMemory(0, length), _messageType, endOfMessage: true, CancellationToken.None);
                 Interlocked.Increment(ref _sent);
             }
             catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
             {
                 // The receive loop sees the broken connection too, and counts the requests it loses.
-                _pending.TryRemove(id, out _);
+                _pending.Remove(id);
                 return;
             }
             finally
@@ -233,13 +236,20 @@ internal sealed class Connection : ILoadConnection
                     return;
                 }
 
-                if (received.MessageType != WebSocketMessageType.Text)
+                if (received.MessageType == WebSocketMessageType.Text)
+                {
+                    OnFrame(buffer.AsSpan(0, count), [], now);
+                    continue;
+                }
+
+                var headerLength = count >= 4 ? BinaryPrimitives.ReadUInt32LittleEndian(buffer) : uint.MaxValue;
+                if (headerLength > (uint)(count - 4))
                 {
                     Stats.UnexpectedFrames++;
                     continue;
                 }
 
-                OnFrame(buffer.AsSpan(0, count), now);
+                OnFrame(buffer.AsSpan(4, (int)headerLength), buffer.AsSpan(4 + (int)headerLength, count - 4 - (int)headerLength), now);
             }
         }
         catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or ObjectDisposedException)
@@ -255,20 +265,15 @@ internal sealed class Connection : ILoadConnection
             await _sendLock.WaitAsync();
             _dead = true;
             _sendLock.Release();
-            var lost = Drain();
-            if (_closing)
-            {
-                Interlocked.Add(ref Stats.Abandoned, lost);
-            }
-            else
-            {
-                Interlocked.Add(ref Stats.LostOnDrop, lost);
-            }
+            Stats.AddLost(_pending.Drain(), _closing);
         }
     }
 
-    private void OnFrame(ReadOnlySpan<byte> frame, long now)
+    /// <summary>A text frame, or a binary frame's header and the bytes after it (<paramref name="binary"/>).</summary>
+    private void OnFrame(ReadOnlySpan<byte> frame, ReadOnlySpan<byte> binary, long now)
     {
+        var verify = _verifyEvery > 0 && Stats.Answered % _verifyEvery == 0;
+        var match = false;
         var type = FrameType.Other;
         var hasId = false;
         var idValid = false;
@@ -323,7 +328,12 @@ internal sealed class Connection : ILoadConnection
                 else if (reader.ValueTextEquals("timing"u8))
                 {
                     reader.Read();
-                    timing = ReadTiming(ref reader);
+                    timing = AnswerReader.ReadTiming(ref reader);
+                }
+                else if (verify && reader.ValueTextEquals("outputs"u8))
+                {
+                    reader.Read();
+                    match = AnswerReader.WebSocketOutputsMatch(ref reader, _payload, binary);
                 }
                 else
                 {
@@ -347,25 +357,16 @@ internal sealed class Connection : ILoadConnection
                 ConnectionStats.Increment(Stats.ConnectionErrors, code ?? "(no code)");
                 return;
             case FrameType.Result or FrameType.Error:
-                if (!idValid || !_pending.TryRemove(id, out var request))
+                if (!idValid || !_pending.TryTake(id, out var request))
                 {
                     Stats.UnknownOrDuplicate++;
                     return;
                 }
 
-                Stats.Answered++;
-                if (request.SentAt >= _measureStart && request.SentAt < _measureEnd)
-                {
-                    Stats.Latencies.Add((now - request.SentAt) * 1000.0 / Stopwatch.Frequency);
-                    Stats.SentAtSeconds.Add((float)((request.SentAt - _measureStart) / (double)Stopwatch.Frequency));
-                    ConnectionStats.Increment(Stats.Outcomes, type == FrameType.Result ? "result" : code ?? "(no code)");
-                    if (type == FrameType.Result && timing.BatchSize >= 1)
-                    {
-                        Stats.AddTiming(timing.BatchSize, timing.QueueMs, timing.ComputeMs);
-                    }
-                }
+                var mismatch = verify && type == FrameType.Result && !Stats.Verify(match);
+                Stats.Record(request.SentAt, now, _measureStart, _measureEnd, mismatch ? "mismatch" : type == FrameType.Result ? "result" : code ?? "(no code)", timing);
 
-                if (!request.TrySetResult(new Answer(Lost: false, type == FrameType.Error ? retryAfterMs : 0)))
+                if (!request.TrySetResult(new SlotAnswer(Lost: false, type == FrameType.Error ? retryAfterMs : 0)))
                 {
                     Stats.LateAnswers++;
                 }
@@ -377,61 +378,6 @@ internal sealed class Connection : ILoadConnection
         }
     }
 
-    /// <summary>
-    /// Reads a result's <c>timing</c> object (<c>batch_size</c>, <c>queue_ms</c>, <c>compute_ms</c>); the reader is on
-    /// its first token and is left on its last. Anything else there is skipped; a batch size of 0 means none was given.
-    /// </summary>
-    private static FrameTiming ReadTiming(ref Utf8JsonReader reader)
-    {
-        if (reader.TokenType != JsonTokenType.StartObject)
-        {
-            reader.Skip();
-            return default;
-        }
-
-        int batchSize = 0;
-        double queueMs = 0, computeMs = 0;
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            var field = reader.ValueTextEquals("batch_size"u8) ? 1 : reader.ValueTextEquals("queue_ms"u8) ? 2 : reader.ValueTextEquals("compute_ms"u8) ? 3 : 0;
-            reader.Read();
-            if (reader.TokenType != JsonTokenType.Number)
-            {
-                reader.Skip();
-                continue;
-            }
-
-            switch (field)
-            {
-                case 1 when reader.TryGetInt32(out var b) && b > 0: batchSize = b; break;
-                case 2 when reader.TryGetDouble(out var q): queueMs = q; break;
-                case 3 when reader.TryGetDouble(out var c): computeMs = c; break;
-                default: break;
-            }
-        }
-
-        return new FrameTiming(batchSize, queueMs, computeMs);
-    }
-
-    /// <summary>Removes every request in flight and stops its slot.</summary>
-    private int Drain()
-    {
-        var drained = 0;
-        foreach (var id in _pending.Keys)
-        {
-            if (_pending.TryRemove(id, out var request))
-            {
-                drained++;
-                request.TrySetResult(Answer.ConnectionLost);
-            }
-        }
-
-        return drained;
-    }
-
-    /// <summary>A result's <c>timing</c>: its batch's size (0 when absent), its time queued, and its batch's compute time.</summary>
-    private readonly record struct FrameTiming(int BatchSize, double QueueMs, double ComputeMs);
-
     private enum FrameType
     {
         Other,
@@ -440,17 +386,4 @@ internal sealed class Connection : ILoadConnection
         Warning,
     }
 
-    /// <summary>What a slot learns about its request: answered (maybe with a back-off), overdue, or lost with the connection.</summary>
-    private readonly record struct Answer(bool Lost, double RetryAfterMs)
-    {
-        public static Answer Overdue => new(Lost: false, 0);
-
-        public static Answer ConnectionLost => new(Lost: true, 0);
-    }
-
-    /// <summary>A request in flight: when it was sent, and the slot waiting for it.</summary>
-    private sealed class Pending(long sentAt) : TaskCompletionSource<Answer>(TaskCreationOptions.RunContinuationsAsynchronously)
-    {
-        public long SentAt { get; } = sentAt;
-    }
 }

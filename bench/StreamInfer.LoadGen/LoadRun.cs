@@ -9,7 +9,13 @@ internal static class LoadRun
 {
     public static async Task<Report> RunAsync(Options options, TextWriter log)
     {
-        var template = new RequestTemplate(options.Model, options.Shape, options.ElementCount);
+        var payload = new Payload(options.InputName, options.DType, options.Shape, options.Values);
+        var template = options.Protocol switch
+        {
+            Protocol.Ws or Protocol.Predict or Protocol.KServe => RequestTemplate.ForJson(options.Protocol, options.Model, payload),
+            Protocol.WsBinary => RequestTemplate.ForBinaryFrame(options.Model, payload),
+            _ => null,
+        };
         var connectErrors = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
 
         log.WriteLine(Invariant($"connecting {options.Connections} to {options.Url} ({options.ConnectConcurrency} at a time)..."));
@@ -21,9 +27,13 @@ internal static class LoadRun
             {
                 await gate.WaitAsync();
                 var interval = options.Rate > 0 ? TimeSpan.FromSeconds(options.Connections * options.Depth / options.Rate) : TimeSpan.Zero;
-                ILoadConnection connection = options.Url.Scheme is "http" or "https"
-                    ? new HttpConnection(template, options.Depth, interval)
-                    : new Connection(template, options.Depth, interval);
+                ILoadConnection connection = options.Protocol switch
+                {
+                    Protocol.Ws or Protocol.WsBinary => new Connection(template!, options.Protocol == Protocol.WsBinary, payload, options.VerifyEvery, options.Depth, interval),
+                    Protocol.Predict or Protocol.KServe or Protocol.KServeBinary => new HttpConnection(options.Protocol, options.Model, template, payload, options.VerifyEvery, options.Depth, interval),
+                    Protocol.Grpc => new GrpcConnection(options.Model, payload, options.VerifyEvery, options.Depth, interval),
+                    _ => new GrpcStreamConnection(options.Model, payload, options.VerifyEvery, options.Depth, interval),
+                };
                 try
                 {
                     await connection.ConnectAsync(options.Url, Options.ConnectTimeout);

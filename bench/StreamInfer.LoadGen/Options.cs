@@ -17,26 +17,41 @@ internal sealed class Options
     public const int MaxElements = 1 << 24;
 
     public const string Usage = """
-        StreamInfer load generator: N WebSocket connections, D requests in flight on each, for T seconds.
+        StreamInfer load generator: N connections, D requests in flight on each, for T seconds.
 
         usage: StreamInfer.LoadGen [--name value]...
 
           --url URL                  WebSocket endpoint (default ws://127.0.0.1:8000/ws), or http://HOST:PORT/predict
-                                     to POST the same request over HTTP (each connection: DEPTH keep-alive requests)
+                                     to POST the same request over HTTP (each connection: DEPTH keep-alive requests);
+                                     for kserve, kserve-binary, grpc and grpc-stream: http://HOST:PORT
+          --protocol P               ws (JSON text frames; the default for ws:// URLs), ws-binary (binary frames:
+                                     length-prefixed JSON header, then the raw tensor bytes), predict (JSON POST /predict;
+                                     the default for http:// URLs), kserve (KServe v2 JSON POST /v2/models/MODEL/infer),
+                                     kserve-binary (the same with the binary tensor data extension), grpc (KServe v2
+                                     gRPC ModelInfer, unary), grpc-stream (ModelStreamInfer: one stream per connection)
           --connections N            connections to open (default 100)
           --depth D                  requests in flight per connection (default 4; 0 holds the connections open, idle)
           --rate R                   pace the whole run at R requests/s (each slot sends at most every slots/R s); 0 = as fast as answered (default)
           --duration T               measured seconds (default 10)
           --warmup W                 seconds run before measuring; not counted (default 2)
           --model NAME               model to call (default echo)
-          --shape 1,8                shape of the float32 input tensor "x" (default 1,8)
+          --shape 1,8                shape of the input tensor (default 1,8); 1,3,224,224 is one 224x224 RGB image
+          --dtype T                  its element type: float32 (default), float16, float64, int64, int32, int16, int8,
+                                     uint8, bool (KServe names such as FP32 too)
+          --input NAME               its name (default x)
+          --values V                 pattern (default: 0, 0.5, ... 7.5 repeating, short in JSON) or image (normalized
+                                     pseudo-random pixels, as long in JSON as a real image)
+          --verify-every K           check every K-th answer (and each connection's first) returns the sent bytes under
+                                     the input's name, as echo does; a mismatch counts as outcome "mismatch" and fails
+                                     the run (default 16 for the echo model, else 0 = never)
           --json PATH                also write the results as a JSON object to PATH
           --label TEXT               label for the table header and the JSON
           --connect-concurrency K    connection attempts in flight while connecting (default 50)
           --help                     show this text
 
         Exit code: 0 normally; 1 if a request was still unanswered 10 s after the run ended,
-        an answer came for an unknown or duplicate id, or no connection could be opened; 2 on a bad command line.
+        an answer came for an unknown or duplicate id, an answer did not return the sent bytes (--verify-every),
+        or no connection could be opened; 2 on a bad command line.
         """;
 
     public Uri Url { get; private set; } = new("ws://127.0.0.1:8000/ws");
@@ -52,6 +67,17 @@ internal sealed class Options
     public string Model { get; private set; } = "echo";
 
     public IReadOnlyList<int> Shape { get; private set; } = [1, 8];
+
+    public Protocol Protocol { get; private set; }
+
+    public DType DType { get; private set; } = DType.All[0];
+
+    public string InputName { get; private set; } = "x";
+
+    public PayloadValues Values { get; private set; }
+
+    /// <summary>Check every this many answers against the sent bytes; 0 never.</summary>
+    public int VerifyEvery { get; private set; }
 
     public string? JsonPath { get; private set; }
 
@@ -86,6 +112,8 @@ internal sealed class Options
     public static Options Parse(IReadOnlyList<string> args)
     {
         var options = new Options();
+        Protocol? protocol = null;
+        int? verifyEvery = null;
         for (var i = 0; i < args.Count; i++)
         {
             var arg = args[i];
@@ -132,11 +160,48 @@ internal sealed class Options
                 case "label": options.Label = value; break;
                 case "rate": options.Rate = double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var rate) && rate >= 0 ? rate : throw new FormatException("--rate must be a number >= 0."); break;
                 case "connect-concurrency": options.ConnectConcurrency = ParseInt(name, value, 1, 10_000); break;
+                case "protocol": protocol = ParseProtocol(value); break;
+                case "dtype": options.DType = DType.Find(value) ?? throw new FormatException($"--dtype must be one of {string.Join(", ", DType.All.Select(d => d.Name))}; got '{value}'."); break;
+                case "input": options.InputName = value.Length > 0 ? value : throw new FormatException("--input must not be empty."); break;
+                case "values": options.Values = value switch { "pattern" => PayloadValues.Pattern, "image" => PayloadValues.Image, _ => throw new FormatException($"--values must be pattern or image; got '{value}'.") }; break;
+                case "verify-every": verifyEvery = ParseInt(name, value, 0, int.MaxValue); break;
                 default: throw new FormatException($"unknown flag --{name} (see --help).");
             }
         }
 
+        var web = options.Url.Scheme is "ws" or "wss";
+        options.Protocol = protocol ?? (web ? Protocol.Ws : Protocol.Predict);
+        if (web != (options.Protocol is Protocol.Ws or Protocol.WsBinary))
+        {
+            throw new FormatException($"--protocol {ProtocolName(options.Protocol)} does not go with the URL {options.Url} ({(web ? "ws:// and wss:// are for ws and ws-binary" : "ws and ws-binary need a ws:// or wss:// URL")}).");
+        }
+
+        options.VerifyEvery = verifyEvery ?? (string.Equals(options.Model, "echo", StringComparison.Ordinal) ? 16 : 0);
         return options;
+    }
+
+    public static string ProtocolName(Protocol protocol) => protocol switch
+    {
+        Protocol.Ws => "ws",
+        Protocol.WsBinary => "ws-binary",
+        Protocol.Predict => "predict",
+        Protocol.KServe => "kserve",
+        Protocol.KServeBinary => "kserve-binary",
+        Protocol.Grpc => "grpc",
+        _ => "grpc-stream",
+    };
+
+    private static Protocol ParseProtocol(string value)
+    {
+        foreach (var p in Enum.GetValues<Protocol>())
+        {
+            if (ProtocolName(p) == value)
+            {
+                return p;
+            }
+        }
+
+        throw new FormatException($"--protocol must be ws, ws-binary, predict, kserve, kserve-binary, grpc or grpc-stream; got '{value}'.");
     }
 
     private static Uri ParseUrl(string value)
@@ -191,4 +256,29 @@ internal sealed class Options
 
         return shape;
     }
+}
+
+/// <summary>What the requests travel as.</summary>
+internal enum Protocol
+{
+    /// <summary>JSON <c>infer</c> text frames on <c>/ws</c>.</summary>
+    Ws,
+
+    /// <summary>Binary frames on <c>/ws</c>: a 4-byte little-endian header length, the JSON header, the raw tensor bytes.</summary>
+    WsBinary,
+
+    /// <summary>The JSON <c>infer</c> body POSTed to <c>/predict</c>.</summary>
+    Predict,
+
+    /// <summary>KServe v2 JSON POSTed to <c>/v2/models/{model}/infer</c>.</summary>
+    KServe,
+
+    /// <summary>KServe v2 with the binary tensor data extension.</summary>
+    KServeBinary,
+
+    /// <summary>KServe v2 gRPC <c>ModelInfer</c> with <c>raw_input_contents</c>.</summary>
+    Grpc,
+
+    /// <summary>KServe v2 gRPC <c>ModelStreamInfer</c>: one stream per connection, requests matched by id.</summary>
+    GrpcStream,
 }

@@ -37,7 +37,7 @@ if (report.Failed)
 {
     Console.Error.WriteLine(report.ConnectionsOpened == 0
         ? "FAILED: no connection could be opened."
-        : $"FAILED: {report.Unanswered} unanswered, {report.UnknownOrDuplicate} unknown/duplicate answers.");
+        : $"FAILED: {report.Unanswered} unanswered, {report.UnknownOrDuplicate} unknown/duplicate answers, {report.Mismatches} answers without the sent bytes.");
     return 1;
 }
 

@@ -10,6 +10,11 @@ const string Usage = """
           x float32 [batch, input] -> MatMul -> Add bias -> Relu -> MatMul -> Relu -> MatMul -> y float32 [batch, output]
           with fixed pseudo-random weights (the same bytes every time)
 
+      StreamInfer.OnnxBench generate-image --out DIR [--name resnet] [--size 224] [--max-batch-size 32]
+          writes a small ResNet in the same layout: image float32 [batch, 3, size, size] -> 7x7/2 conv stem, max pool ->
+          residual blocks (Conv+Relu+Conv+Add) at 32, 64, 128 channels -> global average pool -> Gemm -> logits
+          float32 [batch, 1000], fixed pseudo-random weights
+
       StreamInfer.OnnxBench bare --model PATH [--seconds 5] [--warmup 1] [--batch-sizes 1,2,4,8,16,32]
                                  [--threads N] [--spinning] [--json PATH]
           runs the model (a .onnx file, a model folder with 1/model.onnx, or a repository with mlp/1/model.onnx) on
@@ -61,6 +66,18 @@ try
             var path = MlpModel.Write(output, name, inputWidth, hidden, outputWidth, maxBatch);
             var macs = MlpModel.MultiplyAddsPerRow(inputWidth, hidden, outputWidth);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}: {name}, x [batch,{inputWidth}] -> {hidden} -> {hidden} -> y [batch,{outputWidth}], {macs / 1e6:F2} M multiply-adds per row, max_batch_size {maxBatch}"));
+            return 0;
+        }
+
+        case "generate-image":
+        {
+            var output = flags.Text("out") ?? throw new FormatException("generate-image needs --out DIR.");
+            var name = flags.Text("name") ?? ResNetModel.DefaultName;
+            var size = flags.Int("size", ResNetModel.DefaultSize, 32, 1024);
+            var maxBatch = flags.Int("max-batch-size", ResNetModel.DefaultMaxBatchSize, 1, 4096);
+            flags.EnsureAllUsed();
+            var path = ResNetModel.Write(output, name, size, maxBatch);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}: {name}, a small ResNet, image [batch,3,{size},{size}] -> logits [batch,{ResNetModel.Classes}], {ResNetModel.MultiplyAddsPerImage(size) / 1e6:F0} M multiply-adds per image, max_batch_size {maxBatch}"));
             return 0;
         }
 
@@ -136,7 +153,7 @@ try
         }
 
         default:
-            throw new FormatException($"unknown command '{args[0]}' (generate, bare, decode, decode-grid or padding).");
+            throw new FormatException($"unknown command '{args[0]}' (generate, generate-image, bare, decode, decode-grid or padding).");
     }
 }
 catch (FormatException ex)

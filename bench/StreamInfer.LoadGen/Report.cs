@@ -4,76 +4,6 @@ using System.Text.Json;
 
 namespace StreamInfer.LoadGen;
 
-/// <summary>
-/// What one connection saw. Written only by that connection's receive loop (the fields marked Interlocked excepted)
-/// and read only after the loop has ended, so it needs no locks.
-/// </summary>
-internal sealed class ConnectionStats(int latencyCapacity)
-{
-    /// <summary>Latencies in ms of the requests sent inside the measured window.</summary>
-    public List<double> Latencies { get; } = new(latencyCapacity);
-
-    /// <summary>For each of <see cref="Latencies"/>, when its request was sent: seconds into the measured window.</summary>
-    public List<float> SentAtSeconds { get; } = new(latencyCapacity);
-
-    /// <summary>Terminal frames for requests sent inside the measured window: <c>result</c>, or the error's code.</summary>
-    public Dictionary<string, long> Outcomes { get; } = new(StringComparer.Ordinal);
-
-    /// <summary><c>warning</c> frames by code, over the whole run.</summary>
-    public Dictionary<string, long> Warnings { get; } = new(StringComparer.Ordinal);
-
-    /// <summary><c>error</c> frames with no id, by code, over the whole run.</summary>
-    public Dictionary<string, long> ConnectionErrors { get; } = new(StringComparer.Ordinal);
-
-    /// <summary>Terminal frames whose id was never sent or was already answered.</summary>
-    public long UnknownOrDuplicate { get; set; }
-
-    /// <summary>Frames that are not JSON objects, are binary, or have an unexpected <c>type</c>.</summary>
-    public long UnexpectedFrames { get; set; }
-
-    /// <summary>Terminal frames for known ids over the whole run, warm-up included.</summary>
-    public long Answered { get; set; }
-
-    /// <summary>Answers that came after their slot had stopped waiting (see <see cref="Overdue"/>).</summary>
-    public long LateAnswers { get; set; }
-
-    /// <summary>Requests whose slot stopped waiting for the answer and moved on (Interlocked).</summary>
-    public long Overdue;
-
-    /// <summary>Requests in flight when the server closed or broke the connection during the run (Interlocked).</summary>
-    public long LostOnDrop;
-
-    /// <summary>Requests still in flight when the grace period after the run ended (Interlocked).</summary>
-    public long Abandoned;
-
-    /// <summary>Why the connection ended before the run did, if it did.</summary>
-    public string? DropReason { get; set; }
-
-    /// <summary>Measured <c>result</c> frames that carried a <c>timing</c> with a batch size.</summary>
-    public long TimedResults { get; private set; }
-
-    /// <summary>The sum of 1 / batch_size over <see cref="TimedResults"/>: the number of batches they came in.</summary>
-    public double Batches { get; private set; }
-
-    /// <summary>The sum of queue_ms over <see cref="TimedResults"/>.</summary>
-    public double QueueMsSum { get; private set; }
-
-    /// <summary>The sum of compute_ms / batch_size over <see cref="TimedResults"/>: each batch's compute time once.</summary>
-    public double BatchComputeMsSum { get; private set; }
-
-    /// <summary>Records a measured result's <c>timing</c>.</summary>
-    public void AddTiming(int batchSize, double queueMs, double computeMs)
-    {
-        TimedResults++;
-        Batches += 1.0 / batchSize;
-        QueueMsSum += queueMs;
-        BatchComputeMsSum += computeMs / batchSize;
-    }
-
-    public static void Increment(Dictionary<string, long> counts, string key)
-        => counts[key] = counts.GetValueOrDefault(key) + 1;
-}
-
 /// <summary>The merged results of a run: the table, and the JSON object.</summary>
 internal sealed class Report
 {
@@ -147,7 +77,12 @@ internal sealed class Report
     public double MeanQueueMs { get; private init; } = double.NaN;
 
     /// <summary>Lost or duplicated answers are bugs in the server; the exit code says so.</summary>
-    public bool Failed => Unanswered > 0 || UnknownOrDuplicate > 0 || ConnectionsOpened == 0;
+    /// <summary>Answers checked against the sent bytes (<c>--verify-every</c>), and those that did not return them.</summary>
+    public long Verified { get; private init; }
+
+    public long Mismatches { get; private init; }
+
+    public bool Failed => Unanswered > 0 || UnknownOrDuplicate > 0 || Mismatches > 0 || ConnectionsOpened == 0;
 
     public static Report Build(
         Options options,
@@ -168,7 +103,7 @@ internal sealed class Report
         var outcomes = new Dictionary<string, long>(StringComparer.Ordinal) { ["result"] = 0 };
         var warnings = new Dictionary<string, long>(StringComparer.Ordinal);
         var connectionErrors = new Dictionary<string, long>(StringComparer.Ordinal);
-        long sent = 0, answered = 0, lostOnDrop = 0, abandoned = 0, unknown = 0, unexpected = 0, overdue = 0, late = 0, timed = 0;
+        long sent = 0, answered = 0, lostOnDrop = 0, abandoned = 0, unknown = 0, unexpected = 0, overdue = 0, late = 0, timed = 0, verified = 0, mismatches = 0;
         double batches = 0, queueMs = 0, batchComputeMs = 0;
         var dropReasons = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (stats, connectionSent) in connections)
@@ -196,6 +131,8 @@ internal sealed class Report
             overdue += stats.Overdue;
             late += stats.LateAnswers;
             timed += stats.TimedResults;
+            verified += stats.Verified;
+            mismatches += stats.Mismatches;
             batches += stats.Batches;
             queueMs += stats.QueueMsSum;
             batchComputeMs += stats.BatchComputeMsSum;
@@ -246,6 +183,8 @@ internal sealed class Report
             LateAnswers = late,
             ConnectSeconds = connectSeconds,
             TimedResults = timed,
+            Verified = verified,
+            Mismatches = mismatches,
             MeanBatchSize = timed == 0 ? double.NaN : timed / batches,
             MeanBatchComputeMs = timed == 0 ? double.NaN : batchComputeMs / batches,
             MeanQueueMs = timed == 0 ? double.NaN : queueMs / timed,
@@ -270,14 +209,14 @@ internal sealed class Report
         var o = Options;
         var inv = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.Append(inv, $"StreamInfer load generator — {o.Model} over WebSocket");
+        sb.Append(inv, $"StreamInfer load generator — {o.Model} over {Options.ProtocolName(o.Protocol)}");
         if (!string.IsNullOrEmpty(o.Label))
         {
             sb.Append(inv, $" ({o.Label})");
         }
 
         sb.AppendLine();
-        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, shape {o.ShapeText}{(o.Rate > 0 ? $", paced at {o.Rate} req/s" : ", closed loop")}");
+        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, {o.InputName} {o.DType.Name} {o.ShapeText} ({o.ElementCount * o.DType.Size} bytes){(o.Rate > 0 ? $", paced at {o.Rate} req/s" : ", closed loop")}");
         sb.AppendLine();
         sb.AppendLine("| requests | req/s     | p50 ms | p95 ms | p99 ms | max ms  |");
         sb.AppendLine("|---------:|----------:|-------:|-------:|-------:|--------:|");
@@ -307,6 +246,11 @@ internal sealed class Report
         if (Overdue > 0)
         {
             sb.AppendLine(inv, $"overdue (slot moved on after {Options.AnswerTimeout.TotalSeconds:0} s without an answer): {Overdue}, answered late: {LateAnswers}");
+        }
+
+        if (o.VerifyEvery > 0)
+        {
+            sb.AppendLine(inv, $"verified (each connection's first answer and every {o.VerifyEvery}-th after it return the sent bytes): {Verified} checked, {Mismatches} mismatches");
         }
 
         if (UnexpectedFrames > 0)
@@ -347,6 +291,9 @@ internal sealed class Report
 
         w.WriteString("url", o.Url.ToString());
         w.WriteString("model", o.Model);
+        w.WriteString("protocol", Options.ProtocolName(o.Protocol));
+        w.WriteString("input", o.InputName);
+        w.WriteString("dtype", o.DType.Name);
         w.WriteStartArray("shape");
         foreach (var d in o.Shape)
         {
@@ -382,6 +329,8 @@ internal sealed class Report
         w.WriteNumber("unexpected_frames", UnexpectedFrames);
         w.WriteNumber("overdue", Overdue);
         w.WriteNumber("late_answers", LateAnswers);
+        w.WriteNumber("verified", Verified);
+        w.WriteNumber("mismatches", Mismatches);
         w.WriteStartArray("series");
         foreach (var point in Series)
         {
