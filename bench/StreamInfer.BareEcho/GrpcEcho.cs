@@ -1,5 +1,5 @@
 using Grpc.Core;
-using StreamInfer.Bench.Inference;
+using StreamInfer.Frontend.Grpc.V2;
 
 namespace StreamInfer.BareEcho;
 

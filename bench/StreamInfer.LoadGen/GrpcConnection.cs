@@ -3,7 +3,7 @@ using System.Globalization;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
-using StreamInfer.Bench.Inference;
+using StreamInfer.Frontend.Grpc.V2;
 
 namespace StreamInfer.LoadGen;
 

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Grpc.Core;
 using Grpc.Net.Client;
-using StreamInfer.Bench.Inference;
+using StreamInfer.Frontend.Grpc.V2;
 
 namespace StreamInfer.LoadGen;
 
