@@ -11,6 +11,7 @@ namespace StreamInfer.Tests.Infrastructure;
 /// </summary>
 public static class ImageClassifier
 {
+    public const string ModelName = "classifier";
     public const string Input = "image";
     public const string Output = "logits";
     public const int Size = 224;
@@ -19,7 +20,7 @@ public static class ImageClassifier
     private const int Channels = 8;
 
     /// <summary>Writes <c>&lt;repository&gt;/&lt;name&gt;/config.json</c> and its <c>1/model.onnx</c>; returns the model file's path.</summary>
-    public static string Write(string repository, string name = "classifier", int maxBatchSize = 8)
+    public static string Write(string repository, string name = ModelName, int maxBatchSize = 8)
     {
         var random = new SplitMix64(0x1A4A6E);
         var g = new OnnxGraphBuilder(name);
