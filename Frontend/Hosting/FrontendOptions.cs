@@ -18,6 +18,14 @@ public sealed class FrontendOptions
     public int MaxBinaryBytes { get; set; } = 32 << 20;
 
     /// <summary>
+    /// Request bytes one connection (a WebSocket, a gRPC stream) may hold in requests not yet ended: binary payloads stay
+    /// in memory until their requests end. Past it the connection is not read until requests end (TCP flow control
+    /// slows the client); a single request larger than it still passes when nothing else is held. Range:
+    /// [<see cref="MaxBinaryBytes"/>, 16 GiB]. Default 128 MiB.
+    /// </summary>
+    public long MaxInFlightBytes { get; set; } = 128L << 20;
+
+    /// <summary>
     /// Bytes queued for one WebSocket that the client has not read yet, beside <see cref="SendQueueCapacity"/> frames:
     /// whichever fills first, the slow-consumer rules apply (a warning at 80%, then the connection is closed).
     /// Range: [64 KiB, 4 GiB - 1]. Default 32 MiB.
@@ -87,6 +95,11 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
         if (o.MaxBinaryBytes is < 1024 or > 1 << 30)
         {
             errors.Add($"{FrontendOptions.Section}:MaxBinaryBytes must be in [1024, 1073741824]; got {o.MaxBinaryBytes}.");
+        }
+
+        if (o.MaxInFlightBytes < o.MaxBinaryBytes || o.MaxInFlightBytes > 16L << 30)
+        {
+            errors.Add($"{FrontendOptions.Section}:MaxInFlightBytes must be in [MaxBinaryBytes ({o.MaxBinaryBytes}), 17179869184]; got {o.MaxInFlightBytes}.");
         }
 
         if (o.SendQueueBytes is < 64 << 10 or > uint.MaxValue - 1)

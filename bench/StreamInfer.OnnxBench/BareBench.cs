@@ -44,6 +44,29 @@ internal sealed class BareBench
         return so;
     }
 
+    /// <summary>An input of what the load generator sends: float32 values, or uint8 pixels for a model that takes them.</summary>
+    private static OrtValue Input(Type elementType, long count, long[] shape)
+    {
+        if (elementType == typeof(byte))
+        {
+            var pixels = new byte[count];
+            for (var i = 0; i < pixels.Length; i++)
+            {
+                pixels[i] = (byte)(i % 16);
+            }
+
+            return OrtValue.CreateTensorValueFromMemory(pixels, shape);
+        }
+
+        var input = new float[count];
+        for (var i = 0; i < input.Length; i++)
+        {
+            input[i] = (i % 16) * 0.5f;
+        }
+
+        return OrtValue.CreateTensorValueFromMemory(input, shape);
+    }
+
     public List<BareResult> Run(TextWriter progress)
     {
         using var so = CreateSessionOptions();
@@ -61,14 +84,8 @@ internal sealed class BareBench
         var results = new List<BareResult>();
         foreach (var batch in BatchSizes)
         {
-            var input = new float[batch * Product(inputRow)];
-            for (var i = 0; i < input.Length; i++)
-            {
-                input[i] = (i % 16) * 0.5f; // what the load generator sends
-            }
-
             var output = new float[batch * Product(outputRow)];
-            using var inputValue = OrtValue.CreateTensorValueFromMemory(input, [batch, .. inputRow]);
+            using var inputValue = Input(session.InputMetadata[inputName].ElementType, batch * Product(inputRow), [batch, .. inputRow]);
             using var outputValue = OrtValue.CreateTensorValueFromMemory(output, [batch, .. outputRow]);
             string[] inputNames = [inputName];
             string[] outputNames = [outputName];

@@ -10,7 +10,7 @@ const string Usage = """
           x float32 [batch, input] -> MatMul -> Add bias -> Relu -> MatMul -> Relu -> MatMul -> y float32 [batch, output]
           with fixed pseudo-random weights (the same bytes every time)
 
-      StreamInfer.OnnxBench generate-image --out DIR [--name resnet] [--size 224] [--max-batch-size 32]
+      StreamInfer.OnnxBench generate-image --out DIR [--name resnet] [--size 224] [--max-batch-size 32] [--pixels float32|uint8]
           writes a small ResNet in the same layout: image float32 [batch, 3, size, size] -> 7x7/2 conv stem, max pool ->
           residual blocks (Conv+Relu+Conv+Add) at 32, 64, 128 channels -> global average pool -> Gemm -> logits
           float32 [batch, 1000], fixed pseudo-random weights
@@ -75,9 +75,15 @@ try
             var name = flags.Text("name") ?? ResNetModel.DefaultName;
             var size = flags.Int("size", ResNetModel.DefaultSize, 32, 1024);
             var maxBatch = flags.Int("max-batch-size", ResNetModel.DefaultMaxBatchSize, 1, 4096);
+            var pixels = flags.Text("pixels") ?? "float32";
+            if (pixels is not ("float32" or "uint8"))
+            {
+                throw new FormatException($"--pixels must be float32 or uint8; got '{pixels}'.");
+            }
+
             flags.EnsureAllUsed();
-            var path = ResNetModel.Write(output, name, size, maxBatch);
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}: {name}, a small ResNet, image [batch,3,{size},{size}] -> logits [batch,{ResNetModel.Classes}], {ResNetModel.MultiplyAddsPerImage(size) / 1e6:F0} M multiply-adds per image, max_batch_size {maxBatch}"));
+            var path = ResNetModel.Write(output, name, size, maxBatch, uint8Pixels: pixels == "uint8");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}: {name}, a small ResNet, image {pixels} [batch,3,{size},{size}] -> logits [batch,{ResNetModel.Classes}], {ResNetModel.MultiplyAddsPerImage(size) / 1e6:F0} M multiply-adds per image, max_batch_size {maxBatch}"));
             return 0;
         }
 

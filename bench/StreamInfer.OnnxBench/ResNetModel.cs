@@ -5,7 +5,8 @@ using StreamInfer.Grains.Models.Onnx;
 namespace StreamInfer.OnnxBench;
 
 /// <summary>
-/// The image benchmark's model, <c>resnet</c>: a small ResNet. <c>image</c> float32 [batch, 3, size, size] → a 7×7
+/// The image benchmark's model, <c>resnet</c>: a small ResNet. <c>image</c> float32 (or uint8 pixels, scaled in the
+/// graph) [batch, 3, size, size] → a 7×7
 /// stride-2 convolution stem to <see cref="Width"/> channels, Relu, 3×3 stride-2 max pool → two residual blocks
 /// (Conv 3×3 + Relu + Conv 3×3 + Add + Relu) → two stages that halve the resolution and double the channels (a
 /// stride-2 block whose shortcut is a 1×1 stride-2 convolution) → global average pool → Flatten → Gemm →
@@ -25,12 +26,21 @@ internal static class ResNetModel
 
     /// <summary>Writes <c>&lt;repository&gt;/&lt;name&gt;/config.json</c> and <c>&lt;repository&gt;/&lt;name&gt;/1/model.onnx</c>.</summary>
     /// <returns>The model file's path.</returns>
-    public static string Write(string repository, string name, int size, int maxBatchSize)
+    /// <param name="repository">The repository folder.</param>
+    /// <param name="name">The model's name (its folder).</param>
+    /// <param name="size">The image's side.</param>
+    /// <param name="maxBatchSize">The config's <c>max_batch_size</c>.</param>
+    /// <param name="uint8Pixels">The image comes as uint8 pixels, scaled to [0, 1] in the graph (a quarter of FP32's bytes
+    /// on the wire, as image services commonly take them); otherwise as float32.</param>
+    public static string Write(string repository, string name, int size, int maxBatchSize, bool uint8Pixels = false)
     {
         var random = new SplitMix64(Seed);
         var g = new OnnxGraphBuilder(name);
-        g.Input("image", TensorElementType.Float32, "batch", 3L, (long)size, (long)size);
-        var x = Relu(g, Conv(g, random, "image", 3, Width, kernel: 7, stride: 2));
+        g.Input("image", uint8Pixels ? TensorElementType.UInt8 : TensorElementType.Float32, "batch", 3L, (long)size, (long)size);
+        var pixels = uint8Pixels
+            ? g.Node("Mul", [g.Node("Cast", ["image"], null, ("to", 1L)), g.Constant("inv255", [1f / 255], 1)])
+            : "image";
+        var x = Relu(g, Conv(g, random, pixels, 3, Width, kernel: 7, stride: 2));
         x = g.Node("MaxPool", [x], null, ("kernel_shape", new long[] { 3, 3 }), ("strides", new long[] { 2, 2 }), ("pads", new long[] { 1, 1, 1, 1 }));
         x = Block(g, random, x, Width, Width, stride: 1);
         x = Block(g, random, x, Width, Width, stride: 1);
