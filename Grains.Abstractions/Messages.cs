@@ -180,13 +180,16 @@ public sealed record BacklogWarning(
 /// or the model's or session's default, capped): the frontend's watchdog waits that long plus its grace.
 /// <see cref="Silo"/> names (as in batcher keys) the silo whose batcher holds the accepted request: when membership
 /// declares that silo dead, the frontend ends the request itself rather than wait for an answer that cannot come.
+/// <see cref="MayBeHeld"/> marks a refusal made because the batcher could not be reached: it may have queued the
+/// request all the same, so a batch may still read its inputs.
 /// </summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.Admission")]
 public sealed record Admission(
     [property: Id(0)] InferError? Error,
     [property: Id(1)] BacklogWarning? Warning,
     [property: Id(2)] TimeSpan? Timeout = null,
-    [property: Id(3)] string? Silo = null)
+    [property: Id(3)] string? Silo = null,
+    [property: Id(4)] bool MayBeHeld = false)
 {
     /// <summary>Whether the request was accepted.</summary>
     public bool Accepted => Error is null;

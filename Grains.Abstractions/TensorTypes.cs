@@ -65,6 +65,24 @@ public static class TensorTypes
     };
 
     /// <summary>
+    /// The bytes <paramref name="tensor"/> takes in the raw layout the binary transports share: numbers as their bytes,
+    /// each string as its UTF-8 bytes plus the 4-byte length that precedes it.
+    /// </summary>
+    public static long RawByteSize(this Tensor tensor)
+    {
+        long bytes = tensor.Data.Length;
+        if (tensor.ElementType == TensorElementType.String && !tensor.Strings.IsDefault)
+        {
+            foreach (var s in tensor.Strings)
+            {
+                bytes += 4 + System.Text.Encoding.UTF8.GetByteCount(s);
+            }
+        }
+
+        return bytes;
+    }
+
+    /// <summary>
     /// Checks that a tensor's payload matches its shape and type. Returns null when consistent, else a message that
     /// names the input.
     /// </summary>

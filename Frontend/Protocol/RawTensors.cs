@@ -48,21 +48,7 @@ internal static class RawTensors
     }
 
     /// <summary>The bytes <paramref name="tensor"/> takes in the raw layout.</summary>
-    public static long ByteSize(Tensor tensor)
-    {
-        if (tensor.ElementType != TensorElementType.String)
-        {
-            return tensor.Data.Length;
-        }
-
-        long total = 0;
-        foreach (var s in tensor.Strings)
-        {
-            total += 4 + Encoding.UTF8.GetByteCount(s);
-        }
-
-        return total;
-    }
+    public static long ByteSize(Tensor tensor) => tensor.RawByteSize();
 
     /// <summary>Writes <paramref name="tensor"/> in the raw layout: one copy of numeric data, no per-element work.</summary>
     public static void Write(Tensor tensor, IBufferWriter<byte> into)

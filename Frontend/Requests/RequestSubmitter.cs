@@ -52,8 +52,8 @@ internal sealed partial class RequestSubmitter(
 
             if (admission.Error is { } error)
             {
-                // Refused: the grid answered, and holds nothing of the request.
-                request.TryEnd(RequestOutcome.Failed(error) with { FromGrid = true });
+                // Refused: the grid answered and holds nothing of the request, unless the batcher could not be reached.
+                request.TryEnd(RequestOutcome.Failed(error) with { FromGrid = !admission.MayBeHeld });
                 return false;
             }
 

@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace StreamInfer.Grains.Models;
 
 /// <summary>A request's tensor payload, measured as the binary transports carry it, against a model's limit.</summary>
@@ -14,15 +12,7 @@ internal static class RequestSize
         long bytes = 0;
         foreach (var input in request.Inputs)
         {
-            var tensor = input.Tensor;
-            bytes += tensor.Data.Length;
-            if (tensor.ElementType == TensorElementType.String && !tensor.Strings.IsDefault)
-            {
-                foreach (var s in tensor.Strings)
-                {
-                    bytes += 4 + Encoding.UTF8.GetByteCount(s);
-                }
-            }
+            bytes += input.Tensor.RawByteSize();
         }
 
         return bytes;

@@ -96,6 +96,7 @@ internal sealed partial class ClientSessionGrain(
         var warning = warn ? new BacklogWarning(_backlog.Count, _backlog.Capacity) : null;
 
         InferError? refusal;
+        var mayBeHeld = false;
         try
         {
             refusal = await GrainFactory.GetGrain<IBatcherGrain>(batcherKey)
@@ -106,6 +107,9 @@ internal sealed partial class ClientSessionGrain(
             LogForwardFailed(logger, ex, request.Model, batcherKey);
             refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.");
             metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
+
+            // A timeout may come after the batcher queued it: the request may yet run, and read its inputs.
+            mayBeHeld = true;
         }
 
         if (refusal is not null)
@@ -113,7 +117,7 @@ internal sealed partial class ClientSessionGrain(
             _backlog.Remove(request.RequestId, out _);
             _bucket.Refund();
             // The warning (if this request crossed the mark) still goes out: the crossing was real and is not repeated.
-            return new Admission(refusal, warning);
+            return new Admission(refusal, warning, MayBeHeld: mayBeHeld);
         }
 
         return new Admission(null, warning, timeout, target.Silo);

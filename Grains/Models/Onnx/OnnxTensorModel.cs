@@ -213,7 +213,7 @@ internal sealed class OnnxTensorModel : IBatchModel
             var bytes = BatchCut.InputBytes(slot, group.TotalRows, group.Padded);
             if (slot.Type != TensorElementType.String && bytes > PinnedBuffer.MaxBytes)
             {
-                return new InferError(ErrorCode.InvalidInput, $"input '{slot.Name}': the request needs {bytes} bytes of it; model '{Name}' stages at most {PinnedBuffer.MaxBytes} bytes per input.");
+                return new InferError(ErrorCode.PayloadTooLarge, $"input '{slot.Name}': the request needs {bytes} bytes of it; model '{Name}' stages at most {PinnedBuffer.MaxBytes} bytes per input.");
             }
         }
 
