@@ -103,7 +103,7 @@ public sealed class PaddingTests(PaddingTests.Models models) : IClassFixture<Pad
     }
 
     [Fact]
-    public void Run_OneRequestPastWhatAStagingBufferHolds_OnlyItGetsInvalidInput()
+    public void Run_OneRequestPastWhatAStagingBufferHolds_OnlyItGetsPayloadTooLarge()
     {
         var image = models.Model("image");
         var good = Pixels("good", 2, 2, seed: 1);
@@ -113,7 +113,7 @@ public sealed class PaddingTests(PaddingTests.Models models) : IClassFixture<Pad
         var outcomes = image.Run([good, huge]);
 
         AssertSums(good, outcomes[0]);
-        Assert.Equal(ErrorCode.InvalidInput, outcomes[1].Error?.Code);
+        Assert.Equal(ErrorCode.PayloadTooLarge, outcomes[1].Error?.Code);
         Assert.Contains("'pixels'", outcomes[1].Error!.Message, StringComparison.Ordinal);
     }
 
