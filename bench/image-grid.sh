@@ -9,7 +9,8 @@
 # (no compute): the grid's own ceiling for this request size, sharing the cores with ONNX Runtime.
 # Usage: bash bench/image-grid.sh [seconds per grid row] [seconds per bare batch size]
 # Environment: PROTOCOL (ws-binary, grpc, grpc-stream or kserve-binary; ws or kserve send JSON), SIZE (image side,
-# 224; 112 for a 4x lighter model), CONNECTIONS (32), DEPTHS (in flight per connection, "1 2"), BATCHES (bare batch
+# 224; 112 for a 4x lighter model), PIXELS (float32, or uint8: the model takes uint8 pixels and scales them in the
+# graph, a quarter of the bytes on the wire), CONNECTIONS (32), DEPTHS (in flight per connection, "1 2"), BATCHES (bare batch
 # sizes, "1,2,4,8,16,32"), THREADS (ORT intra-op threads, bare and grid alike; default every core), SPINNING (1 = allow
 # ORT spinning, both), ECHO (0 = leave out the echo row).
 set -euo pipefail
@@ -17,7 +18,8 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 secs="${1:-10}"
 bare_secs="${2:-3}"
-proto="${PROTOCOL:-ws-binary}"; size="${SIZE:-224}"
+proto="${PROTOCOL:-ws-binary}"; size="${SIZE:-224}"; pixels="${PIXELS:-float32}"
+case "$pixels" in float32) pixel_bytes=4 ;; uint8) pixel_bytes=1 ;; *) echo "PIXELS must be float32 or uint8" >&2; exit 2 ;; esac
 conns="${CONNECTIONS:-32}"; depths="${DEPTHS:-1 2}"; batches="${BATCHES:-1,2,4,8,16,32}"
 threads="${THREADS:-$(nproc)}"; spinning="${SPINNING:-0}"
 onnxbench=bench/StreamInfer.OnnxBench/bin/Release/net10.0/StreamInfer.OnnxBench.dll
@@ -34,7 +36,7 @@ repo=$(mktemp -d /tmp/streaminfer-image-grid.XXXXXX)
 trap 'stop_server; rm -rf "$repo"' EXIT
 
 build_all
-dotnet "$onnxbench" generate-image --out "$repo" --size "$size" >"$repo/generate.txt"
+dotnet "$onnxbench" generate-image --out "$repo" --size "$size" --pixels "$pixels" >"$repo/generate.txt"
 
 bare_flags=(--threads "$threads")
 grid_flags=(--StreamInfer:Devices:CpuThreads="$threads")
@@ -54,7 +56,7 @@ start_server "$port" dotnet "$frontend" --urls "http://127.0.0.1:$port" --Loggin
 wait_ready "$port" resnet
 
 load_args() { # MODEL DEPTH: the load generator's arguments for one image per request
-  echo --url "$url" --protocol "$proto" --model "$1" --input image --shape "1,3,$size,$size" --values image \
+  echo --url "$url" --protocol "$proto" --model "$1" --input image --shape "1,3,$size,$size" --dtype "$pixels" --values image \
     --connections "$conns" --depth "$2"
 }
 # A first run after start is slower (JIT tiering, PGO, pools growing): run one, unreported, before the measured rows.
@@ -62,7 +64,7 @@ load_args() { # MODEL DEPTH: the load generator's arguments for one image per re
 dotnet "$loadgen" $(load_args resnet 1) --duration 4 --warmup 1 >"$repo/grid-warmup.txt" 2>/dev/null || true
 
 echo "bare ONNX Runtime vs the grid, image model: $(sed 's/^wrote [^:]*: //' "$repo/generate.txt")"
-echo "$(nproc) cores, ORT intra-op threads $threads, spinning $([ "$spinning" = 1 ] && echo on || echo off); bare: one thread calling Run, ${bare_secs} s per batch size; grid: embedded default, CPU, ${conns} clients over $proto sending one image [1,3,$size,$size] float32 per request ($((3 * size * size * 4)) bytes), closed loop, ${secs} s per row after 2 s warm-up (and one unreported 5 s run after the grid started)"
+echo "$(nproc) cores, ORT intra-op threads $threads, spinning $([ "$spinning" = 1 ] && echo on || echo off); bare: one thread calling Run, ${bare_secs} s per batch size; grid: embedded default, CPU, ${conns} clients over $proto sending one image [1,3,$size,$size] $pixels per request ($((3 * size * size * pixel_bytes)) bytes), closed loop, ${secs} s per row after 2 s warm-up (and one unreported 5 s run after the grid started)"
 echo "bare rows: ms per batch, p50 and p99 of one Run; grid rows: batch size and compute ms are the grid's own (timing in its answers, each batch counted once), p50 and p99 are request latency (send to answer); CPU in % of one core ($(nproc)00% = every core), for the grid 'grid process + load generator' over the measured window"
 echo
 echo "| path, load | batch size | rows/s | ms per batch | p50 ms | p99 ms | CPU % | % of best bare | errors |"
