@@ -21,9 +21,10 @@ internal static class RequestParser
     /// Parses one binary WebSocket message: a 4-byte little-endian length N, N bytes of UTF-8 JSON (a frame as
     /// <see cref="Parse(ReadOnlyMemory{byte}, string?, bool)"/> reads it, whose tensors may name a byte range of the
     /// payload with <c>bytes</c> in place of <c>data</c>), then the payload. Tensors read from the payload are slices of
-    /// <paramref name="message"/>, not copies: it must stay unchanged while the request is in the grid.
+    /// <paramref name="message"/>, not copies: it must stay unchanged while the request is in the grid. A header longer
+    /// than <paramref name="maxHeaderBytes"/> is refused unread, as a text frame over the JSON limit is.
     /// </summary>
-    public static ClientFrame ParseBinary(ReadOnlyMemory<byte> message)
+    public static ClientFrame ParseBinary(ReadOnlyMemory<byte> message, int maxHeaderBytes)
     {
         if (message.Length < 4)
         {
@@ -36,7 +37,43 @@ internal static class RequestParser
             return new ClientFrame.Invalid(null, ErrorCode.BadRequest, $"the binary frame's header length is {headerLength} bytes, but only {message.Length - 4} bytes follow it.");
         }
 
+        if (headerLength > maxHeaderBytes)
+        {
+            return new ClientFrame.Invalid(null, ErrorCode.PayloadTooLarge, $"a binary frame's JSON header may be at most {maxHeaderBytes} bytes; this one has {headerLength}. Put large tensors in the payload.");
+        }
+
         return Parse(message.Slice(4, (int)headerLength), null, true, message[(4 + (int)headerLength)..]);
+    }
+
+    /// <summary>
+    /// How far into the payload a binary frame's header reaches: the largest end of its <c>"bytes": [offset, length]</c>
+    /// ranges, read without building the document; 0 when it names none or is not JSON. Only a size hint: the receive
+    /// loop sizes the frame's buffer by it, and <see cref="ParseBinary"/> still checks every range.
+    /// </summary>
+    public static long DeclaredPayloadBytes(ReadOnlySpan<byte> header)
+    {
+        var reader = new Utf8JsonReader(header, new JsonReaderOptions { MaxDepth = 32 });
+        long end = 0;
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.TokenType == JsonTokenType.PropertyName && reader.ValueTextEquals("bytes"u8)
+                    && reader.Read() && reader.TokenType == JsonTokenType.StartArray
+                    && reader.Read() && reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var offset) && offset >= 0
+                    && reader.Read() && reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var length) && length >= 0
+                    && offset <= long.MaxValue - length)
+                {
+                    end = Math.Max(end, offset + length);
+                }
+            }
+        }
+        catch (JsonException)
+        {
+            // The parse proper answers it; the ranges read so far are as good a hint as any.
+        }
+
+        return end;
     }
 
     private static ClientFrame Parse(ReadOnlyMemory<byte> utf8, string? defaultType, bool requireId, ReadOnlyMemory<byte>? payload)

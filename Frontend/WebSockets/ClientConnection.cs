@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Net.WebSockets;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
@@ -10,8 +11,9 @@ namespace StreamInfer.Frontend.WebSockets;
 /// <summary>
 /// One WebSocket client's transport: the receive loop hands each message to the client's <see cref="ClientRequests"/>
 /// (a text frame up to <see cref="FrontendOptions.MaxFrameBytes"/>, read into a buffer reused from message to message;
-/// a binary one up to <see cref="FrontendOptions.MaxBinaryBytes"/>, read into a pooled buffer of its own that its
-/// request keeps); the send loop writes everything queued in its <see cref="FrameOutbox"/>. A client that stops reading
+/// a binary one up to <see cref="FrontendOptions.MaxBinaryBytes"/>, read into a pooled buffer of its own, sized from its
+/// header, that its request keeps, and whose bytes are taken from the connection's
+/// <see cref="FrontendOptions.MaxInFlightBytes"/> before the next message is read); the send loop writes everything queued in its <see cref="FrameOutbox"/>. A client that stops reading
 /// is dropped; at the end its session is closed, which cancels its work in the grid.
 /// </summary>
 internal sealed partial class ClientConnection : IDisposable
@@ -43,7 +45,7 @@ internal sealed partial class ClientConnection : IDisposable
         _logger = logger;
         _outbox = new FrameOutbox(options.SendQueueCapacity, options.SendQueueBytes, DropSlowClient);
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
-        _requests = new ClientRequests(clientId, submitter, _outbox, _submitGate, logger);
+        _requests = new ClientRequests(clientId, submitter, _outbox, _submitGate, new ByteBudget(options.MaxInFlightBytes), options.MaxFrameBytes, logger);
     }
 
     public string ClientId { get; }
@@ -224,8 +226,10 @@ internal sealed partial class ClientConnection : IDisposable
 
         var frame = new RentedBytes(received.EndOfMessage ? received.Count : Math.Min(limit, Math.Max(4 * received.Count, 64 * 1024)));
         frame.Write(scratch.AsSpan(0, received.Count));
+        var sized = received.EndOfMessage;
         while (!received.EndOfMessage)
         {
+            sized = sized || SizeFromHeader(frame, limit);
             if (frame.Length == limit)
             {
                 // At the limit and not at the end: past it, unless all that is left is an empty last fragment.
@@ -257,6 +261,39 @@ internal sealed partial class ClientConnection : IDisposable
         }
 
         return (frame, true);
+    }
+
+    /// <summary>
+    /// Once the header is in, makes room for the payload its ranges declare (up to <paramref name="limit"/>): one resize
+    /// while little is read, instead of doubling, and copying, through a large payload. False until the header is in.
+    /// </summary>
+    private bool SizeFromHeader(RentedBytes frame, int limit)
+    {
+        var read = frame.Memory.Span;
+        if (read.Length < 4)
+        {
+            return false;
+        }
+
+        var headerLength = BinaryPrimitives.ReadUInt32LittleEndian(read);
+        if (headerLength > (uint)_options.MaxFrameBytes)
+        {
+            // Refused once read; not worth a buffer sized from it.
+            return true;
+        }
+
+        if (read.Length - 4 < headerLength)
+        {
+            return false;
+        }
+
+        var declared = Math.Min(4 + headerLength + RequestParser.DeclaredPayloadBytes(read.Slice(4, (int)headerLength)), limit);
+        if (declared > read.Length)
+        {
+            frame.GetMemory((int)declared - read.Length);
+        }
+
+        return true;
     }
 
     /// <summary>Reads and discards the rest of a message; false when the client closed meanwhile.</summary>

@@ -9,10 +9,12 @@ namespace StreamInfer.Frontend.WebSockets;
 /// request's tokens and end come back as frames through the connection's <see cref="FrameOutbox"/>. A request id is in
 /// flight at most once per connection; in the grid it is known by a per-admission id, <c>{id}#{sequence}</c>, so that
 /// an answer that arrives late for an earlier use of the same id can never end a later request that reuses it. A request
-/// that came in a binary frame keeps that frame's buffer (its tensors are slices of it) until it ends, and by default
-/// gets its result as a binary message; <c>binary_outputs</c> chooses either way.
+/// that came in a binary frame keeps that frame's buffer (its tensors are slices of it) and the frame's share of the
+/// connection's <see cref="ByteBudget"/> until it ends, and by default gets its result as a binary message;
+/// <c>binary_outputs</c> chooses either way.
 /// </summary>
-internal sealed partial class ClientRequests(string clientId, RequestSubmitter submitter, FrameOutbox outbox, SemaphoreSlim submitGate, ILogger logger)
+internal sealed partial class ClientRequests(
+    string clientId, RequestSubmitter submitter, FrameOutbox outbox, SemaphoreSlim submitGate, ByteBudget payloadBudget, int maxHeaderBytes, ILogger logger)
     : IRequestListener
 {
     private readonly ConcurrentDictionary<string, InFlightRequest> _pending = new(StringComparer.Ordinal);
@@ -36,15 +38,41 @@ internal sealed partial class ClientRequests(string clientId, RequestSubmitter s
     }
 
     /// <summary>
-    /// Handles one binary message from the client, read into <paramref name="frame"/>: a request made of it keeps it,
-    /// anything else gives it back to the pool at once.
+    /// Handles one binary message from the client, read into <paramref name="frame"/>: first takes its bytes from the
+    /// connection's budget, waiting while they do not fit (the caller reads no further message meanwhile). A request
+    /// made of it keeps the frame and its bytes until it ends; anything else gives both back at once.
     /// </summary>
     public async Task HandleBinaryAsync(RentedBytes frame, CancellationToken cancellationToken)
     {
-        // Not in a finally: a request that took the buffer decides itself when it may go back.
-        if (Parse(frame.Memory, RequestParser.ParseBinary) is not { } parsed || !await DispatchAsync(parsed, frame, cancellationToken))
+        try
+        {
+            await payloadBudget.TakeAsync(frame.Length, cancellationToken);
+        }
+        catch (OperationCanceledException)
         {
             frame.Return();
+            throw;
+        }
+
+        // Not in a finally: a request that took the buffer decides itself when it may go back.
+        if (Parse(frame.Memory, f => RequestParser.ParseBinary(f, maxHeaderBytes)) is not { } parsed || !await DispatchAsync(parsed, frame, cancellationToken))
+        {
+            Release(frame, toPool: true);
+        }
+    }
+
+    /// <summary>A binary frame is no longer read by its request: its bytes go back to the budget, its array to the pool
+    /// when <paramref name="toPool"/>, else to the collector.</summary>
+    private void Release(RentedBytes frame, bool toPool)
+    {
+        payloadBudget.Release(frame.Length);
+        if (toPool)
+        {
+            frame.Return();
+        }
+        else
+        {
+            frame.Abandon();
         }
     }
 
@@ -214,13 +242,9 @@ internal sealed partial class ClientRequests(string clientId, RequestSubmitter s
             }
             finally
             {
-                if (outcome.FromGrid)
+                if (frame is not null)
                 {
-                    frame?.Return();
-                }
-                else
-                {
-                    frame?.Abandon();
+                    owner.Release(frame, toPool: outcome.FromGrid);
                 }
             }
         }

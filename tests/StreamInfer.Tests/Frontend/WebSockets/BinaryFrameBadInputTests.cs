@@ -67,6 +67,37 @@ public sealed class BinaryFrameBadInputTests(FrontendFixture fixture)
         await AssertStillServesAsync(client);
     }
 
+    [Fact]
+    public async Task BinaryFrame_HeaderPastMaxFrameBytes_PayloadTooLargeNamingTheLimitAndConnectionKeepsServing()
+    {
+        await using var client = await BinaryWsClient.ConnectAsync(fixture.WsUri);
+        var data = Enumerable.Range(0, FrontendFixture.MaxFrameBytes / 4).Select(i => (float)i).ToArray();
+        var header = JsonSerializer.SerializeToUtf8Bytes(new { type = "infer", id = "big-header", model = "echo", inputs = new { x = new { dtype = "float32", shape = new[] { data.Length }, data } } });
+        Assert.InRange(header.Length, FrontendFixture.MaxFrameBytes + 1, FrontendFixture.MaxBinaryBytes - 4);
+
+        await client.SendBinaryAsync(BinaryFrames.Build(header));
+
+        var error = (await client.NextAsync()).Json;
+        WebSocketBadInputTests.AssertError(error, "payload_too_large", null);
+        Assert.Contains($"at most {FrontendFixture.MaxFrameBytes} bytes", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        await AssertStillServesAsync(client);
+    }
+
+    [Fact]
+    public async Task BinaryFrame_InFragmentsHeaderApartFromPayload_Echoed()
+    {
+        await using var client = await BinaryWsClient.ConnectAsync(fixture.WsUri);
+        var message = EchoOfSize(FrontendFixture.MaxBinaryBytes, "fragments");
+        var headerEnd = 4 + BinaryPrimitives.ReadInt32LittleEndian(message);
+
+        // The length alone, then a part of the header, then its rest with the payload's start, then the payload in pieces.
+        await client.SendFragmentsAsync([message[..4], message[4..(headerEnd - 7)], message[(headerEnd - 7)..(headerEnd + 3)], .. message[(headerEnd + 3)..].Chunk(100_000)]);
+
+        var answer = await client.NextAsync();
+        Assert.Equal("fragments", answer.Header.GetProperty("id").GetString());
+        Assert.Equal(message[headerEnd..], answer.Output("x"));
+    }
+
     /// <summary>A text echo and a binary echo on the same connection are both answered.</summary>
     internal static async Task AssertStillServesAsync(BinaryWsClient client)
     {
@@ -85,10 +116,10 @@ public sealed class BinaryFrameBadInputTests(FrontendFixture fixture)
     }
 
     /// <summary>An echo request of one uint8 tensor whose binary message is exactly <paramref name="size"/> bytes.</summary>
-    private static byte[] EchoOfSize(int size, string id)
+    internal static byte[] EchoOfSize(int size, string id, string model = "echo-bulk")
     {
         byte[] Header(int length) => JsonSerializer.SerializeToUtf8Bytes(
-            new { type = "infer", id, model = "echo-bulk", inputs = new { x = new { dtype = "uint8", shape = new[] { 1, length }, bytes = new[] { 0, length } } } });
+            new { type = "infer", id, model, inputs = new { x = new { dtype = "uint8", shape = new[] { 1, length }, bytes = new[] { 0, length } } } });
 
         // The header's length depends on the payload's (its digits), so settle the two together.
         var length = size - 4;

@@ -122,6 +122,15 @@ internal sealed class BinaryWsClient : IAsyncDisposable
 
     public Task SendBinaryAsync(byte[] message) => _socket.SendAsync(message, WebSocketMessageType.Binary, endOfMessage: true, CancellationToken.None);
 
+    /// <summary>One binary message sent as <paramref name="fragments"/>, each a WebSocket frame of its own.</summary>
+    public async Task SendFragmentsAsync(IReadOnlyList<byte[]> fragments)
+    {
+        for (var i = 0; i < fragments.Count; i++)
+        {
+            await _socket.SendAsync(fragments[i], WebSocketMessageType.Binary, endOfMessage: i == fragments.Count - 1, CancellationToken.None);
+        }
+    }
+
     public Task SendTextAsync(object frame) => _socket.SendAsync(JsonSerializer.SerializeToUtf8Bytes(frame), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
 
     /// <summary>The next message, failing after <paramref name="timeout"/>.</summary>
