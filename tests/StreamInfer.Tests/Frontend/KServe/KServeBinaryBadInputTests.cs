@@ -61,6 +61,31 @@ public sealed class KServeBinaryBadInputTests(FrontendFixture fixture)
     }
 
     [Fact]
+    public async Task Infer_OutputJsonCannotCarry_StructuredInternalErrorThenTheNextRequestIsAnswered()
+    {
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1 }) { BaseAddress = fixture.HttpUri, Timeout = TimeSpan.FromSeconds(30) };
+
+        // NaN arrives as raw bytes and comes back from echo as NaN, which JSON has no number for.
+        var header = new JsonObject { ["inputs"] = new JsonArray(Input("x", "FP32", [2], Raw(1f, float.NaN))) };
+        using (var request = Request("echo", header, Raw(1f, float.NaN)))
+        using (var response = await http.SendAsync(request))
+        {
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.InternalServerError, $"{response.StatusCode}: {text}");
+            Assert.StartsWith("application/json", response.Content.Headers.ContentType?.ToString(), StringComparison.Ordinal);
+            var error = JsonDocument.Parse(text).RootElement;
+            Assert.Equal("internal", error.GetProperty("code").GetString());
+            Assert.False(string.IsNullOrEmpty(error.GetProperty("error").GetString()));
+        }
+
+        header["parameters"] = new JsonObject { ["binary_data_output"] = true };
+        using var binary = Request("echo", header, Raw(1f, float.NaN));
+        using var answer = await http.SendAsync(binary);
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        Assert.Equal(Raw(1f, float.NaN), (await ReadAsync(answer)).Binary["x"]);
+    }
+
+    [Fact]
     public async Task Infer_ClassificationOutput_InvalidInputNamingIt()
     {
         var header = new JsonObject
