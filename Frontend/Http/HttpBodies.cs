@@ -15,6 +15,9 @@ internal static class HttpBodies
 {
     private const int ReadSize = 16 * 1024;
 
+    /// <summary>The most rented for a body before its bytes arrive, whatever its <c>Content-Length</c> declares.</summary>
+    internal const int FirstRentBytes = 1024 * 1024;
+
     /// <summary>Reads the body, or stops with <c>payload_too_large</c> as soon as it (or its declared length) passes
     /// <paramref name="max"/> bytes.</summary>
     public static async Task<HttpBody> ReadAsync(HttpRequest request, int max, CancellationToken cancellationToken)
@@ -51,12 +54,14 @@ internal static class HttpBodies
             limit.MaxRequestBodySize = max + 1L;
         }
 
-        var body = new RentedBytes((int)Math.Min(request.ContentLength ?? ReadSize, max + 1L));
+        // A declared length is only a promise: the buffer grows as bytes arrive, so a stalled or cut-off body holds at
+        // most the first rent however much it declared.
+        var body = new RentedBytes((int)Math.Min(request.ContentLength ?? ReadSize, Math.Min(max + 1L, FirstRentBytes)));
         try
         {
             while (true)
             {
-                // A declared length is read into the buffer rented for it: no growth, no copy, and no read past its end.
+                // No read past a declared length's end.
                 var left = request.ContentLength - body.Length;
                 if (left == 0)
                 {

@@ -10,7 +10,7 @@ namespace StreamInfer.Frontend.KServe;
 /// carry the protocol's <c>error</c> string plus StreamInfer's <c>code</c> (and <c>retry_after_ms</c>), with the same
 /// HTTP statuses as <c>/predict</c>.
 /// </summary>
-internal static class KServeEndpoints
+internal static partial class KServeEndpoints
 {
     /// <summary>The protocol extensions served, as <c>GET /v2</c> lists them.</summary>
     private static readonly string[] Extensions = ["binary_tensor_data"];
@@ -96,16 +96,23 @@ internal static class KServeEndpoints
         }
 
         var body = read.Bytes!;
+        var logger = services.Loggers.CreateLogger(typeof(KServeEndpoints));
         try
         {
             var (answer, releasable) = await AnswerAsync(context, services, client, name, version, body, read.HeaderLength);
-            return new ReleasingBody(answer, body, releasable);
+            return new ReleasingBody(answer, body, releasable, logger, name);
         }
-        catch
+        catch (Exception ex)
         {
             // Whether a batch still reads the inputs is not known.
             body.Abandon();
-            throw;
+            if (context.RequestAborted.IsCancellationRequested)
+            {
+                throw;
+            }
+
+            LogFailed(logger, name, ex);
+            return Error(Failure);
         }
     }
 
@@ -212,7 +219,7 @@ internal static class KServeEndpoints
 
     /// <summary>Writes an answer, then returns the request's body to the pool, or lets go of it when a batch may still
     /// read it: the answer may itself read the body (an echoed input is a slice of it).</summary>
-    private sealed class ReleasingBody(IResult answer, RentedBytes body, bool releasable) : IResult
+    private sealed class ReleasingBody(IResult answer, RentedBytes body, bool releasable, ILogger logger, string model) : IResult
     {
         public async Task ExecuteAsync(HttpContext context)
         {
@@ -220,17 +227,36 @@ internal static class KServeEndpoints
             {
                 await answer.ExecuteAsync(context);
             }
-            finally
+            catch (Exception ex)
             {
-                if (releasable)
+                // Whatever failed may have left the body half read; once the response has started only the connection
+                // can say that it broke.
+                body.Abandon();
+                if (context.Response.HasStarted || context.RequestAborted.IsCancellationRequested)
                 {
-                    body.Return();
+                    throw;
                 }
-                else
-                {
-                    body.Abandon();
-                }
+
+                LogFailed(logger, model, ex);
+                context.Response.Clear();
+                await Error(Failure).ExecuteAsync(context);
+                return;
+            }
+
+            if (releasable)
+            {
+                body.Return();
+            }
+            else
+            {
+                body.Abandon();
             }
         }
     }
+
+    /// <summary>What answers a failure of our own: the log has the exception, the caller only the fact.</summary>
+    private static InferError Failure => new(ErrorCode.Internal, "the request could not be answered: an internal error (the server's log has the details).");
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A KServe infer request to model {Model} failed")]
+    private static partial void LogFailed(ILogger logger, string model, Exception ex);
 }

@@ -49,8 +49,13 @@ internal static class KServeInputs
                     return Fail(ErrorCode.BadRequest, $"input '{name}' has binary_data_size, but the request has no {KServeBody.HeaderName} header to say where its JSON ends.");
                 }
 
-                // Sizes are at most a body's length once added up; past it the sum is wrong whatever follows.
-                binaryTotal = Math.Min(binaryTotal + s, long.MaxValue / 2);
+                // Checked against what is left rather than summed first: a sum of huge sizes could wrap around.
+                if (s > binary.Length - binaryTotal)
+                {
+                    return Fail(ErrorCode.BadRequest, $"input '{name}' has binary_data_size {s}, but only {binary.Length - binaryTotal} of the {binary.Length} bytes after the JSON header are left for it.");
+                }
+
+                binaryTotal += s;
             }
 
             entries.Add((name, item, size));

@@ -22,7 +22,8 @@ public sealed class KServeBinaryBadInputTests(FrontendFixture fixture)
     [InlineData(OneFloat, "0000803f", "-5", "bad_request", "Inference-Header-Content-Length must be")]
     [InlineData("""{"inputs":[{"name":"x",""", "0000803f", null, "bad_request", "not valid JSON")]
     [InlineData(OneFloat, "0000803f0000803f", null, "bad_request", "add up to 4 bytes, but 8")]
-    [InlineData("""{"inputs":[{"name":"x","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":8}}]}""", "0000803f", null, "bad_request", "add up to 8 bytes, but 4")]
+    [InlineData("""{"inputs":[{"name":"x","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":8}}]}""", "0000803f", null, "bad_request", "input 'x' has binary_data_size 8, but only 4 of the 4 bytes")]
+    [InlineData("""{"inputs":[{"name":"a","datatype":"UINT8","shape":[4],"parameters":{"binary_data_size":9223372036854775807}},{"name":"b","datatype":"UINT8","shape":[4],"parameters":{"binary_data_size":9223372036854775807}},{"name":"c","datatype":"UINT8","shape":[4],"parameters":{"binary_data_size":4611686018427387910}}]}""", "01020304", null, "bad_request", "input 'a' has binary_data_size 9223372036854775807, but only 4")]
     [InlineData("""{"inputs":[{"name":"x","datatype":"FP32","shape":[2],"parameters":{"binary_data_size":4}}]}""", "0000803f", null, "invalid_input", "needs 8 bytes, 4 were given")]
     [InlineData("""{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1],"parameters":{"binary_data_size":4}}]}""", "0000803f", null, "invalid_input", "both 'data' and binary_data_size")]
     [InlineData("""{"inputs":[{"name":"x","datatype":"UINT32","shape":[1],"parameters":{"binary_data_size":4}}]}""", "01000000", null, "invalid_input", "unknown datatype \"UINT32\"")]
@@ -57,6 +58,31 @@ public sealed class KServeBinaryBadInputTests(FrontendFixture fixture)
         using var answer = await http.SendAsync(again);
         Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
         Assert.Equal(Raw(1f, 2f), (await ReadAsync(answer)).Binary["x"]);
+    }
+
+    [Fact]
+    public async Task Infer_OutputJsonCannotCarry_StructuredInternalErrorThenTheNextRequestIsAnswered()
+    {
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1 }) { BaseAddress = fixture.HttpUri, Timeout = TimeSpan.FromSeconds(30) };
+
+        // NaN arrives as raw bytes and comes back from echo as NaN, which JSON has no number for.
+        var header = new JsonObject { ["inputs"] = new JsonArray(Input("x", "FP32", [2], Raw(1f, float.NaN))) };
+        using (var request = Request("echo", header, Raw(1f, float.NaN)))
+        using (var response = await http.SendAsync(request))
+        {
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.InternalServerError, $"{response.StatusCode}: {text}");
+            Assert.StartsWith("application/json", response.Content.Headers.ContentType?.ToString(), StringComparison.Ordinal);
+            var error = JsonDocument.Parse(text).RootElement;
+            Assert.Equal("internal", error.GetProperty("code").GetString());
+            Assert.False(string.IsNullOrEmpty(error.GetProperty("error").GetString()));
+        }
+
+        header["parameters"] = new JsonObject { ["binary_data_output"] = true };
+        using var binary = Request("echo", header, Raw(1f, float.NaN));
+        using var answer = await http.SendAsync(binary);
+        Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+        Assert.Equal(Raw(1f, float.NaN), (await ReadAsync(answer)).Binary["x"]);
     }
 
     [Fact]

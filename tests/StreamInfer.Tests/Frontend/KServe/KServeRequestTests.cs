@@ -45,6 +45,28 @@ public sealed class KServeRequestTests
         Assert.Null(request.Outputs.Named);
     }
 
+    [Theory]
+    [InlineData(9223372036854775807L, 9223372036854775807L, 4611686018427387910L, "a")]
+    [InlineData(4L, 9223372036854775807L, 1L, "b")]
+    [InlineData(2L, 2L, 1L, "c")]
+    public void Parse_BinaryDataSizesPastTheBodyOrWrappingAround_BadRequestNamingTheInput(long a, long b, long c, string named)
+    {
+        // The first row's sizes, summed in 64 bits, wrap around to exactly the 4 bytes that follow.
+        var header = Encoding.UTF8.GetBytes($$$"""
+            {"inputs":[
+              {"name":"a","datatype":"UINT8","shape":[4],"parameters":{"binary_data_size":{{{a}}}}},
+              {"name":"b","datatype":"UINT8","shape":[4],"parameters":{"binary_data_size":{{{b}}}}},
+              {"name":"c","datatype":"UINT8","shape":[4],"parameters":{"binary_data_size":{{{c}}}}}]}
+            """);
+        byte[] body = [.. header, 1, 2, 3, 4];
+
+        var (request, error) = KServeRequest.Parse(body, header.Length, "m");
+
+        Assert.Null(request);
+        Assert.Equal(ErrorCode.BadRequest, error!.Code);
+        Assert.StartsWith($"input '{named}' has binary_data_size", error.Message, StringComparison.Ordinal);
+    }
+
     private static void AssertSliceOf(byte[] body, int offset, int length, ReadOnlyMemory<byte> data)
     {
         Assert.True(MemoryMarshal.TryGetArray(data, out var segment));
