@@ -47,10 +47,12 @@ internal static class GrpcErrors
         return new RpcException(new Status(error.Code.ToStatusCode(), error.Message), trailers);
     }
 
-    /// <summary>A stream's answer to one request that failed: its id and model, the message and StreamInfer's code.</summary>
+    /// <summary>A stream's answer to one request that failed, its last: its id and model, the message and StreamInfer's
+    /// code.</summary>
     public static ModelStreamInferResponse StreamError(string id, string model, InferError error)
     {
         var response = new ModelInferResponse { Id = id, ModelName = model };
+        response.Parameters.Add(GrpcResponses.FinalParameter, new InferParameter { BoolParam = true });
         response.Parameters.Add(CodeParameter, new InferParameter { StringParam = error.Code.ToWire() });
         if (error.RetryAfterMs is { } retry)
         {

@@ -45,9 +45,11 @@ internal sealed record GrpcRequest(
 
     /// <summary>
     /// Reads <paramref name="request"/>; <paramref name="deadline"/> is what is left of the call's gRPC deadline (null
-    /// when it has none), the request's timeout unless <c>timeout_ms</c> is shorter.
+    /// when it has none), the request's timeout unless <c>timeout_ms</c> is shorter. Typed contents may decode to at
+    /// most <paramref name="maxTypedBytes"/> in all: a varint of one byte becomes eight, so they are held to the JSON
+    /// limit and large tensors come raw.
     /// </summary>
-    public static (GrpcRequest? Request, InferError? Error) Read(ModelInferRequest request, TimeSpan? deadline)
+    public static (GrpcRequest? Request, InferError? Error) Read(ModelInferRequest request, TimeSpan? deadline, int maxTypedBytes)
     {
         if (request.ModelName.Length == 0)
         {
@@ -76,10 +78,10 @@ internal sealed record GrpcRequest(
             timeout = d;
         }
 
-        var (inputs, raw, inputError) = ReadInputs(request);
+        var (inputs, raw, inputError) = ReadInputs(request, maxTypedBytes);
         if (inputError is not null)
         {
-            return (null, new InferError(ErrorCode.InvalidInput, inputError));
+            return (null, inputError);
         }
 
         HashSet<string>? outputs = null;
@@ -101,37 +103,54 @@ internal sealed record GrpcRequest(
         return (new GrpcRequest(request.Id, request.ModelName, version, inputs, outputs, raw, timeout, parameters.Priority, parameters.Generation), null);
     }
 
-    private static (ImmutableArray<NamedTensor> Inputs, bool Raw, string? Error) ReadInputs(ModelInferRequest request)
+    /// <summary>The bytes <paramref name="request"/>'s tensors hold while it is served: its raw contents and its typed
+    /// contents as parsed.</summary>
+    public static long PayloadBytes(ModelInferRequest request)
+        => request.RawInputContents.Sum(r => (long)r.Length) + request.Inputs.Sum(i => TypedContents.HeldBytes(i.Contents));
+
+    private static (ImmutableArray<NamedTensor> Inputs, bool Raw, InferError? Error) ReadInputs(ModelInferRequest request, int maxTypedBytes)
     {
+        static InferError Invalid(string message) => new(ErrorCode.InvalidInput, message);
+
         var raw = request.RawInputContents.Count > 0;
         if (raw && request.RawInputContents.Count != request.Inputs.Count)
         {
-            return (default, raw, $"raw_input_contents holds {request.RawInputContents.Count} entries for {request.Inputs.Count} inputs; it needs one per input, in their order.");
+            return (default, raw, Invalid($"raw_input_contents holds {request.RawInputContents.Count} entries for {request.Inputs.Count} inputs; it needs one per input, in their order."));
         }
 
+        var typedBytes = 0L;
         var inputs = ImmutableArray.CreateBuilder<NamedTensor>(request.Inputs.Count);
         for (var i = 0; i < request.Inputs.Count; i++)
         {
             var input = request.Inputs[i];
             if (input.Name.Length == 0)
             {
-                return (default, raw, $"inputs[{i}] needs a non-empty 'name'.");
+                return (default, raw, Invalid($"inputs[{i}] needs a non-empty 'name'."));
             }
 
             if (inputs.Any(t => t.Name == input.Name))
             {
-                return (default, raw, $"input '{input.Name}' is given more than once.");
+                return (default, raw, Invalid($"input '{input.Name}' is given more than once."));
             }
 
             if (!TensorTypes.TryParse(input.Datatype, out var type))
             {
-                return (default, raw, $"input '{input.Name}': unknown datatype '{input.Datatype}' (known: FP32, FP16, FP64, INT64, INT32, INT16, INT8, UINT8, BOOL, BYTES).");
+                return (default, raw, Invalid($"input '{input.Name}': unknown datatype '{input.Datatype}' (known: FP32, FP16, FP64, INT64, INT32, INT16, INT8, UINT8, BOOL, BYTES)."));
             }
 
             var shape = ImmutableArray.CreateRange(input.Shape);
             if (raw && input.Contents is not null && input.Contents.CalculateSize() > 0)
             {
-                return (default, raw, $"input '{input.Name}': contents and raw_input_contents cannot both be given.");
+                return (default, raw, Invalid($"input '{input.Name}': contents and raw_input_contents cannot both be given."));
+            }
+
+            if (!raw)
+            {
+                typedBytes += TypedContents.DecodedBytes(type, input.Contents);
+                if (typedBytes > maxTypedBytes)
+                {
+                    return (default, raw, new InferError(ErrorCode.PayloadTooLarge, $"typed contents may hold at most {maxTypedBytes} bytes of elements in one request (Frontend:MaxFrameBytes); with input '{input.Name}' they hold {typedBytes}. Send large tensors in raw_input_contents."));
+                }
             }
 
             var error = raw
@@ -140,7 +159,7 @@ internal sealed record GrpcRequest(
 
             if (error is not null)
             {
-                return (default, raw, error);
+                return (default, raw, Invalid(error));
             }
 
             inputs.Add(new NamedTensor(input.Name, tensor!));

@@ -10,7 +10,8 @@ namespace StreamInfer.Frontend.Grpc;
 /// Answers as <see cref="ModelInferResponse"/>: a request that came raw is answered raw (<c>raw_output_contents</c>,
 /// numeric outputs straight from the result's buffers), a typed one typed (<c>contents</c>), unless an output has no
 /// typed field (FP16): then the whole answer is raw, since one answer cannot mix the two. A decoder's text is one BYTES
-/// element; the answer that ends a generation carries <c>triton_final_response</c> true, the finish reason and usage.
+/// element; the answer that ends a generation carries <c>triton_final_response</c> true, the finish reason and usage (on
+/// a stream every request's last answer carries it: <see cref="Final"/>).
 /// </summary>
 internal static class GrpcResponses
 {
@@ -24,6 +25,13 @@ internal static class GrpcResponses
         { Done: { } done } => Done(request, done),
         _ => (null, outcome.Error ?? new InferError(ErrorCode.Internal, "the request ended without an answer.")),
     };
+
+    /// <summary>Marks <paramref name="response"/> as its request's last answer on a stream, unless it says already.</summary>
+    public static ModelInferResponse Final(ModelInferResponse response)
+    {
+        response.Parameters.TryAdd(FinalParameter, new InferParameter { BoolParam = true });
+        return response;
+    }
 
     /// <summary>One token of a streaming generation (not the last answer).</summary>
     public static ModelInferResponse Token(GrpcRequest request, string? modelVersion, string text)

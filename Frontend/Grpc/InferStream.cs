@@ -3,16 +3,18 @@ using System.Threading.Channels;
 using Grpc.Core;
 using StreamInfer.Frontend.Grpc.V2;
 using StreamInfer.Frontend.Http;
+using StreamInfer.Frontend.Protocol;
 
 namespace StreamInfer.Frontend.Grpc;
 
 /// <summary>
 /// One <c>ModelStreamInfer</c> call: every request read from the stream runs on its own and is answered when it ends,
 /// in whatever order they finish; a decoder's request streams one answer per token, then its final one. A request's
-/// failure is answered with <c>error_message</c> and the stream goes on. Answers queue for one writer; past
-/// <see cref="Hosting.FrontendOptions.SendQueueBytes"/> unread, the client is not reading and is cut off. Once the
-/// client half-closes, the call ends when its last request has been answered; a client that goes away cancels what it
-/// still had in flight.
+/// failure is answered with <c>error_message</c> and the stream goes on. The requests' payloads held at once are bounded
+/// by <see cref="Hosting.FrontendOptions.MaxInFlightBytes"/>: past it the stream is not read until requests end.
+/// Answers queue for one writer; past <see cref="Hosting.FrontendOptions.SendQueueBytes"/> unread, the client is not
+/// reading and is cut off. Once the client half-closes, the call ends when its last request has been answered; a client
+/// that goes away cancels what it still had in flight.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "Requests still being admitted release the gate after the call ends; a SemaphoreSlim without a wait handle holds nothing to dispose.")]
 internal sealed partial class InferStream
@@ -23,6 +25,7 @@ internal sealed partial class InferStream
     private readonly HttpContext _http;
 
     private readonly SemaphoreSlim _submitGate;
+    private readonly ByteBudget _payloads;
     private readonly ConcurrentDictionary<HttpCall, byte> _calls = new();
     private long _queuedBytes;
     private volatile bool _failed;
@@ -36,6 +39,7 @@ internal sealed partial class InferStream
         _context = context;
         _http = context.GetHttpContext();
         _submitGate = new SemaphoreSlim(service.Options.MaxConcurrentSubmits, service.Options.MaxConcurrentSubmits);
+        _payloads = new ByteBudget(service.Options.MaxInFlightBytes);
     }
 
     public async Task RunAsync(IAsyncStreamReader<ModelInferRequest> requests, IServerStreamWriter<ModelStreamInferResponse> responses)
@@ -45,10 +49,15 @@ internal sealed partial class InferStream
         {
             while (await requests.MoveNext(_context.CancellationToken))
             {
-                // Beyond the admissions allowed at once, stop reading until one is admitted.
+                // A message's bytes stay until its request ends: past the budget, or beyond the admissions allowed at
+                // once, stop reading until requests end or are admitted.
+                var message = requests.Current;
+                var bytes = GrpcRequest.PayloadBytes(message);
+                await _payloads.TakeAsync(bytes, _context.CancellationToken);
                 await _submitGate.WaitAsync(_context.CancellationToken);
+
                 Interlocked.Increment(ref _pending);
-                _ = RunOneAsync(requests.Current);
+                _ = RunOneAsync(message, bytes);
             }
         }
         catch
@@ -70,7 +79,7 @@ internal sealed partial class InferStream
         await writing;
     }
 
-    private async Task RunOneAsync(ModelInferRequest message)
+    private async Task RunOneAsync(ModelInferRequest message, long payloadBytes)
     {
         var gateHeld = true;
         HttpCall? call = null;
@@ -109,7 +118,7 @@ internal sealed partial class InferStream
 
             var (response, failure) = GrpcResponses.From(prepared.Request, outcome);
             Send(response is not null
-                ? new ModelStreamInferResponse { InferResponse = response }
+                ? new ModelStreamInferResponse { InferResponse = GrpcResponses.Final(response) }
                 : GrpcErrors.StreamError(message.Id, message.ModelName, failure!));
         }
         catch (Exception ex)
@@ -129,6 +138,7 @@ internal sealed partial class InferStream
                 _calls.TryRemove(call, out _);
             }
 
+            _payloads.Release(payloadBytes);
             Finished();
         }
     }
@@ -137,7 +147,11 @@ internal sealed partial class InferStream
     private void Send(ModelStreamInferResponse answer)
     {
         var size = answer.CalculateSize();
-        if (Interlocked.Add(ref _queuedBytes, size) > _service.Options.SendQueueBytes)
+        var queued = Interlocked.Add(ref _queuedBytes, size);
+
+        // An answer larger than the whole budget still goes when nothing else waits: a client that has read everything
+        // is not slow.
+        if (queued > _service.Options.SendQueueBytes && queued != size)
         {
             // As a WebSocket client that does not read is dropped: the call is cut and its requests cancelled.
             if (_answers.Writer.TryComplete())

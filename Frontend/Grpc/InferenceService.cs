@@ -49,8 +49,14 @@ internal sealed class InferenceService(
         }
     }
 
+    /// <summary>The server's metadata, as <c>GET /v2</c> gives it: extensions are the server's, whichever protocol
+    /// serves them (raw tensors are core in gRPC; the binary extension is HTTP's).</summary>
     public override Task<ServerMetadataResponse> ServerMetadata(ServerMetadataRequest request, ServerCallContext context)
-        => Task.FromResult(new ServerMetadataResponse { Name = "streaminfer", Version = typeof(InferenceService).Assembly.GetName().Version?.ToString() ?? string.Empty });
+    {
+        var metadata = new ServerMetadataResponse { Name = "streaminfer", Version = typeof(InferenceService).Assembly.GetName().Version?.ToString() ?? string.Empty };
+        metadata.Extensions.AddRange(KServe.KServeEndpoints.Extensions);
+        return Task.FromResult(metadata);
+    }
 
     public override async Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context)
     {
@@ -106,7 +112,7 @@ internal sealed class InferenceService(
         }
 
         var deadline = context.Deadline == DateTime.MaxValue ? (TimeSpan?)null : context.Deadline - time.GetUtcNow().UtcDateTime;
-        var (request, error) = GrpcRequest.Read(message, deadline);
+        var (request, error) = GrpcRequest.Read(message, deadline, Options.MaxFrameBytes);
         if (error is not null)
         {
             return (null, error);

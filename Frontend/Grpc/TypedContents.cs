@@ -17,6 +17,28 @@ internal static class TypedContents
 {
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
+    /// <summary>The bytes <paramref name="contents"/>' elements hold in memory as parsed (every field: a varint of one
+    /// byte on the wire is eight here as an INT64).</summary>
+    public static long HeldBytes(InferTensorContents? contents) => contents is null ? 0 :
+        contents.BoolContents.Count
+        + (4L * (contents.IntContents.Count + contents.UintContents.Count + contents.Fp32Contents.Count))
+        + (8L * (contents.Int64Contents.Count + contents.Uint64Contents.Count + contents.Fp64Contents.Count))
+        + contents.BytesContents.Sum(b => (long)b.Length);
+
+    /// <summary>The bytes an input of <paramref name="type"/> decodes to from <paramref name="contents"/>: its field's
+    /// elements at the datatype's size (BYTES: their UTF-8 lengths).</summary>
+    public static long DecodedBytes(TensorElementType type, InferTensorContents? contents)
+    {
+        if (contents is null)
+        {
+            return 0;
+        }
+
+        return type == TensorElementType.String
+            ? contents.BytesContents.Sum(b => (long)b.Length)
+            : (long)Field(type, contents).Count * type.ElementSize();
+    }
+
     /// <summary>Whether <paramref name="type"/> has a typed field for outputs (every served type but FP16).</summary>
     public static bool HasField(TensorElementType type) => type != TensorElementType.Float16;
 

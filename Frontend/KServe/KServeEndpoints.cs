@@ -13,7 +13,7 @@ namespace StreamInfer.Frontend.KServe;
 internal static partial class KServeEndpoints
 {
     /// <summary>The protocol extensions served, as <c>GET /v2</c> lists them.</summary>
-    private static readonly string[] Extensions = ["binary_tensor_data"];
+    internal static readonly string[] Extensions = ["binary_tensor_data"];
 
     /// <summary>Maps <c>/v2</c>; returns the inference routes, for the filters that apply to inference.</summary>
     public static RouteGroupBuilder MapKServe(this IEndpointRouteBuilder app)

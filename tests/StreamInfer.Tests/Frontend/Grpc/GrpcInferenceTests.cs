@@ -37,6 +37,9 @@ public sealed class GrpcInferenceTests(FrontendFixture fixture) : IDisposable
         var metadata = await Client.ServerMetadataAsync(new ServerMetadataRequest());
         Assert.Equal("streaminfer", metadata.Name);
         Assert.False(string.IsNullOrEmpty(metadata.Version));
+        var http = await fixture.Http.GetFromJsonAsync<JsonElement>("/v2");
+        Assert.Equal(http.GetProperty("extensions").EnumerateArray().Select(e => e.GetString()), metadata.Extensions);
+        Assert.Contains("binary_tensor_data", metadata.Extensions);
     }
 
     [Fact]
@@ -227,6 +230,28 @@ public sealed class GrpcInferenceTests(FrontendFixture fixture) : IDisposable
 
         Assert.Equal(StatusCode.ResourceExhausted, failure.Status);
         Assert.Equal([1d, 2d, 3d], Values(await Client.ModelInferAsync(RawF32Echo("after")), "y"));
+    }
+
+    [Fact]
+    public async Task ModelInfer_TypedContentsDecodingPastMaxFrameBytes_ResourceExhaustedNamingTheLimit()
+    {
+        // Each INT64 of one byte on the wire is eight decoded: a message far under every limit, a tensor over the JSON one.
+        var count = (FrontendFixture.MaxFrameBytes / 8) + 1;
+        var request = new ModelInferRequest { ModelName = "echo", Id = "typed-big" };
+        var input = Input("y", "INT64", count);
+        input.Contents = new InferTensorContents();
+        input.Contents.Int64Contents.Add(Enumerable.Repeat(1L, count));
+        request.Inputs.Add(input);
+        Assert.True(request.CalculateSize() < FrontendFixture.MaxFrameBytes);
+
+        var failure = await FailureAsync(() => Client.ModelInferAsync(request).ResponseAsync);
+
+        Assert.Equal((StatusCode.ResourceExhausted, "payload_too_large"), (failure.Status, failure.Code));
+        Assert.Contains(FrontendFixture.MaxFrameBytes.ToString(System.Globalization.CultureInfo.InvariantCulture), failure.Message, StringComparison.Ordinal);
+        Assert.Contains("raw_input_contents", failure.Message, StringComparison.Ordinal);
+        input.Shape[0] = count - 1;
+        input.Contents.Int64Contents.RemoveAt(0);
+        Assert.Equal(count - 1, (await Client.ModelInferAsync(request)).Outputs.Single().Contents.Int64Contents.Count);
     }
 
     [Fact]

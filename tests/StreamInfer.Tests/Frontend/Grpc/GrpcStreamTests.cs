@@ -52,6 +52,70 @@ public sealed class GrpcStreamTests(FrontendFixture fixture) : IDisposable
         Assert.Contains("f32", errors["bad"].ErrorMessage, StringComparison.Ordinal);
         Assert.Equal("unknown_model", errors["gone"].InferResponse.Parameters["streaminfer_code"].StringParam);
         Assert.Equal("no-such-model", errors["gone"].InferResponse.ModelName);
+        // As Triton's stream: every request's one answer is also its last, results and errors alike.
+        Assert.All(answers, a => Assert.True(a.InferResponse.Parameters["triton_final_response"].BoolParam));
+    }
+
+    [Fact]
+    public async Task ModelStreamInfer_AnswerLargerThanSendQueueBytes_DeliveredAndStreamServes()
+    {
+        // A request at the binary limit: its echo, with the answer's own fields, is larger than the whole send budget.
+        var big = GrpcInferenceTests.RawF32Echo("big");
+        big.ModelName = "echo-bulk";
+        var floats = (FrontendFixture.MaxBinaryBytes - big.CalculateSize()) / 4;
+        while (true)
+        {
+            big.Inputs[0].Shape[0] = floats;
+            big.RawInputContents[0] = ByteString.CopyFrom(new byte[floats * 4]);
+            if (big.CalculateSize() <= FrontendFixture.MaxBinaryBytes)
+            {
+                break;
+            }
+
+            floats--;
+        }
+
+        using var call = Client.ModelStreamInfer(deadline: DateTime.UtcNow + Patience);
+        await call.RequestStream.WriteAsync(big);
+        Assert.True(await call.ResponseStream.MoveNext());
+        var answer = call.ResponseStream.Current;
+        await call.RequestStream.WriteAsync(GrpcInferenceTests.RawF32Echo("after"));
+        await call.RequestStream.CompleteAsync();
+        var rest = await ReadAllAsync(call);
+
+        Assert.Empty(answer.ErrorMessage);
+        Assert.True(answer.CalculateSize() > FrontendFixture.SendQueueBytes, $"the answer is {answer.CalculateSize()} bytes");
+        Assert.Equal(floats * 4, answer.InferResponse.RawOutputContents[0].Length);
+        Assert.Equal("after", Assert.Single(rest).InferResponse.Id);
+    }
+
+    [Fact]
+    public async Task ModelStreamInfer_ClientNeverReadsLargeAnswers_CutOffPastSendQueueBytes()
+    {
+        using var call = Client.ModelStreamInfer(deadline: DateTime.UtcNow + Patience);
+        var sent = 0;
+        async Task<bool> CutAsync()
+        {
+            // Never read: each echo of a quarter of the send budget waits on the HTTP/2 window the client never opens.
+            var request = GrpcInferenceTests.RawF32Echo($"big{sent++}");
+            request.ModelName = "echo-bulk";
+            request.Inputs[0].Shape[0] = FrontendFixture.SendQueueBytes / 16;
+            request.RawInputContents[0] = ByteString.CopyFrom(new byte[FrontendFixture.SendQueueBytes / 4]);
+            try
+            {
+                await call.RequestStream.WriteAsync(request);
+                return false;
+            }
+            catch (Exception ex) when (ex is RpcException or InvalidOperationException or IOException)
+            {
+                return true;
+            }
+        }
+
+        await Eventually.UntilAsync(CutAsync, cut => cut, what: "the stream is cut");
+
+        Assert.InRange(sent, 5, 64);
+        await Assert.ThrowsAsync<RpcException>(() => ReadAllAsync(call));
     }
 
     [Fact]
@@ -67,6 +131,7 @@ public sealed class GrpcStreamTests(FrontendFixture fixture) : IDisposable
         var answers = await ReadAllAsync(call);
 
         Assert.Equal(["fast", "slow"], answers.Select(a => a.InferResponse.Id));
+        Assert.All(answers, a => Assert.True(a.InferResponse.Parameters["triton_final_response"].BoolParam));
     }
 
     [Fact]
