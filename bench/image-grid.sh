@@ -12,7 +12,7 @@
 # 224; 112 for a 4x lighter model), PIXELS (float32, or uint8: the model takes uint8 pixels and scales them in the
 # graph, a quarter of the bytes on the wire), CONNECTIONS (32), DEPTHS (in flight per connection, "1 2"), BATCHES (bare batch
 # sizes, "1,2,4,8,16,32"), THREADS (ORT intra-op threads, bare and grid alike; default every core), SPINNING (1 = allow
-# ORT spinning, both), ECHO (0 = leave out the echo row).
+# ORT spinning, both), ECHO (0 = leave out the echo row), GRID_ARGS (more grid arguments, e.g. --StreamInfer:Dashboard:Enabled=false).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -41,6 +41,8 @@ dotnet "$onnxbench" generate-image --out "$repo" --size "$size" --pixels "$pixel
 bare_flags=(--threads "$threads")
 grid_flags=(--StreamInfer:Devices:CpuThreads="$threads")
 if [ "$spinning" = 1 ]; then bare_flags+=(--spinning); grid_flags+=(--StreamInfer:Devices:AllowSpinning=true); fi
+# shellcheck disable=SC2206
+grid_flags+=(${GRID_ARGS:-})
 
 # Bare first, alone on the machine. Rows: | batch | runs | rows/s | ms/batch | p50 ms | p99 ms | CPU % |
 dotnet "$onnxbench" bare --model "$repo/resnet" --seconds "$bare_secs" --warmup 1 --batch-sizes "$batches" "${bare_flags[@]}" >"$repo/bare.txt" 2>/dev/null
