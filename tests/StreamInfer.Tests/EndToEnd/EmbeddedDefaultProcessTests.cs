@@ -181,6 +181,42 @@ public sealed class EmbeddedDefaultProcessTests
     }
 
     /// <summary>
+    /// A KServe v2 gRPC client from another gRPC stack (grpc-js in Node, its client generated at run time from the
+    /// grid's .proto by proto-loader; needs node and tests/clients' npm install, as .ci/run does): ModelInfer on echo with
+    /// raw contents, and ModelStreamInfer streaming tiny-lm's tokens then a final answer, as Triton's decoupled mode does.
+    /// </summary>
+    [Fact]
+    public async Task EmbeddedDefault_GrpcJsClient_RawInferAndStreamedTokens()
+    {
+        var clients = Path.Combine(FindRepositoryFolder(), "tests", "clients");
+        Assert.True(Directory.Exists(Path.Combine(clients, "node_modules", "@grpc", "grpc-js")), "run 'npm install' in tests/clients first (.ci/run does)");
+        var port = Ports.Free();
+        var grpcPort = Ports.Free();
+        await using var grid = await GridProcess.StartAsync(port, workingDirectory: NewWorkingFolder(), grpcPort: grpcPort);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        await Eventually.UntilAsync(() => http.GetAsync(new Uri("/v2/health/ready", UriKind.Relative)), r => r.IsSuccessStatusCode, TimeSpan.FromSeconds(60), "tiny-lm loads");
+
+        var info = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = clients };
+        info.ArgumentList.Add("kserve-grpc.mjs");
+        info.ArgumentList.Add($"127.0.0.1:{grpcPort}");
+        info.ArgumentList.Add(Path.Combine(FindRepositoryFolder(), "Frontend", "Grpc", "Protos", "inference.proto"));
+        using var node = Process.Start(info)!;
+        var stdout = node.StandardOutput.ReadToEndAsync();
+        var stderr = node.StandardError.ReadToEndAsync();
+        await node.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(node.ExitCode == 0, await stderr);
+
+        using var result = System.Text.Json.JsonDocument.Parse(await stdout);
+        var root = result.RootElement;
+        Assert.True(root.GetProperty("live").GetBoolean());
+        Assert.Equal("node-1", root.GetProperty("id").GetString());
+        Assert.Equal([2L, 2L], root.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()));
+        Assert.Equal([1.5, -2, 3.25, 4], root.GetProperty("values").EnumerateArray().Select(v => v.GetDouble()));
+        Assert.Equal(5, root.GetProperty("tokens").GetInt32());
+        Assert.Equal("length", root.GetProperty("final").GetProperty("finish").GetString());
+    }
+
+    /// <summary>
     /// The dashboard in a real browser (Debian's chromium, headless; .ci/run installs it): the page's script runs,
     /// polls the grid and renders the silo and the session grains' calls made just before.
     /// </summary>
@@ -250,7 +286,9 @@ public sealed class EmbeddedDefaultProcessTests
 
         private GridProcess(Process process) => _process = process;
 
-        public static async Task<GridProcess> StartAsync(int port, string? workingDirectory = null)
+        /// <summary>Starts the shipped grid on <paramref name="port"/>, its gRPC service on <paramref name="grpcPort"/> (a free
+        /// port when null: the shipped 8001 is one for the whole machine).</summary>
+        public static async Task<GridProcess> StartAsync(int port, string? workingDirectory = null, int? grpcPort = null)
         {
             var frontendDll = Path.Combine(AppContext.BaseDirectory, "StreamInfer.Frontend.dll");
             var contentRoot = FindFrontendFolder();
@@ -272,6 +310,8 @@ public sealed class EmbeddedDefaultProcessTests
             {
                 info.ArgumentList.Add(arg);
             }
+
+            info.ArgumentList.Add($"--StreamInfer:Frontend:GrpcUrl=http://127.0.0.1:{grpcPort ?? Ports.Free()}");
 
             var grid = new GridProcess(Process.Start(info)!);
             grid._process.OutputDataReceived += (_, e) => grid.Append(e.Data);
