@@ -6,7 +6,7 @@ namespace StreamInfer.Frontend.OpenAI;
 
 /// <summary>
 /// A completion answered as Server-Sent Events: the status and headers wait for the admission, so that a refusal is
-/// still an HTTP error; then each token is a chunk, the end a last chunk (with usage when asked), then <c>[DONE]</c>.
+/// still an HTTP error; then each token is a chunk, the end a last chunk (then a usage chunk when asked), then <c>[DONE]</c>.
 /// </summary>
 internal sealed partial class OpenAIEventStream : ITokenSink
 {
@@ -36,12 +36,12 @@ internal sealed partial class OpenAIEventStream : ITokenSink
         context.Response.ContentType = "text/event-stream; charset=utf-8";
         context.Response.Headers.CacheControl = "no-cache";
         context.Response.Headers["X-Accel-Buffering"] = "no";
-        using var sse = new SseWriter(context, id, created, request.Model, chat);
+        using var sse = new SseWriter(context, id, created, request.Model, chat, request.IncludeUsage);
         try
         {
             if (chat)
             {
-                await sse.ChunkAsync(role: "assistant", text: string.Empty, finishReason: null, done: null);
+                await sse.ChunkAsync(role: "assistant", text: string.Empty, finishReason: null);
             }
 
             await foreach (var (token, producedAt) in stream._tokens.Reader.ReadAllAsync(context.RequestAborted))
@@ -54,7 +54,7 @@ internal sealed partial class OpenAIEventStream : ITokenSink
 
                 if (token.Text.Length > 0)
                 {
-                    await sse.ChunkAsync(null, token.Text, null, null);
+                    await sse.ChunkAsync(null, token.Text, null);
                     if (producedAt != default)
                     {
                         services.Metrics.Delivered(GridMetrics.EventStreamPath, (services.Time.GetUtcNow() - producedAt).TotalSeconds);
@@ -80,10 +80,14 @@ internal sealed partial class OpenAIEventStream : ITokenSink
             {
                 if (done.Text.Length > 0)
                 {
-                    await sse.ChunkAsync(null, done.Text, null, null);
+                    await sse.ChunkAsync(null, done.Text, null);
                 }
 
-                await sse.ChunkAsync(null, null, done.FinishReason, request.IncludeUsage ? done : null);
+                await sse.ChunkAsync(null, null, done.FinishReason);
+                if (request.IncludeUsage)
+                {
+                    await sse.UsageAsync(done);
+                }
             }
             else
             {

@@ -4,8 +4,12 @@ using StreamInfer.Frontend.Protocol;
 
 namespace StreamInfer.Frontend.OpenAI;
 
-/// <summary>Writes OpenAI's stream chunks as Server-Sent Events, flushing each.</summary>
-internal sealed class SseWriter(HttpContext context, string id, long created, string model, bool chat) : IDisposable
+/// <summary>
+/// Writes OpenAI's stream chunks as Server-Sent Events, flushing each. With <paramref name="includeUsage"/> (the request's
+/// <c>stream_options.include_usage</c>) every chunk carries <c>"usage": null</c> and the stream ends with one more chunk
+/// whose <c>choices</c> are empty and whose <c>usage</c> counts the whole request, as OpenAI's API streams it.
+/// </summary>
+internal sealed class SseWriter(HttpContext context, string id, long created, string model, bool chat, bool includeUsage) : IDisposable
 {
     private static readonly byte[] Data = "data: "u8.ToArray();
     private static readonly byte[] End = "\n\n"u8.ToArray();
@@ -16,14 +20,9 @@ internal sealed class SseWriter(HttpContext context, string id, long created, st
     // the pipe's buffer, without a buffer, a writer and a closure of its own.
     private Utf8JsonWriter? _writer;
 
-    public Task ChunkAsync(string? role, string? text, string? finishReason, GenerationDone? done)
+    public Task ChunkAsync(string? role, string? text, string? finishReason)
     {
-        var w = Begin();
-        w.WriteStartObject();
-        w.WriteString("id", id);
-        w.WriteString("object", chat ? "chat.completion.chunk" : "text_completion");
-        w.WriteNumber("created", created);
-        w.WriteString("model", model);
+        var w = BeginChunk();
         w.WriteStartArray("choices");
         w.WriteStartObject();
         w.WriteNumber("index", 0);
@@ -59,12 +58,23 @@ internal sealed class SseWriter(HttpContext context, string id, long created, st
 
         w.WriteEndObject();
         w.WriteEndArray();
-        if (done is not null)
+        if (includeUsage)
         {
-            FrameWriter.WriteUsage(w, done.PromptTokens, done.CompletionTokens);
-            w.WriteString("model_version", done.ModelVersion);
+            w.WriteNull("usage");
         }
 
+        w.WriteEndObject();
+        return EndAsync();
+    }
+
+    /// <summary>The chunk that ends a stream that asked for usage: no choices, the request's usage.</summary>
+    public Task UsageAsync(GenerationDone done)
+    {
+        var w = BeginChunk();
+        w.WriteStartArray("choices");
+        w.WriteEndArray();
+        FrameWriter.WriteUsage(w, done.PromptTokens, done.CompletionTokens);
+        w.WriteString("model_version", done.ModelVersion);
         w.WriteEndObject();
         return EndAsync();
     }
@@ -86,6 +96,18 @@ internal sealed class SseWriter(HttpContext context, string id, long created, st
         // Drops a chunk cut short by an error rather than writing half of it into a response that may be over.
         _writer?.Reset();
         _writer?.Dispose();
+    }
+
+    /// <summary>Starts a chunk's event and object, with the fields every chunk carries.</summary>
+    private Utf8JsonWriter BeginChunk()
+    {
+        var w = Begin();
+        w.WriteStartObject();
+        w.WriteString("id", id);
+        w.WriteString("object", chat ? "chat.completion.chunk" : "text_completion");
+        w.WriteNumber("created", created);
+        w.WriteString("model", model);
+        return w;
     }
 
     /// <summary>Starts an event: its <c>data: </c> prefix, then the writer for its JSON.</summary>

@@ -9,15 +9,18 @@ const stream = await client.chat.completions.create({
   max_tokens: 12,
   temperature: 0,
   stream: true,
+  stream_options: { include_usage: true },
 });
 let chunks = 0;
 let text = '';
 let finish = null;
+let streamUsage = null;
 for await (const chunk of stream) {
   chunks++;
   text += chunk.choices[0]?.delta?.content ?? '';
   finish = chunk.choices[0]?.finish_reason ?? finish;
+  streamUsage = chunk.usage ?? streamUsage;
 }
 
 const completion = await client.completions.create({ model: 'tiny-lm', prompt: 'Once', max_tokens: 5, temperature: 0 });
-console.log(JSON.stringify({ chunks, text, finish, completion: completion.choices[0].text, usage: completion.usage }));
+console.log(JSON.stringify({ chunks, text, finish, streamUsage, completion: completion.choices[0].text, usage: completion.usage }));

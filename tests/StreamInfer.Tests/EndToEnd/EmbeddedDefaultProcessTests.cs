@@ -172,6 +172,7 @@ public sealed class EmbeddedDefaultProcessTests
         Assert.Equal("length", root.GetProperty("finish").GetString());
         Assert.True(root.GetProperty("chunks").GetInt32() >= 3);
         Assert.Equal(5, root.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal(12, root.GetProperty("streamUsage").GetProperty("completion_tokens").GetInt32());
         // The same chat, not streamed, over plain HTTP: the SDK's stream carried exactly its text.
         using var plain = await http.PostAsync(
             new Uri("/v1/chat/completions", UriKind.Relative),

@@ -43,14 +43,19 @@ public sealed class OpenAITests(FrontendFixture fixture)
 
         Assert.Equal("text/event-stream", contentType);
         Assert.Equal("[DONE]", events[^1]);
-        var chunks = events[..^1].Select(e => JsonDocument.Parse(e).RootElement).ToList();
-        Assert.All(chunks, c => Assert.Equal("text_completion", c.GetProperty("object").GetString()));
-        Assert.Single(chunks.Select(c => c.GetProperty("id").GetString()).Distinct());
+        var all = events[..^1].Select(e => JsonDocument.Parse(e).RootElement).ToList();
+        Assert.All(all, c => Assert.Equal("text_completion", c.GetProperty("object").GetString()));
+        Assert.Single(all.Select(c => c.GetProperty("id").GetString()).Distinct());
+
+        // include_usage, as OpenAI streams it: usage null on every chunk, then one chunk with no choices and the usage.
+        var usage = all[^1];
+        Assert.Equal(0, usage.GetProperty("choices").GetArrayLength());
+        Assert.Equal(20, usage.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        var chunks = all[..^1];
+        Assert.All(chunks, c => Assert.Equal(JsonValueKind.Null, c.GetProperty("usage").ValueKind));
         var text = string.Concat(chunks.Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString()));
         Assert.Equal(expected, text);
-        var last = chunks[^1];
-        Assert.Equal("length", last.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
-        Assert.Equal(20, last.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal("length", chunks[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString());
         Assert.All(chunks[..^1], c => Assert.Equal(JsonValueKind.Null, c.GetProperty("choices")[0].GetProperty("finish_reason").ValueKind));
     }
 
