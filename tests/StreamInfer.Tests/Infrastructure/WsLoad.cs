@@ -58,11 +58,14 @@ public sealed class WsLoad : IAsyncDisposable
         return (ended.Count(o => o.Code == "result"), ended.Count(o => o.Code != "result"));
     }
 
-    /// <summary>Results per whole second from <paramref name="from"/>, for <paramref name="seconds"/> seconds.</summary>
-    public int[] ResultsPerSecond(TimeSpan from, int seconds)
+    /// <summary>
+    /// Results per whole second from <paramref name="from"/>, for <paramref name="seconds"/> seconds, of the clients
+    /// <paramref name="of"/> picks (all when null).
+    /// </summary>
+    public int[] ResultsPerSecond(TimeSpan from, int seconds, Func<string, bool>? of = null)
     {
         var counts = new int[seconds];
-        foreach (var o in _outcomes.Where(o => o.Code == "result" && o.EndedAt >= from))
+        foreach (var o in _outcomes.Where(o => o.Code == "result" && o.EndedAt >= from && (of is null || of(o.Client))))
         {
             var second = (int)(o.EndedAt - from).TotalSeconds;
             if (second < seconds)
@@ -111,7 +114,7 @@ public sealed class WsLoad : IAsyncDisposable
                     continue;
                 }
 
-                var outcome = new Outcome(sentAt);
+                var outcome = new Outcome(name, sentAt);
                 _outcomes.Enqueue(outcome);
                 try
                 {
@@ -154,8 +157,11 @@ public sealed class WsLoad : IAsyncDisposable
     }
 
     /// <summary>One request as its client saw it.</summary>
-    public sealed class Outcome(TimeSpan sentAt)
+    public sealed class Outcome(string client, TimeSpan sentAt)
     {
+        /// <summary>The client that sent it.</summary>
+        public string Client { get; } = client;
+
         public TimeSpan SentAt { get; } = sentAt;
 
         public TimeSpan EndedAt { get; private set; }
