@@ -134,7 +134,7 @@ internal sealed partial class RequestSubmitter(
     /// </summary>
     public int FailSilo(string silo)
     {
-        var outcome = RequestOutcome.Failed(new InferError(ErrorCode.ModelUnavailable, $"silo '{silo}', which was running this request, left the cluster; retry."));
+        var outcome = RequestOutcome.Failed(new InferError(ErrorCode.ModelUnavailable, $"silo '{silo}', which was running this request, left the cluster; retry.", AdmissionFailure.SiloLostRetryMs));
         var failed = 0;
         foreach (var request in table.All)
         {

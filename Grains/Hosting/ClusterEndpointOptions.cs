@@ -48,6 +48,13 @@ public sealed class ClusterEndpointOptions
     /// <summary>Missed probes before a silo suspects another. Range: [1, 10]. Default 3.</summary>
     public int MissedProbesLimit { get; set; } = 3;
 
+    /// <summary>
+    /// How often a frontend that is only a client re-reads the silos' gateways from Redis. It spreads its calls over
+    /// the gateways it knows; one that started while a single silo was up knows only that one until the next read, and
+    /// stalls if that silo dies. Range: [0.1 s, 60 s], not checked. Default 1 s (Orleans' own is a minute).
+    /// </summary>
+    public TimeSpan GatewayListRefreshPeriod { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Runs under Kubernetes (<c>Microsoft.Orleans.Hosting.Kubernetes</c>): names and addresses from the pod.</summary>
     public bool Kubernetes { get; set; }
 

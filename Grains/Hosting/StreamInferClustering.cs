@@ -45,7 +45,10 @@ public static partial class StreamInferClustering
         return silo.UseRedisClustering(endpoint.Redis!);
     }
 
-    /// <summary>A frontend without a co-hosted silo: gateways from the Redis membership.</summary>
+    /// <summary>
+    /// A frontend without a co-hosted silo: gateways from the Redis membership, re-read every
+    /// <see cref="ClusterEndpointOptions.GatewayListRefreshPeriod"/> so that it spreads its calls over every silo up.
+    /// </summary>
     public static IClientBuilder UseStreamInferClustering(this IClientBuilder client, ClusterEndpointOptions endpoint)
     {
         if (!endpoint.UsesRedis)
@@ -59,6 +62,7 @@ public static partial class StreamInferClustering
                 o.ClusterId = endpoint.ClusterId;
                 o.ServiceId = endpoint.ServiceId;
             });
+            client.Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = endpoint.GatewayListRefreshPeriod);
             client.UseRedisClustering(endpoint.Redis!);
         }
 

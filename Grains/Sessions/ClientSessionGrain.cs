@@ -33,6 +33,9 @@ internal sealed partial class ClientSessionGrain(
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
     ILogger<ClientSessionGrain> logger) : Grain, IClientSessionGrain
 {
+    /// <summary>Retry hint while a dead silo is being declared so (ProbeTimeout x MissedProbesLimit is about 2-3 s).</summary>
+    private const int SiloLostRetryMs = 1000;
+
     private readonly ClientSessionOptions _options = options.Value;
     private readonly TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
     private readonly Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
@@ -105,7 +108,9 @@ internal sealed partial class ClientSessionGrain(
         catch (Exception ex)
         {
             LogForwardFailed(logger, ex, request.Model, batcherKey);
-            refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.");
+            // An unreachable batcher sits on a silo that died: once membership says so, a retry goes to a silo left.
+            var siloLost = ex is SiloUnavailableException or OrleansMessageRejectionException;
+            refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.", siloLost ? SiloLostRetryMs : null);
             metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
 
             // A timeout may come after the batcher queued it: the request may yet run, and read its inputs.

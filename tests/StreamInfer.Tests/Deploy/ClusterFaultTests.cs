@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Deploy;
@@ -28,7 +26,7 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
     public async Task Cluster_SiloKilledUnderLoad_ItsRequestsEndWithErrorsInTimeTheRestServeAndItRejoins()
     {
         await using var cluster = await ClusterProcess.StartAsync(3, 2, SlowEcho);
-        await using var load = await Load.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 12);
+        await using var load = await WsLoad.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 12, TimeoutMs);
 
         var before = await load.CountOverAsync(TimeSpan.FromSeconds(3));
         cluster.Kill("silo-2");
@@ -65,7 +63,7 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
     public async Task Cluster_SiloStoppedUnderLoad_DrainsAndNothingIsLost()
     {
         await using var cluster = await ClusterProcess.StartAsync(3, 2, SlowEcho);
-        await using var load = await Load.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 12);
+        await using var load = await WsLoad.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 12, TimeoutMs);
 
         // A cluster frontend (an Orleans client) serves the dashboard of the whole cluster.
         using var http = new HttpClient { BaseAddress = cluster.Frontend(2), Timeout = TimeSpan.FromSeconds(10) };
@@ -102,7 +100,7 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
     public async Task Cluster_FrontendKilledThenRedisDown_ClientsMoveToTheOtherFrontendAndServingNeverStops()
     {
         await using var cluster = await ClusterProcess.StartAsync(2, 2, SlowEcho);
-        await using var load = await Load.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 8);
+        await using var load = await WsLoad.StartAsync([cluster.FrontendWs(1), cluster.FrontendWs(2)], clientsPerFrontend: 8, TimeoutMs);
         var before = await load.CountOverAsync(TimeSpan.FromSeconds(2));
 
         // A frontend dies: its clients reconnect to the other one and go on.
@@ -132,147 +130,5 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
         Assert.All(outcomes.Where(o => o.Code != "result"), o => Assert.Contains(o.Code, new[] { "disconnected", "model_unavailable", "internal" }));
         Assert.True(outage.Ok > 0 && outage.Errors == 0, summary);
         Assert.True(after.Ok > 0, summary);
-    }
-
-    /// <summary>Closed-loop WebSocket clients, one request in flight each; on a dropped connection a client reconnects to the next frontend.</summary>
-    private sealed class Load : IAsyncDisposable
-    {
-        private readonly Uri[] _frontends;
-        private readonly Stopwatch _clock = Stopwatch.StartNew();
-        private readonly ConcurrentQueue<Outcome> _outcomes = new();
-        private readonly CancellationTokenSource _stop = new();
-        private readonly List<Task> _clients = [];
-        private readonly ConcurrentDictionary<string, TimeSpan> _lastOk = new();
-
-        private Load(Uri[] frontends) => _frontends = frontends;
-
-        public TimeSpan Elapsed => _clock.Elapsed;
-
-        public static async Task<Load> StartAsync(Uri[] frontends, int clientsPerFrontend)
-        {
-            var load = new Load(frontends);
-            for (var f = 0; f < frontends.Length; f++)
-            {
-                for (var c = 0; c < clientsPerFrontend; c++)
-                {
-                    var client = await WsTestClient.ConnectAsync(frontends[f]);
-                    var (frontend, name) = (f, $"c{f}-{c}");
-                    load._clients.Add(Task.Run(() => load.RunAsync(client, frontend, name)));
-                }
-            }
-
-            return load;
-        }
-
-        /// <summary>How many clients had a result since <paramref name="since"/>.</summary>
-        public int ClientsServedSince(TimeSpan since) => _lastOk.Values.Count(t => t > since);
-
-        /// <summary>Requests that ended in the next <paramref name="window"/>, by outcome.</summary>
-        public async Task<(int Ok, int Errors)> CountOverAsync(TimeSpan window)
-        {
-            var from = _clock.Elapsed;
-            await Task.Delay(window);
-            var to = _clock.Elapsed;
-            var ended = _outcomes.Where(o => o.EndedAt >= from && o.EndedAt < to).ToList();
-            return (ended.Count(o => o.Code == "result"), ended.Count(o => o.Code != "result"));
-        }
-
-        /// <summary>Stops sending and waits (at most <paramref name="drain"/>) for what is in flight.</summary>
-        public async Task<List<Outcome>> StopAsync(TimeSpan drain)
-        {
-            _stop.Cancel();
-            await Task.WhenAll(_clients).WaitAsync(drain + TimeSpan.FromSeconds(5));
-            return [.. _outcomes];
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            _stop.Cancel();
-            await Task.WhenAny(Task.WhenAll(_clients), Task.Delay(TimeSpan.FromSeconds(30)));
-            _stop.Dispose();
-        }
-
-        private async Task RunAsync(WsTestClient client, int frontend, string name)
-        {
-            var n = 0;
-            try
-            {
-                while (!_stop.IsCancellationRequested)
-                {
-                    var id = $"{name}-{n++}";
-                    var sentAt = _clock.Elapsed;
-                    try
-                    {
-                        await client.SendInferAsync(id, timeoutMs: TimeoutMs);
-                    }
-                    catch (Exception ex) when (ex is System.Net.WebSockets.WebSocketException or InvalidOperationException or ObjectDisposedException)
-                    {
-                        // The frontend went away before the request was sent: reconnect to the next one.
-                        await client.DisposeAsync();
-                        frontend = (frontend + 1) % _frontends.Length;
-                        client = await WsTestClient.ConnectAsync(_frontends[frontend]);
-                        continue;
-                    }
-
-                    var outcome = new Outcome(sentAt);
-                    _outcomes.Enqueue(outcome);
-                    try
-                    {
-                        while (true)
-                        {
-                            var frame = await client.NextAsync(TimeSpan.FromMilliseconds(TimeoutMs + 8_000));
-                            var type = frame.GetProperty("type").GetString();
-                            if (frame.TryGetProperty("id", out var got) && got.GetString() == id && type is "result" or "error")
-                            {
-                                outcome.End(type == "result" ? "result" : frame.GetProperty("code").GetString()!, _clock.Elapsed);
-                                if (type == "result")
-                                {
-                                    _lastOk[name] = _clock.Elapsed;
-                                }
-
-                                break;
-                            }
-                        }
-                    }
-                    catch (TimeoutException)
-                    {
-                        // Never answered: the outcome stays pending, and the test says so.
-                        return;
-                    }
-                    catch (InvalidOperationException)
-                    {
-                        // The connection closed under the request (its frontend died): the client saw it end.
-                        outcome.End("disconnected", _clock.Elapsed);
-                        await client.DisposeAsync();
-                        frontend = (frontend + 1) % _frontends.Length;
-                        client = await WsTestClient.ConnectAsync(_frontends[frontend]);
-                    }
-                }
-            }
-            finally
-            {
-                await client.DisposeAsync();
-            }
-        }
-    }
-
-    private sealed class Outcome(TimeSpan sentAt)
-    {
-        public TimeSpan SentAt { get; } = sentAt;
-
-        public TimeSpan EndedAt { get; private set; }
-
-        public string Code { get; private set; } = "pending";
-
-        public bool Ended { get; private set; }
-
-        public TimeSpan Took => (Ended ? EndedAt : TimeSpan.MaxValue) - SentAt;
-
-        public void End(string code, TimeSpan at)
-        {
-            Code = code;
-            EndedAt = at;
-            Ended = true;
-        }
     }
 }

@@ -123,6 +123,14 @@ public sealed class ClusterProcess : IAsyncDisposable
 
     public string Log(string name) => Tail(Path.Combine(RunDir, name + ".log"));
 
+    /// <summary>Whether the whole log of <paramref name="name"/> so far contains <paramref name="text"/>.</summary>
+    public bool LogContains(string name, string text)
+    {
+        using var stream = new FileStream(Path.Combine(RunDir, name + ".log"), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd().Contains(text, StringComparison.Ordinal);
+    }
+
     public async ValueTask DisposeAsync()
     {
         // The run folder (logs) stays under the temp folder, for a failure to be read.
