@@ -36,6 +36,9 @@ internal sealed partial class ClientSessionGrain(
     /// <summary>Retry hint while a dead silo is being declared so (ProbeTimeout x MissedProbesLimit is about 2-3 s).</summary>
     private const int SiloLostRetryMs = 1000;
 
+    /// <summary>Retry hint when the batcher could not be reached for another reason (a call that timed out).</summary>
+    private const int UnreachableRetryMs = 1000;
+
     private readonly ClientSessionOptions _options = options.Value;
     private readonly TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
     private readonly Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
@@ -109,8 +112,9 @@ internal sealed partial class ClientSessionGrain(
         {
             LogForwardFailed(logger, ex, request.Model, batcherKey);
             // An unreachable batcher sits on a silo that died: once membership says so, a retry goes to a silo left.
+            // Any other failure to reach it (a timeout) is as passing: a retry a second later.
             var siloLost = ex is SiloUnavailableException or OrleansMessageRejectionException;
-            refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.", siloLost ? SiloLostRetryMs : null);
+            refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.", siloLost ? SiloLostRetryMs : UnreachableRetryMs);
             metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
 
             // A timeout may come after the batcher queued it: the request may yet run, and read its inputs.
