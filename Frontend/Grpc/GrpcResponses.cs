@@ -126,7 +126,7 @@ internal static class GrpcResponses
             return UnsafeByteOperations.UnsafeWrap(tensor.Data);
         }
 
-        var buffer = new ArrayBufferWriter<byte>((int)Math.Clamp(RawTensors.ByteSize(tensor), 1, int.MaxValue));
+        var buffer = new ArrayBufferWriter<byte>((int)Math.Clamp(tensor.RawByteSize(), 1, int.MaxValue));
         RawTensors.Write(tensor, buffer);
         return UnsafeByteOperations.UnsafeWrap(buffer.WrittenMemory);
     }

@@ -41,7 +41,7 @@ internal static class KServeResponse
             return JsonBody.Ok(w => WriteHeader(w, result, id, outputs, null));
         }
 
-        var sizes = outputs.Select(o => o.Binary ? RawTensors.ByteSize(o.Output.Tensor) : 0).ToArray();
+        var sizes = outputs.Select(o => o.Binary ? o.Output.Tensor.RawByteSize() : 0).ToArray();
         var header = new ArrayBufferWriter<byte>(512);
         using (var writer = new Utf8JsonWriter(header, FrameWriter.Options))
         {

@@ -41,7 +41,7 @@ internal static class FrameWriter
         long offset = 0;
         foreach (var output in result.Outputs)
         {
-            var size = RawTensors.ByteSize(output.Tensor);
+            var size = output.Tensor.RawByteSize();
             w.WriteStartObject(output.Name);
             w.WriteString("dtype", output.Tensor.ElementType.ToWire());
             WriteShape(w, output.Tensor);

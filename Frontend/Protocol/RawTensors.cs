@@ -9,7 +9,8 @@ namespace StreamInfer.Frontend.Protocol;
 /// Tensors as raw bytes, the one layout every binary transport shares (the KServe v2 binary extension, gRPC's
 /// <c>raw_input_contents</c>/<c>raw_output_contents</c>, binary WebSocket frames): numbers little-endian, row-major;
 /// BOOL one byte per element (0 or 1); BYTES each element as a 4-byte little-endian length and then its bytes. Numeric
-/// tensors are read without a copy: the tensor's data is a slice of the caller's buffer.
+/// tensors are read without a copy: the tensor's data is a slice of the caller's buffer. A tensor's size in this layout is
+/// <see cref="TensorTypes.RawByteSize"/>.
 /// </summary>
 internal static class RawTensors
 {
@@ -46,9 +47,6 @@ internal static class RawTensors
         tensor = new Tensor(type, shape, bytes, []);
         return null;
     }
-
-    /// <summary>The bytes <paramref name="tensor"/> takes in the raw layout.</summary>
-    public static long ByteSize(Tensor tensor) => tensor.RawByteSize();
 
     /// <summary>Writes <paramref name="tensor"/> in the raw layout: one copy of numeric data, no per-element work.</summary>
     public static void Write(Tensor tensor, IBufferWriter<byte> into)
