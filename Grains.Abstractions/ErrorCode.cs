@@ -31,6 +31,14 @@ public enum ErrorCode
     Unauthorized = 10,
     /// <summary>An unexpected failure inside the grid.</summary>
     Internal = 11,
+    /// <summary>A request names a sequence that was never started, has ended, expired, or was lost with its silo: start
+    /// it again.</summary>
+    UnknownSequence = 12,
+    /// <summary>A start names a sequence that is already running.</summary>
+    SequenceExists = 13,
+    /// <summary>A sequence's request arrived while its previous one had not run, where nothing orders the two (unary
+    /// HTTP or gRPC calls).</summary>
+    SequenceBusy = 14,
 }
 
 /// <summary>Wire names and HTTP statuses of <see cref="ErrorCode"/>.</summary>
@@ -50,6 +58,9 @@ public static class ErrorCodes
         ErrorCode.Cancelled => "cancelled",
         ErrorCode.ModelUnavailable => "model_unavailable",
         ErrorCode.Unauthorized => "unauthorized",
+        ErrorCode.UnknownSequence => "unknown_sequence",
+        ErrorCode.SequenceExists => "sequence_exists",
+        ErrorCode.SequenceBusy => "sequence_busy",
         _ => "internal",
     };
 
@@ -58,7 +69,8 @@ public static class ErrorCodes
     {
         ErrorCode.BadRequest or ErrorCode.InvalidInput => 400,
         ErrorCode.Unauthorized => 401,
-        ErrorCode.UnknownModel => 404,
+        ErrorCode.UnknownModel or ErrorCode.UnknownSequence => 404,
+        ErrorCode.SequenceExists or ErrorCode.SequenceBusy => 409,
         ErrorCode.PayloadTooLarge => 413,
         ErrorCode.RateLimited or ErrorCode.BacklogFull => 429,
         ErrorCode.Overloaded or ErrorCode.ModelUnavailable => 503,

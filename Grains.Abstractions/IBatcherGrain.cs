@@ -28,6 +28,14 @@ public interface IBatcherGrain : IGrainWithStringKey
     Task CancelAsync(string clientId, ImmutableArray<string> requestIds);
 
     /// <summary>
+    /// Ends these stateful sequences of one client (its session closed, or the client cancelled a sequence): their
+    /// state is freed once any request of theirs that is running has finished. Their queued requests are not touched
+    /// (the session cancels those with <see cref="CancelAsync"/>). Unknown ids are ignored.
+    /// </summary>
+    [Alias("EndSequences"), AlwaysInterleave]
+    Task EndSequencesAsync(string clientId, ImmutableArray<string> sequenceIds);
+
+    /// <summary>
     /// Takes this batcher out of service because its silo is shutting down: queued requests end at once with
     /// <see cref="ErrorCode.ModelUnavailable"/> (their clients may retry: the other silos serve), later enqueues are
     /// refused the same way, and batches and sequences already running finish and are delivered. What still runs after

@@ -88,6 +88,8 @@ public sealed record NamedTensor(
 /// <param name="Generation">How a decoder model generates from <paramref name="Prompt"/>; null for the defaults.</param>
 /// <param name="ReplyObserver">The frontend's delivery observer: deliveries are made by calling it (docs/decisions.md
 /// D9). A batcher refuses a request without one.</param>
+/// <param name="Sequence">The stateful sequence this request belongs to (models with a <c>sequence</c> section); null
+/// for a stateless request.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.InferRequest")]
 public sealed record InferRequest(
     [property: Id(0)] string RequestId,
@@ -98,7 +100,26 @@ public sealed record InferRequest(
     [property: Id(5)] string ReplyTo,
     [property: Id(6)] int? Priority = null,
     [property: Id(7)] GenerationOptions? Generation = null,
-    [property: Id(8)] IDeliveryObserver? ReplyObserver = null);
+    [property: Id(8)] IDeliveryObserver? ReplyObserver = null,
+    [property: Id(9)] SequenceControl? Sequence = null);
+
+/// <summary>
+/// Which stateful sequence a request belongs to, and whether it starts or ends it. A sequence's state stays on the
+/// batcher that ran its start; its requests run there one per batch, in the order the client sent them.
+/// </summary>
+/// <param name="Id">The client's name for the sequence (any non-empty string up to 256 characters), unique among the
+/// client's running sequences. Batchers key a sequence by the session's key and this id.</param>
+/// <param name="Start">This request starts the sequence: its state begins from the model's initial values.</param>
+/// <param name="End">The sequence ends with this request: its state is freed once it has run.</param>
+/// <param name="Ordered">The transport orders the client's requests (a WebSocket connection, a gRPC stream): a request
+/// arriving while its sequence's previous one has not run waits behind it. False for unary HTTP and gRPC calls, where
+/// concurrent requests have no order: such a request is refused with <see cref="ErrorCode.SequenceBusy"/>.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.SequenceControl")]
+public sealed record SequenceControl(
+    [property: Id(0)] string Id,
+    [property: Id(1)] bool Start,
+    [property: Id(2)] bool End,
+    [property: Id(3)] bool Ordered = false);
 
 /// <summary>
 /// How a decoder model generates text. Null members take the model's defaults: greedy unless a temperature above zero

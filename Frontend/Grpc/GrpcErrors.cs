@@ -26,7 +26,9 @@ internal static class GrpcErrors
     public static StatusCode ToStatusCode(this ErrorCode code) => code switch
     {
         ErrorCode.BadRequest or ErrorCode.InvalidInput => StatusCode.InvalidArgument,
-        ErrorCode.UnknownModel => StatusCode.NotFound,
+        ErrorCode.UnknownModel or ErrorCode.UnknownSequence => StatusCode.NotFound,
+        ErrorCode.SequenceExists => StatusCode.AlreadyExists,
+        ErrorCode.SequenceBusy => StatusCode.FailedPrecondition,
         ErrorCode.RateLimited or ErrorCode.BacklogFull or ErrorCode.PayloadTooLarge => StatusCode.ResourceExhausted,
         ErrorCode.Overloaded or ErrorCode.ModelUnavailable => StatusCode.Unavailable,
         ErrorCode.DeadlineExceeded => StatusCode.DeadlineExceeded,

@@ -213,6 +213,8 @@ internal sealed partial class BatcherGrain(
         return lease;
     }
 
+    public Task EndSequencesAsync(string clientId, ImmutableArray<string> sequenceIds) => Task.CompletedTask;
+
     public Task CancelAsync(string clientId, ImmutableArray<string> requestIds)
     {
         var dropQueued = false;
