@@ -25,6 +25,7 @@ scenarios=(
   "hot-swap|rollout.sh|p99 and failures while versions are rolled out every 2 s, against steady state"
   "idle-10k|idle.sh|10,000 idle WebSocket connections: server RSS per connection, against the bare Kestrel echo"
   "binary-echo|binary-echo.sh|a 224x224 FP32 image through echo: JSON vs binary over KServe HTTP, gRPC and WebSocket, 1 and 16 in flight, against a bare Kestrel endpoint returning the same bytes"
+  "failover|failover.sh|answers per second at a frontend through a silo's SIGKILL (3 silos, 2 frontends, Redis): the lowest second after it against the rate before, the time back to full rate, the longest answer"
   "image|image-grid.sh|a small ResNet fed binary image requests at saturation, against bare ONNX Runtime at batch sizes 1..32"
 )
 

@@ -38,6 +38,9 @@ internal sealed partial class BatcherGrain(
     // Within one load refresh (250 ms by default) every silo has stopped choosing a draining one.
     private const int DrainRetryAfterMs = 250;
 
+    // A model still loading, or a batcher whose silo has left (sessions stop picking it once membership declares it).
+    private const int PlacedAwayRetryAfterMs = 1000;
+
     private BatcherKey _key;
     private ModelEntry? _model;
     private IInferenceModel? _instance;
@@ -152,15 +155,19 @@ internal sealed partial class BatcherGrain(
         {
             if (Serving() is not { } lease)
             {
-                if (_key.Silo != SiloNames.ForKey(silo.Name))
+                var placedAway = _key.Silo != SiloNames.ForKey(silo.Name);
+                if (placedAway)
                 {
                     // Placed away from the silo its key names (gone, or not yet seen by the silo that placed it): go once
                     // idle, so that the next request places it afresh.
                     DeactivateOnIdle();
                 }
 
-                var why = _model?.State == ModelState.Loading ? "is still loading" : $"is not served on device '{_key.Device}' of silo '{_key.Silo}'";
-                return new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' {why}.");
+                var loading = _model?.State == ModelState.Loading;
+                var why = loading ? "is still loading" : $"is not served on device '{_key.Device}' of silo '{_key.Silo}'";
+                // Both pass within a second or so: a load finishes, and a session stops picking a silo that has left once
+                // membership says so. Anything else (a model not on this device) has no retry hint.
+                return new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' {why}.", loading || placedAway ? PlacedAwayRetryAfterMs : null);
             }
 
             var refused = _admission!.Admit(item, lease, _model!.Options, out var stale);

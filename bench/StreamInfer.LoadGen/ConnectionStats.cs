@@ -13,6 +13,9 @@ internal sealed class ConnectionStats(int latencyCapacity)
     /// <summary>For each of <see cref="Latencies"/>, when its request was sent: seconds into the measured window.</summary>
     public List<float> SentAtSeconds { get; } = new(latencyCapacity);
 
+    /// <summary>For each of <see cref="Latencies"/>, whether its answer was a result (not an error).</summary>
+    public List<bool> IsResult { get; } = new(latencyCapacity);
+
     /// <summary>Terminal frames for requests sent inside the measured window: <c>result</c>, or the error's code.</summary>
     public Dictionary<string, long> Outcomes { get; } = new(StringComparer.Ordinal);
 
@@ -88,6 +91,7 @@ internal sealed class ConnectionStats(int latencyCapacity)
 
         Latencies.Add((now - sentAt) * 1000.0 / System.Diagnostics.Stopwatch.Frequency);
         SentAtSeconds.Add((float)((sentAt - measureStart) / (double)System.Diagnostics.Stopwatch.Frequency));
+        IsResult.Add(outcome == "result");
         Increment(Outcomes, outcome);
         if (outcome == "result" && timing.BatchSize >= 1)
         {

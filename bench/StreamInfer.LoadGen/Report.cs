@@ -99,6 +99,10 @@ internal sealed class Report
 
         var latencies = new double[total];
         var perSecond = new List<double>?[(int)Math.Ceiling(options.DurationSeconds)];
+        // Answers by the second they arrived in (not the one their request was sent in): a stall shows as the seconds
+        // with few answers, and the answers that end it land where they came.
+        var endedResults = new int[perSecond.Length];
+        var endedErrors = new int[perSecond.Length];
         var at = 0;
         var outcomes = new Dictionary<string, long>(StringComparer.Ordinal) { ["result"] = 0 };
         var warnings = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -115,6 +119,12 @@ internal sealed class Report
                 if (second >= 0 && second < perSecond.Length)
                 {
                     (perSecond[second] ??= []).Add(stats.Latencies[i]);
+                }
+
+                var ended = (int)(stats.SentAtSeconds[i] + (stats.Latencies[i] / 1000.0));
+                if (ended >= 0 && ended < perSecond.Length)
+                {
+                    (stats.IsResult[i] ? endedResults : endedErrors)[ended]++;
                 }
             }
 
@@ -148,7 +158,7 @@ internal sealed class Report
         {
             var sample = perSecond[second]?.ToArray() ?? [];
             Array.Sort(sample);
-            series.Add(new SecondSummary(second, sample.Length, Percentile(sample, 50), Percentile(sample, 99), sample.Length == 0 ? double.NaN : sample[^1]));
+            series.Add(new SecondSummary(second, sample.Length, Percentile(sample, 50), Percentile(sample, 99), sample.Length == 0 ? double.NaN : sample[^1], endedResults[second], endedErrors[second]));
         }
 
         var sum = 0.0;
@@ -238,6 +248,7 @@ internal sealed class Report
         }
 
         sb.AppendLine(inv, $"sent {Sent}, answered {Answered} (warm-up included), mean latency {Ms(LatencyMean)} ms");
+        sb.AppendLine("answers by the second they arrived in, results/errors: " + string.Join(' ', Series.Select(s => string.Create(inv, $"{s.ResultsEnded}/{s.ErrorsEnded}"))));
         if (TimedResults > 0)
         {
             sb.AppendLine(inv, $"server timing: mean batch size {MeanBatchSize:F2}, mean compute {Ms(MeanBatchComputeMs)} ms per batch, mean queue {Ms(MeanQueueMs)} ms per request ({TimedResults} results)");
@@ -340,6 +351,8 @@ internal sealed class Report
             WriteMs(w, "p50_ms", point.P50);
             WriteMs(w, "p99_ms", point.P99);
             WriteMs(w, "max_ms", point.Max);
+            w.WriteNumber("results_ended", point.ResultsEnded);
+            w.WriteNumber("errors_ended", point.ErrorsEnded);
             w.WriteEndObject();
         }
 
@@ -405,4 +418,8 @@ internal sealed class Report
 }
 
 /// <summary>One second of the measured window: requests sent in it, and their latency p50, p99 and max in ms.</summary>
-internal sealed record SecondSummary(int Second, int Requests, double P50, double P99, double Max);
+/// <summary>
+/// One second of the measured window: the requests sent in it and their latencies, and the answers that arrived in it
+/// (results and errors), whenever their requests were sent inside the window.
+/// </summary>
+internal sealed record SecondSummary(int Second, int Requests, double P50, double P99, double Max, int ResultsEnded, int ErrorsEnded);

@@ -2,11 +2,34 @@ using System.Globalization;
 using System.Text.Json;
 
 // Latency over time, one PNG per scenario: for each load-generator JSON (StreamInfer.LoadGen --json), its p50 and p99
-// per second of the measured window, labelled with the run's label.
-// usage: StreamInfer.Plot OUT.png "title" run1.json [run2.json ...]
+// per second of the measured window, labelled with the run's label. With --answers: the answers that arrived in each
+// second instead (results solid, errors dashed), and --mark S draws a vertical line at second S (an event such as a
+// silo's death).
+// usage: StreamInfer.Plot [--answers] [--mark S] OUT.png "title" run1.json [run2.json ...]
+var answers = false;
+double? mark = null;
+while (args.Length > 0 && args[0].StartsWith("--", StringComparison.Ordinal))
+{
+    if (args[0] == "--answers")
+    {
+        answers = true;
+        args = args[1..];
+    }
+    else if (args[0] == "--mark" && args.Length > 1 && double.TryParse(args[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var at))
+    {
+        mark = at;
+        args = args[2..];
+    }
+    else
+    {
+        Console.Error.WriteLine($"unknown option {args[0]}");
+        return 2;
+    }
+}
+
 if (args.Length < 3)
 {
-    Console.Error.WriteLine("usage: StreamInfer.Plot OUT.png TITLE RUN.json [RUN.json ...]");
+    Console.Error.WriteLine("usage: StreamInfer.Plot [--answers] [--mark S] OUT.png TITLE RUN.json [RUN.json ...]");
     return 2;
 }
 
@@ -26,6 +49,14 @@ foreach (var path in args.Skip(2))
     var p99 = new List<double>();
     foreach (var point in root.GetProperty("series").EnumerateArray())
     {
+        if (answers)
+        {
+            seconds.Add(point.GetProperty("second").GetInt32() + 0.5);
+            p50.Add(point.GetProperty("results_ended").GetInt32());
+            p99.Add(point.GetProperty("errors_ended").GetInt32());
+            continue;
+        }
+
         if (point.GetProperty("requests").GetInt32() == 0)
         {
             continue;
@@ -52,9 +83,14 @@ if (points == 0)
     return 0;
 }
 
+if (mark is { } x)
+{
+    plot.Add.VerticalLine(x, 2, ScottPlot.Colors.Black, ScottPlot.LinePattern.Dotted);
+}
+
 plot.Title(args[1]);
 plot.XLabel("second of the measured window");
-plot.YLabel("latency ms: p50 solid, p99 dashed");
+plot.YLabel(answers ? "answers per second: results solid, errors dashed" : "latency ms: p50 solid, p99 dashed");
 plot.Axes.AutoScale();
 plot.Axes.SetLimitsY(0, plot.Axes.GetLimits().Top * 1.05);
 plot.ShowLegend(ScottPlot.Edge.Bottom);
