@@ -29,7 +29,7 @@ public sealed class ModelStack : IDisposable
     /// <summary>The start-up's first half: tiny-lm written (unless turned off), every repository model registered.</summary>
     public IReadOnlyList<StreamInfer.Grains.Models.Repository.ModelDefinition> Register()
     {
-        new BuiltInTinyLm(_repository, NullLogger<BuiltInTinyLm>.Instance).EnsureWritten();
+        new BuiltInModels(_repository, NullLogger<BuiltInModels>.Instance).EnsureWritten();
         return Repository.Register();
     }
 
