@@ -64,12 +64,15 @@ public static class VadLite
 
     /// <summary>
     /// Writes <c>&lt;modelDirectory&gt;/config.json</c> and <c>&lt;modelDirectory&gt;/1/model.onnx</c>, the same bytes
-    /// on every machine.
+    /// on every machine. <paramref name="ballast"/> &gt; 0 adds work that changes no value, for benchmarks that want a
+    /// real model's cost per chunk: the level lanes times a fixed [128, ballast] matrix, its maximum times 0 added to
+    /// the level (128 · ballast multiply-adds per chunk; 4096 gives half a million, the order of silero VAD v5's). The built-in has none.
     /// </summary>
-    public static void Write(string modelDirectory, int maxBatchSize = DefaultMaxBatchSize)
+    public static void Write(string modelDirectory, int maxBatchSize = DefaultMaxBatchSize, int ballast = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchSize, 1);
-        Build().Save(Path.Combine(modelDirectory, "1", ModelRepositoryScanner.OnnxFileName));
+        ArgumentOutOfRangeException.ThrowIfNegative(ballast);
+        Build(ballast).Save(Path.Combine(modelDirectory, "1", ModelRepositoryScanner.OnnxFileName));
         File.WriteAllText(Path.Combine(modelDirectory, ModelRepositoryScanner.ConfigFile), ConfigJson(maxBatchSize));
     }
 
@@ -101,7 +104,7 @@ public static class VadLite
         """);
 
     /// <summary>The graph, not yet saved.</summary>
-    internal static OnnxGraphBuilder Build()
+    internal static OnnxGraphBuilder Build(int ballast = 0)
     {
         var g = new OnnxGraphBuilder("vad_lite", Opset);
         g.Input("input", TensorElementType.Float32, BatchDim, SamplesDim);
@@ -130,6 +133,11 @@ public static class VadLite
             g.Node("Mul", [split[0], g.Constant("decay", decay, StateWidth)]),
             g.Node("Mul", [energy, g.Constant("blend", blend, StateWidth)]),
         ]);
+        if (ballast > 0)
+        {
+            level = g.Node("Add", [level, Ballast(g, split[0], ballast)]);
+        }
+
         var count = g.Node("Add", [split[1], g.Constant("one", [1f])]);
         g.Node("Concat", [level, count], "stateN", ("axis", 0L));
 
@@ -145,5 +153,24 @@ public static class VadLite
         g.Output("output", TensorElementType.Float32, BatchDim, 1L);
         g.Output("stateN", TensorElementType.Float32, 2L, BatchDim, (long)StateWidth);
         return g;
+    }
+
+    /// <summary>
+    /// [1, batch, 1] of zeros that cost a MatMul: the lanes (|x| &lt;= the largest energy, so finite) times weights in
+    /// ±1/√128, their maximum times 0. Adding ±0 leaves every level exactly as it was.
+    /// </summary>
+    private static string Ballast(OnnxGraphBuilder g, string lanes, int width)
+    {
+        var random = new SplitMix64(0x5EED_7AD1);
+        var weights = new float[StateWidth * width];
+        var bound = 1.0 / Math.Sqrt(StateWidth);
+        for (var i = 0; i < weights.Length; i++)
+        {
+            weights[i] = (float)(((random.NextDouble() * 2) - 1) * bound);
+        }
+
+        var product = g.Node("MatMul", [lanes, g.RawConstant("ballast_weights", weights, StateWidth, width)]);
+        var peak = g.Node("ReduceMax", [product], null, ("axes", new long[] { 2 }), ("keepdims", 1L));
+        return g.Node("Mul", [peak, g.Constant("ballast_zero", [0f])]);
     }
 }

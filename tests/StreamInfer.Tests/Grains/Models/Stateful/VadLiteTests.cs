@@ -108,6 +108,28 @@ public sealed class VadLiteTests(VadLiteTests.ModelFixture model) : IClassFixtur
     }
 
     [Fact]
+    public void Write_WithBallast_SameOutputsAsTheReference()
+    {
+        using var folder = new TinyLmTests.TempFolder();
+        VadLite.Write(folder.Path, ballast: 256);
+        using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = 2 };
+        using var session = new InferenceSession(Path.Combine(folder.Path, "1", "model.onnx"), options);
+        var references = new[] { new VadLiteReference(), new VadLiteReference() };
+        var states = new[] { new float[VadLite.StateSize], new float[VadLite.StateSize] };
+        for (var chunk = 0; chunk < 10; chunk++)
+        {
+            var rows = new[] { VadLiteReference.Chunk(0, chunk), VadLiteReference.Chunk(1, chunk) };
+            var (output, stateN) = ModelFixture.Run(session, rows, Gather(states), 2, VadLite.ReferenceSampleRate);
+            Scatter(stateN, states);
+            for (var b = 0; b < 2; b++)
+            {
+                Assert.Equal(references[b].Next(rows[b]), output[b]);
+                Assert.Equal(references[b].State.ToArray(), states[b]);
+            }
+        }
+    }
+
+    [Fact]
     public void Run_SameChunkTwice_OutputFollowsTheState()
     {
         var loud = Enumerable.Repeat(0.5f, VadLite.ChunkSamples).ToArray();
@@ -211,13 +233,17 @@ public sealed class VadLiteTests(VadLiteTests.ModelFixture model) : IClassFixtur
 
         /// <summary>One run: <paramref name="rows"/> chunks of one length, the batch's state [2, batch, 128]; returns output and stateN.</summary>
         public (float[] Output, float[] StateN) Run(float[][] rows, float[] state, int batch, long sampleRate)
+            => Run(Session, rows, state, batch, sampleRate);
+
+        /// <summary>One run of <paramref name="session"/>, as <see cref="Run(float[][], float[], int, long)"/>.</summary>
+        public static (float[] Output, float[] StateN) Run(InferenceSession session, float[][] rows, float[] state, int batch, long sampleRate)
         {
             var samples = rows[0].Length;
             using var input = OrtValue.CreateTensorValueFromMemory(rows.SelectMany(r => r).ToArray(), [batch, samples]);
             using var stateValue = OrtValue.CreateTensorValueFromMemory(state.ToArray(), [2, batch, Width]);
             using var sr = OrtValue.CreateTensorValueFromMemory(new[] { sampleRate }, []);
             using var runOptions = new RunOptions();
-            using var results = Session.Run(runOptions, ["input", "state", "sr"], [input, stateValue, sr], ["output", "stateN"]);
+            using var results = session.Run(runOptions, ["input", "state", "sr"], [input, stateValue, sr], ["output", "stateN"]);
             return (results[0].GetTensorDataAsSpan<float>().ToArray(), results[1].GetTensorDataAsSpan<float>().ToArray());
         }
 
