@@ -307,6 +307,10 @@ internal sealed class Report
         w.WriteNumber("connections_dropped", ConnectionsDropped);
         w.WriteNumber("depth", o.Depth);
         w.WriteNumber("rate", o.Rate);
+        w.WriteBoolean("sequences", o.Sequences);
+        w.WriteNumber("sequence_chunks", o.SequenceChunks);
+        w.WriteNumber("chunk", o.Chunk);
+        w.WriteNumber("sample_rate", o.Chunk > 0 ? o.SampleRate : 0);
         w.WriteNumber("duration_s", o.DurationSeconds);
         w.WriteNumber("warmup_s", o.WarmupSeconds);
         w.WriteNumber("requests", Requests);
