@@ -7,8 +7,9 @@ namespace StreamInfer.Grains.Models.Stateful;
 /// <summary>
 /// The built-in <c>vad-lite</c>: a stateful stand-in for a voice-activity detector with exactly silero VAD v5's
 /// signature, so that it is served with the same <c>config.json</c> as silero. Its arithmetic uses only operations that
-/// IEEE 754 rounds one way (multiplications, additions, one division, a maximum), so <see cref="VadLiteReference"/>
-/// reproduces every output and state bit for bit, at any batch size and on any machine.
+/// IEEE 754 rounds one way (multiplications, additions, divisions, a maximum; no exp, no sum over many terms, whose
+/// result depends on the kernel's order), so <see cref="VadLiteReference"/> reproduces every output and state bit for
+/// bit, at any batch size.
 /// </summary>
 /// <remarks>
 /// <para>Inputs: <c>input</c> float32 [batch, samples] (audio, one chunk per row); <c>state</c> float32
