@@ -22,6 +22,14 @@ public sealed class ModelRepositoryOptions
     public bool BuiltInTinyLm { get; set; } = true;
 
     /// <summary>
+    /// Whether the built-in <c>vad-lite</c> is written into the repository at start when it is absent: a stateful model
+    /// with silero VAD v5's signature (audio chunks in, a speech score out, its state carried from one chunk of a
+    /// sequence to the next), whose outputs a client can compute exactly. An existing <c>vad-lite</c> folder is left as
+    /// it is. Default true.
+    /// </summary>
+    public bool BuiltInVadLite { get; set; } = true;
+
+    /// <summary>
     /// How often the repository is polled for changes (a new model or version folder, a removed one, a changed file),
     /// which are then reloaded as by <c>POST /api/reload</c>. Zero (the default) turns the watch off. Range: 0, or
     /// [100 ms, 1 h].

@@ -34,6 +34,10 @@ internal sealed class Connection : ILoadConnection
     private Task _slots = Task.CompletedTask;
 
     private readonly double _slotIntervalTicks;
+    private readonly int? _sequenceChunks;
+
+    /// <summary>Sequence ids, unique in the process (every connection's sequences draw from it).</summary>
+    private static long s_nextSequenceId;
 
     /// <param name="template">The request frame.</param>
     /// <param name="binary">Whether the frames are binary (else text).</param>
@@ -41,8 +45,13 @@ internal sealed class Connection : ILoadConnection
     /// <param name="verifyEvery">Check every this many answers (and the first) against <paramref name="payload"/>; 0 never.</param>
     /// <param name="depth">Slots (requests in flight) on this connection.</param>
     /// <param name="slotInterval">Least time between two sends of one slot (paced runs); zero for closed loop.</param>
-    public Connection(RequestTemplate template, bool binary, Payload payload, int verifyEvery, int depth, TimeSpan slotInterval = default)
+    /// <param name="sequenceChunks">
+    /// Null: stateless requests. Else each slot is one sequence (the template carries its fields) that ends after this
+    /// many chunks, or never for 0; a new one starts then, and after an error or an overdue answer.
+    /// </param>
+    public Connection(RequestTemplate template, bool binary, Payload payload, int verifyEvery, int depth, TimeSpan slotInterval = default, int? sequenceChunks = null)
     {
+        _sequenceChunks = sequenceChunks;
         _template = template;
         _messageType = binary ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
         _payload = payload;
@@ -154,12 +163,28 @@ internal sealed class Connection : ILoadConnection
     private async Task RunSlotAsync(byte[] buffer)
     {
         var pacer = new SlotPacer(_slotIntervalTicks);
+        long sequenceId = 0;
+        var chunk = 0;
         while (Stopwatch.GetTimestamp() < _measureEnd)
         {
             await pacer.WaitTurnAsync();
 
             var id = Interlocked.Increment(ref _nextId);
-            var length = _template.Write(buffer, id);
+            var mark = default(SequenceMark);
+            if (_sequenceChunks is { } perSequence)
+            {
+                var start = sequenceId == 0;
+                if (start)
+                {
+                    sequenceId = Interlocked.Increment(ref s_nextSequenceId);
+                    chunk = 0;
+                }
+
+                mark = new SequenceMark(sequenceId, start, perSequence > 0 && chunk == perSequence - 1);
+                chunk++;
+            }
+
+            var length = _template.Write(buffer, id, mark);
             PendingRequest request;
             await _sendLock.WaitAsync();
             try
@@ -188,6 +213,11 @@ internal sealed class Connection : ILoadConnection
             if (result.Lost)
             {
                 return;
+            }
+
+            if (result.Failed || mark.End)
+            {
+                sequenceId = 0;
             }
 
             if (result.RetryAfterMs > 0)
@@ -366,7 +396,7 @@ internal sealed class Connection : ILoadConnection
                 var mismatch = verify && type == FrameType.Result && !Stats.Verify(match);
                 Stats.Record(request.SentAt, now, _measureStart, _measureEnd, mismatch ? "mismatch" : type == FrameType.Result ? "result" : code ?? "(no code)", timing);
 
-                if (!request.TrySetResult(new SlotAnswer(Lost: false, type == FrameType.Error ? retryAfterMs : 0)))
+                if (!request.TrySetResult(new SlotAnswer(Lost: false, type == FrameType.Error ? retryAfterMs : 0, Failed: type == FrameType.Error)))
                 {
                     Stats.LateAnswers++;
                 }

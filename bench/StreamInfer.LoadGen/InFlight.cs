@@ -4,10 +4,13 @@ using System.Diagnostics.CodeAnalysis;
 
 namespace StreamInfer.LoadGen;
 
-/// <summary>What a slot learns about its request: answered (maybe with a back-off), overdue, or lost with the connection.</summary>
-internal readonly record struct SlotAnswer(bool Lost, double RetryAfterMs)
+/// <summary>
+/// What a slot learns about its request: answered (maybe with a back-off), overdue, or lost with the connection.
+/// <see cref="Failed"/>: an error answer, or none in time; a sequence's slot then starts a new sequence.
+/// </summary>
+internal readonly record struct SlotAnswer(bool Lost, double RetryAfterMs, bool Failed = false)
 {
-    public static SlotAnswer Overdue => new(Lost: false, 0);
+    public static SlotAnswer Overdue => new(Lost: false, 0, Failed: true);
 
     public static SlotAnswer ConnectionLost => new(Lost: true, 0);
 }

@@ -10,10 +10,11 @@ internal static class LoadRun
     public static async Task<Report> RunAsync(Options options, TextWriter log)
     {
         var payload = new Payload(options.InputName, options.DType, options.Shape, options.Values);
+        Payload[] extras = options.Chunk > 0 && options.SampleRate > 0 ? [Payload.Int64Scalar("sr", options.SampleRate)] : [];
         var template = options.Protocol switch
         {
-            Protocol.Ws or Protocol.Predict or Protocol.KServe => RequestTemplate.ForJson(options.Protocol, options.Model, payload),
-            Protocol.WsBinary => RequestTemplate.ForBinaryFrame(options.Model, payload),
+            Protocol.Ws or Protocol.Predict or Protocol.KServe => RequestTemplate.ForJson(options.Protocol, options.Model, payload, extras, options.Sequences),
+            Protocol.WsBinary => RequestTemplate.ForBinaryFrame(options.Model, payload, extras, options.Sequences),
             _ => null,
         };
         var connectErrors = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
@@ -29,7 +30,7 @@ internal static class LoadRun
                 var interval = options.Rate > 0 ? TimeSpan.FromSeconds(options.Connections * options.Depth / options.Rate) : TimeSpan.Zero;
                 ILoadConnection connection = options.Protocol switch
                 {
-                    Protocol.Ws or Protocol.WsBinary => new Connection(template!, options.Protocol == Protocol.WsBinary, payload, options.VerifyEvery, options.Depth, interval),
+                    Protocol.Ws or Protocol.WsBinary => new Connection(template!, options.Protocol == Protocol.WsBinary, payload, options.VerifyEvery, options.Depth, interval, options.Sequences ? options.SequenceChunks : null),
                     Protocol.Predict or Protocol.KServe or Protocol.KServeBinary => new HttpConnection(options.Protocol, options.Model, template, payload, options.VerifyEvery, options.Depth, interval),
                     Protocol.Grpc => new GrpcConnection(options.Model, payload, options.VerifyEvery, options.Depth, interval),
                     _ => new GrpcStreamConnection(options.Model, payload, options.VerifyEvery, options.Depth, interval),

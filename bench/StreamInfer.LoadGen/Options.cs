@@ -41,6 +41,16 @@ internal sealed class Options
           --input NAME               its name (default x)
           --values V                 pattern (default: 0, 0.5, ... 7.5 repeating, short in JSON) or image (normalized
                                      pseudo-random pixels, as long in JSON as a real image)
+          --chunk N                  stream audio-like chunks: input "input" float32 [1,N] (a tone whose loudness changes
+                                     from chunk to chunk), plus "sr" int64 scalar (--sample-rate); sets --shape 1,N,
+                                     --input input, --values audio (ws, ws-binary, predict, kserve)
+          --sample-rate R            the "sr" scalar sent with --chunk (default 16000; 0 sends none)
+          --sequences                each slot is one stateful sequence: its first request has "sequence_start": true and
+                                     a new "sequence_id", the next ones the same id (one in flight per sequence); after
+                                     an error or an overdue answer the slot starts a new sequence (ws and ws-binary).
+                                     Real time at 512 samples and 16 kHz: --rate CONNECTIONS*DEPTH/0.032
+          --sequence-chunks K        end each sequence after K chunks ("sequence_end": true on the K-th) and start a
+                                     new one; 0 (default) keeps one sequence per slot for the whole run
           --verify-every K           check every K-th answer (and each connection's first) returns the sent bytes under
                                      the input's name, as echo does; a mismatch counts as outcome "mismatch" and fails
                                      the run (default 16 for the echo model, else 0 = never)
@@ -90,6 +100,18 @@ internal sealed class Options
 
     public bool ShowHelp { get; private set; }
 
+    /// <summary>Samples per audio chunk (<c>--chunk</c>); 0 when the run sends no chunks.</summary>
+    public int Chunk { get; private set; }
+
+    /// <summary>The <c>sr</c> scalar sent with each chunk; 0 sends none.</summary>
+    public long SampleRate { get; private set; } = 16000;
+
+    /// <summary>Whether each slot is one stateful sequence (<c>--sequences</c>).</summary>
+    public bool Sequences { get; private set; }
+
+    /// <summary>Chunks per sequence before it ends and the slot starts another; 0 = one sequence for the whole run.</summary>
+    public int SequenceChunks { get; private set; }
+
     /// <summary>The number of floats in the input tensor (the product of <see cref="Shape"/>).</summary>
     public int ElementCount
     {
@@ -131,6 +153,12 @@ internal sealed class Options
             string name;
             string value;
             var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            if (arg == "--sequences")
+            {
+                options.Sequences = true;
+                continue;
+            }
+
             if (eq > 0)
             {
                 name = arg[2..eq];
@@ -163,7 +191,11 @@ internal sealed class Options
                 case "protocol": protocol = ParseProtocol(value); break;
                 case "dtype": options.DType = DType.Find(value) ?? throw new FormatException($"--dtype must be one of {string.Join(", ", DType.All.Select(d => d.Name))}; got '{value}'."); break;
                 case "input": options.InputName = value.Length > 0 ? value : throw new FormatException("--input must not be empty."); break;
-                case "values": options.Values = value switch { "pattern" => PayloadValues.Pattern, "image" => PayloadValues.Image, _ => throw new FormatException($"--values must be pattern or image; got '{value}'.") }; break;
+                case "values": options.Values = value switch { "pattern" => PayloadValues.Pattern, "image" => PayloadValues.Image, "audio" => PayloadValues.Audio, _ => throw new FormatException($"--values must be pattern, image or audio; got '{value}'.") }; break;
+                case "chunk": options.Chunk = ParseInt(name, value, 1, MaxElements); break;
+                case "sample-rate": options.SampleRate = ParseInt(name, value, 0, 10_000_000); break;
+                case "sequences": options.Sequences = value switch { "true" => true, "false" => false, _ => throw new FormatException($"--sequences takes no value or true/false; got '{value}'.") }; break;
+                case "sequence-chunks": options.SequenceChunks = ParseInt(name, value, 0, int.MaxValue); break;
                 case "verify-every": verifyEvery = ParseInt(name, value, 0, int.MaxValue); break;
                 default: throw new FormatException($"unknown flag --{name} (see --help).");
             }
@@ -174,6 +206,28 @@ internal sealed class Options
         if (web != (options.Protocol is Protocol.Ws or Protocol.WsBinary))
         {
             throw new FormatException($"--protocol {ProtocolName(options.Protocol)} does not go with the URL {options.Url} ({(web ? "ws:// and wss:// are for ws and ws-binary" : "ws and ws-binary need a ws:// or wss:// URL")}).");
+        }
+
+        if (options.Chunk > 0)
+        {
+            options.Shape = [1, options.Chunk];
+            options.InputName = "input";
+            options.DType = DType.All[0];
+            options.Values = PayloadValues.Audio;
+            if (options.SampleRate > 0 && options.Protocol is not (Protocol.Ws or Protocol.WsBinary or Protocol.Predict or Protocol.KServe))
+            {
+                throw new FormatException($"--chunk sends \"sr\" over ws, ws-binary, predict and kserve only; with --protocol {ProtocolName(options.Protocol)} add --sample-rate 0.");
+            }
+        }
+
+        if (options.Sequences && options.Protocol is not (Protocol.Ws or Protocol.WsBinary))
+        {
+            throw new FormatException($"--sequences needs --protocol ws or ws-binary (one ordered connection per client); got {ProtocolName(options.Protocol)}.");
+        }
+
+        if (options.SequenceChunks > 0 && !options.Sequences)
+        {
+            throw new FormatException("--sequence-chunks needs --sequences.");
         }
 
         options.VerifyEvery = verifyEvery ?? (string.Equals(options.Model, "echo", StringComparison.Ordinal) ? 16 : 0);

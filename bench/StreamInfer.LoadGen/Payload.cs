@@ -28,6 +28,12 @@ internal enum PayloadValues
     /// JSON body is as long as a real image's.
     /// </summary>
     Image,
+
+    /// <summary>
+    /// Audio-like samples for a voice-activity model: a triangle tone (period 40 samples, amplitude 0.3) with a little
+    /// hashed noise, so the chunk is loud enough to count as speech (integers: the sample times 100).
+    /// </summary>
+    Audio,
 }
 
 /// <summary>
@@ -51,7 +57,17 @@ internal sealed class Payload
         for (var i = 0; i < count; i++)
         {
             var k = values == PayloadValues.Pattern ? i % 16 : Pixel(i);
-            var pixel = values == PayloadValues.Pattern ? k * 0.5 : ((k / 255.0) - 0.45) / 0.225;
+            var pixel = values switch
+            {
+                PayloadValues.Pattern => k * 0.5,
+                PayloadValues.Image => ((k / 255.0) - 0.45) / 0.225,
+                _ => Sample(i),
+            };
+            if (values == PayloadValues.Audio)
+            {
+                k = (int)Math.Round(pixel * 100);
+            }
+
             var at = Bytes.AsSpan(i * type.Size);
             switch (type.Name)
             {
@@ -66,6 +82,14 @@ internal sealed class Payload
                 default: at[0] = (byte)(k & 1); break;
             }
         }
+    }
+
+    private Payload(string name, DType type, IReadOnlyList<int> shape, byte[] bytes)
+    {
+        Name = name;
+        Type = type;
+        Shape = shape;
+        Bytes = bytes;
     }
 
     public string Name { get; }
@@ -164,6 +188,22 @@ internal sealed class Payload
             case "uint8" when reader.TryGetByte(out var b): into[0] = b; return true;
             default: return false;
         }
+    }
+
+    /// <summary>An int64 scalar (shape []), such as a sample rate.</summary>
+    public static Payload Int64Scalar(string name, long value)
+    {
+        var bytes = new byte[sizeof(long)];
+        BinaryPrimitives.WriteInt64LittleEndian(bytes, value);
+        return new Payload(name, DType.Find("int64")!, [], bytes);
+    }
+
+    /// <summary>Audio sample <paramref name="i"/>: a triangle wave of period 40 and amplitude 0.3, plus noise under 0.01.</summary>
+    private static double Sample(int i)
+    {
+        var phase = (i % 40) / 40.0;
+        var wave = phase < 0.5 ? (4 * phase) - 1 : 3 - (4 * phase);
+        return (0.3 * wave) + ((Pixel(i) - 127.5) / 12750.0);
     }
 
     /// <summary>A pseudo-random byte for element <paramref name="i"/> (a multiplicative hash: the same every run).</summary>

@@ -226,7 +226,7 @@ internal sealed class Report
         }
 
         sb.AppendLine();
-        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, {o.InputName} {o.DType.Name} {o.ShapeText} ({o.ElementCount * o.DType.Size} bytes){(o.Rate > 0 ? $", paced at {o.Rate} req/s" : ", closed loop")}");
+        sb.AppendLine(inv, $"connections {o.Connections}, depth {o.Depth}, duration {Seconds(o.DurationSeconds)} s, warmup {Seconds(o.WarmupSeconds)} s, {o.InputName} {o.DType.Name} {o.ShapeText} ({o.ElementCount * o.DType.Size} bytes){(o.Chunk > 0 && o.SampleRate > 0 ? $" + sr int64 {o.SampleRate}" : string.Empty)}{(o.Sequences ? $", one sequence per slot{(o.SequenceChunks > 0 ? $" of {o.SequenceChunks} chunks" : string.Empty)}" : string.Empty)}{(o.Rate > 0 ? $", paced at {o.Rate} req/s" : ", closed loop")}");
         sb.AppendLine();
         sb.AppendLine("| requests | req/s     | p50 ms | p95 ms | p99 ms | max ms  |");
         sb.AppendLine("|---------:|----------:|-------:|-------:|-------:|--------:|");
@@ -318,6 +318,10 @@ internal sealed class Report
         w.WriteNumber("connections_dropped", ConnectionsDropped);
         w.WriteNumber("depth", o.Depth);
         w.WriteNumber("rate", o.Rate);
+        w.WriteBoolean("sequences", o.Sequences);
+        w.WriteNumber("sequence_chunks", o.SequenceChunks);
+        w.WriteNumber("chunk", o.Chunk);
+        w.WriteNumber("sample_rate", o.Chunk > 0 ? o.SampleRate : 0);
         w.WriteNumber("duration_s", o.DurationSeconds);
         w.WriteNumber("warmup_s", o.WarmupSeconds);
         w.WriteNumber("requests", Requests);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using StreamInfer.Grains.Models.Stateful;
 using StreamInfer.OnnxBench;
 
 const string Usage = """
@@ -39,6 +40,18 @@ const string Usage = """
           where cutting a padded batch pays (docs/decisions.md D13): on a per-position MLP with one dynamic axis, short
           requests of --short positions with one long one, run padded together and split in two runs (bare ONNX Runtime,
           the grid's CPU session options); prints a table of waste bytes and share, padded and split ms
+
+      StreamInfer.OnnxBench generate-vad --out DIR [--max-batch-size 64] [--ballast 0]
+          writes the built-in stateful vad-lite (silero VAD v5's signature) as DIR/vad-lite, as the grid writes it at
+          start; --ballast N adds 128*N multiply-adds per chunk that change no value (4096: half a million, the order of silero VAD v5's)
+
+      StreamInfer.OnnxBench sequences [--batch-sizes 1,8,64,256] [--pool N] [--chunk 512] [--sample-rate 16000]
+                                      [--seconds 5] [--warmup 1] [--threads N] [--spinning] [--model PATH]
+          bare ONNX Runtime serving stateful sequences: a pool of sequences (--pool, at least the batch size), each
+          batch gathering B sequences' chunks and states (state [2, B, 128], batch on axis 1), running, and scattering
+          stateN back, on one thread with the grid's session options; prints chunks/s, ms per batch (the whole loop,
+          p50, p99) and Run's own ms. The model is vad-lite (checked first against its C# reference) unless --model
+          names a file with silero VAD v5's signature
 
     Progress goes to stderr, the table to stdout. Exit code 2 on a bad command line.
     """;
@@ -146,6 +159,39 @@ try
             return await client.RunAsync(Console.Out, Console.Error);
         }
 
+        case "generate-vad":
+        {
+            var output = flags.Text("out") ?? throw new FormatException("generate-vad needs --out DIR.");
+            var maxBatch = flags.Int("max-batch-size", VadLite.DefaultMaxBatchSize, 1, 4096);
+            var ballast = flags.Int("ballast", 0, 0, 1 << 16);
+            flags.EnsureAllUsed();
+            var folder = Path.Combine(output, VadLite.Name);
+            VadLite.Write(folder, maxBatch, ballast);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {folder}: vad-lite, input [batch,samples], state [2,batch,128], sr -> output [batch,1], stateN [2,batch,128], ballast {VadLite.StateWidth * ballast / 1e6:F2} M multiply-adds per chunk, max_batch_size {maxBatch}"));
+            return 0;
+        }
+
+        case "sequences":
+        {
+            var bench = new SequencesBench
+            {
+                ModelPath = flags.Text("model") is { } m ? ResolveModel(m) : null,
+                BatchSizes = flags.IntList("batch-sizes", [1, 8, 64, 256]),
+                PoolSize = flags.Int("pool", 0, 0, 1 << 20),
+                ChunkSamples = flags.Int("chunk", VadLite.ChunkSamples, 1, 1 << 20),
+                SampleRate = flags.Int("sample-rate", (int)VadLite.ReferenceSampleRate, 1, 1_000_000),
+                Seconds = flags.Seconds("seconds", 5),
+                WarmupSeconds = flags.Seconds("warmup", 1, allowZero: true),
+                Threads = flags.Int("threads", Environment.ProcessorCount, 1, 1024),
+                Spinning = flags.Bool("spinning"),
+            };
+            flags.EnsureAllUsed();
+            var results = bench.Run(Console.Error);
+            Console.WriteLine();
+            Console.Write(bench.ToTable(results));
+            return 0;
+        }
+
         case "padding":
         {
             var bench = new PaddingBench
@@ -159,7 +205,7 @@ try
         }
 
         default:
-            throw new FormatException($"unknown command '{args[0]}' (generate, generate-image, bare, decode, decode-grid or padding).");
+            throw new FormatException($"unknown command '{args[0]}' (generate, generate-image, generate-vad, bare, sequences, decode, decode-grid or padding).");
     }
 }
 catch (FormatException ex)

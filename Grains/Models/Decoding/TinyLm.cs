@@ -76,37 +76,7 @@ public static class TinyLm
     /// </summary>
     /// <returns>Whether it wrote the model; false when the folder was there (or another writer got there first).</returns>
     public static bool EnsureIn(string repository, TinyLmOptions? options = null)
-    {
-        var target = Path.Combine(repository, Name);
-        if (Directory.Exists(target))
-        {
-            return false;
-        }
-
-        Directory.CreateDirectory(repository);
-        var temp = Path.Combine(repository, $".{Name}.tmp-{Guid.NewGuid():N}");
-        try
-        {
-            Write(temp, options);
-            try
-            {
-                Directory.Move(temp, target);
-            }
-            catch (IOException) when (Directory.Exists(target))
-            {
-                return false;
-            }
-
-            return true;
-        }
-        finally
-        {
-            if (Directory.Exists(temp))
-            {
-                Directory.Delete(temp, recursive: true);
-            }
-        }
-    }
+        => BuiltInModelFolder.EnsureIn(repository, Name, folder => Write(folder, options));
 
     /// <summary>The model's <c>config.json</c>.</summary>
     public static string ConfigJson(TinyLmOptions? options = null)

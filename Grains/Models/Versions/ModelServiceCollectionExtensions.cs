@@ -6,7 +6,7 @@ namespace StreamInfer.Grains.Models.Versions;
 public static class ModelServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the catalog and the steps that fill it (tiny-lm, repository sync, loader, rollout), the silo step that runs
+    /// Adds the catalog and the steps that fill it (built-in models, repository sync, loader, rollout), the silo step that runs
     /// them at start-up, and the optional repository watch. Options and devices are registered by the caller.
     /// </summary>
     public static IServiceCollection AddModelCatalog(this IServiceCollection services)
@@ -15,7 +15,7 @@ public static class ModelServiceCollectionExtensions
         services.AddSingleton<ModelLoader>();
         services.AddSingleton<ModelRollout>();
         services.AddSingleton<RepositorySync>();
-        services.AddSingleton<BuiltInTinyLm>();
+        services.AddSingleton<BuiltInModels>();
         services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>, ModelStartup>();
         services.AddHostedService<RepositoryWatch>();
         return services;

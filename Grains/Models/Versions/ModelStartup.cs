@@ -3,13 +3,13 @@ using Microsoft.Extensions.Logging;
 namespace StreamInfer.Grains.Models.Versions;
 
 /// <summary>
-/// The models' start-up on a silo, in order: the built-in tiny-lm is written, the repository is scanned and every model
+/// The models' start-up on a silo, in order: the built-in models are written, the repository is scanned and every model
 /// registered (before the silo joins, so every name is known to the first request), then models load and warm up in
 /// the background, becoming ready one by one, and the silo catches up with rollouts committed while it was away. The
 /// silo's start is not held up by the loading: the health endpoints say ready once all have loaded (or failed).
 /// </summary>
 internal sealed partial class ModelStartup(
-    BuiltInTinyLm tinyLm,
+    BuiltInModels builtIns,
     RepositorySync repository,
     ModelCatalog catalog,
     ModelRollout rollout,
@@ -23,7 +23,7 @@ internal sealed partial class ModelStartup(
 
     private Task OnStart(CancellationToken cancellationToken)
     {
-        tinyLm.EnsureWritten();
+        builtIns.EnsureWritten();
         var pending = repository.Register();
         _ = Task.Run(
             async () =>

@@ -45,8 +45,9 @@ public sealed class ClusterProcess : IAsyncDisposable
             ["CLUSTER_ID"] = "test-" + Guid.NewGuid().ToString("N")[..8],
             ["CONFIG"] = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release",
             ["NO_BUILD"] = "1",
-            // Silos here come and go on purpose: keep the built-in tiny-lm out of it (every silo would generate it).
+            // Silos here come and go on purpose: keep the built-in models out of it (every silo would generate them).
             ["StreamInfer__Repository__BuiltInTinyLm"] = "false",
+            ["StreamInfer__Repository__BuiltInVadLite"] = "false",
         };
         foreach (var (key, value) in settings ?? new Dictionary<string, string>())
         {

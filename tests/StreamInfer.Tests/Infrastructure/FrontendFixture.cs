@@ -109,7 +109,7 @@ public sealed class FrontendFixture : IAsyncLifetime
 
     /// <summary>
     /// Settings for a grid of a test's own: any free ports, warnings only, an empty repository of its own (no built-in
-    /// tiny-lm unless <paramref name="tinyLm"/>), plus <paramref name="extra"/>.
+    /// tiny-lm unless <paramref name="tinyLm"/>, no vad-lite), plus <paramref name="extra"/>.
     /// </summary>
     public static Dictionary<string, string?> IsolatedSettings(bool tinyLm = false, params (string Key, string? Value)[] extra)
     {
@@ -121,6 +121,7 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Orleans:GatewayPort"] = Ports.FreeText(),
             ["StreamInfer:Repository:Path"] = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N")),
             ["StreamInfer:Repository:BuiltInTinyLm"] = tinyLm ? "true" : "false",
+            ["StreamInfer:Repository:BuiltInVadLite"] = "false",
             [GrpcUrlKey] = string.Empty,
         };
         foreach (var (key, value) in extra)

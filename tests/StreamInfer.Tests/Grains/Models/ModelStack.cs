@@ -11,9 +11,9 @@ public sealed class ModelStack : IDisposable
 {
     private readonly IOptions<ModelRepositoryOptions> _repository;
 
-    public ModelStack(string repository, DeviceRegistry devices, bool builtInTinyLm = true)
+    public ModelStack(string repository, DeviceRegistry devices, bool builtInTinyLm = true, bool builtInVadLite = false)
     {
-        _repository = Options.Create(new ModelRepositoryOptions { Path = repository, BuiltInTinyLm = builtInTinyLm });
+        _repository = Options.Create(new ModelRepositoryOptions { Path = repository, BuiltInTinyLm = builtInTinyLm, BuiltInVadLite = builtInVadLite });
         Catalog = new ModelCatalog(Options.Create(new ModelsOptions()), devices);
         var loader = new ModelLoader(devices, NullLogger<ModelLoader>.Instance);
         Rollout = new ModelRollout(Catalog, loader, _repository, NullLogger<ModelRollout>.Instance);
@@ -26,10 +26,10 @@ public sealed class ModelStack : IDisposable
 
     public RepositorySync Repository { get; }
 
-    /// <summary>The start-up's first half: tiny-lm written (unless turned off), every repository model registered.</summary>
+    /// <summary>The start-up's first half: the built-in models written (tiny-lm unless turned off, vad-lite only when asked), every repository model registered.</summary>
     public IReadOnlyList<StreamInfer.Grains.Models.Repository.ModelDefinition> Register()
     {
-        new BuiltInTinyLm(_repository, NullLogger<BuiltInTinyLm>.Instance).EnsureWritten();
+        new BuiltInModels(_repository, NullLogger<BuiltInModels>.Instance).EnsureWritten();
         return Repository.Register();
     }
 
