@@ -18,6 +18,7 @@ internal sealed partial class ClientRequests(
     : IRequestListener
 {
     private readonly ConcurrentDictionary<string, InFlightRequest> _pending = new(StringComparer.Ordinal);
+    private readonly SequenceTurns _turns = new();
 
     private long _sequence;
     private volatile bool _draining;
@@ -135,6 +136,8 @@ internal sealed partial class ClientRequests(
 
     private async Task SubmitAsync(ClientFrame.Infer infer, RentedBytes? binaryFrame, CancellationToken cancellationToken)
     {
+        // A connection keeps its client's order: a sequence's requests wait in order for the one before them.
+        infer = SequenceFields.Ordered(infer);
         var binaryResult = infer.BinaryOutputs ?? binaryFrame is not null;
         IRequestListener listener = binaryFrame is null && !binaryResult ? this : new BinaryRequest(this, binaryFrame, binaryResult);
 
@@ -147,18 +150,34 @@ internal sealed partial class ClientRequests(
             return;
         }
 
-        await submitGate.WaitAsync(cancellationToken);
-        _ = AdmitAsync(request, infer);
+        var turn = _turns.Take(infer.Sequence?.Id);
+        try
+        {
+            await submitGate.WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            turn?.Done();
+            throw;
+        }
+
+        _ = AdmitAsync(request, infer, turn);
     }
 
-    private async Task AdmitAsync(InFlightRequest request, ClientFrame.Infer infer)
+    private async Task AdmitAsync(InFlightRequest request, ClientFrame.Infer infer, SequenceTurns.Turn? turn)
     {
         try
         {
+            if (turn is not null)
+            {
+                await turn.Previous;
+            }
+
             await submitter.SubmitAsync(request, infer);
         }
         finally
         {
+            turn?.Done();
             submitGate.Release();
         }
     }
