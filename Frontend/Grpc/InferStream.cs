@@ -10,7 +10,8 @@ namespace StreamInfer.Frontend.Grpc;
 
 /// <summary>
 /// One <c>ModelStreamInfer</c> call: every request read from the stream runs on its own and is answered when it ends,
-/// in whatever order they finish; a decoder's request streams one answer per token, then its final one. A request's
+/// in whatever order they finish, except that a stateful sequence's requests are admitted one after another in the
+/// order read (<see cref="SequenceTurns"/>); a decoder's request streams one answer per token, then its final one. A request's
 /// failure is answered with <c>error_message</c> and the stream goes on. The requests' payloads held at once are bounded
 /// by <see cref="Hosting.FrontendOptions.MaxInFlightBytes"/>: past it the stream is not read until requests end.
 /// Answers queue for one writer; past <see cref="Hosting.FrontendOptions.SendQueueBytes"/> unread, the client is not

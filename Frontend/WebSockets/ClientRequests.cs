@@ -11,7 +11,8 @@ namespace StreamInfer.Frontend.WebSockets;
 /// an answer that arrives late for an earlier use of the same id can never end a later request that reuses it. A request
 /// that came in a binary frame keeps that frame's buffer (its tensors are slices of it) and the frame's share of the
 /// connection's <see cref="ByteBudget"/> until it ends, and by default gets its result as a binary message;
-/// <c>binary_outputs</c> chooses either way.
+/// <c>binary_outputs</c> chooses either way. Requests are admitted concurrently, except a stateful sequence's, which are
+/// admitted one after another in the order they came (<see cref="SequenceTurns"/>).
 /// </summary>
 internal sealed partial class ClientRequests(
     string clientId, RequestSubmitter submitter, FrameOutbox outbox, SemaphoreSlim submitGate, ByteBudget payloadBudget, int maxHeaderBytes, ILogger logger)

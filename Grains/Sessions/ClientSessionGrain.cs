@@ -138,8 +138,9 @@ internal sealed partial class ClientSessionGrain(
             return null;
         }
 
-        Ended(pending, completed: false);
+        // The cancel reaches the batcher before the sequence's next request can: it never sees two of one sequence.
         await CancelAtBatcherAsync(pending.Batcher.ToString(), [requestId]);
+        Ended(pending, completed: false);
         return null;
     }
 
