@@ -100,6 +100,52 @@ public sealed class SessionSequenceTests(SequenceClusterFixture fixture)
     }
 
     [Fact]
+    public async Task Cancel_RunningRequestOfASequence_CancelledAtTheBatcherThenTheNextGoes()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession(out var clientId);
+        var batcher = fixture.Client.GetGrain<IBatcherGrain>(fixture.BatcherKeyFor(SequenceClusterFixture.Held));
+        var before = (await batcher.GetStatusAsync()).Queued;
+        Assert.True((await session.SubmitAsync(InSequence(probe, "k0", SequenceClusterFixture.Held, "s", start: true))).Accepted);
+        Assert.True((await session.SubmitAsync(InSequence(probe, "k1", SequenceClusterFixture.Held, "s", start: false))).Accepted);
+
+        Assert.Null(await session.CancelAsync("k0"));
+
+        // Only the next one is queued: the cancelled one left the batcher before it arrived.
+        await Eventually.UntilAsync(() => Task.FromResult(BatcherCalls.EnqueuedBy(clientId)), e => e.Count == 2, what: "k1 forwarded once k0 was cancelled");
+        Assert.Equal(["k0", "k1"], BatcherCalls.EnqueuedBy(clientId));
+        Assert.Equal(before + 1, (await batcher.GetStatusAsync()).Queued);
+        await SequenceClusterFixture.AdvanceAsync(SequenceClusterFixture.HeldWait);
+        Assert.Equal("k1", Assert.Single(await probe.ReceiveAsync(1)).RequestId);
+        await session.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Submit_StartAgainBehindTheEnd_WaitsForTheEndThenBeginsANewSequence()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession(out var clientId);
+        string[] ids = ["e0", "e1", "e2", "e3"];
+        foreach (var (id, start, end) in new[] { ("e0", true, false), ("e1", false, true), ("e2", true, false), ("e3", false, false) })
+        {
+            Assert.True((await session.SubmitAsync(InSequence(probe, id, SequenceClusterFixture.Held, "s", start, end))).Accepted);
+        }
+
+        for (var i = 0; i < ids.Length; i++)
+        {
+            await Eventually.UntilAsync(() => Task.FromResult(BatcherCalls.EnqueuedBy(clientId)), e => e.Count == i + 1, what: $"{ids[i]} forwarded");
+            await SequenceClusterFixture.AdvanceAsync(SequenceClusterFixture.HeldWait);
+            var delivery = Assert.Single(await probe.ReceiveAsync(1));
+            Assert.Equal(ids[i], delivery.RequestId);
+            Assert.NotNull(delivery.Result);
+        }
+
+        Assert.Equal(ids, BatcherCalls.EnqueuedBy(clientId));
+        await Eventually.UntilAsync(session.GetStatusAsync, s => s is { Backlog: 0, Sequences: 1 }, what: "the second sequence runs");
+        await session.CloseAsync();
+    }
+
+    [Fact]
     public async Task Submit_WaitingRequestPastItsDeadline_EndsDeadlineExceededFromTheSession()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
