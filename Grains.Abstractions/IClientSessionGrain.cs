@@ -20,6 +20,17 @@ public interface IClientSessionGrain : IGrainWithStringKey
     /// delivery. An accepted one ends in exactly one <see cref="Delivery"/> to the frontend the request names.
     /// <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
     /// Not idempotent: a retry of an accepted id is refused as a duplicate.
+    /// <para>
+    /// A request of a stateful sequence (<see cref="InferRequest.Sequence"/>) is checked, after the model, against the
+    /// session's sequences: <see cref="ErrorCode.InvalidInput"/> on a decoder, <see cref="ErrorCode.UnknownSequence"/>
+    /// for a sequence that is not running here (or was lost with its silo), <see cref="ErrorCode.SequenceExists"/> and
+    /// <see cref="ErrorCode.SequenceBusy"/> for an unordered start or request while the sequence has a request
+    /// unfinished, <see cref="ErrorCode.BadRequest"/> for another model than its start's. It goes to the batcher its
+    /// start went to, at most one of the sequence at a time: an ordered one that arrives meanwhile is accepted and waits
+    /// here (in the backlog, under its deadline) until the previous one ends; its <see cref="Admission.Silo"/> is that
+    /// batcher's, and a refusal when it is forwarded is delivered as its end. Callers submit a sequence's ordered
+    /// requests one after another, each once the previous one's admission has answered.
+    /// </para>
     /// </summary>
     [Alias("Submit")]
     Task<Admission> SubmitAsync(InferRequest request);
@@ -32,7 +43,8 @@ public interface IClientSessionGrain : IGrainWithStringKey
     [Alias("Cancel")]
     Task<InferError?> CancelAsync(string requestId);
 
-    /// <summary>The client disconnected: cancel everything in flight and release the backlog. Idempotent.</summary>
+    /// <summary>The client disconnected: cancel everything in flight, release the backlog, and end the client's
+    /// sequences at their batchers (<see cref="IBatcherGrain.EndSequencesAsync"/>). Idempotent.</summary>
     [Alias("Close")]
     Task CloseAsync();
 

@@ -277,12 +277,18 @@ public sealed record BatchItem(
     [property: Id(3)] DateTimeOffset Deadline);
 
 /// <summary>A snapshot of a session's state, for operations and tests.</summary>
+/// <param name="Backlog">Unfinished requests, those waiting behind their sequence's previous request included.</param>
+/// <param name="Capacity">The backlog's capacity.</param>
+/// <param name="Tokens">Tokens in the rate limit's bucket.</param>
+/// <param name="Closed">Whether the client disconnected.</param>
+/// <param name="Sequences">Stateful sequences the session knows as running.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.SessionStatus")]
 public sealed record SessionStatus(
     [property: Id(0)] int Backlog,
     [property: Id(1)] int Capacity,
     [property: Id(2)] double Tokens,
-    [property: Id(3)] bool Closed);
+    [property: Id(3)] bool Closed,
+    [property: Id(4)] int Sequences = 0);
 
 /// <summary>A snapshot of a batcher's state, for operations and tests.</summary>
 /// <param name="Model">The model.</param>

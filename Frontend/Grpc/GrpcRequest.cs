@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Globalization;
 using Google.Protobuf.Collections;
 using StreamInfer.Frontend.Grpc.V2;
 using StreamInfer.Frontend.Protocol;
@@ -19,7 +20,8 @@ internal sealed record GrpcRequest(
     bool Raw,
     TimeSpan? Timeout,
     int? Priority,
-    GenerationOptions? Generation)
+    GenerationOptions? Generation,
+    SequenceControl? Sequence = null)
 {
     /// <summary>The input that carries a decoder's prompt, as the model metadata names it.</summary>
     public const string PromptInput = "prompt";
@@ -40,8 +42,8 @@ internal sealed record GrpcRequest(
 
     /// <summary>The request as the grid takes it: its prompt when <paramref name="decoder"/>, else its tensors.</summary>
     public ClientFrame.Infer ToInfer(bool decoder) => decoder && PromptText is { } prompt
-        ? new ClientFrame.Infer(Id, Model, [], prompt, Timeout, Priority, Generation)
-        : new ClientFrame.Infer(Id, Model, Inputs, null, Timeout, Priority, Generation);
+        ? new ClientFrame.Infer(Id, Model, [], prompt, Timeout, Priority, Generation, Sequence: Sequence)
+        : new ClientFrame.Infer(Id, Model, Inputs, null, Timeout, Priority, Generation, Sequence: Sequence);
 
     /// <summary>
     /// Reads <paramref name="request"/>; <paramref name="deadline"/> is what is left of the call's gRPC deadline (null
@@ -100,7 +102,7 @@ internal sealed record GrpcRequest(
         }
 
         var version = request.ModelVersion.Length > 0 ? request.ModelVersion : null;
-        return (new GrpcRequest(request.Id, request.ModelName, version, inputs, outputs, raw, timeout, parameters.Priority, parameters.Generation), null);
+        return (new GrpcRequest(request.Id, request.ModelName, version, inputs, outputs, raw, timeout, parameters.Priority, parameters.Generation, parameters.Sequence), null);
     }
 
     /// <summary>The bytes <paramref name="request"/>'s tensors hold while it is served: its raw contents and its typed
@@ -168,10 +170,18 @@ internal sealed record GrpcRequest(
         return (inputs.MoveToImmutable(), raw, null);
     }
 
-    private readonly record struct Parameters(TimeSpan? Timeout, int? Priority, GenerationOptions? Generation);
+    /// <summary>
+    /// The sequence id <paramref name="request"/> names, read before the request is (a stream orders a sequence's
+    /// admissions as it reads them); null when it names none, or none that is valid (the full read refuses it).
+    /// </summary>
+    public static string? SequenceKey(ModelInferRequest request)
+        => request.Parameters.TryGetValue(SequenceFields.Id, out var p) ? SequenceId(p).Id : null;
+
+    private readonly record struct Parameters(TimeSpan? Timeout, int? Priority, GenerationOptions? Generation, SequenceControl? Sequence);
 
     /// <summary>
-    /// Reads <c>priority</c> and <c>timeout_ms</c> (as in KServe's HTTP body) and a decoder's generation settings
+    /// Reads <c>priority</c> and <c>timeout_ms</c> (as in KServe's HTTP body), a stateful sequence's
+    /// <c>sequence_id</c>, <c>sequence_start</c> and <c>sequence_end</c>, and a decoder's generation settings
     /// (<c>max_tokens</c>, <c>temperature</c>, <c>top_k</c>, <c>top_p</c>, <c>seed</c>, <c>stop</c>); other parameters
     /// are ignored, as custom parameters are.
     /// </summary>
@@ -200,6 +210,12 @@ internal sealed record GrpcRequest(
             }
 
             timeout = TimeSpan.FromMilliseconds(ms);
+        }
+
+        var (sequence, sequenceError) = ReadSequence(map);
+        if (sequenceError is not null)
+        {
+            return (default, Bad(sequenceError));
         }
 
         var generation = new GenerationOptions();
@@ -247,7 +263,51 @@ internal sealed record GrpcRequest(
             any = true;
         }
 
-        return (new Parameters(timeout, priority, any ? generation : null), null);
+        return (new Parameters(timeout, priority, any ? generation : null, sequence), null);
+    }
+
+    private static (SequenceControl? Sequence, string? Error) ReadSequence(MapField<string, InferParameter> map)
+    {
+        string? id = null;
+        if (map.TryGetValue(SequenceFields.Id, out var idParameter))
+        {
+            (id, var valid) = SequenceId(idParameter);
+            if (!valid)
+            {
+                return (null, $"parameter '{SequenceFields.Id}' must be {SequenceFields.IdRule(integerId: true)}.");
+            }
+        }
+
+        var flags = new bool[2];
+        string[] names = [SequenceFields.Start, SequenceFields.End];
+        for (var i = 0; i < names.Length; i++)
+        {
+            if (map.TryGetValue(names[i], out var flag))
+            {
+                if (flag.ParameterChoiceCase != InferParameter.ParameterChoiceOneofCase.BoolParam)
+                {
+                    return (null, $"parameter '{names[i]}' must be a bool_param.");
+                }
+
+                flags[i] = flag.BoolParam;
+            }
+        }
+
+        return SequenceFields.Build(id, flags[0], flags[1], string.Empty);
+    }
+
+    /// <summary>A sequence id parameter as text: a string as given, a positive integer as its decimal text.</summary>
+    private static (string? Id, bool Valid) SequenceId(InferParameter p)
+    {
+        var id = p.ParameterChoiceCase switch
+        {
+            InferParameter.ParameterChoiceOneofCase.StringParam => p.StringParam,
+            InferParameter.ParameterChoiceOneofCase.Int64Param when p.Int64Param > 0 => p.Int64Param.ToString(CultureInfo.InvariantCulture),
+            InferParameter.ParameterChoiceOneofCase.Uint64Param when p.Uint64Param > 0 => p.Uint64Param.ToString(CultureInfo.InvariantCulture),
+            _ => null,
+        };
+
+        return id is not null && SequenceFields.IdError(id) is null ? (id, true) : (null, false);
     }
 
     /// <summary>An integer parameter's value (int64 or uint64), or null.</summary>

@@ -4,12 +4,14 @@ using Grpc.Core;
 using StreamInfer.Frontend.Grpc.V2;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.Protocol;
+using StreamInfer.Frontend.Requests;
 
 namespace StreamInfer.Frontend.Grpc;
 
 /// <summary>
 /// One <c>ModelStreamInfer</c> call: every request read from the stream runs on its own and is answered when it ends,
-/// in whatever order they finish; a decoder's request streams one answer per token, then its final one. A request's
+/// in whatever order they finish, except that a stateful sequence's requests are admitted one after another in the
+/// order read (<see cref="SequenceTurns"/>); a decoder's request streams one answer per token, then its final one. A request's
 /// failure is answered with <c>error_message</c> and the stream goes on. The requests' payloads held at once are bounded
 /// by <see cref="Hosting.FrontendOptions.MaxInFlightBytes"/>: past it the stream is not read until requests end.
 /// Answers queue for one writer; past <see cref="Hosting.FrontendOptions.SendQueueBytes"/> unread, the client is not
@@ -27,6 +29,7 @@ internal sealed partial class InferStream
     private readonly SemaphoreSlim _submitGate;
     private readonly ByteBudget _payloads;
     private readonly ConcurrentDictionary<HttpCall, byte> _calls = new();
+    private readonly SequenceTurns _turns = new();
     private long _queuedBytes;
     private volatile bool _failed;
 
@@ -57,7 +60,7 @@ internal sealed partial class InferStream
                 await _submitGate.WaitAsync(_context.CancellationToken);
 
                 Interlocked.Increment(ref _pending);
-                _ = RunOneAsync(message, bytes);
+                _ = RunOneAsync(message, bytes, _turns.Take(GrpcRequest.SequenceKey(message)));
             }
         }
         catch
@@ -79,7 +82,7 @@ internal sealed partial class InferStream
         await writing;
     }
 
-    private async Task RunOneAsync(ModelInferRequest message, long payloadBytes)
+    private async Task RunOneAsync(ModelInferRequest message, long payloadBytes, SequenceTurns.Turn? turn)
     {
         var gateHeld = true;
         HttpCall? call = null;
@@ -93,7 +96,8 @@ internal sealed partial class InferStream
             }
 
             var tokens = prepared!.Infer.Prompt is not null ? new TokenAnswers(this, prepared) : null;
-            call = HttpCall.Start(_http, _service.Submitter, prepared.Infer, tokens);
+            // A stream keeps its client's order: a sequence's requests wait in order for the one before them.
+            call = HttpCall.Start(_http, _service.Submitter, SequenceFields.Ordered(prepared.Infer), tokens);
             _calls[call] = 0;
             if (_failed)
             {
@@ -102,10 +106,16 @@ internal sealed partial class InferStream
 
             try
             {
+                if (turn is not null)
+                {
+                    await turn.Previous;
+                }
+
                 await call.AdmitAsync();
             }
             finally
             {
+                turn?.Done();
                 gateHeld = false;
                 _submitGate.Release();
             }
@@ -128,6 +138,7 @@ internal sealed partial class InferStream
         }
         finally
         {
+            turn?.Done();
             if (gateHeld)
             {
                 _submitGate.Release();

@@ -19,7 +19,8 @@ internal sealed record KServeInfer(ClientFrame.Infer Infer, OutputSelection Outp
 internal static class KServeRequest
 {
     /// <summary>
-    /// Parses an inference request: <c>{"id"?, "parameters"?: {"priority", "timeout_ms", "binary_data_output"},
+    /// Parses an inference request: <c>{"id"?, "parameters"?: {"priority", "timeout_ms", "binary_data_output",
+    /// "sequence_id", "sequence_start", "sequence_end"},
     /// "inputs": [...], "outputs"?: [{"name", "parameters"?: {"binary_data"}}]}</c>. With <paramref name="headerLength"/>
     /// that JSON is the body's first bytes and the binary data of the inputs with <c>binary_data_size</c> follows it.
     /// </summary>
@@ -71,6 +72,7 @@ internal static class KServeRequest
 
         int? priority = null;
         TimeSpan? timeout = null;
+        SequenceControl? sequence = null;
         var binaryOutput = false;
         // Clients built on typed models send absent parameters as null.
         if (root.TryGetProperty("parameters", out var parameters) && parameters.ValueKind != JsonValueKind.Null)
@@ -108,6 +110,12 @@ internal static class KServeRequest
 
                 binaryOutput = b.GetBoolean();
             }
+
+            (sequence, var sequenceError) = SequenceFields.Read(parameters, "parameters.", integerId: true);
+            if (sequenceError is not null)
+            {
+                return (null, BadRequest(sequenceError));
+            }
         }
 
         if (!root.TryGetProperty("inputs", out var inputsElement) || inputsElement.ValueKind != JsonValueKind.Array)
@@ -127,7 +135,7 @@ internal static class KServeRequest
             return (null, outputsError);
         }
 
-        var infer = new ClientFrame.Infer(id, model, inputs, null, timeout, priority);
+        var infer = new ClientFrame.Infer(id, model, inputs, null, timeout, priority, Sequence: sequence);
         return (new KServeInfer(infer, new OutputSelection(outputs, binaryOutput), readsBody), null);
     }
 

@@ -19,6 +19,7 @@ internal abstract record ClientFrame
     /// with the end (<c>done</c> carries the text).</param>
     /// <param name="BinaryOutputs">Whether its result comes back as a binary WebSocket message (true) or JSON text
     /// (false); null for the default, which is the kind of frame the request came in.</param>
+    /// <param name="Sequence">The stateful sequence it belongs to, or null (see <see cref="SequenceFields"/>).</param>
     public sealed record Infer(
         string Id,
         string Model,
@@ -28,7 +29,8 @@ internal abstract record ClientFrame
         int? Priority = null,
         GenerationOptions? Generation = null,
         bool Stream = true,
-        bool? BinaryOutputs = null) : ClientFrame;
+        bool? BinaryOutputs = null,
+        SequenceControl? Sequence = null) : ClientFrame;
 
     /// <summary>A <c>cancel</c> frame.</summary>
     public sealed record Cancel(string Id) : ClientFrame;

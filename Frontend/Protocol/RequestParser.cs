@@ -233,7 +233,13 @@ internal static class RequestParser
             binaryOutputs = binaryElement.GetBoolean();
         }
 
-        return new ClientFrame.Infer(id, model, inputs, prompt, timeout, priority, generation, stream, binaryOutputs);
+        var (sequence, sequenceError) = SequenceFields.Read(root, string.Empty, integerId: false);
+        if (sequenceError is not null)
+        {
+            return new ClientFrame.Invalid(id, ErrorCode.BadRequest, sequenceError);
+        }
+
+        return new ClientFrame.Infer(id, model, inputs, prompt, timeout, priority, generation, stream, binaryOutputs, sequence);
     }
 
     /// <summary>

@@ -53,6 +53,9 @@ internal sealed class InFlightRequest(RequestTable table, RequestKey key, string
         set => Volatile.Write(ref _silo, value);
     }
 
+    /// <summary>The client's id of the stateful sequence it belongs to, or null.</summary>
+    public string? Sequence { get; set; }
+
     /// <summary>Tokens handed on so far (read under the request's lock, as in <see cref="IRequestListener.OnEnd"/>).</summary>
     public int Tokens { get; private set; }
 

@@ -28,7 +28,9 @@ internal sealed partial class RequestSubmitter(
     public InFlightRequest Begin(string sessionId, string gridId, string id, ClientFrame.Infer infer, bool streams, IRequestListener listener)
     {
         var now = time.GetTimestamp();
-        return table.Add(new RequestKey(sessionId, gridId), id, infer.Prompt is not null, streams, now, WatchdogAt(now, infer.Timeout ?? sessionOptions.Value.MaxTimeout), listener);
+        var request = table.Add(new RequestKey(sessionId, gridId), id, infer.Prompt is not null, streams, now, WatchdogAt(now, infer.Timeout ?? sessionOptions.Value.MaxTimeout), listener);
+        request.Sequence = infer.Sequence?.Id;
+        return request;
     }
 
     /// <summary>Admits a request through its session; a refusal or a failed call ends it. True when admitted.</summary>
@@ -42,7 +44,7 @@ internal sealed partial class RequestSubmitter(
 
         try
         {
-            var admission = await Session(request).SubmitAsync(new InferRequest(request.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer));
+            var admission = await Session(request).SubmitAsync(new InferRequest(request.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer, infer.Sequence));
             request.WatchdogAt = WatchdogAt(request.SubmittedAt, admission.Timeout ?? infer.Timeout ?? sessionOptions.Value.DefaultTimeout);
             request.Silo = admission.Silo;
             if (admission.Warning is { } warning)
@@ -131,14 +133,16 @@ internal sealed partial class RequestSubmitter(
     /// A silo was declared dead: every request its batchers held ends now with <c>model_unavailable</c> (the client may
     /// retry at once: new requests go to the silos left), and so does every one whose admission has not answered: a
     /// call in flight through the dead silo's gateway is never answered, and which gateway a call took is not known here.
+    /// A stateful sequence's request held there ends with <c>unknown_sequence</c> instead: its state died with the silo.
     /// </summary>
     public int FailSilo(string silo)
     {
         var outcome = RequestOutcome.Failed(new InferError(ErrorCode.ModelUnavailable, $"silo '{silo}', which was running this request, left the cluster; retry.", AdmissionFailure.SiloLostRetryMs));
+        var lost = RequestOutcome.Failed(new InferError(ErrorCode.UnknownSequence, $"silo '{silo}', which held this request's sequence, left the cluster; start the sequence again."));
         var failed = 0;
         foreach (var request in table.All)
         {
-            if ((request.Silo is null || request.Silo == silo) && request.TryEnd(outcome))
+            if ((request.Silo is null || request.Silo == silo) && request.TryEnd(request.Silo is not null && request.Sequence is not null ? lost : outcome))
             {
                 _ = ReleaseAsync(request);
                 failed++;

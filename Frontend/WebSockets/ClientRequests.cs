@@ -11,13 +11,15 @@ namespace StreamInfer.Frontend.WebSockets;
 /// an answer that arrives late for an earlier use of the same id can never end a later request that reuses it. A request
 /// that came in a binary frame keeps that frame's buffer (its tensors are slices of it) and the frame's share of the
 /// connection's <see cref="ByteBudget"/> until it ends, and by default gets its result as a binary message;
-/// <c>binary_outputs</c> chooses either way.
+/// <c>binary_outputs</c> chooses either way. Requests are admitted concurrently, except a stateful sequence's, which are
+/// admitted one after another in the order they came (<see cref="SequenceTurns"/>).
 /// </summary>
 internal sealed partial class ClientRequests(
     string clientId, RequestSubmitter submitter, FrameOutbox outbox, SemaphoreSlim submitGate, ByteBudget payloadBudget, int maxHeaderBytes, ILogger logger)
     : IRequestListener
 {
     private readonly ConcurrentDictionary<string, InFlightRequest> _pending = new(StringComparer.Ordinal);
+    private readonly SequenceTurns _turns = new();
 
     private long _sequence;
     private volatile bool _draining;
@@ -135,6 +137,8 @@ internal sealed partial class ClientRequests(
 
     private async Task SubmitAsync(ClientFrame.Infer infer, RentedBytes? binaryFrame, CancellationToken cancellationToken)
     {
+        // A connection keeps its client's order: a sequence's requests wait in order for the one before them.
+        infer = SequenceFields.Ordered(infer);
         var binaryResult = infer.BinaryOutputs ?? binaryFrame is not null;
         IRequestListener listener = binaryFrame is null && !binaryResult ? this : new BinaryRequest(this, binaryFrame, binaryResult);
 
@@ -147,18 +151,34 @@ internal sealed partial class ClientRequests(
             return;
         }
 
-        await submitGate.WaitAsync(cancellationToken);
-        _ = AdmitAsync(request, infer);
+        var turn = _turns.Take(infer.Sequence?.Id);
+        try
+        {
+            await submitGate.WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            turn?.Done();
+            throw;
+        }
+
+        _ = AdmitAsync(request, infer, turn);
     }
 
-    private async Task AdmitAsync(InFlightRequest request, ClientFrame.Infer infer)
+    private async Task AdmitAsync(InFlightRequest request, ClientFrame.Infer infer, SequenceTurns.Turn? turn)
     {
         try
         {
+            if (turn is not null)
+            {
+                await turn.Previous;
+            }
+
             await submitter.SubmitAsync(request, infer);
         }
         finally
         {
+            turn?.Done();
             submitGate.Release();
         }
     }

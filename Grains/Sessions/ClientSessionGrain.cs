@@ -15,12 +15,13 @@ namespace StreamInfer.Grains.Sessions;
 
 /// <summary>
 /// One connected client. Reentrant so that a client's concurrent requests are admitted while earlier ones wait on
-/// their batcher; every check-and-update of the bucket and backlog happens before the first await, so interleaving
-/// never sees a half-made decision.
+/// their batcher; every check-and-update of the bucket, backlog and sequences happens before the first await, so
+/// interleaving never sees a half-made decision.
 /// </summary>
 /// <remarks>
 /// Placed at random over the silos: Orleans' default placement put a frontend's sessions on the silo whose gateway it
 /// used, so one silo's batcher did most of the work (docs/decisions.md D8). Sessions use their own silo's batcher first.
+/// A stateful sequence's requests all go to the batcher its start went to, one at a time (see the sequences part).
 /// </remarks>
 [Reentrant]
 [RandomPlacement]
@@ -28,6 +29,7 @@ internal sealed partial class ClientSessionGrain(
     IOptions<ClientSessionOptions> options,
     ModelCatalog catalog,
     ClusterLoad load,
+    IClusterMembershipService membership,
     IActivitySignal activity,
     GridMetrics metrics,
     [FromKeyedServices(StreamInferClock.Key)] TimeProvider time,
@@ -66,12 +68,17 @@ internal sealed partial class ClientSessionGrain(
             return Admission.Refused(new InferError(ErrorCode.UnknownModel, $"no model named '{request.Model}' is served (served: {string.Join(", ", catalog.Names.Order(StringComparer.Ordinal))})."));
         }
 
-        if (model.State != ModelState.Ready || catalog.PickDevice(model) is not { } device)
+        if (Unavailable(model) is { } unavailable)
         {
             metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
-            return Admission.Refused(new InferError(ErrorCode.ModelUnavailable, model.State == ModelState.Failed
-                ? $"model '{request.Model}' failed to load: {string.Join("; ", model.Errors.Select(e => e.ToString()))}"
-                : $"model '{request.Model}' is still loading; retry shortly.", model.State == ModelState.Loading ? 1000 : null));
+            return Admission.Refused(unavailable);
+        }
+
+        var route = request.Sequence is null ? default : RouteSequence(request, model);
+        if (route.Refusal is { } misuse)
+        {
+            metrics.Refused(request.Model, misuse.Code);
+            return Admission.Refused(misuse);
         }
 
         var now = time.GetUtcNow();
@@ -96,35 +103,21 @@ internal sealed partial class ClientSessionGrain(
         var timeout = request.Timeout is { } asked && asked > TimeSpan.Zero ? asked : model.Options.DefaultTimeout ?? _options.DefaultTimeout;
         timeout = timeout < _options.MaxTimeout ? timeout : _options.MaxTimeout;
         var deadline = now + timeout;
-        var target = load.Choose(request.Model, device, model.Options.MaxBatchSize);
-        var batcherKey = target.ToString();
-        _backlog.TryAdd(request.RequestId, new Pending(batcherKey, deadline), out var warn);
+        var target = route.Sequence?.Batcher ?? Choose(model);
+        var sequence = route.Fresh ? Begin(request.Sequence!.Id, model.Name, target) : route.Sequence;
+        var pending = new Pending(target, deadline, new BatchItem(ClientId, request, now, deadline), sequence);
+        _backlog.TryAdd(request.RequestId, pending, out var warn);
         var warning = warn ? new BacklogWarning(_backlog.Count, _backlog.Capacity) : null;
 
-        InferError? refusal;
-        var mayBeHeld = false;
-        try
+        if (route.Hold)
         {
-            refusal = await GrainFactory.GetGrain<IBatcherGrain>(batcherKey)
-                .EnqueueAsync(new BatchItem(ClientId, request, now, deadline));
-        }
-        catch (Exception ex)
-        {
-            LogForwardFailed(logger, ex, request.Model, batcherKey);
-            // An unreachable batcher sits on a silo that died: once membership says so, a retry goes to a silo left.
-            // Any other failure to reach it (a timeout) is as passing: a retry a second later.
-            var siloLost = ex is SiloUnavailableException or OrleansMessageRejectionException;
-            refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.", siloLost ? SiloLostRetryMs : UnreachableRetryMs);
-            metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
-
-            // A timeout may come after the batcher queued it: the request may yet run, and read its inputs.
-            mayBeHeld = true;
+            Hold(pending, route.Sequence!);
+            return new Admission(null, warning, timeout, target.Silo);
         }
 
+        var (refusal, mayBeHeld) = await ForwardAsync(pending);
         if (refusal is not null)
         {
-            _backlog.Remove(request.RequestId, out _);
-            _bucket.Refund();
             // The warning (if this request crossed the mark) still goes out: the crossing was real and is not repeated.
             return new Admission(refusal, warning, MayBeHeld: mayBeHeld);
         }
@@ -139,7 +132,15 @@ internal sealed partial class ClientSessionGrain(
             return new InferError(ErrorCode.BadRequest, $"no request with id '{requestId}' is in flight.");
         }
 
-        await CancelAtBatcherAsync(pending!.Batcher, [requestId]);
+        if (pending!.Held)
+        {
+            // Never forwarded: its sequence's queue skips it.
+            return null;
+        }
+
+        // The cancel reaches the batcher before the sequence's next request can: it never sees two of one sequence.
+        await CancelAtBatcherAsync(pending.Batcher.ToString(), [requestId]);
+        Ended(pending, completed: false);
         return null;
     }
 
@@ -151,12 +152,15 @@ internal sealed partial class ClientSessionGrain(
         }
 
         _closed = true;
-        var byBatcher = _backlog.Entries
-            .GroupBy(e => e.Value.Batcher, e => e.Key)
-            .Select(g => CancelAtBatcherAsync(g.Key, [.. g]))
-            .ToList();
+        _expiry?.Dispose();
+        var forwarded = _backlog.Entries.Values.Where(p => !p.Held).ToLookup(p => p.Batcher.ToString(), p => p.Id);
+        var sequences = _sequences.Values.ToLookup(s => s.Batcher.ToString(), s => s.Id);
         _backlog.Clear();
-        await Task.WhenAll(byBatcher);
+        _sequences.Clear();
+
+        // Queued requests first: the sequences' state is freed once nothing of theirs is left to run.
+        await Task.WhenAll(forwarded.Select(g => CancelAtBatcherAsync(g.Key, [.. g])));
+        await Task.WhenAll(sequences.Select(g => EndAtBatcherAsync(g.Key, [.. g])));
         DeactivateOnIdle();
     }
 
@@ -164,14 +168,87 @@ internal sealed partial class ClientSessionGrain(
     {
         foreach (var id in requestIds)
         {
-            _backlog.Remove(id, out _);
+            if (_backlog.Remove(id, out var pending))
+            {
+                Ended(pending!, completed: true);
+            }
         }
 
         return Task.CompletedTask;
     }
 
     public Task<SessionStatus> GetStatusAsync()
-        => Task.FromResult(new SessionStatus(_backlog.Count, _backlog.Capacity, _bucket.Available, _closed));
+        => Task.FromResult(new SessionStatus(_backlog.Count, _backlog.Capacity, _bucket.Available, _closed, _sequences.Count));
+
+    public override async Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _expiry?.Dispose();
+        if (_sequences.Count > 0)
+        {
+            // Nobody can reach them once the session has forgotten them: free their state now rather than at their expiry.
+            var sequences = _sequences.Values.ToLookup(s => s.Batcher.ToString(), s => s.Id);
+            _sequences.Clear();
+            await Task.WhenAll(sequences.Select(g => EndAtBatcherAsync(g.Key, [.. g])));
+        }
+    }
+
+    /// <summary>The refusal for a model that cannot take requests now, or null.</summary>
+    private static InferError? Unavailable(ModelEntry model) => model.State == ModelState.Ready && model.Instances.Count > 0
+        ? null
+        : new InferError(ErrorCode.ModelUnavailable, model.State == ModelState.Failed
+            ? $"model '{model.Name}' failed to load: {string.Join("; ", model.Errors.Select(e => e.ToString()))}"
+            : $"model '{model.Name}' is still loading; retry shortly.", model.State == ModelState.Loading ? 1000 : null);
+
+    /// <summary>A batcher for a request of <paramref name="model"/> that no sequence pins: this silo's unless it is backed up.</summary>
+    private BatcherKey Choose(ModelEntry model) => load.Choose(model.Name, catalog.PickDevice(model)!, model.Options.MaxBatchSize);
+
+    /// <summary>
+    /// Forwards an admitted request to its batcher. On a refusal, or a batcher that could not be reached, the request
+    /// leaves the backlog and its token is refunded; <c>MayBeHeld</c> when the batcher may have queued it all the same.
+    /// </summary>
+    private async Task<(InferError? Refusal, bool MayBeHeld)> ForwardAsync(Pending pending)
+    {
+        var request = pending.Item.Request;
+        var batcherKey = pending.Batcher.ToString();
+        if (pending.Sequence is { } sequence)
+        {
+            sequence.Running = pending.Id;
+        }
+
+        InferError? refusal;
+        var mayBeHeld = false;
+        var siloLost = false;
+        try
+        {
+            refusal = await GrainFactory.GetGrain<IBatcherGrain>(batcherKey).EnqueueAsync(pending.Item);
+        }
+        catch (Exception ex)
+        {
+            LogForwardFailed(logger, ex, request.Model, batcherKey);
+            // An unreachable batcher sits on a silo that died: once membership says so, a retry goes to a silo left.
+            // Any other failure to reach it (a timeout) is as passing: a retry a second later.
+            siloLost = ex is SiloUnavailableException or OrleansMessageRejectionException;
+            refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.", siloLost ? SiloLostRetryMs : UnreachableRetryMs);
+            metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
+
+            // A timeout may come after the batcher queued it: the request may yet run, and read its inputs.
+            mayBeHeld = true;
+        }
+
+        if (refusal is null)
+        {
+            return (null, false);
+        }
+
+        _backlog.Remove(pending.Id, out _);
+        _bucket.Refund();
+        if (pending.Sequence is not null)
+        {
+            refusal = SequenceRefused(pending, refusal, siloLost);
+        }
+
+        return (refusal, mayBeHeld);
+    }
 
     private async Task CancelAtBatcherAsync(string batcherKey, ImmutableArray<string> ids)
     {
@@ -197,11 +274,10 @@ internal sealed partial class ClientSessionGrain(
         foreach (var (id, pending) in _backlog.Entries.Where(e => e.Value.Deadline < cutoff).ToList())
         {
             _backlog.Remove(id, out _);
-            LogOrphan(logger, ClientId, id, pending.Batcher);
+            Ended(pending, completed: false);
+            LogOrphan(logger, ClientId, id, pending.Batcher.ToString());
         }
     }
-
-    private sealed record Pending(string Batcher, DateTimeOffset Deadline);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Forwarding a request of model {Model} to batcher {Batcher} failed")]
     private static partial void LogForwardFailed(ILogger logger, Exception ex, string model, string batcher);

@@ -1,0 +1,129 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Orleans.TestingHost;
+using StreamInfer.Grains.Hosting;
+using StreamInfer.Grains.Models;
+using StreamInfer.Grains.Placement;
+using StreamInfer.Tests.Infrastructure;
+
+namespace StreamInfer.Tests.Grains.Sessions;
+
+/// <summary>
+/// A one-silo TestCluster for the sessions' sequence tests, with a virtual grain clock of its own (so that moving it
+/// does not disturb <see cref="ClusterFixture"/>'s tests) and a record of what reached the batchers
+/// (<see cref="BatcherCalls"/>): the order in which requests were enqueued, and the sequences ended.
+/// </summary>
+public sealed class SequenceClusterFixture : IAsyncLifetime
+{
+    public static readonly FakeTimeProvider Time = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+
+    /// <summary>Flushes a batch 10 s (virtual) after its first request: requests stay queued until the clock moves.</summary>
+    public const string Held = "seq-held";
+
+    /// <summary>Flushes every request at once, alone.</summary>
+    public const string Alone = "seq-alone";
+
+    public static readonly TimeSpan HeldWait = TimeSpan.FromSeconds(10);
+
+    private static readonly IConfiguration Configuration = new ConfigurationBuilder()
+        .AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["StreamInfer:Repository:Path"] = TestModels.NewRepository(),
+            ["StreamInfer:Session:RatePerSecond"] = "1000000",
+            ["StreamInfer:Session:Burst"] = "1000000",
+            ["StreamInfer:Session:BacklogCapacity"] = "64",
+            ["StreamInfer:Session:DefaultTimeout"] = "00:10:00",
+            ["StreamInfer:Session:MaxTimeout"] = "01:00:00",
+            ["StreamInfer:Session:OrphanGrace"] = "01:00:00",
+            [$"StreamInfer:Models:{Held}:MaxBatchSize"] = "1000",
+            [$"StreamInfer:Models:{Held}:MaxWait"] = "00:00:10",
+            [$"StreamInfer:Models:{Alone}:MaxBatchSize"] = "1",
+        })
+        .Build();
+
+    public TestCluster Cluster { get; private set; } = null!;
+
+    public IClusterClient Client => Cluster.Client;
+
+    /// <summary>A session for a client id no other test uses.</summary>
+    public IClientSessionGrain NewSession(out string clientId)
+    {
+        clientId = $"seq-{Guid.NewGuid():N}";
+        return Client.GetGrain<IClientSessionGrain>(clientId);
+    }
+
+    /// <summary>The batcher key the single silo's sessions use for a model.</summary>
+    public string BatcherKeyFor(string model)
+    {
+        var silo = Cluster.Primary!.SiloAddress;
+        var name = SiloNames.ForKey(Cluster.GetSiloServiceProvider(silo).GetRequiredService<ILocalSiloDetails>().Name);
+        return new BatcherKey(model, name, "cpu0").ToString();
+    }
+
+    /// <summary>The silo's name as batcher keys and admissions carry it.</summary>
+    public string SiloKey => BatcherKey.Parse(BatcherKeyFor(Held)).Silo;
+
+    public async Task InitializeAsync()
+    {
+        var builder = new TestClusterBuilder(1);
+        builder.AddSiloBuilderConfigurator<SiloConfigurator>();
+        Cluster = builder.Build();
+        await Cluster.DeployAsync();
+        await Cluster.GetSiloServiceProvider(Cluster.Primary!.SiloAddress).GetRequiredService<ModelCatalog>().Loaded.WaitAsync(TimeSpan.FromSeconds(60));
+    }
+
+    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+
+    /// <summary>Moves the grain clock on; due timers fire (their ticks run on the grains afterwards).</summary>
+    public static Task AdvanceAsync(TimeSpan by) => Task.Run(() => Time.Advance(by)).WaitAsync(TimeSpan.FromSeconds(30));
+
+    private sealed class SiloConfigurator : ISiloConfigurator
+    {
+        public void Configure(ISiloBuilder siloBuilder)
+        {
+            siloBuilder.AddStreamInfer(Configuration);
+            siloBuilder.Services.AddKeyedSingleton<TimeProvider>(StreamInferClock.Key, Time);
+            siloBuilder.AddIncomingGrainCallFilter<BatcherCalls>();
+        }
+    }
+}
+
+/// <summary>
+/// Records, on the silo, each request a batcher was asked to enqueue (by client, in arrival order) and each
+/// <see cref="IBatcherGrain.EndSequencesAsync"/> call; the batchers themselves run unchanged.
+/// </summary>
+public sealed class BatcherCalls : IIncomingGrainCallFilter
+{
+    private static readonly ConcurrentDictionary<string, ConcurrentQueue<string>> Enqueued = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, ConcurrentQueue<(string Batcher, string[] Sequences)>> Ended = new(StringComparer.Ordinal);
+
+    /// <summary>The request ids of <paramref name="clientId"/> that reached a batcher, in the order they did.</summary>
+    public static IReadOnlyList<string> EnqueuedBy(string clientId) => [.. Enqueued.GetOrAdd(clientId, _ => new())];
+
+    /// <summary>The <see cref="IBatcherGrain.EndSequencesAsync"/> calls made for <paramref name="clientId"/>.</summary>
+    public static IReadOnlyList<(string Batcher, string[] Sequences)> EndedFor(string clientId) => [.. Ended.GetOrAdd(clientId, _ => new())];
+
+    public Task Invoke(IIncomingGrainCallContext context)
+    {
+        switch (context.InterfaceMethod?.Name)
+        {
+            case nameof(IBatcherGrain.EnqueueAsync) when context.Request.GetArgument(0) is BatchItem item:
+                Enqueued.GetOrAdd(item.ClientId, _ => new()).Enqueue(item.Request.RequestId);
+                break;
+            case nameof(IBatcherGrain.EndSequencesAsync) when context.Request.GetArgument(0) is string clientId:
+                var ids = (System.Collections.Immutable.ImmutableArray<string>)context.Request.GetArgument(1)!;
+                Ended.GetOrAdd(clientId, _ => new()).Enqueue((context.TargetId.Key.ToString()!, [.. ids]));
+                break;
+        }
+
+        return context.Invoke();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class SequenceClusterCollection : ICollectionFixture<SequenceClusterFixture>
+{
+    public const string Name = "sequence-cluster";
+}
