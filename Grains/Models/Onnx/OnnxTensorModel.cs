@@ -78,7 +78,7 @@ internal sealed class OnnxTensorModel : IBatchModel
 
     /// <summary>
     /// Runs the model at <paramref name="batchSize"/> rows (dynamic axes at their <c>warmup_dims</c> size, or 1), and
-    /// checks that every output carries the batch on its first axis. Returns an error message, or null. Device thread only.
+    /// checks that every output carries the batch on its batch axis. Returns an error message, or null. Device thread only.
     /// </summary>
     public string? WarmUp(int batchSize)
     {
@@ -86,10 +86,9 @@ internal sealed class OnnxTensorModel : IBatchModel
         foreach (var slot in _signature.Inputs)
         {
             var shape = ImmutableArray.CreateBuilder<long>(slot.Rank);
-            shape.Add(batchSize);
-            for (var k = 1; k < slot.Rank; k++)
+            for (var k = 0; k < slot.Rank; k++)
             {
-                shape.Add(slot.Dims[k] >= 0 ? slot.Dims[k] : _warmupDims?.GetValueOrDefault(slot.Axes[k]!, 1) ?? 1);
+                shape.Add(!slot.IsOwnAxis(k) ? batchSize : slot.Dims[k] >= 0 ? slot.Dims[k] : _warmupDims?.GetValueOrDefault(slot.Axes[k]!, 1) ?? 1);
             }
 
             var count = shape.Aggregate(1L, (a, b) => a * b);

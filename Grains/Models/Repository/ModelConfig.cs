@@ -115,8 +115,8 @@ public sealed class ModelConfig
 }
 
 /// <summary>
-/// An input or output declaration: its name, element type (<c>FP32</c>, <c>float32</c>, <c>INT64</c>...) and the
-/// dimensions after the batch axis, each a size, -1 (dynamic), an axis name (dynamic, and padded together with every
+/// An input or output declaration: its name, element type (<c>FP32</c>, <c>float32</c>, <c>INT64</c>...), its batch
+/// axis (or none, <c>shared</c>) and the dimensions besides the batch axis, each a size, -1 (dynamic), an axis name (dynamic, and padded together with every
 /// other axis of that name), or an object <c>{"name": "width", "max": 4096}</c> (dynamic, optionally named, and for an
 /// input at most <c>max</c> long: a longer request is refused with <c>invalid_input</c>).
 /// </summary>
@@ -128,6 +128,18 @@ public sealed class TensorDeclaration
     /// <summary>The element type; when given it must match the model's.</summary>
     public string? Datatype { get; set; }
 
-    /// <summary>Dimensions after the batch axis: numbers, axis names or <c>{"name", "max"}</c> objects.</summary>
+    /// <summary>
+    /// The model's dimensions in order with the batch axis left out (every dimension, for a shared input): numbers,
+    /// axis names or <c>{"name", "max"}</c> objects.
+    /// </summary>
     public List<JsonElement>? Dims { get; set; }
+
+    /// <summary>The axis requests are stacked on and outputs split along. Default 0.</summary>
+    public int? BatchAxis { get; set; }
+
+    /// <summary>
+    /// Inputs only: the input has no batch axis (a scalar, or a fixed tensor such as a sample rate). Every request of a
+    /// batch gives the same value, fed once; requests that disagree run in different batches.
+    /// </summary>
+    public bool? Shared { get; set; }
 }

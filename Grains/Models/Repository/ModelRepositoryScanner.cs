@@ -264,6 +264,20 @@ public static class ModelRepositoryScanner
                 error($"{at}.datatype", $"\"{d.Datatype}\" is not a known element type.");
             }
 
+            if (d.BatchAxis is < 0)
+            {
+                error($"{at}.batch_axis", $"must be at least 0; got {d.BatchAxis}.");
+            }
+
+            if (d.Shared == true && field == "outputs")
+            {
+                error($"{at}.shared", "applies to inputs only: every output carries the batch.");
+            }
+            else if (d.Shared == true && d.BatchAxis is not null)
+            {
+                error($"{at}.batch_axis", "a shared input has no batch axis.");
+            }
+
             if (d.Dims is { } dims)
             {
                 for (var k = 0; k < dims.Count; k++)

@@ -133,6 +133,52 @@ public static class TestModels
             """);
     }
 
+    /// <summary>The width of <see cref="WriteStateful"/>'s state.</summary>
+    public const int StateWidth = 4;
+
+    /// <summary>
+    /// <c>vad</c>, shaped like silero VAD: <c>input</c> float32 [batch, samples], <c>state</c> float32 [2, batch, 4] (the
+    /// batch on axis 1) and <c>sr</c> int64 scalar in; <c>stateN</c> = 0.5·state + mean(input) + sr/1000 [2, batch, 4]
+    /// and <c>output</c> = the sum of a row's <c>stateN</c> [batch, 1] out. Without <paramref name="sequence"/> the
+    /// config only declares the batch axes and <c>sr</c> shared (a client sends the state); with it, <c>state</c> and
+    /// <c>stateN</c> are the sequence's state pair.
+    /// </summary>
+    public static void WriteStateful(string repository, string name = "vad", bool sequence = true, string? extraConfig = null, string? sequenceConfig = null)
+    {
+        var g = new OnnxGraphBuilder(name);
+        g.Input("input", TensorElementType.Float32, "batch", "samples");
+        g.Input("state", TensorElementType.Float32, 2L, "batch", (long)StateWidth);
+        g.Input("sr", TensorElementType.Int64);
+        var mean = g.Node("ReduceMean", ["input"], null, ("axes", new[] { 1L }), ("keepdims", 1L));
+        var rate = g.Node("Mul", [g.Node("Cast", ["sr"], null, ("to", 1L)), g.Constant("per_khz", [0.001f])]);
+        var decayed = g.Node("Mul", ["state", g.Constant("half", [0.5f])]);
+        g.Node("Add", [g.Node("Add", [decayed, mean]), rate], "stateN");
+        var summed = g.Node("ReduceSum", ["stateN", g.Constant("state_axes", [0L, 2L], 2)], null, ("keepdims", 0L));
+        g.Node("Unsqueeze", [summed, g.Constant("row_axis", [1L], 1)], "output");
+        g.Output("output", TensorElementType.Float32, "batch", 1L);
+        g.Output("stateN", TensorElementType.Float32, 2L, "batch", (long)StateWidth);
+        g.Save(Path.Combine(repository, name, "1", "model.onnx"));
+        var section = sequence
+            ? $$""", "sequence": { "state": [{ "input": "state", "output": "stateN" }] {{sequenceConfig}} }"""
+            : string.Empty;
+        File.WriteAllText(Path.Combine(repository, name, "config.json"), $$"""
+            { "kind": "tensor", "max_batch_size": 8,
+              "inputs": [{ "name": "input" }, { "name": "state", "batch_axis": 1 }, { "name": "sr", "shared": true }],
+              "outputs": [{ "name": "output" }, { "name": "stateN", "batch_axis": 1 }] {{section}} {{extraConfig}} }
+            """);
+    }
+
+    /// <summary>
+    /// What <see cref="WriteStateful"/>'s model computes for one row: its next state and its output, in float32 as the
+    /// model does.
+    /// </summary>
+    public static (float[] State, float Output) StatefulStep(float[] state, float[] input, long sr)
+    {
+        var mean = input.Sum() / input.Length;
+        var next = state.Select(s => (s * 0.5f) + mean + (sr * 0.001f)).ToArray();
+        return (next, next.Sum());
+    }
+
     /// <summary>A fresh repository folder under the temp directory with <c>seq</c>, <c>multi</c> and <c>lookup</c> in it.</summary>
     public static string NewRepository()
     {
