@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Collections.Immutable;
 using Microsoft.ML.OnnxRuntime;
 
@@ -19,6 +18,9 @@ internal sealed class TensorBatch
     private readonly string[] _inputNames;
     private readonly PinnedBuffer[] _staging;
 
+    // Outputs a request gets back: all but a stateful model's states.
+    private readonly int _returned;
+
     // Scratch for the copy plan; a batch is only ever built on the device's own thread.
     private readonly List<Run> _runs = [];
 
@@ -27,18 +29,19 @@ internal sealed class TensorBatch
         _signature = signature;
         _inputNames = [.. signature.Inputs.Select(i => i.Name)];
         _staging = [.. signature.Inputs.Select(_ => new PinnedBuffer())];
+        _returned = signature.Outputs.Length - (signature.Sequence?.States.Length ?? 0);
     }
 
     /// <summary>
     /// Lays the batch out and cuts it into the groups that run together (see <see cref="BatchCut"/>): requests that
     /// disagree on a shared input never share one; each group's requests are padded to its own longest.
     /// </summary>
-    public List<BatchGroup> Plan(IReadOnlyList<InferRequest> batch, long maxBatchBytes)
+    public List<BatchGroup> Plan(IReadOnlyList<InferRequest> batch, IReadOnlyList<SequenceState>? states, long maxBatchBytes)
     {
         var layouts = new RequestLayout[batch.Count];
         for (var j = 0; j < batch.Count; j++)
         {
-            layouts[j] = Layout(batch[j]);
+            layouts[j] = Layout(batch[j]) with { State = states?[j], Control = batch[j].Sequence };
         }
 
         var groups = new List<BatchGroup>();
@@ -142,7 +145,12 @@ internal sealed class TensorBatch
         }
 
         var isMask = index == _signature.MaskIndex;
-        var needsClear = isMask;
+        var sequence = _signature.Sequence;
+        var pair = sequence?.StateIndex(index) ?? -1;
+        var flag = index == sequence?.StartInput ? 1 : index == sequence?.EndInput ? 2 : 0;
+        var one = isMask || flag != 0 ? SequenceSignature.Element(slot.Type, 1) : null;
+        // A row the grid fills writes only what is not zero.
+        var needsClear = isMask || pair >= 0 || flag != 0;
         for (var j = 0; j < layouts.Length && !needsClear; j++)
         {
             needsClear = Padded(slot, OwnShape(slot, layouts[j]), shape);
@@ -168,14 +176,22 @@ internal sealed class TensorBatch
             }
             else if (isMask)
             {
-                var one = One(slot.Type);
                 foreach (var run in _runs)
                 {
                     for (var e = 0L; e < run.Length; e++)
                     {
-                        one.CopyTo(target.Slice((int)((run.Big + e) * size)));
+                        one!.CopyTo(target.Slice((int)((run.Big + e) * size)));
                     }
                 }
+            }
+            else if (pair >= 0 && layouts[j].State is { } state)
+            {
+                StateTransfer.Gather(target, shape, slot.BatchAxis, rowOffset, sequence!.States[pair], state.Fresh ? null : state.Buffers[pair]);
+            }
+            else if (flag != 0 && layouts[j].Control is { } control && (flag == 1 ? control.Start : control.End))
+            {
+                // A flag has one element per row: the row's index is its place.
+                one!.CopyTo(target.Slice((int)(rowOffset * size)));
             }
 
             rowOffset += layouts[j].Rows;
@@ -191,8 +207,10 @@ internal sealed class TensorBatch
         var perRequest = new NamedTensor[layouts.Length][];
         for (var j = 0; j < layouts.Length; j++)
         {
-            perRequest[j] = new NamedTensor[outputs.Count];
+            perRequest[j] = new NamedTensor[_returned];
         }
+
+        var returned = 0;
 
         for (var o = 0; o < outputs.Count; o++)
         {
@@ -203,6 +221,11 @@ internal sealed class TensorBatch
             if (shape.Length <= b || shape[b] != totalRows)
             {
                 throw new InvalidOperationException($"output '{slot.Name}' has shape [{string.Join(',', shape)}]; a batch of {totalRows} rows needs it on axis {b}.");
+            }
+
+            if (_signature.Sequence?.IsState(o) == true)
+            {
+                continue;
             }
 
             var strings = slot.Type == TensorElementType.String ? value.GetStringTensorAsArray() : null;
@@ -249,9 +272,17 @@ internal sealed class TensorBatch
                     tensor = new Tensor(slot.Type, ownShape, data, []);
                 }
 
-                perRequest[j][o] = new NamedTensor(slot.Name, tensor);
+                perRequest[j][returned] = new NamedTensor(slot.Name, tensor);
                 rowOffset += layout.Rows;
             }
+
+            returned++;
+        }
+
+        // Last, once every output is known good: a state changes only with a run whose results are delivered.
+        if (_signature.Sequence is { States.Length: > 0 } && Array.Exists(layouts, l => l.State is not null))
+        {
+            StateTransfer.Scatter(outputs, _signature, group);
         }
 
         var outcomes = new ItemOutcome[layouts.Length];
@@ -312,20 +343,6 @@ internal sealed class TensorBatch
         return count;
     }
 
-    private static byte[] One(TensorElementType type)
-    {
-        var one = new byte[type.ElementSize()];
-        switch (type)
-        {
-            case TensorElementType.Float32: BinaryPrimitives.WriteSingleLittleEndian(one, 1f); break;
-            case TensorElementType.Float64: BinaryPrimitives.WriteDoubleLittleEndian(one, 1d); break;
-            case TensorElementType.Float16: BinaryPrimitives.WriteHalfLittleEndian(one, (Half)1); break;
-            default: one[0] = 1; break;
-        }
-
-        return one;
-    }
-
     /// <summary>Tells each staging buffer what the group that has just run needed of it, so that it can shrink back.</summary>
     public void Trim(BatchGroup group)
     {
@@ -350,8 +367,11 @@ internal sealed class TensorBatch
         }
     }
 
-    /// <summary>One request in a batch: its rows, whether it sent the batch axis, its dynamic axis lengths, its inputs by index.</summary>
-    internal sealed record RequestLayout(long Rows, bool Batched, Dictionary<string, long> Axes, NamedTensor?[] Inputs);
+    /// <summary>
+    /// One request in a batch: its rows, whether it sent the batch axis, its dynamic axis lengths, its inputs by index,
+    /// and for a stateful model's request its sequence's state and flags.
+    /// </summary>
+    internal sealed record RequestLayout(long Rows, bool Batched, Dictionary<string, long> Axes, NamedTensor?[] Inputs, SequenceState? State = null, SequenceControl? Control = null);
 
     /// <summary>
     /// Requests that run together: their places in the batch handed to the model, their layouts, each dynamic axis's

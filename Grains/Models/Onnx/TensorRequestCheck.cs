@@ -26,7 +26,7 @@ internal sealed class TensorRequestCheck
         _maxRequestBytes = maxRequestBytes;
         _maxBatchBytes = maxBatchBytes;
         _inputNames = [.. signature.Inputs.Select(i => i.Name)];
-        _expected = string.Join(", ", signature.Inputs.Select(i => $"{i.Name} {i.Type.ToWire()}{Shape(i)}"));
+        _expected = string.Join(", ", signature.Inputs.Where((_, i) => signature.Sequence?.Feeds(i) != true).Select(i => $"{i.Name} {i.Type.ToWire()}{Shape(i)}"));
     }
 
     /// <summary>The verdict on one request: an error naming the input and the mismatch, or how many rows it fills.</summary>
@@ -51,6 +51,11 @@ internal sealed class TensorRequestCheck
             if (index < 0)
             {
                 return RequestCheck.Invalid($"input '{input.Name}': model '{_name}' has no such input (it takes {_expected}).");
+            }
+
+            if (_signature.Sequence?.Feeds(index) == true)
+            {
+                return RequestCheck.Invalid($"input '{input.Name}': model '{_name}' keeps it itself (a sequence's state or flag); a request does not send it.");
             }
 
             var slot = _signature.Inputs[index];
@@ -146,7 +151,7 @@ internal sealed class TensorRequestCheck
 
         for (var i = 0; i < _signature.Inputs.Length; i++)
         {
-            if (i != _signature.MaskIndex && !request.Inputs.Any(t => t.Name == _inputNames[i]))
+            if (i != _signature.MaskIndex && _signature.Sequence?.Feeds(i) != true && !request.Inputs.Any(t => t.Name == _inputNames[i]))
             {
                 return RequestCheck.Invalid($"input '{_inputNames[i]}' is missing (model '{_name}' takes {_expected}).");
             }

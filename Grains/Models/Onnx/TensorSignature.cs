@@ -35,9 +35,10 @@ internal sealed record TensorSlot(string Name, TensorElementType Type, OrtType O
 
 /// <summary>
 /// The inputs and outputs of a tensor model, from its ONNX metadata refined by its config, and the longest each bounded
-/// dynamic input axis may be (by axis name).
+/// dynamic input axis may be (by axis name); for a stateful model, what the grid feeds it itself
+/// (<see cref="SequenceSignature"/>; null for a stateless one).
 /// </summary>
-internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, ImmutableArray<TensorSlot> Outputs, int? MaskIndex, ImmutableDictionary<string, long> AxisMax)
+internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, ImmutableArray<TensorSlot> Outputs, int? MaskIndex, ImmutableDictionary<string, long> AxisMax, SequenceSignature? Sequence = null)
 {
     /// <summary>
     /// The ONNX metadata key (<c>metadata_props</c>) that bounds a dynamic input axis, followed by the axis's name in the
@@ -59,7 +60,8 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
         Refine(outputs, config.Outputs, "outputs", "output", Error, maxima);
         if (config.Outputs is { } declared)
         {
-            var keep = declared.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
+            // A state output is read whether or not it is declared: the grid carries it to the next request.
+            var keep = declared.Select(d => d.Name).Concat(config.Sequence?.State?.Select(p => p.Output) ?? []).ToHashSet(StringComparer.Ordinal);
             outputs.RemoveAll(o => !keep.Contains(o.Name));
         }
 
@@ -77,6 +79,7 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
             }
         }
 
+        var sequence = config.Sequence is { } section ? SequenceSignature.Build(section, inputs, outputs, Error) : null;
         int? mask = null;
         if (config.MaskInput is { } maskName)
         {
@@ -107,7 +110,7 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
             }
         }
 
-        return errors.Count > before ? null : new TensorSignature([.. inputs], [.. outputs], mask, axisMax.ToImmutableDictionary(StringComparer.Ordinal));
+        return errors.Count > before ? null : new TensorSignature([.. inputs], [.. outputs], mask, axisMax.ToImmutableDictionary(StringComparer.Ordinal), sequence);
     }
 
     /// <summary>The maxima the ONNX file's metadata gives, by input and axis position.</summary>
