@@ -66,12 +66,13 @@ internal sealed class SchedulerTestKit : ISchedulerHost, IDisposable
         return refused;
     }
 
-    /// <summary>Admits <paramref name="request"/> from <paramref name="client"/> (an observer is added), then dispatches.</summary>
-    public InferError? Submit(InferRequest request, string client = "client", TimeSpan? timeout = null, bool dispatch = true)
+    /// <summary>Admits <paramref name="request"/> from <paramref name="client"/> (an observer is added), then dispatches;
+    /// <paramref name="lease"/> is the serving version (default <see cref="Lease"/>).</summary>
+    public InferError? Submit(InferRequest request, string client = "client", TimeSpan? timeout = null, bool dispatch = true, ModelLease? lease = null)
     {
         var now = Time.GetUtcNow();
         var item = new BatchItem(client, request with { ReplyObserver = new NoObserver() }, now, now + (timeout ?? TimeSpan.FromMinutes(1)));
-        var refused = Admission.Admit(item, Lease, Options, out var stale);
+        var refused = Admission.Admit(item, lease ?? Lease, Options, out var stale);
         Assert.False(stale);
         if (dispatch)
         {

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Batching;
 using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Models.Onnx;
 using StreamInfer.Grains.Options;
 using StreamInfer.Tests.Grains.Models;
@@ -16,6 +17,8 @@ namespace StreamInfer.Tests.Grains.Batching;
 /// </summary>
 public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) : IClassFixture<SequenceBatchingTests.Models>
 {
+    private const float NextDecay = 0.25f;
+
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(2);
 
     [Theory]
@@ -191,6 +194,77 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
     }
 
     [Fact]
+    public async Task Dispatch_StartAndEndInputs_FilledPerRowWithTheSequencesFlags()
+    {
+        using var kit = new SchedulerTestKit(models.Flags, new ModelOptions { MaxBatchSize = 4, Sequence = new SequenceOptions() });
+        var samples = new float[] { 1, 3 };
+        Assert.Null(kit.Submit(Chunk("a", 0, samples, 16000, start: true, end: false), dispatch: false));
+        Assert.Null(kit.Submit(Chunk("b", 0, samples, 16000, start: true, end: true), dispatch: false));
+        kit.Dispatch();
+        var first = await kit.NextAsync(2);
+        Assert.Null(kit.Submit(Chunk("a", 1, samples, 16000, start: false, end: false)));
+        var middle = Assert.Single(await kit.NextAsync(1));
+
+        var zero = new float[2 * TestModels.StateWidth];
+        var (afterStart, startOutput) = TestModels.StatefulStep(zero, samples, 16000, first: true);
+        AssertOutput(TestModels.StatefulStep(afterStart, samples, 16000).Output, middle);
+        AssertOutput(startOutput, first.Single(o => o.Delivery.RequestId == "a-0"));
+        AssertOutput(TestModels.StatefulStep(zero, samples, 16000, first: true, last: true).Output, first.Single(o => o.Delivery.RequestId == "b-0"));
+    }
+
+    [Fact]
+    public async Task Dispatch_RolloutWhileSequenceRuns_SequenceFinishesOnItsVersionAndHoldsItUntilItEnds()
+    {
+        using var kit = Kit(maxBatchSize: 4);
+        var released = false;
+        var before = new ModelLease(models.Vad, _ => released = true);
+        var after = new ModelLease(models.Next, _ => { });
+        var samples = new float[] { 2, 4 };
+        Assert.Null(kit.Submit(Chunk("old", 0, samples, 16000, start: true, end: false), lease: before));
+        await kit.NextAsync(1);
+
+        // The rollout commits: the catalog drops its hold on the old version, and new requests meet the new one.
+        before.Release();
+        Assert.Null(kit.Submit(Chunk("old", 1, samples, 16000, start: false, end: false), dispatch: false, lease: after));
+        Assert.Null(kit.Submit(Chunk("new", 0, samples, 16000, start: true, end: false), dispatch: false, lease: after));
+        kit.Dispatch();
+        var outcomes = await kit.NextAsync(2);
+
+        var zero = new float[2 * TestModels.StateWidth];
+        var (state, _) = TestModels.StatefulStep(zero, samples, 16000);
+        AssertOutput(TestModels.StatefulStep(state, samples, 16000).Output, outcomes.Single(o => o.Delivery.RequestId == "old-1"));
+        AssertOutput(TestModels.StatefulStep(zero, samples, 16000, decay: NextDecay).Output, outcomes.Single(o => o.Delivery.RequestId == "new-0"));
+        Assert.False(released);
+
+        Assert.Null(kit.Submit(Chunk("old", 2, samples, 16000, start: false, end: true), lease: after));
+        await kit.NextAsync(1);
+        Assert.True(released);
+    }
+
+    [Fact]
+    public void Run_OneRequestFails_ItsSequenceKeepsItsStateAndItsBatchMateAdvances()
+    {
+        var vad = models.Vad;
+        var (a, b) = (vad.Open(), vad.Open());
+        var samples = new float[] { 1, 2, 3 };
+        var good = Chunk("a", 0, samples, 16000, start: true, end: false);
+        var bad = Chunk("b", 0, samples, 16000, start: true, end: false);
+        bad = bad with { Inputs = bad.Inputs.SetItem(0, new NamedTensor("input", Tensors.Floats([1, 3], 1, 2))) };
+
+        var outcomes = vad.Run([good, bad], [a, b]);
+        var again = vad.Run([Chunk("a", 1, samples, 16000, start: false, end: false), Chunk("b", 1, samples, 16000, start: false, end: false)], [a, b]);
+
+        Assert.Null(outcomes[0].Error);
+        Assert.NotNull(outcomes[1].Error);
+        var zero = new float[2 * TestModels.StateWidth];
+        var (afterOne, _) = TestModels.StatefulStep(zero, samples, 16000);
+        BatchAxisTests.AssertClose([TestModels.StatefulStep(afterOne, samples, 16000).Output], BatchAxisTests.Floats(again[0], "output"));
+        BatchAxisTests.AssertClose([TestModels.StatefulStep(zero, samples, 16000).Output], BatchAxisTests.Floats(again[1], "output"));
+        vad.Close(a);
+        vad.Close(b);
+    }
+
+    [Fact]
     public void Check_SequenceForStatelessModel_RefusedInvalidInput()
     {
         using var model = new RecordingModel();
@@ -207,6 +281,12 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
         MaxBatchSize = maxBatchSize,
         Sequence = new SequenceOptions { IdleTimeout = IdleTimeout, MaxSequences = maxSequences },
     });
+
+    private static void AssertOutput(float expected, RequestOutcome outcome)
+    {
+        Assert.Null(outcome.Delivery.Error);
+        BatchAxisTests.AssertClose([expected], BatchAxisTests.Floats(outcome.Delivery.Result!.Outputs.Single(o => o.Name == "output").Tensor));
+    }
 
     private static SequenceBatching Scheduler(SchedulerTestKit kit) => Assert.IsType<SequenceBatching>(kit.Scheduler);
 
@@ -227,15 +307,30 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
 
         internal OnnxSequenceModel Vad { get; private set; } = null!;
 
+        /// <summary>The same model with another decay: a later version.</summary>
+        internal OnnxSequenceModel Next { get; private set; } = null!;
+
+        /// <summary>The model with start and end flag inputs.</summary>
+        internal OnnxSequenceModel Flags { get; private set; } = null!;
+
         public async Task InitializeAsync()
         {
             TestModels.WriteStateful(_root);
+            TestModels.WriteStateful(_root, "vad-next", decay: NextDecay);
+            TestModels.WriteStateful(_root, "vad-flags", flags: true);
             _stack = new ModelStack(_root, _devices, builtInTinyLm: false);
             await _stack.StartAsync();
-            Assert.True(_stack.Catalog.TryGet("vad", out var entry), "vad is in the catalog");
+            Vad = Load("vad");
+            Next = Load("vad-next");
+            Flags = Load("vad-flags");
+        }
+
+        private OnnxSequenceModel Load(string name)
+        {
+            Assert.True(_stack!.Catalog.TryGet(name, out var entry), $"{name} is in the catalog");
             Assert.True(entry.State == ModelState.Ready, string.Join("; ", _stack.Catalog.Status.Errors));
             Assert.True(entry.ToInfo().Stateful);
-            Vad = Assert.IsType<OnnxSequenceModel>(entry.Any);
+            return Assert.IsType<OnnxSequenceModel>(entry.Any);
         }
 
         public Task DisposeAsync() => Task.CompletedTask;
