@@ -22,10 +22,21 @@ internal sealed record StatePair(int Input, int Output, TensorElementType Type, 
 internal sealed record SequenceSignature(ImmutableArray<StatePair> States, int? StartInput, int? EndInput)
 {
     /// <summary>Whether the grid fills input <paramref name="index"/> (a state or a flag).</summary>
-    public bool Feeds(int index) => index == StartInput || index == EndInput || States.Any(p => p.Input == index);
+    public bool Feeds(int index) => index == StartInput || index == EndInput || StateIndex(index) >= 0;
 
     /// <summary>Whether output <paramref name="output"/> is a state, kept from the clients.</summary>
-    public bool IsState(int output) => States.Any(p => p.Output == output);
+    public bool IsState(int output)
+    {
+        foreach (var pair in States)
+        {
+            if (pair.Output == output)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>The place in <see cref="States"/> of the pair fed into input <paramref name="index"/>, or -1.</summary>
     public int StateIndex(int index)
