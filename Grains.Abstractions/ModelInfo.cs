@@ -51,6 +51,10 @@ public sealed record TensorSpec(
 /// <param name="Devices">The devices it is loaded on.</param>
 /// <param name="MaxRequestBytes">The most tensor payload bytes one request may carry (<c>max_request_bytes</c>); null
 /// when the model sets no limit of its own.</param>
+/// <param name="Stateful">The model carries state from one request of a sequence to the next (a <c>sequence</c>
+/// section): every request to it names its sequence, and a request to any other model names none.</param>
+/// <param name="SequenceIdleTimeoutMs">A stateful model's <c>idle_timeout_ms</c>: how long a sequence with nothing in
+/// flight keeps its state; null for a stateless model.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.ModelInfo")]
 public sealed record ModelInfo(
     [property: Id(0)] string Name,
@@ -62,7 +66,9 @@ public sealed record ModelInfo(
     [property: Id(6)] ImmutableArray<TensorSpec> Outputs,
     [property: Id(7)] int MaxBatchSize,
     [property: Id(8)] ImmutableArray<string> Devices,
-    [property: Id(9)] long? MaxRequestBytes = null);
+    [property: Id(9)] long? MaxRequestBytes = null,
+    [property: Id(10)] bool Stateful = false,
+    [property: Id(11)] double? SequenceIdleTimeoutMs = null);
 
 /// <summary>A silo's view of its model repository: every model it knows and every problem the last load found.</summary>
 /// <param name="Models">The models, by name order.</param>

@@ -53,19 +53,22 @@ internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchSc
             return new InferError(ErrorCode.Overloaded, $"model '{model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry);
         }
 
-        if (!lease.TryAcquire())
+        // A stateful sequence's request runs on the version its sequence started on, which its sequence holds.
+        var runOn = check.Lease ?? lease;
+        if (!runOn.TryAcquire())
         {
             stale = true;
             return null;
         }
 
-        var queued = new QueuedRequest(item, priority, time.GetTimestamp(), check.Rows, lease, check.Sequence);
+        var queued = new QueuedRequest(item, priority, time.GetTimestamp(), check.Rows, runOn, check.Sequence);
         if (!queue.TryAdd(queued))
         {
             queued.End();
             return new InferError(ErrorCode.BadRequest, $"a request with id '{item.Request.RequestId}' is already queued.");
         }
 
+        scheduler.Admitted(queued);
         return null;
     }
 

@@ -220,7 +220,12 @@ internal sealed partial class BatcherGrain(
         return lease;
     }
 
-    public Task EndSequencesAsync(string clientId, ImmutableArray<string> sequenceIds) => Task.CompletedTask;
+    public Task EndSequencesAsync(string clientId, ImmutableArray<string> sequenceIds)
+    {
+        _scheduler?.EndSequences(clientId, sequenceIds);
+        Pump();
+        return Task.CompletedTask;
+    }
 
     public Task CancelAsync(string clientId, ImmutableArray<string> requestIds)
     {
@@ -316,15 +321,16 @@ internal sealed partial class BatcherGrain(
         _ = Finish(outcomes, time.GetUtcNow(), ordered: false);
     }
 
-    /// <summary>Wakes at the earlier of the scheduler's next due time and the earliest queued deadline.</summary>
+    /// <summary>Wakes at the earlier of the scheduler's next due time (a stateful sequence's expiry, say, with nothing
+    /// queued) and the earliest queued deadline.</summary>
     private void ArmTimer(DateTimeOffset now, DateTimeOffset due)
     {
-        if (_queue.Count == 0 || _wake is null)
+        if ((_queue.Count == 0 && due == DateTimeOffset.MaxValue) || _wake is null)
         {
             return;
         }
 
-        var next = _queue.EarliestDeadline < due ? _queue.EarliestDeadline : due;
+        var next = _queue.Count > 0 && _queue.EarliestDeadline < due ? _queue.EarliestDeadline : due;
         if (next == DateTimeOffset.MaxValue || next >= _wakeAt)
         {
             return;

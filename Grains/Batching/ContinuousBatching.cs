@@ -53,6 +53,11 @@ internal sealed partial class ContinuousBatching(BatcherContext context, ModelOp
             return BatchSchedulers.ChangedKind(context.Key.Model);
         }
 
+        if (item.Request.Sequence is not null)
+        {
+            return BatchSchedulers.Stateless(context.Key.Model);
+        }
+
         var (sequence, error) = decoder.Prepare(item.Request);
         if (error is not null)
         {

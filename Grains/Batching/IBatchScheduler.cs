@@ -6,7 +6,8 @@ namespace StreamInfer.Grains.Batching;
 
 /// <summary>
 /// How a batcher turns its queue into work on its device: dynamic batching for batch models
-/// (<see cref="DynamicBatching"/>), continuous batching for decoders (<see cref="ContinuousBatching"/>). Chosen once per
+/// (<see cref="DynamicBatching"/>), sequence batching for stateful models (<see cref="SequenceBatching"/>), continuous
+/// batching for decoders (<see cref="ContinuousBatching"/>). Chosen once per
 /// batcher, from its model (<see cref="BatchSchedulers.For"/>). Called on one thread at a time (the grain's), as are
 /// the <see cref="ISchedulerHost"/> calls it makes.
 /// </summary>
@@ -48,6 +49,16 @@ internal interface IBatchScheduler
 
     /// <summary>Completes once <see cref="Idle"/>.</summary>
     Task WhenIdleAsync();
+
+    /// <summary>A request that passed <see cref="Check"/> was queued (a stateful sequence's bookkeeping).</summary>
+    void Admitted(QueuedRequest q)
+    {
+    }
+
+    /// <summary>Frees these stateful sequences of one client (once any request of theirs running has finished).</summary>
+    void EndSequences(string clientId, IReadOnlyList<string> sequenceIds)
+    {
+    }
 }
 
 /// <summary>What a scheduler calls back on: its batcher.</summary>
@@ -64,16 +75,21 @@ internal interface ISchedulerHost
     void KeepAlive();
 }
 
-/// <summary>A scheduler's verdict on a request: an error, or the rows it fills and its prepared sequence.</summary>
-internal readonly record struct SchedulerCheck(InferError? Error, int Rows, PreparedSequence? Sequence = null);
+/// <summary>
+/// A scheduler's verdict on a request: an error, or the rows it fills, its prepared decoder sequence, and the version it
+/// must run on when that is not the serving one (a stateful sequence's, kept through a rollout).
+/// </summary>
+internal readonly record struct SchedulerCheck(InferError? Error, int Rows, PreparedSequence? Sequence = null, ModelLease? Lease = null);
 
 /// <summary>Chooses a batcher's scheduler from its model.</summary>
 internal static class BatchSchedulers
 {
-    /// <summary>Continuous batching for a decoder, dynamic batching for a batch model; null for a model that is neither.</summary>
+    /// <summary>Continuous batching for a decoder, sequence batching for a stateful model, dynamic batching for a batch
+    /// model; null for a model that is none of them.</summary>
     public static IBatchScheduler? For(IInferenceModel model, ModelOptions options, BatcherContext context) => model switch
     {
         IDecoderModel decoder => new ContinuousBatching(context, options, decoder),
+        IStatefulModel stateful => new SequenceBatching(context, options, stateful),
         IBatchModel batch => new DynamicBatching(context, options, batch),
         _ => null,
     };
@@ -81,6 +97,10 @@ internal static class BatchSchedulers
     /// <summary>The refusal when a rollout brought a version of another kind than the one this batcher schedules.</summary>
     public static SchedulerCheck ChangedKind(string model)
         => new(new InferError(ErrorCode.ModelUnavailable, $"model '{model}' changed kind with its version; retry."), 0);
+
+    /// <summary>The refusal of a request that names a sequence, for a model that carries no state.</summary>
+    public static SchedulerCheck Stateless(string model)
+        => new(new InferError(ErrorCode.InvalidInput, $"model '{model}' is stateless: a request to it names no sequence (sequence_id)."), 0);
 }
 
 /// <summary>What a scheduler works with: its batcher's key, queue, device, clock, host and metrics.</summary>

@@ -112,6 +112,49 @@ internal sealed class LeveledQueue<T>(int levels, Func<T, int> rowsOf, Func<T, l
         return batch;
     }
 
+    /// <summary>
+    /// Takes the next batch among the requests <paramref name="choose"/> lets go, as <see cref="TakeBatch"/> does: a
+    /// request it skips keeps its place, one it drops is removed into <paramref name="dropped"/>. It is asked only about
+    /// a request that fits, so a <see cref="QueueChoice.Take"/> is always taken.
+    /// </summary>
+    public List<T> TakeWhere(int maxRows, Func<T, QueueChoice> choose, List<T> dropped)
+    {
+        var batch = new List<T>();
+        long taken = 0;
+        for (var level = _levels.Length - 1; level >= 0; level--)
+        {
+            var queue = _levels[level];
+            var kept = 0;
+            var full = false;
+            for (var i = 0; i < queue.Count; i++)
+            {
+                var item = queue[i];
+                var rows = rowsOf(item);
+                full |= batch.Count > 0 && taken + rows > maxRows;
+                var choice = full ? QueueChoice.Skip : choose(item);
+                if (choice == QueueChoice.Skip)
+                {
+                    queue[kept++] = item;
+                    continue;
+                }
+
+                (choice == QueueChoice.Take ? batch : dropped).Add(item);
+                taken += choice == QueueChoice.Take ? rows : 0;
+                _rows[level] -= rows;
+                Rows -= rows;
+                Count--;
+            }
+
+            queue.RemoveRange(kept, queue.Count - kept);
+            if (full)
+            {
+                break;
+            }
+        }
+
+        return batch;
+    }
+
     /// <summary>Removes every request that matches; returns them.</summary>
     public List<T> RemoveAll(Predicate<T> match)
     {
@@ -152,4 +195,17 @@ internal sealed class LeveledQueue<T>(int levels, Func<T, int> rowsOf, Func<T, l
             }
         }
     }
+}
+
+/// <summary>What <see cref="LeveledQueue{T}.TakeWhere"/> does with a request.</summary>
+internal enum QueueChoice
+{
+    /// <summary>Into the batch.</summary>
+    Take,
+
+    /// <summary>Left where it is, for a later batch.</summary>
+    Skip,
+
+    /// <summary>Out of the queue, into no batch (it cannot run).</summary>
+    Drop,
 }

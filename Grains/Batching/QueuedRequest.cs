@@ -35,12 +35,19 @@ internal sealed class QueuedRequest(BatchItem item, int priority, long enqueuedA
 
     public bool Cancelled { get; set; }
 
+    /// <summary>A stateful model's request: the sequence it belongs to; null otherwise.</summary>
+    public SequenceEntry? Stateful { get; set; }
+
+    /// <summary>Called once when the request ends, whichever way (its scheduler's bookkeeping); grain thread.</summary>
+    public Action<QueuedRequest>? OnEnd { get; set; }
+
     /// <summary>Lets go of the request's model version; once, whichever way the request ended.</summary>
     public void End()
     {
         if (Interlocked.Exchange(ref _ended, 1) == 0)
         {
             Lease.Release();
+            OnEnd?.Invoke(this);
         }
     }
 }

@@ -54,6 +54,10 @@ internal sealed class RequestQueue(int levels)
     /// <summary>Takes the next batch of at most <paramref name="maxRows"/> rows (see <see cref="LeveledQueue{T}.TakeBatch"/>).</summary>
     public List<QueuedRequest> TakeBatch(int maxRows) => _waiting.TakeBatch(maxRows);
 
+    /// <summary>Takes the next batch among the requests <paramref name="choose"/> lets go (see <see cref="LeveledQueue{T}.TakeWhere"/>).</summary>
+    public List<QueuedRequest> TakeWhere(int maxRows, Func<QueuedRequest, QueueChoice> choose, List<QueuedRequest> dropped)
+        => _waiting.TakeWhere(maxRows, choose, dropped);
+
     /// <summary>Forgets a cancelled request by its key; it stays queued until <see cref="RemoveCancelled"/>.</summary>
     public bool TryForget((string Client, string Id) key, out QueuedRequest q) => _byId.Remove(key, out q!);
 

@@ -67,6 +67,8 @@ public sealed class GridMetrics
 
     private readonly UpDownCounter<long> _activeSequences;
 
+    private readonly UpDownCounter<long> _heldSequences;
+
     private readonly UpDownCounter<long> _connections;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/> (one per service container, as
@@ -103,6 +105,8 @@ public sealed class GridMetrics
             "streaminfer.queue.depth", "{request}", "Requests queued at a batcher, not yet running.");
         _activeSequences = meter.CreateUpDownCounter<long>(
             "streaminfer.sequences.active", "{sequence}", "Decoders: sequences in the running set.");
+        _heldSequences = meter.CreateUpDownCounter<long>(
+            "streaminfer.sequences.held", "{sequence}", "Stateful models: sequences whose state a batcher holds (started, not yet ended, expired or freed).");
         _connections = meter.CreateUpDownCounter<long>(
             "streaminfer.connections.open", "{connection}", "WebSocket connections a frontend holds.");
     }
@@ -180,6 +184,10 @@ public sealed class GridMetrics
             _activeSequences.Add(activeDelta, tags);
         }
     }
+
+    /// <summary>Moves a batcher's held stateful sequences gauge by <paramref name="delta"/>.</summary>
+    public void Held(string model, string device, long delta)
+        => _heldSequences.Add(delta, new TagList { { "model", model }, { "device", device } });
 
     public void Connection(int delta) => _connections.Add(delta);
 }

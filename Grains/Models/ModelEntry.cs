@@ -34,7 +34,9 @@ public sealed record ModelEntry(
         Any?.Outputs ?? [],
         Options.MaxBatchSize,
         [.. Instances.Keys.Order(StringComparer.Ordinal)],
-        Options.MaxRequestBytes);
+        Options.MaxRequestBytes,
+        Options.Sequence is not null,
+        Options.Sequence?.IdleTimeout.TotalMilliseconds);
 
     /// <summary>An echo model on every device. Echo holds nothing to release; its leases only keep the batcher's bookkeeping uniform.</summary>
     public static ModelEntry Echo(string name, ModelOptions options, IEnumerable<string> devices)

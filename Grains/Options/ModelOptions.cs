@@ -67,6 +67,22 @@ public sealed class ModelOptions
     /// Inputs the model takes, by name; when empty any inputs are accepted (echo). A shape entry of -1 is a dynamic axis.
     /// </summary>
     public Dictionary<string, InputSpec> Inputs { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// A stateful model's sequence limits, from the <c>sequence</c> section of its <c>config.json</c> (repository tensor
+    /// models only); null for a stateless model.
+    /// </summary>
+    public SequenceOptions? Sequence { get; set; }
+}
+
+/// <summary>How long and how many stateful sequences a batcher keeps.</summary>
+public sealed class SequenceOptions
+{
+    /// <summary>How long a sequence with nothing queued or running keeps its state before it expires. Range: [1 ms, 1 day]. Default 60 s.</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Most sequences one batcher holds; a start past it is refused with <c>overloaded</c>. Range: [1, 1000000]. Default 4096.</summary>
+    public int MaxSequences { get; set; } = 4096;
 }
 
 /// <summary>A declared input: its element type (wire name, e.g. <c>float32</c>) and shape (-1 for a dynamic axis).</summary>
@@ -148,6 +164,11 @@ public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
             if (o.PerItemCost < TimeSpan.Zero || o.PerItemCost > TimeSpan.FromSeconds(1))
             {
                 errors.Add($"{at}:PerItemCost must be in [0, 1 s]; got {o.PerItemCost}.");
+            }
+
+            if (o.Sequence is not null)
+            {
+                errors.Add($"{at}:Sequence applies to tensor models of the repository only (their config.json's \"sequence\").");
             }
 
             foreach (var (input, spec) in o.Inputs)

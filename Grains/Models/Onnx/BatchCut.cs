@@ -20,6 +20,77 @@ internal static class BatchCut
     public const long WasteFloorBytes = 64 << 10;
 
     /// <summary>
+    /// The groups of a whole batch: first its requests by the values of their shared inputs (in the order each value
+    /// first appears), then each of those as <see cref="Cut"/> cuts it.
+    /// </summary>
+    public static List<int[]> CutAll(TensorSignature signature, RequestLayout[] layouts, long maxBatchBytes)
+    {
+        var classes = BySharedValues(signature, layouts);
+        if (classes is null)
+        {
+            return Cut(signature, layouts, maxBatchBytes);
+        }
+
+        var groups = new List<int[]>();
+        foreach (var members in classes)
+        {
+            foreach (var group in Cut(signature, [.. members.Select(j => layouts[j])], maxBatchBytes))
+            {
+                groups.Add([.. group.Select(g => members[g])]);
+            }
+        }
+
+        return groups;
+    }
+
+    /// <summary>The requests split by the values of their shared inputs, in batch order; null when they all agree.</summary>
+    private static List<List<int>>? BySharedValues(TensorSignature signature, RequestLayout[] layouts)
+    {
+        List<List<int>>? classes = null;
+        for (var j = 1; j < layouts.Length && classes is null; j++)
+        {
+            if (!SameShared(signature, layouts[0], layouts[j]))
+            {
+                classes = [];
+            }
+        }
+
+        if (classes is null)
+        {
+            return null;
+        }
+
+        for (var j = 0; j < layouts.Length; j++)
+        {
+            var found = classes.Find(c => SameShared(signature, layouts[c[0]], layouts[j]));
+            if (found is null)
+            {
+                classes.Add([j]);
+            }
+            else
+            {
+                found.Add(j);
+            }
+        }
+
+        return classes;
+    }
+
+    private static bool SameShared(TensorSignature signature, RequestLayout a, RequestLayout b)
+    {
+        for (var i = 0; i < signature.Inputs.Length; i++)
+        {
+            if (signature.Inputs[i].Shared && a.Inputs[i] is { } x && b.Inputs[i] is { } y
+                && !(x.Tensor.Data.Span.SequenceEqual(y.Tensor.Data.Span) && x.Tensor.Strings.AsSpan().SequenceEqual(y.Tensor.Strings.AsSpan())))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
     /// The groups, each its requests' indices into <paramref name="layouts"/> in batch order; groups ordered by their
     /// smallest request.
     /// </summary>
@@ -129,10 +200,14 @@ internal static class BatchCut
     /// <summary>The bytes <paramref name="rows"/> rows take in one input at the given dynamic axis lengths; saturates.</summary>
     public static long InputBytes(TensorSlot slot, long rows, IReadOnlyDictionary<string, long> axes)
     {
-        var bytes = Multiply(rows, slot.Type == TensorElementType.String ? 8 : slot.Type.ElementSize());
-        for (var k = 1; k < slot.Rank; k++)
+        // A shared input is fed once, whatever the rows.
+        var bytes = Multiply(slot.Shared ? 1 : rows, slot.Type == TensorElementType.String ? 8 : slot.Type.ElementSize());
+        for (var k = 0; k < slot.Rank; k++)
         {
-            bytes = Multiply(bytes, slot.Dims[k] >= 0 ? slot.Dims[k] : axes.GetValueOrDefault(slot.Axes[k]!, 1));
+            if (slot.IsOwnAxis(k))
+            {
+                bytes = Multiply(bytes, slot.Dims[k] >= 0 ? slot.Dims[k] : axes.GetValueOrDefault(slot.Axes[k]!, 1));
+            }
         }
 
         return bytes;

@@ -10,7 +10,7 @@ namespace StreamInfer.Grains.Models.Onnx;
 /// <see cref="TensorRequestCheck"/> at admission, stacked and padded into a batch and split back by
 /// <see cref="TensorBatch"/>, and run here.
 /// </summary>
-internal sealed class OnnxTensorModel : IBatchModel
+internal class OnnxTensorModel : IBatchModel
 {
     private readonly InferenceSession _session;
     private readonly TensorSignature _signature;
@@ -23,7 +23,7 @@ internal sealed class OnnxTensorModel : IBatchModel
     private readonly long _maxBatchBytes;
     private int _disposed;
 
-    private OnnxTensorModel(ModelDefinition definition, InferenceSession session, TensorSignature signature)
+    protected OnnxTensorModel(ModelDefinition definition, InferenceSession session, TensorSignature signature)
     {
         Name = definition.Name;
         Version = definition.Version;
@@ -35,8 +35,9 @@ internal sealed class OnnxTensorModel : IBatchModel
         _outputNames = [.. signature.Outputs.Select(o => o.Name)];
         _check = new TensorRequestCheck(definition.Name, signature, definition.Options.MaxBatchSize, definition.Options.MaxRequestBytes, _maxBatchBytes);
         _batch = new TensorBatch(signature);
-        Inputs = [.. signature.Inputs.Select(i => i.ToSpec())];
-        Outputs = [.. signature.Outputs.Select(o => o.ToSpec())];
+        // What the grid feeds a stateful model itself is not part of what clients see.
+        Inputs = [.. signature.Inputs.Where((_, i) => signature.Sequence?.Feeds(i) != true).Select(i => i.ToSpec())];
+        Outputs = [.. signature.Outputs.Where((_, o) => signature.Sequence?.IsState(o) != true).Select(o => o.ToSpec())];
     }
 
     public string Name { get; }
@@ -73,12 +74,12 @@ internal sealed class OnnxTensorModel : IBatchModel
             return null;
         }
 
-        return new OnnxTensorModel(definition, session, signature);
+        return signature.Sequence is null ? new OnnxTensorModel(definition, session, signature) : new OnnxSequenceModel(definition, session, signature);
     }
 
     /// <summary>
     /// Runs the model at <paramref name="batchSize"/> rows (dynamic axes at their <c>warmup_dims</c> size, or 1), and
-    /// checks that every output carries the batch on its first axis. Returns an error message, or null. Device thread only.
+    /// checks that every output carries the batch on its batch axis. Returns an error message, or null. Device thread only.
     /// </summary>
     public string? WarmUp(int batchSize)
     {
@@ -86,10 +87,9 @@ internal sealed class OnnxTensorModel : IBatchModel
         foreach (var slot in _signature.Inputs)
         {
             var shape = ImmutableArray.CreateBuilder<long>(slot.Rank);
-            shape.Add(batchSize);
-            for (var k = 1; k < slot.Rank; k++)
+            for (var k = 0; k < slot.Rank; k++)
             {
-                shape.Add(slot.Dims[k] >= 0 ? slot.Dims[k] : _warmupDims?.GetValueOrDefault(slot.Axes[k]!, 1) ?? 1);
+                shape.Add(!slot.IsOwnAxis(k) ? batchSize : slot.Dims[k] >= 0 ? slot.Dims[k] : _warmupDims?.GetValueOrDefault(slot.Axes[k]!, 1) ?? 1);
             }
 
             var count = shape.Aggregate(1L, (a, b) => a * b);
@@ -126,16 +126,22 @@ internal sealed class OnnxTensorModel : IBatchModel
     /// in the batch's order. A group that cannot be built or run is rerun one request at a time, so that only the
     /// request at fault fails.
     /// </summary>
-    public IReadOnlyList<ItemOutcome> Run(IReadOnlyList<InferRequest> batch)
+    public IReadOnlyList<ItemOutcome> Run(IReadOnlyList<InferRequest> batch) => RunBatch(batch, null);
+
+    /// <summary>
+    /// <see cref="Run(IReadOnlyList{InferRequest})"/> for the rows of stateful sequences, each request's state at the
+    /// same index of <paramref name="states"/>: a request's state advances only when it ran.
+    /// </summary>
+    protected IReadOnlyList<ItemOutcome> RunBatch(IReadOnlyList<InferRequest> batch, IReadOnlyList<SequenceState>? states)
     {
         List<TensorBatch.BatchGroup> groups;
         try
         {
-            groups = _batch.Plan(batch, _maxBatchBytes);
+            groups = _batch.Plan(batch, states, _maxBatchBytes);
         }
         catch (Exception ex) when (IsRecoverable(ex))
         {
-            return batch.Count == 1 ? [Failed(ex)] : RunEach(batch, Enumerable.Range(0, batch.Count));
+            return batch.Count == 1 ? [Failed(ex)] : RunEach(batch, states, Enumerable.Range(0, batch.Count));
         }
 
         var outcomes = new ItemOutcome[batch.Count];
@@ -165,7 +171,7 @@ internal sealed class OnnxTensorModel : IBatchModel
                 }
                 else
                 {
-                    var each = RunEach(batch, group.Indices);
+                    var each = RunEach(batch, states, group.Indices);
                     for (var j = 0; j < each.Length; j++)
                     {
                         outcomes[group.Indices[j]] = each[j];
@@ -177,8 +183,8 @@ internal sealed class OnnxTensorModel : IBatchModel
         return outcomes;
     }
 
-    private ItemOutcome[] RunEach(IReadOnlyList<InferRequest> batch, IEnumerable<int> indices)
-        => [.. indices.Select(j => Run([batch[j]])[0])];
+    private ItemOutcome[] RunEach(IReadOnlyList<InferRequest> batch, IReadOnlyList<SequenceState>? states, IEnumerable<int> indices)
+        => [.. indices.Select(j => RunBatch([batch[j]], states is null ? null : [states[j]])[0])];
 
     private ItemOutcome[] RunGroup(TensorBatch.BatchGroup group)
     {

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Collections.Immutable;
 using Microsoft.ML.OnnxRuntime;
 
@@ -19,6 +18,9 @@ internal sealed class TensorBatch
     private readonly string[] _inputNames;
     private readonly PinnedBuffer[] _staging;
 
+    // Outputs a request gets back: all but a stateful model's states.
+    private readonly int _returned;
+
     // Scratch for the copy plan; a batch is only ever built on the device's own thread.
     private readonly List<Run> _runs = [];
 
@@ -27,22 +29,23 @@ internal sealed class TensorBatch
         _signature = signature;
         _inputNames = [.. signature.Inputs.Select(i => i.Name)];
         _staging = [.. signature.Inputs.Select(_ => new PinnedBuffer())];
+        _returned = signature.Outputs.Length - (signature.Sequence?.States.Length ?? 0);
     }
 
     /// <summary>
-    /// Lays the batch out and cuts it into the groups that run together (see <see cref="BatchCut"/>); each group's
-    /// requests are padded to its own longest.
+    /// Lays the batch out and cuts it into the groups that run together (see <see cref="BatchCut"/>): requests that
+    /// disagree on a shared input never share one; each group's requests are padded to its own longest.
     /// </summary>
-    public List<BatchGroup> Plan(IReadOnlyList<InferRequest> batch, long maxBatchBytes)
+    public List<BatchGroup> Plan(IReadOnlyList<InferRequest> batch, IReadOnlyList<SequenceState>? states, long maxBatchBytes)
     {
         var layouts = new RequestLayout[batch.Count];
         for (var j = 0; j < batch.Count; j++)
         {
-            layouts[j] = Layout(batch[j]);
+            layouts[j] = Layout(batch[j]) with { State = states?[j], Control = batch[j].Sequence };
         }
 
         var groups = new List<BatchGroup>();
-        foreach (var indices in BatchCut.Cut(_signature, layouts, maxBatchBytes))
+        foreach (var indices in BatchCut.CutAll(_signature, layouts, maxBatchBytes))
         {
             var members = indices.Select(j => layouts[j]).ToArray();
             var padded = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -64,10 +67,8 @@ internal sealed class TensorBatch
 
     private RequestLayout Layout(InferRequest request)
     {
-        var first = request.Inputs[0];
-        var slot = _signature.Inputs[Array.IndexOf(_inputNames, first.Name)];
-        var batched = first.Tensor.Shape.Length == slot.Rank;
-        var rows = batched ? first.Tensor.Shape[0] : 1;
+        var rows = 1L;
+        bool? batched = null;
         var axes = new Dictionary<string, long>(StringComparer.Ordinal);
         var byInput = new NamedTensor?[_signature.Inputs.Length];
         foreach (var input in request.Inputs)
@@ -75,16 +76,28 @@ internal sealed class TensorBatch
             var index = Array.IndexOf(_inputNames, input.Name);
             byInput[index] = input;
             var s = _signature.Inputs[index];
-            for (var k = 1; k < s.Rank; k++)
+            if (s.Shared)
             {
-                if (s.Dims[k] < 0)
+                continue;
+            }
+
+            var isBatched = input.Tensor.Shape.Length == s.Rank;
+            if (batched is null)
+            {
+                batched = isBatched;
+                rows = isBatched ? input.Tensor.Shape[s.BatchAxis] : 1;
+            }
+
+            for (var k = 0; k < s.Rank; k++)
+            {
+                if (s.IsOwnAxis(k) && s.Dims[k] < 0)
                 {
-                    axes[s.Axes[k]!] = input.Tensor.Shape[batched ? k : k - 1];
+                    axes[s.Axes[k]!] = input.Tensor.Shape[s.RequestAxis(k, isBatched)];
                 }
             }
         }
 
-        return new RequestLayout(rows, batched, axes, byInput);
+        return new RequestLayout(rows, batched ?? false, axes, byInput);
     }
 
     /// <summary>Builds one input of the batch in its pinned staging buffer (or as a string tensor).</summary>
@@ -92,19 +105,7 @@ internal sealed class TensorBatch
     {
         var (_, layouts, padded, totalRows) = group;
         var slot = _signature.Inputs[index];
-        var shape = new long[slot.Rank];
-        shape[0] = totalRows;
-        for (var k = 1; k < slot.Rank; k++)
-        {
-            shape[k] = slot.Dims[k] >= 0 ? slot.Dims[k] : padded[slot.Axes[k]!];
-        }
-
-        var rowElements = 1L;
-        for (var k = 1; k < shape.Length; k++)
-        {
-            rowElements *= shape[k];
-        }
-
+        var shape = BatchShape(slot, totalRows, padded);
         if (slot.Type == TensorElementType.String)
         {
             var value = OrtValue.CreateTensorWithEmptyStrings(OrtAllocator.DefaultInstance, shape);
@@ -112,13 +113,19 @@ internal sealed class TensorBatch
             for (var j = 0; j < layouts.Length; j++)
             {
                 var strings = layouts[j].Inputs[index]!.Tensor.Strings;
-                Runs.Collect(OwnShape(slot, layouts[j]), shape, rowStart, _runs);
+                Runs.Collect(OwnShape(slot, layouts[j]), shape, rowStart, _runs, slot.BatchAxis);
                 foreach (var run in _runs)
                 {
                     for (var e = 0L; e < run.Length; e++)
                     {
                         value.StringTensorSetElementAt(strings[(int)(run.Small + e)].AsSpan(), (int)(run.Big + e));
                     }
+                }
+
+                // A shared input's value is every request's: it is fed once.
+                if (slot.Shared)
+                {
+                    break;
                 }
 
                 rowStart += layouts[j].Rows;
@@ -128,14 +135,25 @@ internal sealed class TensorBatch
         }
 
         var size = slot.Type.ElementSize();
-        var bytes = totalRows * rowElements * size;
+        var bytes = ElementCount(shape) * size;
         var buffer = _staging[index].Get(bytes);
         var target = buffer.AsSpan(0, (int)bytes);
+        if (slot.Shared)
+        {
+            layouts[0].Inputs[index]!.Tensor.Data.Span.CopyTo(target);
+            return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, slot.OrtType, shape, _staging[index].Address, bytes);
+        }
+
         var isMask = index == _signature.MaskIndex;
-        var needsClear = isMask;
+        var sequence = _signature.Sequence;
+        var pair = sequence?.StateIndex(index) ?? -1;
+        var flag = index == sequence?.StartInput ? 1 : index == sequence?.EndInput ? 2 : 0;
+        var one = isMask || flag != 0 ? SequenceSignature.Element(slot.Type, 1) : null;
+        // A row the grid fills writes only what is not zero.
+        var needsClear = isMask || pair >= 0 || flag != 0;
         for (var j = 0; j < layouts.Length && !needsClear; j++)
         {
-            needsClear = !OwnShape(slot, layouts[j]).AsSpan(1).SequenceEqual(shape.AsSpan(1));
+            needsClear = Padded(slot, OwnShape(slot, layouts[j]), shape);
         }
 
         if (needsClear)
@@ -147,7 +165,7 @@ internal sealed class TensorBatch
         long rowOffset = 0;
         for (var j = 0; j < layouts.Length; j++)
         {
-            Runs.Collect(OwnShape(slot, layouts[j]), shape, rowOffset, _runs);
+            Runs.Collect(OwnShape(slot, layouts[j]), shape, rowOffset, _runs, slot.BatchAxis);
             if (layouts[j].Inputs[index] is { } given)
             {
                 var source = given.Tensor.Data.Span;
@@ -158,14 +176,22 @@ internal sealed class TensorBatch
             }
             else if (isMask)
             {
-                var one = One(slot.Type);
                 foreach (var run in _runs)
                 {
                     for (var e = 0L; e < run.Length; e++)
                     {
-                        one.CopyTo(target.Slice((int)((run.Big + e) * size)));
+                        one!.CopyTo(target.Slice((int)((run.Big + e) * size)));
                     }
                 }
+            }
+            else if (pair >= 0 && layouts[j].State is { } state)
+            {
+                StateTransfer.Gather(target, shape, slot.BatchAxis, rowOffset, sequence!.States[pair], state.Fresh ? null : state.Buffers[pair]);
+            }
+            else if (flag != 0 && layouts[j].Control is { } control && (flag == 1 ? control.Start : control.End))
+            {
+                // A flag has one element per row: the row's index is its place.
+                one!.CopyTo(target.Slice((int)(rowOffset * size)));
             }
 
             rowOffset += layouts[j].Rows;
@@ -181,17 +207,25 @@ internal sealed class TensorBatch
         var perRequest = new NamedTensor[layouts.Length][];
         for (var j = 0; j < layouts.Length; j++)
         {
-            perRequest[j] = new NamedTensor[outputs.Count];
+            perRequest[j] = new NamedTensor[_returned];
         }
+
+        var returned = 0;
 
         for (var o = 0; o < outputs.Count; o++)
         {
             var slot = _signature.Outputs[o];
             var value = outputs[o];
             var shape = value.GetTensorTypeAndShape().Shape;
-            if (shape.Length == 0 || shape[0] != totalRows)
+            var b = slot.BatchAxis;
+            if (shape.Length <= b || shape[b] != totalRows)
             {
-                throw new InvalidOperationException($"output '{slot.Name}' has shape [{string.Join(',', shape)}]; a batch of {totalRows} rows needs it on the first axis.");
+                throw new InvalidOperationException($"output '{slot.Name}' has shape [{string.Join(',', shape)}]; a batch of {totalRows} rows needs it on axis {b}.");
+            }
+
+            if (_signature.Sequence?.IsState(o) == true)
+            {
+                continue;
             }
 
             var strings = slot.Type == TensorElementType.String ? value.GetStringTensorAsArray() : null;
@@ -201,20 +235,21 @@ internal sealed class TensorBatch
             {
                 var layout = layouts[j];
                 var own = new long[shape.Length];
-                own[0] = layout.Rows;
-                for (var k = 1; k < shape.Length; k++)
+                for (var k = 0; k < shape.Length; k++)
                 {
                     // An axis the batch padded comes back at the request's own length.
                     var axis = k < slot.Axes.Length ? slot.Axes[k] : null;
-                    own[k] = axis is not null && layout.Axes.TryGetValue(axis, out var mine) && padded.TryGetValue(axis, out var max) && shape[k] == max
-                        ? mine
-                        : shape[k];
+                    own[k] = k == b
+                        ? layout.Rows
+                        : axis is not null && layout.Axes.TryGetValue(axis, out var mine) && padded.TryGetValue(axis, out var max) && shape[k] == max
+                            ? mine
+                            : shape[k];
                 }
 
                 var count = own.Aggregate(1L, (a, b) => a * b);
-                var ownShape = layout.Batched ? own.ToImmutableArray() : own.AsSpan(1).ToArray().ToImmutableArray();
+                var ownShape = layout.Batched ? own.ToImmutableArray() : own.Where((_, k) => k != b).ToImmutableArray();
                 Tensor tensor;
-                Runs.Collect(own, shape, rowOffset, _runs);
+                Runs.Collect(own, shape, rowOffset, _runs, b);
                 if (strings is not null)
                 {
                     var picked = new string[count];
@@ -237,9 +272,17 @@ internal sealed class TensorBatch
                     tensor = new Tensor(slot.Type, ownShape, data, []);
                 }
 
-                perRequest[j][o] = new NamedTensor(slot.Name, tensor);
+                perRequest[j][returned] = new NamedTensor(slot.Name, tensor);
                 rowOffset += layout.Rows;
             }
+
+            returned++;
+        }
+
+        // Last, once every output is known good: a state changes only with a run whose results are delivered.
+        if (_signature.Sequence is { States.Length: > 0 } && Array.Exists(layouts, l => l.State is not null))
+        {
+            StateTransfer.Scatter(outputs, _signature, group);
         }
 
         var outcomes = new ItemOutcome[layouts.Length];
@@ -254,27 +297,50 @@ internal sealed class TensorBatch
     internal static long[] OwnShape(TensorSlot slot, RequestLayout layout)
     {
         var own = new long[slot.Rank];
-        own[0] = layout.Rows;
-        for (var k = 1; k < slot.Rank; k++)
+        for (var k = 0; k < slot.Rank; k++)
         {
-            own[k] = slot.Dims[k] >= 0 ? slot.Dims[k] : layout.Axes[slot.Axes[k]!];
+            own[k] = !slot.IsOwnAxis(k) ? layout.Rows : slot.Dims[k] >= 0 ? slot.Dims[k] : layout.Axes[slot.Axes[k]!];
         }
 
         return own;
     }
 
-    private static byte[] One(TensorElementType type)
+    /// <summary>The shape of input <paramref name="slot"/> for a batch of <paramref name="rows"/> rows, dynamic axes at
+    /// their padded lengths.</summary>
+    private static long[] BatchShape(TensorSlot slot, long rows, Dictionary<string, long> padded)
     {
-        var one = new byte[type.ElementSize()];
-        switch (type)
+        var shape = new long[slot.Rank];
+        for (var k = 0; k < slot.Rank; k++)
         {
-            case TensorElementType.Float32: BinaryPrimitives.WriteSingleLittleEndian(one, 1f); break;
-            case TensorElementType.Float64: BinaryPrimitives.WriteDoubleLittleEndian(one, 1d); break;
-            case TensorElementType.Float16: BinaryPrimitives.WriteHalfLittleEndian(one, (Half)1); break;
-            default: one[0] = 1; break;
+            shape[k] = !slot.IsOwnAxis(k) ? rows : slot.Dims[k] >= 0 ? slot.Dims[k] : padded[slot.Axes[k]!];
         }
 
-        return one;
+        return shape;
+    }
+
+    /// <summary>Whether a request's own shape is smaller than the batch's along any axis but the batch axis.</summary>
+    private static bool Padded(TensorSlot slot, long[] own, long[] shape)
+    {
+        for (var k = 0; k < own.Length; k++)
+        {
+            if (slot.IsOwnAxis(k) && own[k] != shape[k])
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static long ElementCount(long[] shape)
+    {
+        var count = 1L;
+        foreach (var d in shape)
+        {
+            count *= d;
+        }
+
+        return count;
     }
 
     /// <summary>Tells each staging buffer what the group that has just run needed of it, so that it can shrink back.</summary>
@@ -301,8 +367,11 @@ internal sealed class TensorBatch
         }
     }
 
-    /// <summary>One request in a batch: its rows, whether it sent the batch axis, its dynamic axis lengths, its inputs by index.</summary>
-    internal sealed record RequestLayout(long Rows, bool Batched, Dictionary<string, long> Axes, NamedTensor?[] Inputs);
+    /// <summary>
+    /// One request in a batch: its rows, whether it sent the batch axis, its dynamic axis lengths, its inputs by index,
+    /// and for a stateful model's request its sequence's state and flags.
+    /// </summary>
+    internal sealed record RequestLayout(long Rows, bool Batched, Dictionary<string, long> Axes, NamedTensor?[] Inputs, SequenceState? State = null, SequenceControl? Control = null);
 
     /// <summary>
     /// Requests that run together: their places in the batch handed to the model, their layouts, each dynamic axis's

@@ -26,7 +26,7 @@ internal sealed class TensorRequestCheck
         _maxRequestBytes = maxRequestBytes;
         _maxBatchBytes = maxBatchBytes;
         _inputNames = [.. signature.Inputs.Select(i => i.Name)];
-        _expected = string.Join(", ", signature.Inputs.Select(i => $"{i.Name} {i.Type.ToWire()}{Shape(i.Dims, i.Axes)}"));
+        _expected = string.Join(", ", signature.Inputs.Where((_, i) => signature.Sequence?.Feeds(i) != true).Select(i => $"{i.Name} {i.Type.ToWire()}{Shape(i)}"));
     }
 
     /// <summary>The verdict on one request: an error naming the input and the mismatch, or how many rows it fills.</summary>
@@ -53,6 +53,11 @@ internal sealed class TensorRequestCheck
                 return RequestCheck.Invalid($"input '{input.Name}': model '{_name}' has no such input (it takes {_expected}).");
             }
 
+            if (_signature.Sequence?.Feeds(index) == true)
+            {
+                return RequestCheck.Invalid($"input '{input.Name}': model '{_name}' keeps it itself (a sequence's state or flag); a request does not send it.");
+            }
+
             var slot = _signature.Inputs[index];
             var tensor = input.Tensor;
             if (tensor.ElementType != slot.Type)
@@ -61,58 +66,72 @@ internal sealed class TensorRequestCheck
             }
 
             var rank = tensor.Shape.Length;
-            var isBatched = rank == slot.Rank;
-            if (!isBatched && rank != slot.Rank - 1)
+            if (slot.Shared)
             {
-                return RequestCheck.Invalid($"input '{input.Name}': expected shape {Shape(slot.Dims, slot.Axes)} (or without its batch axis), got [{string.Join(',', tensor.Shape)}].");
-            }
-
-            if (batched is { } b && b != isBatched)
-            {
-                return RequestCheck.Invalid($"input '{input.Name}': every input must either include the batch axis or leave it out; they are mixed.");
-            }
-
-            batched = isBatched;
-            var offset = isBatched ? 0 : 1;
-            var inputRows = isBatched ? tensor.Shape[0] : 1;
-            if (inputRows < 1 || inputRows > _maxBatchSize)
-            {
-                return RequestCheck.Invalid($"input '{input.Name}': the batch axis is {inputRows}; model '{_name}' takes 1 to {_maxBatchSize} rows per request.");
-            }
-
-            if (rows != 0 && inputRows != rows)
-            {
-                return RequestCheck.Invalid($"input '{input.Name}': has {inputRows} rows where other inputs have {rows}.");
-            }
-
-            rows = inputRows;
-            for (var k = 1; k < slot.Rank; k++)
-            {
-                var actual = tensor.Shape[k - offset];
-                if (slot.Dims[k] >= 0 && actual != slot.Dims[k])
+                if (rank != slot.Rank || !tensor.Shape.AsSpan().SequenceEqual(slot.Dims))
                 {
-                    return RequestCheck.Invalid($"input '{input.Name}': axis {k} must be {slot.Dims[k]}, got {actual} (expected {Shape(slot.Dims, slot.Axes)}, got [{string.Join(',', tensor.Shape)}]).");
+                    return RequestCheck.Invalid($"input '{input.Name}': expected shape {Shape(slot)} (shared by the whole batch), got [{string.Join(',', tensor.Shape)}].");
+                }
+            }
+            else
+            {
+                var isBatched = rank == slot.Rank;
+                if (!isBatched && rank != slot.Rank - 1)
+                {
+                    return RequestCheck.Invalid($"input '{input.Name}': expected shape {Shape(slot)} (or without its batch axis), got [{string.Join(',', tensor.Shape)}].");
                 }
 
-                if (slot.Dims[k] < 0)
+                if (batched is { } b && b != isBatched)
                 {
-                    if (actual < 1)
+                    return RequestCheck.Invalid($"input '{input.Name}': every input must either include the batch axis or leave it out; they are mixed.");
+                }
+
+                batched = isBatched;
+                var inputRows = isBatched ? tensor.Shape[slot.BatchAxis] : 1;
+                if (inputRows < 1 || inputRows > _maxBatchSize)
+                {
+                    return RequestCheck.Invalid($"input '{input.Name}': the batch axis is {inputRows}; model '{_name}' takes 1 to {_maxBatchSize} rows per request.");
+                }
+
+                if (rows != 0 && inputRows != rows)
+                {
+                    return RequestCheck.Invalid($"input '{input.Name}': has {inputRows} rows where other inputs have {rows}.");
+                }
+
+                rows = inputRows;
+                for (var k = 0; k < slot.Rank; k++)
+                {
+                    if (!slot.IsOwnAxis(k))
                     {
-                        return RequestCheck.Invalid($"input '{input.Name}': dynamic axis {k} ('{slot.Axes[k]}') must be at least 1, got {actual}.");
+                        continue;
                     }
 
-                    if (_signature.AxisMax.TryGetValue(slot.Axes[k]!, out var max) && actual > max)
+                    var actual = tensor.Shape[slot.RequestAxis(k, isBatched)];
+                    if (slot.Dims[k] >= 0 && actual != slot.Dims[k])
                     {
-                        return RequestCheck.Invalid($"input '{input.Name}': axis '{slot.Axes[k]}' is {actual}; model '{_name}' takes at most {max}.");
+                        return RequestCheck.Invalid($"input '{input.Name}': axis {k} must be {slot.Dims[k]}, got {actual} (expected {Shape(slot)}, got [{string.Join(',', tensor.Shape)}]).");
                     }
 
-                    axes ??= new Dictionary<string, (long, string)>(StringComparer.Ordinal);
-                    if (axes.TryGetValue(slot.Axes[k]!, out var seen) && seen.Size != actual)
+                    if (slot.Dims[k] < 0)
                     {
-                        return RequestCheck.Invalid($"input '{input.Name}': axis '{slot.Axes[k]}' is {actual}, but it is {seen.Size} in input '{seen.Input}'.");
-                    }
+                        if (actual < 1)
+                        {
+                            return RequestCheck.Invalid($"input '{input.Name}': dynamic axis {k} ('{slot.Axes[k]}') must be at least 1, got {actual}.");
+                        }
 
-                    axes[slot.Axes[k]!] = (actual, input.Name);
+                        if (_signature.AxisMax.TryGetValue(slot.Axes[k]!, out var max) && actual > max)
+                        {
+                            return RequestCheck.Invalid($"input '{input.Name}': axis '{slot.Axes[k]}' is {actual}; model '{_name}' takes at most {max}.");
+                        }
+
+                        axes ??= new Dictionary<string, (long, string)>(StringComparer.Ordinal);
+                        if (axes.TryGetValue(slot.Axes[k]!, out var seen) && seen.Size != actual)
+                        {
+                            return RequestCheck.Invalid($"input '{input.Name}': axis '{slot.Axes[k]}' is {actual}, but it is {seen.Size} in input '{seen.Input}'.");
+                        }
+
+                        axes[slot.Axes[k]!] = (actual, input.Name);
+                    }
                 }
             }
 
@@ -132,7 +151,7 @@ internal sealed class TensorRequestCheck
 
         for (var i = 0; i < _signature.Inputs.Length; i++)
         {
-            if (i != _signature.MaskIndex && !request.Inputs.Any(t => t.Name == _inputNames[i]))
+            if (i != _signature.MaskIndex && _signature.Sequence?.Feeds(i) != true && !request.Inputs.Any(t => t.Name == _inputNames[i]))
             {
                 return RequestCheck.Invalid($"input '{_inputNames[i]}' is missing (model '{_name}' takes {_expected}).");
             }
@@ -142,9 +161,9 @@ internal sealed class TensorRequestCheck
         {
             // The batcher builds the mask from the lengths of the other inputs' axes of the same name.
             var slot = _signature.Inputs[mask];
-            for (var k = 1; k < slot.Rank; k++)
+            for (var k = 0; k < slot.Rank; k++)
             {
-                if (slot.Dims[k] < 0 && (axes is null || !axes.ContainsKey(slot.Axes[k]!)))
+                if (slot.IsOwnAxis(k) && slot.Dims[k] < 0 && (axes is null || !axes.ContainsKey(slot.Axes[k]!)))
                 {
                     return RequestCheck.Invalid($"input '{slot.Name}' is missing, and its axis '{slot.Axes[k]}' appears in no other input to build it from.");
                 }
@@ -159,6 +178,7 @@ internal sealed class TensorRequestCheck
             lengths[axis] = seen.Size;
         }
 
+        rows = Math.Max(rows, 1);
         var (total, largest) = BatchCut.Bytes(_signature, rows, lengths);
         if (total > _maxBatchBytes)
         {
@@ -173,6 +193,6 @@ internal sealed class TensorRequestCheck
         return new RequestCheck(null, (int)rows);
     }
 
-    private static string Shape(long[] dims, string?[] axes)
-        => $"[{string.Join(',', dims.Select((d, k) => k == 0 ? "batch" : d >= 0 ? d.ToString(CultureInfo.InvariantCulture) : axes[k]!))}]";
+    private static string Shape(TensorSlot slot)
+        => $"[{string.Join(',', slot.Dims.Select((d, k) => !slot.IsOwnAxis(k) ? "batch" : d >= 0 ? d.ToString(CultureInfo.InvariantCulture) : slot.Axes[k]!))}]";
 }

@@ -7,22 +7,38 @@ using OrtType = Microsoft.ML.OnnxRuntime.Tensors.TensorElementType;
 namespace StreamInfer.Grains.Models.Onnx;
 
 /// <summary>
-/// One input or output of a tensor model. <see cref="Dims"/> includes the batch axis first; -1 marks a dynamic axis.
-/// <see cref="Axes"/> names every dynamic axis: axes of one name are padded together, and an output axis that shares a
-/// name with a padded input axis is cut back to each request's own length.
+/// One input or output of a tensor model. <see cref="Dims"/> is the model's whole shape, the batch axis included at
+/// <see cref="BatchAxis"/> (0 unless the config says otherwise; <see cref="Shared"/> for an input with none); -1 marks a
+/// dynamic axis. <see cref="Axes"/> names every dynamic axis: axes of one name are padded together, and an output axis
+/// that shares a name with a padded input axis is cut back to each request's own length.
 /// </summary>
-internal sealed record TensorSlot(string Name, TensorElementType Type, OrtType OrtType, long[] Dims, string?[] Axes)
+internal sealed record TensorSlot(string Name, TensorElementType Type, OrtType OrtType, long[] Dims, string?[] Axes, int BatchAxis = 0)
 {
+    /// <summary>The <see cref="BatchAxis"/> of an input with no batch axis, whose value one batch's requests share.</summary>
+    public const int SharedAxis = -1;
+
     public int Rank => Dims.Length;
 
-    public TensorSpec ToSpec() => new(Name, Type, Rank == 0 ? [-1] : [-1, .. Dims.Skip(1)]);
+    /// <summary>An input with no batch axis: every request of a batch gives the same value, fed once.</summary>
+    public bool Shared => BatchAxis == SharedAxis;
+
+    /// <summary>The model's shape with the batch axis as -1 (a shared input's shape as it is).</summary>
+    public TensorSpec ToSpec() => new(Name, Type, Shared ? [.. Dims] : Rank == 0 ? [-1] : [.. Dims.Select((d, k) => k == BatchAxis ? -1 : d)]);
+
+    /// <summary>Whether axis <paramref name="k"/> is one a request sets (not the batch axis).</summary>
+    public bool IsOwnAxis(int k) => k != BatchAxis;
+
+    /// <summary>The axis of a request's tensor that stands for the model's axis <paramref name="k"/>: the same when the
+    /// request sends the batch axis, one less past it when it leaves it out.</summary>
+    public int RequestAxis(int k, bool batched) => batched || Shared || k < BatchAxis ? k : k - 1;
 }
 
 /// <summary>
 /// The inputs and outputs of a tensor model, from its ONNX metadata refined by its config, and the longest each bounded
-/// dynamic input axis may be (by axis name).
+/// dynamic input axis may be (by axis name); for a stateful model, what the grid feeds it itself
+/// (<see cref="SequenceSignature"/>; null for a stateless one).
 /// </summary>
-internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, ImmutableArray<TensorSlot> Outputs, int? MaskIndex, ImmutableDictionary<string, long> AxisMax)
+internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, ImmutableArray<TensorSlot> Outputs, int? MaskIndex, ImmutableDictionary<string, long> AxisMax, SequenceSignature? Sequence = null)
 {
     /// <summary>
     /// The ONNX metadata key (<c>metadata_props</c>) that bounds a dynamic input axis, followed by the axis's name in the
@@ -44,7 +60,8 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
         Refine(outputs, config.Outputs, "outputs", "output", Error, maxima);
         if (config.Outputs is { } declared)
         {
-            var keep = declared.Select(d => d.Name).ToHashSet(StringComparer.Ordinal);
+            // A state output is read whether or not it is declared: the grid carries it to the next request.
+            var keep = declared.Select(d => d.Name).Concat(config.Sequence?.State?.Select(p => p.Output) ?? []).ToHashSet(StringComparer.Ordinal);
             outputs.RemoveAll(o => !keep.Contains(o.Name));
         }
 
@@ -62,6 +79,7 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
             }
         }
 
+        var sequence = config.Sequence is { } section ? SequenceSignature.Build(section, inputs, outputs, Error) : null;
         int? mask = null;
         if (config.MaskInput is { } maskName)
         {
@@ -85,14 +103,14 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
         foreach (var ((input, k), max) in maxima)
         {
             var slot = inputs.Find(i => i.Name == input);
-            if (slot is not null && slot.Dims[k] < 0)
+            if (slot is not null && slot.Dims[k] < 0 && slot.IsOwnAxis(k))
             {
                 var axis = slot.Axes[k]!;
                 axisMax[axis] = Math.Min(axisMax.GetValueOrDefault(axis, long.MaxValue), max);
             }
         }
 
-        return errors.Count > before ? null : new TensorSignature([.. inputs], [.. outputs], mask, axisMax.ToImmutableDictionary(StringComparer.Ordinal));
+        return errors.Count > before ? null : new TensorSignature([.. inputs], [.. outputs], mask, axisMax.ToImmutableDictionary(StringComparer.Ordinal), sequence);
     }
 
     /// <summary>The maxima the ONNX file's metadata gives, by input and axis position.</summary>
@@ -194,14 +212,26 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
                 error($"{at}.datatype", $"declares {declaredType.ToWire()}, but the model's {what} '{slot.Name}' is {slot.Type.ToWire()}.");
             }
 
+            var batchAxis = d.Shared == true ? TensorSlot.SharedAxis : d.BatchAxis ?? 0;
+            if (batchAxis != 0 && slot.Rank > 0 && batchAxis >= slot.Rank)
+            {
+                error($"{at}.batch_axis", $"is {batchAxis}, but the model's {what} '{slot.Name}' has {slot.Rank} axes.");
+                continue;
+            }
+
+            slots[index] = slot = slot with { BatchAxis = batchAxis };
             if (d.Dims is not { } dims)
             {
                 continue;
             }
 
-            if (dims.Count != slot.Rank - 1)
+            // dims lists the model's axes in order with the batch axis left out (all of them for a shared input).
+            var own = slot.Shared ? slot.Rank : slot.Rank - 1;
+            if (dims.Count != own)
             {
-                error($"{at}.dims", $"declares {dims.Count} dimensions after the batch axis, but the model's {what} '{slot.Name}' has {slot.Rank - 1}.");
+                error($"{at}.dims", slot.Shared
+                    ? $"declares {dims.Count} dimensions, but the model's {what} '{slot.Name}' has {own}."
+                    : $"declares {dims.Count} dimensions besides the batch axis, but the model's {what} '{slot.Name}' has {own}.");
                 continue;
             }
 
@@ -209,7 +239,7 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
             var newAxes = (string?[])slot.Axes.Clone();
             for (var k = 0; k < dims.Count; k++)
             {
-                var axis = k + 1;
+                var axis = slot.Shared || k < slot.BatchAxis ? k : k + 1;
                 var modelFixed = slot.Dims[axis] >= 0;
                 if (dims[k].ValueKind == JsonValueKind.String)
                 {
@@ -266,13 +296,28 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
 
     private static void CheckBatchAxis(TensorSlot slot, string what, int maxBatchSize, Action<string?, string> error)
     {
+        if (slot.Shared)
+        {
+            for (var k = 0; k < slot.Rank; k++)
+            {
+                if (slot.Dims[k] < 0)
+                {
+                    error(null, $"axis {k} of shared {what} '{slot.Name}' is dynamic; a shared input has a fixed shape (give it in \"dims\").");
+                }
+            }
+
+            return;
+        }
+
+        var b = slot.BatchAxis;
+        var which = b == 0 ? "the first axis" : $"axis {b}";
         if (slot.Rank == 0)
         {
-            error(null, $"{what} '{slot.Name}' is a scalar; a tensor model carries the batch on the first axis of every input and output.");
+            error(null, $"{what} '{slot.Name}' is a scalar; a tensor model carries the batch on an axis of every input and output (declare a scalar input \"shared\": true).");
         }
-        else if (slot.Dims[0] >= 0 && !(slot.Dims[0] == 1 && maxBatchSize == 1))
+        else if (slot.Dims[b] >= 0 && !(slot.Dims[b] == 1 && maxBatchSize == 1))
         {
-            error(null, $"the first axis of {what} '{slot.Name}' is fixed at {slot.Dims[0]}, so it cannot carry a batch (set max_batch_size to 1 for a model fixed at 1).");
+            error(null, $"{which} of {what} '{slot.Name}' is fixed at {slot.Dims[b]}, so it cannot carry a batch (set its \"batch_axis\", or max_batch_size to 1 for a model fixed at 1).");
         }
     }
 

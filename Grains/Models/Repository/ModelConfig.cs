@@ -62,6 +62,12 @@ public sealed class ModelConfig
     /// <summary>Output declarations that refine the ONNX file's metadata; when given, only these outputs are returned.</summary>
     public List<TensorDeclaration>? Outputs { get; set; }
 
+    /// <summary>
+    /// Tensor only: the model carries state from one request of a sequence to the next (see <see cref="SequenceConfig"/>);
+    /// every request then names its sequence. Null for a stateless model.
+    /// </summary>
+    public SequenceConfig? Sequence { get; set; }
+
     /// <summary>Batch sizes to warm up at load; default powers of two up to <see cref="MaxBatchSize"/>.</summary>
     public List<int>? WarmupBatchSizes { get; set; }
 
@@ -115,8 +121,8 @@ public sealed class ModelConfig
 }
 
 /// <summary>
-/// An input or output declaration: its name, element type (<c>FP32</c>, <c>float32</c>, <c>INT64</c>...) and the
-/// dimensions after the batch axis, each a size, -1 (dynamic), an axis name (dynamic, and padded together with every
+/// An input or output declaration: its name, element type (<c>FP32</c>, <c>float32</c>, <c>INT64</c>...), its batch
+/// axis (or none, <c>shared</c>) and the dimensions besides the batch axis, each a size, -1 (dynamic), an axis name (dynamic, and padded together with every
 /// other axis of that name), or an object <c>{"name": "width", "max": 4096}</c> (dynamic, optionally named, and for an
 /// input at most <c>max</c> long: a longer request is refused with <c>invalid_input</c>).
 /// </summary>
@@ -128,6 +134,53 @@ public sealed class TensorDeclaration
     /// <summary>The element type; when given it must match the model's.</summary>
     public string? Datatype { get; set; }
 
-    /// <summary>Dimensions after the batch axis: numbers, axis names or <c>{"name", "max"}</c> objects.</summary>
+    /// <summary>
+    /// The model's dimensions in order with the batch axis left out (every dimension, for a shared input): numbers,
+    /// axis names or <c>{"name", "max"}</c> objects.
+    /// </summary>
     public List<JsonElement>? Dims { get; set; }
+
+    /// <summary>The axis requests are stacked on and outputs split along. Default 0.</summary>
+    public int? BatchAxis { get; set; }
+
+    /// <summary>
+    /// Inputs only: the input has no batch axis (a scalar, or a fixed tensor such as a sample rate). Every request of a
+    /// batch gives the same value, fed once; requests that disagree run in different batches.
+    /// </summary>
+    public bool? Shared { get; set; }
+}
+
+/// <summary>
+/// A stateful model's <c>sequence</c> section: the state pairs the grid carries from one request of a sequence to the
+/// next, the optional control inputs it fills, and how long and how many sequences a batcher keeps.
+/// </summary>
+public sealed class SequenceConfig
+{
+    /// <summary>The state pairs: each input is fed from its output of the sequence's previous request.</summary>
+    public List<StateDeclaration>? State { get; set; }
+
+    /// <summary>An input (bool or numeric, one value per row) the grid sets to 1 on a sequence's first request, 0 otherwise.</summary>
+    public string? StartInput { get; set; }
+
+    /// <summary>An input the grid sets to 1 on a sequence's last request, 0 otherwise.</summary>
+    public string? EndInput { get; set; }
+
+    /// <summary>How long a sequence with nothing queued or running keeps its state. [1, 86400000], default 60000.</summary>
+    public double? IdleTimeoutMs { get; set; }
+
+    /// <summary>Most sequences one batcher (one device of one silo) holds; a start past it is refused <c>overloaded</c>. [1, 1000000], default 4096.</summary>
+    public int? MaxSequences { get; set; }
+}
+
+/// <summary>One state pair: the input fed with the state and the output that gives the next state.</summary>
+public sealed class StateDeclaration
+{
+    /// <summary>The input the state is fed into (never sent by clients).</summary>
+    public string? Input { get; set; }
+
+    /// <summary>The output the next state is read from (never returned to clients).</summary>
+    public string? Output { get; set; }
+
+    /// <summary>Every element of the state at a sequence's start. Default 0.</summary>
+    public double? Initial { get; set; }
 }

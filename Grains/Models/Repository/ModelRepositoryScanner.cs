@@ -185,6 +185,18 @@ public static class ModelRepositoryScanner
             }
         }
 
+        if (config.Sequence is { } sequence)
+        {
+            if (kind != ModelKind.Tensor)
+            {
+                Error("sequence", "applies to tensor models only.");
+            }
+            else
+            {
+                options.Sequence = CheckSequence(sequence, Error);
+            }
+        }
+
         CheckDeclarations(config.Inputs, "inputs", Error);
         CheckDeclarations(config.Outputs, "outputs", Error);
         if (kind == ModelKind.Echo && (config.Inputs is not null || config.Outputs is not null || config.MaskInput is not null))
@@ -264,6 +276,20 @@ public static class ModelRepositoryScanner
                 error($"{at}.datatype", $"\"{d.Datatype}\" is not a known element type.");
             }
 
+            if (d.BatchAxis is < 0)
+            {
+                error($"{at}.batch_axis", $"must be at least 0; got {d.BatchAxis}.");
+            }
+
+            if (d.Shared == true && field == "outputs")
+            {
+                error($"{at}.shared", "applies to inputs only: every output carries the batch.");
+            }
+            else if (d.Shared == true && d.BatchAxis is not null)
+            {
+                error($"{at}.batch_axis", "a shared input has no batch axis.");
+            }
+
             if (d.Dims is { } dims)
             {
                 for (var k = 0; k < dims.Count; k++)
@@ -284,6 +310,39 @@ public static class ModelRepositoryScanner
                 }
             }
         }
+    }
+
+    /// <summary>The sequence section's own checks (names against the model are checked when it loads) and its limits.</summary>
+    private static SequenceOptions CheckSequence(SequenceConfig sequence, Action<string?, string> error)
+    {
+        var options = new SequenceOptions();
+        Milliseconds(sequence.IdleTimeoutMs, 1, 86_400_000, "sequence.idle_timeout_ms", error, v => options.IdleTimeout = v);
+        Range(sequence.MaxSequences, 1, 1_000_000, "sequence.max_sequences", error, v => options.MaxSequences = v);
+        if (sequence.State is not { Count: > 0 } pairs)
+        {
+            error("sequence.state", "is missing: a stateful model names at least one {\"input\", \"output\"} state pair.");
+            return options;
+        }
+
+        for (var i = 0; i < pairs.Count; i++)
+        {
+            if (string.IsNullOrEmpty(pairs[i].Input))
+            {
+                error($"sequence.state[{i}].input", "is missing.");
+            }
+
+            if (string.IsNullOrEmpty(pairs[i].Output))
+            {
+                error($"sequence.state[{i}].output", "is missing.");
+            }
+
+            if (pairs[i].Initial is { } initial && !double.IsFinite(initial))
+            {
+                error($"sequence.state[{i}].initial", $"must be a finite number; got {initial}.");
+            }
+        }
+
+        return options;
     }
 
     /// <summary>A dynamic axis written as an object: <c>{"name": "width", "max": 4096}</c>, either key optional.</summary>

@@ -66,12 +66,33 @@ internal sealed class SchedulerTestKit : ISchedulerHost, IDisposable
         return refused;
     }
 
+    /// <summary>Admits <paramref name="request"/> from <paramref name="client"/> (an observer is added), then dispatches;
+    /// <paramref name="lease"/> is the serving version (default <see cref="Lease"/>).</summary>
+    public InferError? Submit(InferRequest request, string client = "client", TimeSpan? timeout = null, bool dispatch = true, ModelLease? lease = null)
+    {
+        var now = Time.GetUtcNow();
+        var item = new BatchItem(client, request with { ReplyObserver = new NoObserver() }, now, now + (timeout ?? TimeSpan.FromMinutes(1)));
+        var refused = Admission.Admit(item, lease ?? Lease, Options, out var stale);
+        Assert.False(stale);
+        if (dispatch)
+        {
+            Dispatch();
+        }
+
+        return refused;
+    }
+
     public DateTimeOffset Dispatch()
     {
         var now = Time.GetUtcNow();
         if (Queue.Expire(now) is { } expired)
         {
-            _ = Finish([.. expired.Select(q => new RequestOutcome(q, new Delivery("client", q.Item.Request.RequestId, null, new InferError(ErrorCode.DeadlineExceeded, "expired"))))], now, false);
+            foreach (var q in expired)
+            {
+                q.End();
+            }
+
+            _ = Finish([.. expired.Select(q => new RequestOutcome(q, new Delivery(q.Item.ClientId, q.Item.Request.RequestId, null, new InferError(ErrorCode.DeadlineExceeded, "expired"))))], now, false);
         }
 
         return Scheduler.Dispatch(now);
