@@ -11,8 +11,11 @@ namespace StreamInfer.Frontend.Routing;
 /// </summary>
 internal sealed partial class ClusterWatch(IClusterClient client, RequestSubmitter submitter, TimeProvider time, ILogger<ClusterWatch> logger) : BackgroundService
 {
-    /// <summary>How often membership is read.</summary>
-    public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// How often membership is read: the longest a dead silo's requests wait here once the cluster has declared it
+    /// (a read is one call answered from the silo's local membership view).
+    /// </summary>
+    public static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
 
     // The management grain may sit on the silo that just died, or the call may go through its gateway: such a read is
     // not answered for the client's whole response timeout (30 s), and a dead silo's requests would wait that long to
