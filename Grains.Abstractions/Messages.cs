@@ -302,6 +302,8 @@ public sealed record SessionStatus(
 /// <param name="Sequences">Sequences decoding now (decoder models; 0 for others).</param>
 /// <param name="Versions">The model versions this batcher holds: the serving one, and any that requests still queued or
 /// running started on (during a rollout, the old one until they drain).</param>
+/// <param name="Held">Stateful sequences whose state this batcher holds (from their start until their end, expiry or
+/// freeing; 0 for models without a <c>sequence</c> section).</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.BatcherStatus")]
 public sealed record BatcherStatus(
     [property: Id(0)] string Model,
@@ -313,4 +315,5 @@ public sealed record BatcherStatus(
     [property: Id(5)] long ItemsRun,
     [property: Id(6)] ImmutableArray<int> RecentBatchSizes,
     [property: Id(8)] int Sequences = 0,
-    [property: Id(9)] ImmutableArray<string> Versions = default);
+    [property: Id(9)] ImmutableArray<string> Versions = default,
+    [property: Id(10)] int Held = 0);

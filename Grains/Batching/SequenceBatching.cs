@@ -183,19 +183,23 @@ internal sealed class SequenceBatching : IBatchScheduler
     {
         foreach (var id in sequenceIds)
         {
-            if (_table.Find(clientId, id) is not { } entry)
+            if (_table.Find(clientId, id) is { } entry)
             {
-                continue;
+                Free(entry);
             }
+        }
+    }
 
-            if (entry.Running)
-            {
-                entry.EndRequested = true;
-            }
-            else
-            {
-                _table.Close(entry);
-            }
+    /// <summary>Closes the sequence now, or once its request on the device has run.</summary>
+    private void Free(SequenceEntry entry)
+    {
+        if (entry.Running)
+        {
+            entry.EndRequested = true;
+        }
+        else
+        {
+            _table.Close(entry);
         }
     }
 
@@ -244,11 +248,18 @@ internal sealed class SequenceBatching : IBatchScheduler
         }
     }
 
-    /// <summary>A request of a sequence ended, whichever way: the sequence is idle once nothing of it is left.</summary>
+    /// <summary>A request of a sequence ended, whichever way: the sequence is idle once nothing of it is left. One that
+    /// ended with an error before it ran (expired, dropped, shut out) closes its sequence as it would have had it run: an
+    /// end frees the state, and a failed start leaves nothing to go on from. A cancel ends that request only.</summary>
     private void Ended(QueuedRequest q)
     {
         var entry = q.Stateful!;
         entry.Pending.Remove(q);
+        if (!q.Running && !q.Cancelled && q.Item.Request.Sequence is { } control && (control.End || control.Start))
+        {
+            Free(entry);
+        }
+
         _table.Idle(entry, _time.GetUtcNow());
     }
 

@@ -1,9 +1,11 @@
+using StreamInfer.Tests.Grains.Models.Onnx;
 using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Grains.Sessions;
 
 /// <summary>
-/// The session's side of stateful sequences, on the built-in echo (the session logic is what is tested, not state): a
+/// The session's side of stateful sequences, on the stateful test model (the session logic is what is tested; the
+/// outputs show the requests ran in order on one state): a
 /// sequence's requests reach its batcher one at a time in the order they were submitted; ordered ones wait in the
 /// session, unordered ones are refused; misuse is refused before any batcher sees it; a disconnect ends the sequences.
 /// </summary>
@@ -29,7 +31,13 @@ public sealed class SessionSequenceTests(SequenceClusterFixture fixture)
         Assert.Equal(ids, deliveries.Select(d => d.RequestId));
         Assert.All(deliveries, d => Assert.NotNull(d.Result));
         Assert.Equal(ids, BatcherCalls.EnqueuedBy(clientId));
-        Assert.Equal(Enumerable.Range(0, ids.Count).Select(i => (float)i), deliveries.Select(d => BitConverter.ToSingle(d.Result!.Outputs[0].Tensor.Data.Span)));
+        var state = new float[2 * TestModels.StateWidth];
+        for (var i = 0; i < ids.Count; i++)
+        {
+            (state, var output) = TestModels.StatefulStep(state, [i, i + 1], SequenceClusterFixture.SampleRate);
+            BatchAxisTests.AssertClose([output], BatchAxisTests.Floats(deliveries[i].Result!.Outputs[0].Tensor));
+        }
+
         // The end completed: the session forgets the sequence.
         await Eventually.UntilAsync(session.GetStatusAsync, s => s is { Sequences: 0, Backlog: 0 }, what: "sequence forgotten after its end");
         await session.CloseAsync();
@@ -80,7 +88,7 @@ public sealed class SessionSequenceTests(SequenceClusterFixture fixture)
         var session = fixture.NewSession(out _);
 
         Assert.True((await session.SubmitAsync(InSequence(probe, "f0", SequenceClusterFixture.Held, "s", start: true))).Accepted);
-        // Echo refuses a request without inputs when it reaches the batcher: after it was admitted here.
+        // The model refuses a request without inputs when it reaches the batcher: after it was admitted here.
         var empty = InSequence(probe, "f1", SequenceClusterFixture.Held, "s", start: false) with { Inputs = [] };
         Assert.True((await session.SubmitAsync(empty)).Accepted);
         Assert.True((await session.SubmitAsync(InSequence(probe, "f2", SequenceClusterFixture.Held, "s", start: false))).Accepted);
@@ -232,6 +240,61 @@ public sealed class SessionSequenceTests(SequenceClusterFixture fixture)
         Assert.Equal(0, probe.Unread);
     }
 
+    [Fact]
+    public async Task Submit_EndExpiresInTheBatchersQueue_SequenceFreedThereAndForgottenHere()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession(out var clientId);
+        Assert.True((await session.SubmitAsync(InSequence(probe, "x0", SequenceClusterFixture.Held, "s", start: true))).Accepted);
+        await SequenceClusterFixture.AdvanceAsync(SequenceClusterFixture.HeldWait);
+        Assert.NotNull(Assert.Single(await probe.ReceiveAsync(1)).Result);
+        await Eventually.UntilAsync(session.GetStatusAsync, s => s.Backlog == 0, what: "x0 completed");
+
+        var end = InSequence(probe, "x1", SequenceClusterFixture.Held, "s", start: false, end: true) with { Timeout = TimeSpan.FromSeconds(1) };
+        Assert.True((await session.SubmitAsync(end)).Accepted);
+        Assert.Equal(["x0", "x1"], BatcherCalls.EnqueuedBy(clientId));
+        await SequenceClusterFixture.AdvanceAsync(TimeSpan.FromSeconds(1));
+
+        var expired = Assert.Single(await probe.ReceiveAsync(1));
+        Assert.Equal(("x1", (ErrorCode?)ErrorCode.DeadlineExceeded), (expired.RequestId, expired.Error?.Code));
+        await Eventually.UntilAsync(session.GetStatusAsync, s => s is { Backlog: 0, Sequences: 0 }, what: "the sequence forgotten after its end ended");
+        // The batcher freed its state too: a request of it straight to the batcher is refused.
+        Assert.Equal(ErrorCode.UnknownSequence, (await BatcherAsync(probe, clientId, "x2", "s", start: false))?.Code);
+        await session.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Submit_StartExpiresInTheBatchersQueue_SequenceClosedAndItsNextRequestUnknown()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession(out var clientId);
+        var start = InSequence(probe, "y0", SequenceClusterFixture.Held, "s", start: true) with { Timeout = TimeSpan.FromSeconds(1) };
+        Assert.True((await session.SubmitAsync(start)).Accepted);
+        await SequenceClusterFixture.AdvanceAsync(TimeSpan.FromSeconds(1));
+        Assert.Equal(ErrorCode.DeadlineExceeded, Assert.Single(await probe.ReceiveAsync(1)).Error?.Code);
+        await Eventually.UntilAsync(session.GetStatusAsync, s => s.Backlog == 0, what: "y0 completed");
+
+        // Nothing ran, so nothing was kept: the next request is refused, and the session forgets the sequence.
+        var next = await session.SubmitAsync(InSequence(probe, "y1", SequenceClusterFixture.Held, "s", start: false));
+        Assert.Equal(ErrorCode.UnknownSequence, next.Error?.Code);
+        Assert.Equal(0, (await session.GetStatusAsync()).Sequences);
+        Assert.Equal(["y0", "y1"], BatcherCalls.EnqueuedBy(clientId));
+        await session.CloseAsync();
+    }
+
+    /// <summary>Enqueues a request of a sequence at the held model's batcher directly, as the session would.</summary>
+    private Task<InferError?> BatcherAsync(DeliveryProbe probe, string clientId, string id, string sequence, bool start)
+    {
+        var now = SequenceClusterFixture.Time.GetUtcNow();
+        var item = new BatchItem(clientId, InSequence(probe, id, SequenceClusterFixture.Held, sequence, start), now, now + TimeSpan.FromMinutes(10));
+        return fixture.Client.GetGrain<IBatcherGrain>(fixture.BatcherKeyFor(SequenceClusterFixture.Held)).EnqueueAsync(item);
+    }
+
+    /// <summary>A chunk of the stateful model's: samples <paramref name="value"/> and one more, at the fixture's rate.</summary>
     private static InferRequest InSequence(DeliveryProbe probe, string id, string model, string sequence, bool start, bool end = false, bool ordered = true, float value = 1)
-        => probe.Request(id, model, value: value) with { Sequence = new SequenceControl(sequence, start, end, ordered) };
+        => probe.Request(id, model, value: value) with
+        {
+            Inputs = [new NamedTensor("input", Tensors.Floats([1, 2], value, value + 1)), new NamedTensor("sr", BatchAxisTests.Int64([], SequenceClusterFixture.SampleRate))],
+            Sequence = new SequenceControl(sequence, start, end, ordered),
+        };
 }
