@@ -129,7 +129,7 @@ internal sealed partial class DeviceBatches(BatcherContext context)
 
             var timing = new Timing(_time.GetElapsedTime(q.EnqueuedAt, started).TotalMilliseconds, computeMs, rows);
             outcomes.Add(new RequestOutcome(q, result is { Error: null, Outputs.IsDefault: false } ok
-                ? new Delivery(q.Item.ClientId, q.Item.Request.RequestId, new InferResult(context.Key.Model, model.Version, ok.Outputs, timing), null)
+                ? new Delivery(q.Item.ClientId, q.Item.Request.RequestId, new InferResult(context.Key.Model, model.Version, ok.Outputs, timing, q.Window), null)
                 : new Delivery(q.Item.ClientId, q.Item.Request.RequestId, null, result?.Error ?? failure ?? new InferError(ErrorCode.Internal, "no outcome."))));
         }
 

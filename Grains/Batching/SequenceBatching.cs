@@ -117,6 +117,11 @@ internal sealed class SequenceBatching : IBatchScheduler
     {
         var control = q.Item.Request.Sequence!;
         var entry = control.Start ? _table.Open(q) : _table.Find(q.Item.ClientId, control.Id)!;
+        if (control.Start && Limits.Window is { } window)
+        {
+            entry.Window = new SlidingWindow(window);
+        }
+
         entry.Pending.Add(q);
         _table.Busy(entry);
         q.Stateful = entry;
@@ -235,12 +240,18 @@ internal sealed class SequenceBatching : IBatchScheduler
         _batches.Start(batch, requests => model.Run(requests, states), _ran);
     }
 
-    /// <summary>A request of a sequence has run: the sequence closes after its end, after a start that failed (nothing
-    /// was kept: the client may start again), or when it was freed meanwhile.</summary>
+    /// <summary>A request of a sequence has run: its result enters the sequence's window, if it keeps one; the sequence
+    /// closes after its end, after a start that failed (nothing was kept: the client may start again), or when it was
+    /// freed meanwhile.</summary>
     private void Ran(QueuedRequest q, ItemOutcome? outcome)
     {
         var entry = q.Stateful!;
         entry.Running = false;
+        if (outcome is { Error: null, Outputs.IsDefault: false } ok && entry.Window is { } window)
+        {
+            q.Window = window.Add(ok.Outputs);
+        }
+
         var control = q.Item.Request.Sequence!;
         if (control.End || entry.EndRequested || (control.Start && outcome is not { Error: null }))
         {

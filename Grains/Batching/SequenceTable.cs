@@ -32,6 +32,9 @@ internal sealed class SequenceEntry(string clientId, string id, ModelLease lease
     /// <summary>Ended, expired or freed: its state is gone, and what is still queued of it cannot run.</summary>
     public bool Closed { get; set; }
 
+    /// <summary>Its window over an output, when its model keeps one; null otherwise.</summary>
+    public SlidingWindow? Window { get; set; }
+
     /// <summary>Its place among the idle sequences (nothing pending or running), oldest first; null while busy.</summary>
     internal LinkedListNode<SequenceEntry>? IdleNode { get; set; }
 
