@@ -30,8 +30,13 @@ internal sealed class SequenceBatching : IBatchScheduler
     private readonly Func<QueuedRequest, QueueChoice> _choose;
     private readonly Action<QueuedRequest, ItemOutcome?> _ran;
     private readonly Action<QueuedRequest> _ended;
+    private readonly Func<List<QueuedRequest>, IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>> _run;
+
+    // The states of the batch on the device, refilled for each: the device runs one batch at a time. Device thread only.
+    private readonly List<SequenceState> _states = [];
     private ModelOptions _options;
     private IInferenceModel _serving;
+    private DateTimeOffset _keptAliveAt = DateTimeOffset.MinValue;
 
     public SequenceBatching(BatcherContext context, ModelOptions options, IStatefulModel model)
     {
@@ -44,6 +49,7 @@ internal sealed class SequenceBatching : IBatchScheduler
         _choose = Choose;
         _ran = Ran;
         _ended = Ended;
+        _run = RunOnDevice;
     }
 
     public int Running => _batches.Running;
@@ -151,6 +157,14 @@ internal sealed class SequenceBatching : IBatchScheduler
                 break;
             }
 
+            // Sequences kept on an older version through a rollout run apart from the serving version's.
+            var lease = batch[0].Lease;
+            if (batch.TrueForAll(q => q.Lease == lease))
+            {
+                Start(batch);
+                continue;
+            }
+
             foreach (var group in batch.GroupBy(q => q.Lease))
             {
                 Start(group.ToList());
@@ -160,7 +174,12 @@ internal sealed class SequenceBatching : IBatchScheduler
         var due = _table.NextExpiry(Limits.IdleTimeout);
         if (_table.Count > 0)
         {
-            _context.Host.KeepAlive();
+            if (now - _keptAliveAt >= KeepAliveEvery)
+            {
+                _context.Host.KeepAlive();
+                _keptAliveAt = now;
+            }
+
             due = Min(due, now + KeepAliveEvery);
         }
 
@@ -228,16 +247,24 @@ internal sealed class SequenceBatching : IBatchScheduler
         return QueueChoice.Take;
     }
 
-    private void Start(List<QueuedRequest> batch)
-    {
-        var states = new SequenceState[batch.Count];
-        for (var i = 0; i < batch.Count; i++)
-        {
-            states[i] = batch[i].Stateful!.State;
-        }
+    private void Start(List<QueuedRequest> batch) => _batches.Start(batch, _run, _ran);
 
-        var model = (IStatefulModel)batch[0].Lease.Model;
-        _batches.Start(batch, requests => model.Run(requests, states), _ran);
+    /// <summary>Runs a batch of one version with each request's sequence state. Device thread only.</summary>
+    private IReadOnlyList<ItemOutcome> RunOnDevice(List<QueuedRequest> batch, IReadOnlyList<InferRequest> requests)
+    {
+        try
+        {
+            foreach (var q in batch)
+            {
+                _states.Add(q.Stateful!.State);
+            }
+
+            return ((IStatefulModel)batch[0].Lease.Model).Run(requests, _states);
+        }
+        finally
+        {
+            _states.Clear();
+        }
     }
 
     /// <summary>A request of a sequence has run: its result enters the sequence's window, if it keeps one; the sequence
@@ -250,6 +277,12 @@ internal sealed class SequenceBatching : IBatchScheduler
         if (outcome is { Error: null, Outputs.IsDefault: false } ok && entry.Window is { } window)
         {
             q.Window = window.Add(ok.Outputs);
+        }
+
+        if (entry.Closed)
+        {
+            _table.Landed(entry);
+            return;
         }
 
         var control = q.Item.Request.Sequence!;

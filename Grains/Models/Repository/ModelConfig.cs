@@ -148,6 +148,12 @@ public sealed class TensorDeclaration
     /// batch gives the same value, fed once; requests that disagree run in different batches.
     /// </summary>
     public bool? Shared { get; set; }
+
+    /// <summary>
+    /// Inputs only, numeric or bool: the value of every element of the input in the warm-up run at load (default 0), for
+    /// an input zero is not valid for, such as a sample rate.
+    /// </summary>
+    public double? Warmup { get; set; }
 }
 
 /// <summary>
