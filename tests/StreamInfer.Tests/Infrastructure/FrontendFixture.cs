@@ -93,7 +93,8 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Models:slow-http:MaxBatchSize"] = "1",
             ["StreamInfer:Models:slow-http:FixedDelay"] = "00:00:00.500",
             ["StreamInfer:Models:slow-grpc:MaxBatchSize"] = "1",
-            ["StreamInfer:Models:slow-grpc:FixedDelay"] = "00:00:00.500",
+            // Long enough that an echo sent after it on one stream finishes first even on a loaded machine.
+            ["StreamInfer:Models:slow-grpc:FixedDelay"] = "00:00:01.500",
             ["StreamInfer:Models:slow-admit:MaxBatchSize"] = "1",
             ["StreamInfer:Models:slow-admit:FixedDelay"] = "00:00:00.300",
             ["StreamInfer:Repository:Path"] = Repository,

@@ -257,14 +257,14 @@ public sealed class GrpcInferenceTests(FrontendFixture fixture) : IDisposable
     [Fact]
     public async Task ModelInfer_GrpcDeadlineShorterThanTheQueue_GridRefusesAtAdmission()
     {
-        // slow-grpc runs one request at a time for 500 ms: once one batch has run, the batcher knows it.
+        // slow-grpc runs one request at a time for 1.5 s: once one batch has run, the batcher knows it.
         var request = RawF32Echo("warm");
         request.ModelName = "slow-grpc";
         await Client.ModelInferAsync(request);
         using var busy = Client.ModelInferAsync(request);
         await Eventually.UntilAsync(() => fixture.Batcher("slow-grpc").GetStatusAsync(), s => s.Running == 1, what: "a request occupies the device");
 
-        // No timeout_ms: only the call's deadline tells the grid that waiting 500 ms is too long.
+        // No timeout_ms: only the call's deadline tells the grid that waiting 1.5 s is too long.
         var failure = await Assert.ThrowsAsync<RpcException>(() => Client.ModelInferAsync(request, deadline: DateTime.UtcNow.AddMilliseconds(300)).ResponseAsync);
 
         Assert.Equal((StatusCode.Unavailable, "overloaded"), (failure.StatusCode, failure.Trailers.GetValue("streaminfer-code")));
