@@ -143,9 +143,10 @@ public static class TestModels
     /// config only declares the batch axes and <c>sr</c> shared (a client sends the state); with it, <c>state</c> and
     /// <c>stateN</c> are the sequence's state pair. <paramref name="decay"/> replaces the 0.5 (a second version that
     /// computes differently); <paramref name="flags"/> adds float32 [batch] inputs <c>first</c> and <c>last</c>, the
-    /// sequence's start and end flags, which add 100 and 1000 to the next state.
+    /// sequence's start and end flags, which add 100 and 1000 to the next state. <paramref name="sequenceConfig"/> is added
+    /// inside the <c>sequence</c> section (an <c>idle_timeout_ms</c>, say).
     /// </summary>
-    public static void WriteStateful(string repository, string name = "vad", bool sequence = true, string? extraConfig = null, float decay = 0.5f, bool flags = false)
+    public static void WriteStateful(string repository, string name = "vad", bool sequence = true, string? extraConfig = null, float decay = 0.5f, bool flags = false, int maxBatchSize = 8, string? sequenceConfig = null)
     {
         var g = new OnnxGraphBuilder(name);
         g.Input("input", TensorElementType.Float32, "batch", "samples");
@@ -170,10 +171,10 @@ public static class TestModels
         g.Output("stateN", TensorElementType.Float32, 2L, "batch", (long)StateWidth);
         g.Save(Path.Combine(repository, name, "1", "model.onnx"));
         var section = sequence
-            ? $$""", "sequence": { "state": [{ "input": "state", "output": "stateN" }] {{(flags ? """, "start_input": "first", "end_input": "last" """ : string.Empty)}} }"""
+            ? $$""", "sequence": { "state": [{ "input": "state", "output": "stateN" }] {{(flags ? """, "start_input": "first", "end_input": "last" """ : string.Empty)}} {{sequenceConfig}} }"""
             : string.Empty;
         File.WriteAllText(Path.Combine(repository, name, "config.json"), $$"""
-            { "kind": "tensor", "max_batch_size": 8,
+            { "kind": "tensor", "max_batch_size": {{maxBatchSize}},
               "inputs": [{ "name": "input" }, { "name": "state", "batch_axis": 1 }, { "name": "sr", "shared": true }],
               "outputs": [{ "name": "output" }, { "name": "stateN", "batch_axis": 1 }] {{section}} {{extraConfig}} }
             """);

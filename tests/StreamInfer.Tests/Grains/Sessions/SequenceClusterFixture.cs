@@ -19,31 +19,40 @@ public sealed class SequenceClusterFixture : IAsyncLifetime
 {
     public static readonly FakeTimeProvider Time = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
 
-    /// <summary>Flushes a batch 10 s (virtual) after its first request: requests stay queued until the clock moves.</summary>
+    /// <summary>The stateful test model (<see cref="TestModels.WriteStateful"/>) flushing a batch 10 s (virtual) after its
+    /// first request: requests stay queued until the clock moves.</summary>
     public const string Held = "seq-held";
 
-    /// <summary>Flushes every request at once, alone.</summary>
+    /// <summary>The stateful test model flushing every request at once, alone.</summary>
     public const string Alone = "seq-alone";
+
+    /// <summary>The sample rate every request sends.</summary>
+    public const long SampleRate = 16000;
 
     public static readonly TimeSpan HeldWait = TimeSpan.FromSeconds(10);
 
     private static readonly IConfiguration Configuration = new ConfigurationBuilder()
         .AddInMemoryCollection(new Dictionary<string, string?>
         {
-            ["StreamInfer:Repository:Path"] = TestModels.NewRepository(),
+            ["StreamInfer:Repository:Path"] = Repository(),
             ["StreamInfer:Session:RatePerSecond"] = "1000000",
             ["StreamInfer:Session:Burst"] = "1000000",
             ["StreamInfer:Session:BacklogCapacity"] = "64",
             ["StreamInfer:Session:DefaultTimeout"] = "00:10:00",
             ["StreamInfer:Session:MaxTimeout"] = "01:00:00",
             ["StreamInfer:Session:OrphanGrace"] = "01:00:00",
-            [$"StreamInfer:Models:{Held}:MaxBatchSize"] = "1000",
-            [$"StreamInfer:Models:{Held}:MaxWait"] = "00:00:10",
-            [$"StreamInfer:Models:{Alone}:MaxBatchSize"] = "1",
         })
         .Build();
 
     public TestCluster Cluster { get; private set; } = null!;
+
+    private static string Repository()
+    {
+        var root = TestModels.NewRepository();
+        TestModels.WriteStateful(root, Held, maxBatchSize: 1000, extraConfig: $", \"max_wait_ms\": {HeldWait.TotalMilliseconds}");
+        TestModels.WriteStateful(root, Alone, maxBatchSize: 1);
+        return root;
+    }
 
     public IClusterClient Client => Cluster.Client;
 

@@ -1,9 +1,11 @@
+using StreamInfer.Tests.Grains.Models.Onnx;
 using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Grains.Sessions;
 
 /// <summary>
-/// The session's side of stateful sequences, on the built-in echo (the session logic is what is tested, not state): a
+/// The session's side of stateful sequences, on the stateful test model (the session logic is what is tested; the
+/// outputs show the requests ran in order on one state): a
 /// sequence's requests reach its batcher one at a time in the order they were submitted; ordered ones wait in the
 /// session, unordered ones are refused; misuse is refused before any batcher sees it; a disconnect ends the sequences.
 /// </summary>
@@ -29,7 +31,13 @@ public sealed class SessionSequenceTests(SequenceClusterFixture fixture)
         Assert.Equal(ids, deliveries.Select(d => d.RequestId));
         Assert.All(deliveries, d => Assert.NotNull(d.Result));
         Assert.Equal(ids, BatcherCalls.EnqueuedBy(clientId));
-        Assert.Equal(Enumerable.Range(0, ids.Count).Select(i => (float)i), deliveries.Select(d => BitConverter.ToSingle(d.Result!.Outputs[0].Tensor.Data.Span)));
+        var state = new float[2 * TestModels.StateWidth];
+        for (var i = 0; i < ids.Count; i++)
+        {
+            (state, var output) = TestModels.StatefulStep(state, [i, i + 1], SequenceClusterFixture.SampleRate);
+            BatchAxisTests.AssertClose([output], BatchAxisTests.Floats(deliveries[i].Result!.Outputs[0].Tensor));
+        }
+
         // The end completed: the session forgets the sequence.
         await Eventually.UntilAsync(session.GetStatusAsync, s => s is { Sequences: 0, Backlog: 0 }, what: "sequence forgotten after its end");
         await session.CloseAsync();
@@ -80,7 +88,7 @@ public sealed class SessionSequenceTests(SequenceClusterFixture fixture)
         var session = fixture.NewSession(out _);
 
         Assert.True((await session.SubmitAsync(InSequence(probe, "f0", SequenceClusterFixture.Held, "s", start: true))).Accepted);
-        // Echo refuses a request without inputs when it reaches the batcher: after it was admitted here.
+        // The model refuses a request without inputs when it reaches the batcher: after it was admitted here.
         var empty = InSequence(probe, "f1", SequenceClusterFixture.Held, "s", start: false) with { Inputs = [] };
         Assert.True((await session.SubmitAsync(empty)).Accepted);
         Assert.True((await session.SubmitAsync(InSequence(probe, "f2", SequenceClusterFixture.Held, "s", start: false))).Accepted);
@@ -232,6 +240,11 @@ public sealed class SessionSequenceTests(SequenceClusterFixture fixture)
         Assert.Equal(0, probe.Unread);
     }
 
+    /// <summary>A chunk of the stateful model's: samples <paramref name="value"/> and one more, at the fixture's rate.</summary>
     private static InferRequest InSequence(DeliveryProbe probe, string id, string model, string sequence, bool start, bool end = false, bool ordered = true, float value = 1)
-        => probe.Request(id, model, value: value) with { Sequence = new SequenceControl(sequence, start, end, ordered) };
+        => probe.Request(id, model, value: value) with
+        {
+            Inputs = [new NamedTensor("input", Tensors.Floats([1, 2], value, value + 1)), new NamedTensor("sr", Tensors.Longs([], SequenceClusterFixture.SampleRate))],
+            Sequence = new SequenceControl(sequence, start, end, ordered),
+        };
 }
