@@ -37,7 +37,7 @@ internal sealed partial class Handover(
         Dictionary<string, List<string>>? endedBySession = null;
         foreach (var (q, delivery) in outcomes)
         {
-            if (delivery.IsEnd && q.Item.Request.Sequence is not null)
+            if (delivery.IsEnd && q.Item.Request.Sequence is { Ordered: false })
             {
                 (sequenceSends ??= []).Add((q.Target, delivery));
             }
@@ -73,8 +73,10 @@ internal sealed partial class Handover(
     }
 
     /// <summary>
-    /// Sends a sequence's results once its session heard they ended: a client that sends its next request of the
-    /// sequence on the answer would otherwise find the session still counting the previous one as running.
+    /// Sends the results of unordered sequence requests once their session heard they ended: a unary client sends its
+    /// next request of the sequence on the answer, and would otherwise find the session still counting the previous one
+    /// as running. An ordered transport's next request waits in the session instead, and its answer must not overtake
+    /// this one, so those go at once.
     /// </summary>
     private async Task DeliverAfterAsync(Task notified, List<(DeliveryTarget, Delivery)> sends, DateTimeOffset producedAt, bool ordered)
     {
