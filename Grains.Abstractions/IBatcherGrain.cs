@@ -29,8 +29,9 @@ public interface IBatcherGrain : IGrainWithStringKey
 
     /// <summary>
     /// Ends these stateful sequences of one client (its session closed, or the client cancelled a sequence): their
-    /// state is freed once any request of theirs that is running has finished. Their queued requests are not touched
-    /// (the session cancels those with <see cref="CancelAsync"/>). Unknown ids are ignored.
+    /// state is freed once any request of theirs that is running has finished. Their requests still queued end with
+    /// <see cref="ErrorCode.UnknownSequence"/> when the batcher next cuts a batch (unless the session cancelled them
+    /// first with <see cref="CancelAsync"/>). Unknown ids are ignored.
     /// </summary>
     [Alias("EndSequences"), AlwaysInterleave]
     Task EndSequencesAsync(string clientId, ImmutableArray<string> sequenceIds);

@@ -226,13 +226,44 @@ public sealed record Timing(
     [property: Id(1)] double ComputeMs,
     [property: Id(2)] int BatchSize);
 
-/// <summary>A successful result: the model's outputs for one request and the version that produced them.</summary>
+/// <summary>A successful result: the model's outputs for one request and the version that produced them; for a
+/// request of a sequence whose model keeps a window, the window after it (<see cref="Window"/>).</summary>
 [GenerateSerializer, Immutable, Alias("StreamInfer.InferResult")]
 public sealed record InferResult(
     [property: Id(0)] string Model,
     [property: Id(1)] string ModelVersion,
     [property: Id(2)] ImmutableArray<NamedTensor> Outputs,
-    [property: Id(3)] Timing Timing);
+    [property: Id(3)] Timing Timing,
+    [property: Id(4)] SequenceWindow? Window = null);
+
+/// <summary>
+/// A sequence's sliding window over one output of its model (the <c>window</c> of the model's <c>sequence</c> section),
+/// once this result's value has entered it, and the event this result raised, if any.
+/// </summary>
+/// <param name="Output">The output the window is kept over.</param>
+/// <param name="Index">This result's place among the sequence's results, from 0.</param>
+/// <param name="Count">Values in the window: the sequence's results so far, up to the window's size.</param>
+/// <param name="Mean">The mean of the values in the window.</param>
+/// <param name="Max">The largest value in the window.</param>
+/// <param name="Event">One of <see cref="WindowEvents"/> when the mean crossed a threshold with this result; else null.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.SequenceWindow")]
+public sealed record SequenceWindow(
+    [property: Id(0)] string Output,
+    [property: Id(1)] int Index,
+    [property: Id(2)] int Count,
+    [property: Id(3)] double Mean,
+    [property: Id(4)] double Max,
+    [property: Id(5)] string? Event = null);
+
+/// <summary>What a sequence's window raises when its mean crosses a threshold. Values travel as these strings.</summary>
+public static class WindowEvents
+{
+    /// <summary>The mean reached the window's <c>on</c> threshold while the sequence was off (e.g. speech started).</summary>
+    public const string On = "on";
+
+    /// <summary>The mean fell below the window's <c>off</c> threshold while the sequence was on (e.g. speech ended).</summary>
+    public const string Off = "off";
+}
 
 /// <summary>
 /// Something for one request of one client. The end of a request sets exactly one of <see cref="Result"/>,
@@ -302,6 +333,8 @@ public sealed record SessionStatus(
 /// <param name="Sequences">Sequences decoding now (decoder models; 0 for others).</param>
 /// <param name="Versions">The model versions this batcher holds: the serving one, and any that requests still queued or
 /// running started on (during a rollout, the old one until they drain).</param>
+/// <param name="Held">Stateful sequences whose state this batcher holds (from their start until their end, expiry or
+/// freeing; 0 for models without a <c>sequence</c> section).</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.BatcherStatus")]
 public sealed record BatcherStatus(
     [property: Id(0)] string Model,
@@ -313,4 +346,5 @@ public sealed record BatcherStatus(
     [property: Id(5)] long ItemsRun,
     [property: Id(6)] ImmutableArray<int> RecentBatchSizes,
     [property: Id(8)] int Sequences = 0,
-    [property: Id(9)] ImmutableArray<string> Versions = default);
+    [property: Id(9)] ImmutableArray<string> Versions = default,
+    [property: Id(10)] int Held = 0);

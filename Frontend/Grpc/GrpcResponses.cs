@@ -80,6 +80,11 @@ internal static class GrpcResponses
         response.Parameters.Add("queue_ms", new InferParameter { DoubleParam = result.Timing.QueueMs });
         response.Parameters.Add("compute_ms", new InferParameter { DoubleParam = result.Timing.ComputeMs });
         response.Parameters.Add("batch_size", new InferParameter { Int64Param = result.Timing.BatchSize });
+        if (result.Window is { } window)
+        {
+            AddWindow(response, window);
+        }
+
         return (response, null);
     }
 
@@ -96,6 +101,20 @@ internal static class GrpcResponses
         response.Parameters.Add("prompt_tokens", new InferParameter { Int64Param = done.PromptTokens });
         response.Parameters.Add("completion_tokens", new InferParameter { Int64Param = done.CompletionTokens });
         return (response, null);
+    }
+
+    /// <summary>The window of the request's sequence, as parameters (<see cref="WindowParameters"/>).</summary>
+    private static void AddWindow(ModelInferResponse response, SequenceWindow window)
+    {
+        response.Parameters.Add(WindowParameters.Output, new InferParameter { StringParam = window.Output });
+        response.Parameters.Add(WindowParameters.Index, new InferParameter { Int64Param = window.Index });
+        response.Parameters.Add(WindowParameters.Count, new InferParameter { Int64Param = window.Count });
+        response.Parameters.Add(WindowParameters.Mean, new InferParameter { DoubleParam = window.Mean });
+        response.Parameters.Add(WindowParameters.Max, new InferParameter { DoubleParam = window.Max });
+        if (window.Event is { } raised)
+        {
+            response.Parameters.Add(WindowParameters.Event, new InferParameter { StringParam = raised });
+        }
     }
 
     /// <summary>An answer holding one BYTES element of text, in the request's form (raw or typed).</summary>

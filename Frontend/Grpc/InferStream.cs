@@ -30,6 +30,10 @@ internal sealed partial class InferStream
     private readonly ByteBudget _payloads;
     private readonly ConcurrentDictionary<HttpCall, byte> _calls = new();
     private readonly SequenceTurns _turns = new();
+
+    // A sequence's answers are written in the order its requests were read: each runs only after the one before it
+    // ended, but the ends reach this stream through separate deliveries and continuations that may swap.
+    private readonly SequenceTurns _answerTurns = new();
     private long _queuedBytes;
     private volatile bool _failed;
 
@@ -60,7 +64,8 @@ internal sealed partial class InferStream
                 await _submitGate.WaitAsync(_context.CancellationToken);
 
                 Interlocked.Increment(ref _pending);
-                _ = RunOneAsync(message, bytes, _turns.Take(GrpcRequest.SequenceKey(message)));
+                var sequenceKey = GrpcRequest.SequenceKey(message);
+                _ = RunOneAsync(message, bytes, _turns.Take(sequenceKey), _answerTurns.Take(sequenceKey));
             }
         }
         catch
@@ -82,7 +87,7 @@ internal sealed partial class InferStream
         await writing;
     }
 
-    private async Task RunOneAsync(ModelInferRequest message, long payloadBytes, SequenceTurns.Turn? turn)
+    private async Task RunOneAsync(ModelInferRequest message, long payloadBytes, SequenceTurns.Turn? turn, SequenceTurns.Turn? answerTurn)
     {
         var gateHeld = true;
         HttpCall? call = null;
@@ -127,6 +132,11 @@ internal sealed partial class InferStream
             }
 
             var (response, failure) = GrpcResponses.From(prepared.Request, outcome);
+            if (answerTurn is not null)
+            {
+                await answerTurn.Previous;
+            }
+
             Send(response is not null
                 ? new ModelStreamInferResponse { InferResponse = GrpcResponses.Final(response) }
                 : GrpcErrors.StreamError(message.Id, message.ModelName, failure!));
@@ -139,6 +149,7 @@ internal sealed partial class InferStream
         finally
         {
             turn?.Done();
+            answerTurn?.Done();
             if (gateHeld)
             {
                 _submitGate.Release();

@@ -7,10 +7,11 @@ using StreamInfer.Frontend.Protocol;
 namespace StreamInfer.Frontend.KServe;
 
 /// <summary>
-/// The answer to a KServe v2 <c>infer</c>: <c>{model_name, model_version, id?, outputs, timing}</c> as JSON; or, when
-/// some output is asked for as binary data, that JSON as a header (its length in <c>Inference-Header-Content-Length</c>)
-/// followed by the binary outputs' raw bytes in output order, each carrying <c>"parameters": {"binary_data_size"}</c>
-/// in the header instead of <c>data</c>.
+/// The answer to a KServe v2 <c>infer</c>: <c>{model_name, model_version, id?, outputs, parameters?, timing}</c> as JSON
+/// (<c>parameters</c> only for a sequence's window, <see cref="WindowParameters"/>); or, when some output is asked for
+/// as binary data, that JSON as a header (its length in <c>Inference-Header-Content-Length</c>) followed by the binary
+/// outputs' raw bytes in output order, each carrying <c>"parameters": {"binary_data_size"}</c> in the header instead of
+/// <c>data</c>.
 /// </summary>
 internal static class KServeResponse
 {
@@ -90,6 +91,13 @@ internal static class KServeResponse
         }
 
         w.WriteEndArray();
+        if (result.Window is { } window)
+        {
+            w.WriteStartObject("parameters");
+            WindowParameters.Write(w, window);
+            w.WriteEndObject();
+        }
+
         FrameWriter.WriteTiming(w, result.Timing);
         w.WriteEndObject();
     }

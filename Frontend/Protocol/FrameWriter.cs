@@ -6,7 +6,7 @@ using System.Text.Json;
 namespace StreamInfer.Frontend.Protocol;
 
 /// <summary>Writes server frames as UTF-8 JSON.</summary>
-internal static class FrameWriter
+internal static partial class FrameWriter
 {
     /// <summary>
     /// Text (model outputs, messages that quote names) is written as is rather than \u-escaped: these are API bodies,
@@ -55,6 +55,11 @@ internal static class FrameWriter
 
         w.WriteEndObject();
         WriteTiming(w, result.Timing);
+        if (result.Window is { } window)
+        {
+            WriteWindow(w, window);
+        }
+
         w.WriteEndObject();
         w.Flush();
         var header = cached.Buffer.WrittenSpan;
@@ -199,6 +204,10 @@ internal static class FrameWriter
 
         w.WriteEndObject();
         WriteTiming(w, result.Timing);
+        if (result.Window is { } window)
+        {
+            WriteWindow(w, window);
+        }
     }
 
     public static void WriteErrorFields(Utf8JsonWriter w, InferError error)

@@ -222,6 +222,12 @@ internal sealed partial class ClientRequests(
             frame = FrameWriter.Error(request.Id, new InferError(ErrorCode.Internal, binaryResult ? "the result could not be encoded as a binary frame." : "the result could not be encoded as JSON."));
         }
 
+        if (outcome.Result?.Window is { Event: not null } window)
+        {
+            // Before its result: a client reacting to the event need not look into every result.
+            outbox.Send(FrameWriter.Event(request.Id, request.Sequence, window));
+        }
+
         if (binary is not null)
         {
             outbox.SendBinary(binary, producedAt);

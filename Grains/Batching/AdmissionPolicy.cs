@@ -7,6 +7,9 @@ namespace StreamInfer.Grains.Batching;
 /// Whether a batcher takes a request: its priority is one of the model's levels, the queue has room, the model takes
 /// it, and the expected wait fits in what is left of its deadline (refused at once, with a <c>retry_after_ms</c>, when
 /// it would miss it in the queue anyway). An accepted request holds the version it was checked against until it ends.
+/// Load is refused only at a stateful sequence's start: a later request of a held sequence is always queued, since
+/// refusing it would leave a gap in the sequence's state while the session goes on with its next one; those requests
+/// are bounded by the requests one sequence may queue times max_sequences.
 /// </summary>
 internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchScheduler scheduler, TimeProvider time)
 {
@@ -29,8 +32,10 @@ internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchSc
             return new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{model}' has levels 0 to {Math.Min(options.PriorityLevels, queue.Levels) - 1}.");
         }
 
+        var held = item.Request.Sequence is { Start: false };
+
         // Before the model's check, which may tokenize a prompt: a refusal under overload costs nothing more.
-        if (queue.Count >= options.QueueCapacity)
+        if (!held && queue.Count >= options.QueueCapacity)
         {
             var retry = RetryAfterMs(scheduler.ExpectedWaitMs(queue.Rows, 0));
             return new InferError(ErrorCode.Overloaded, $"model '{model}' has {queue.Count} requests queued, its capacity; retry in {retry} ms.", retry);
@@ -47,7 +52,7 @@ internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchSc
         var idle = queue.Count == 0 && scheduler.Running == 0;
         var expected = scheduler.ExpectedWaitMs(queue.RowsAtOrAbove(priority), check.Rows);
         var remaining = (item.Deadline - time.GetUtcNow()).TotalMilliseconds;
-        if (expected > remaining && (!idle || remaining <= 0))
+        if (!held && expected > remaining && (!idle || remaining <= 0))
         {
             var retry = RetryAfterMs(expected - remaining);
             return new InferError(ErrorCode.Overloaded, $"model '{model}' expects to take {expected:F0} ms to answer, more than the request's {Math.Max(0, remaining):F0} ms left; retry in {retry} ms.", retry);
@@ -57,6 +62,13 @@ internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchSc
         var runOn = check.Lease ?? lease;
         if (!runOn.TryAcquire())
         {
+            if (check.Lease is not null)
+            {
+                // The sequence's own version is gone (its last hold dropped): looking the serving version up again
+                // would only find the same sequence, and the same released version.
+                return new InferError(ErrorCode.UnknownSequence, $"sequence '{item.Request.Sequence?.Id}' of model '{model}' lost the version it ran on; start it again with sequence_start.");
+            }
+
             stale = true;
             return null;
         }

@@ -49,18 +49,18 @@ internal sealed partial class DeviceBatches(BatcherContext context)
     }
 
     /// <summary>
-    /// Puts <paramref name="batch"/> on the device: <paramref name="run"/> runs it there (by default the batch model's
-    /// own run). <paramref name="ran"/>, if given, sees each request and its outcome (null when the whole batch failed)
-    /// on the grain's thread before the request ends.
+    /// Puts <paramref name="batch"/> on the device: <paramref name="run"/> runs it there, given the batch and its
+    /// requests (by default the batch model's own run). <paramref name="ran"/>, if given, sees each request and its
+    /// outcome (null when the whole batch failed) on the grain's thread before the request ends.
     /// </summary>
-    public void Start(List<QueuedRequest> batch, Func<IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>>? run = null, Action<QueuedRequest, ItemOutcome?>? ran = null)
+    public void Start(List<QueuedRequest> batch, Func<List<QueuedRequest>, IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>>? run = null, Action<QueuedRequest, ItemOutcome?>? ran = null)
     {
         Running++;
         _unfinished++;
         _ = RunAsync(batch, run, ran);
     }
 
-    private async Task RunAsync(List<QueuedRequest> batch, Func<IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>>? run, Action<QueuedRequest, ItemOutcome?>? ran)
+    private async Task RunAsync(List<QueuedRequest> batch, Func<List<QueuedRequest>, IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>>? run, Action<QueuedRequest, ItemOutcome?>? ran)
     {
         try
         {
@@ -77,7 +77,7 @@ internal sealed partial class DeviceBatches(BatcherContext context)
     }
 
     /// <summary>Runs a batch; returns its requests' outcomes (none for those cancelled) once it has let the next batch go.</summary>
-    private async Task<List<RequestOutcome>> RunOnDeviceAsync(List<QueuedRequest> batch, Func<IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>>? run, Action<QueuedRequest, ItemOutcome?>? ran)
+    private async Task<List<RequestOutcome>> RunOnDeviceAsync(List<QueuedRequest> batch, Func<List<QueuedRequest>, IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>>? run, Action<QueuedRequest, ItemOutcome?>? ran)
     {
         var requests = new InferRequest[batch.Count];
         var rows = 0;
@@ -95,7 +95,7 @@ internal sealed partial class DeviceBatches(BatcherContext context)
         InferError? failure = null;
         try
         {
-            results = await context.Device.RunAsync(() => run is null ? model.Run(requests) : run(requests));
+            results = await context.Device.RunAsync(() => run is null ? model.Run(requests) : run(batch, requests));
             if (results.Count != batch.Count)
             {
                 throw new InvalidOperationException($"the model returned {results.Count} outcomes for a batch of {batch.Count}.");
@@ -129,7 +129,7 @@ internal sealed partial class DeviceBatches(BatcherContext context)
 
             var timing = new Timing(_time.GetElapsedTime(q.EnqueuedAt, started).TotalMilliseconds, computeMs, rows);
             outcomes.Add(new RequestOutcome(q, result is { Error: null, Outputs.IsDefault: false } ok
-                ? new Delivery(q.Item.ClientId, q.Item.Request.RequestId, new InferResult(context.Key.Model, model.Version, ok.Outputs, timing), null)
+                ? new Delivery(q.Item.ClientId, q.Item.Request.RequestId, new InferResult(context.Key.Model, model.Version, ok.Outputs, timing, q.Window), null)
                 : new Delivery(q.Item.ClientId, q.Item.Request.RequestId, null, result?.Error ?? failure ?? new InferError(ErrorCode.Internal, "no outcome."))));
         }
 

@@ -38,6 +38,9 @@ internal sealed class QueuedRequest(BatchItem item, int priority, long enqueuedA
     /// <summary>A stateful model's request: the sequence it belongs to; null otherwise.</summary>
     public SequenceEntry? Stateful { get; set; }
 
+    /// <summary>Once it has run, its sequence's window with its result in it (models that keep one); null otherwise.</summary>
+    public SequenceWindow? Window { get; set; }
+
     /// <summary>Called once when the request ends, whichever way (its scheduler's bookkeeping); grain thread.</summary>
     public Action<QueuedRequest>? OnEnd { get; set; }
 

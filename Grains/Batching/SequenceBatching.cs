@@ -30,8 +30,13 @@ internal sealed class SequenceBatching : IBatchScheduler
     private readonly Func<QueuedRequest, QueueChoice> _choose;
     private readonly Action<QueuedRequest, ItemOutcome?> _ran;
     private readonly Action<QueuedRequest> _ended;
+    private readonly Func<List<QueuedRequest>, IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>> _run;
+
+    // The states of the batch on the device, refilled for each: the device runs one batch at a time. Device thread only.
+    private readonly List<SequenceState> _states = [];
     private ModelOptions _options;
     private IInferenceModel _serving;
+    private DateTimeOffset _keptAliveAt = DateTimeOffset.MinValue;
 
     public SequenceBatching(BatcherContext context, ModelOptions options, IStatefulModel model)
     {
@@ -44,6 +49,7 @@ internal sealed class SequenceBatching : IBatchScheduler
         _choose = Choose;
         _ran = Ran;
         _ended = Ended;
+        _run = RunOnDevice;
     }
 
     public int Running => _batches.Running;
@@ -117,6 +123,11 @@ internal sealed class SequenceBatching : IBatchScheduler
     {
         var control = q.Item.Request.Sequence!;
         var entry = control.Start ? _table.Open(q) : _table.Find(q.Item.ClientId, control.Id)!;
+        if (control.Start && Limits.Window is { } window)
+        {
+            entry.Window = new SlidingWindow(window);
+        }
+
         entry.Pending.Add(q);
         _table.Busy(entry);
         q.Stateful = entry;
@@ -146,6 +157,14 @@ internal sealed class SequenceBatching : IBatchScheduler
                 break;
             }
 
+            // Sequences kept on an older version through a rollout run apart from the serving version's.
+            var lease = batch[0].Lease;
+            if (batch.TrueForAll(q => q.Lease == lease))
+            {
+                Start(batch);
+                continue;
+            }
+
             foreach (var group in batch.GroupBy(q => q.Lease))
             {
                 Start(group.ToList());
@@ -155,7 +174,12 @@ internal sealed class SequenceBatching : IBatchScheduler
         var due = _table.NextExpiry(Limits.IdleTimeout);
         if (_table.Count > 0)
         {
-            _context.Host.KeepAlive();
+            if (now - _keptAliveAt >= KeepAliveEvery)
+            {
+                _context.Host.KeepAlive();
+                _keptAliveAt = now;
+            }
+
             due = Min(due, now + KeepAliveEvery);
         }
 
@@ -183,19 +207,23 @@ internal sealed class SequenceBatching : IBatchScheduler
     {
         foreach (var id in sequenceIds)
         {
-            if (_table.Find(clientId, id) is not { } entry)
+            if (_table.Find(clientId, id) is { } entry)
             {
-                continue;
+                Free(entry);
             }
+        }
+    }
 
-            if (entry.Running)
-            {
-                entry.EndRequested = true;
-            }
-            else
-            {
-                _table.Close(entry);
-            }
+    /// <summary>Closes the sequence now, or once its request on the device has run.</summary>
+    private void Free(SequenceEntry entry)
+    {
+        if (entry.Running)
+        {
+            entry.EndRequested = true;
+        }
+        else
+        {
+            _table.Close(entry);
         }
     }
 
@@ -219,24 +247,44 @@ internal sealed class SequenceBatching : IBatchScheduler
         return QueueChoice.Take;
     }
 
-    private void Start(List<QueuedRequest> batch)
-    {
-        var states = new SequenceState[batch.Count];
-        for (var i = 0; i < batch.Count; i++)
-        {
-            states[i] = batch[i].Stateful!.State;
-        }
+    private void Start(List<QueuedRequest> batch) => _batches.Start(batch, _run, _ran);
 
-        var model = (IStatefulModel)batch[0].Lease.Model;
-        _batches.Start(batch, requests => model.Run(requests, states), _ran);
+    /// <summary>Runs a batch of one version with each request's sequence state. Device thread only.</summary>
+    private IReadOnlyList<ItemOutcome> RunOnDevice(List<QueuedRequest> batch, IReadOnlyList<InferRequest> requests)
+    {
+        try
+        {
+            foreach (var q in batch)
+            {
+                _states.Add(q.Stateful!.State);
+            }
+
+            return ((IStatefulModel)batch[0].Lease.Model).Run(requests, _states);
+        }
+        finally
+        {
+            _states.Clear();
+        }
     }
 
-    /// <summary>A request of a sequence has run: the sequence closes after its end, after a start that failed (nothing
-    /// was kept: the client may start again), or when it was freed meanwhile.</summary>
+    /// <summary>A request of a sequence has run: its result enters the sequence's window, if it keeps one; the sequence
+    /// closes after its end, after a start that failed (nothing was kept: the client may start again), or when it was
+    /// freed meanwhile.</summary>
     private void Ran(QueuedRequest q, ItemOutcome? outcome)
     {
         var entry = q.Stateful!;
         entry.Running = false;
+        if (outcome is { Error: null, Outputs.IsDefault: false } ok && entry.Window is { } window)
+        {
+            q.Window = window.Add(ok.Outputs);
+        }
+
+        if (entry.Closed)
+        {
+            _table.Landed(entry);
+            return;
+        }
+
         var control = q.Item.Request.Sequence!;
         if (control.End || entry.EndRequested || (control.Start && outcome is not { Error: null }))
         {
@@ -244,11 +292,18 @@ internal sealed class SequenceBatching : IBatchScheduler
         }
     }
 
-    /// <summary>A request of a sequence ended, whichever way: the sequence is idle once nothing of it is left.</summary>
+    /// <summary>A request of a sequence ended, whichever way: the sequence is idle once nothing of it is left. One that
+    /// ended with an error before it ran (expired, dropped, shut out) closes its sequence as it would have had it run: an
+    /// end frees the state, and a failed start leaves nothing to go on from. A cancel ends that request only.</summary>
     private void Ended(QueuedRequest q)
     {
         var entry = q.Stateful!;
         entry.Pending.Remove(q);
+        if (!q.Running && !q.Cancelled && q.Item.Request.Sequence is { } control && (control.End || control.Start))
+        {
+            Free(entry);
+        }
+
         _table.Idle(entry, _time.GetUtcNow());
     }
 

@@ -32,6 +32,9 @@ internal sealed class SequenceEntry(string clientId, string id, ModelLease lease
     /// <summary>Ended, expired or freed: its state is gone, and what is still queued of it cannot run.</summary>
     public bool Closed { get; set; }
 
+    /// <summary>Its window over an output, when its model keeps one; null otherwise.</summary>
+    public SlidingWindow? Window { get; set; }
+
     /// <summary>Its place among the idle sequences (nothing pending or running), oldest first; null while busy.</summary>
     internal LinkedListNode<SequenceEntry>? IdleNode { get; set; }
 
@@ -88,8 +91,8 @@ internal sealed class SequenceTable(BatcherKey key, GridMetrics metrics)
         entry.IdleNode = _idle.AddLast(entry);
     }
 
-    /// <summary>Frees the sequence: its state goes back to its model (unless a batch of it is on the device: then it is
-    /// left to the collector) and its version's hold is dropped.</summary>
+    /// <summary>Frees the sequence: its state goes back to its model (once the request of it on the device, if any, has
+    /// come off it: <see cref="Landed"/>) and its version's hold is dropped.</summary>
     public void Close(SequenceEntry entry)
     {
         if (entry.Closed)
@@ -107,6 +110,16 @@ internal sealed class SequenceTable(BatcherKey key, GridMetrics metrics)
 
         entry.Lease.Release();
         metrics.Held(key.Model, key.Device, -1);
+    }
+
+    /// <summary>A request of a sequence closed while it ran has come off the device: the state it was using goes back
+    /// to its model.</summary>
+    public void Landed(SequenceEntry entry)
+    {
+        if (entry.Closed && !entry.Running)
+        {
+            entry.Model.Close(entry.State);
+        }
     }
 
     /// <summary>Frees every sequence idle for <paramref name="timeout"/> or longer at <paramref name="now"/>.</summary>

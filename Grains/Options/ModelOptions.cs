@@ -83,6 +83,28 @@ public sealed class SequenceOptions
 
     /// <summary>Most sequences one batcher holds; a start past it is refused with <c>overloaded</c>. Range: [1, 1000000]. Default 4096.</summary>
     public int MaxSequences { get; set; } = 4096;
+
+    /// <summary>The sliding window each sequence keeps over an output; null for none.</summary>
+    public WindowOptions? Window { get; set; }
+}
+
+/// <summary>A sequence's sliding window over one output, and its thresholds (checked when the config is read).</summary>
+public sealed class WindowOptions
+{
+    /// <summary>The output the window is over.</summary>
+    public string Output { get; set; } = string.Empty;
+
+    /// <summary>The values the window holds. Range: [1, 4096].</summary>
+    public int Size { get; set; } = 1;
+
+    /// <summary>The element of a result's row that is its value; null for the mean of the row's elements.</summary>
+    public int? Element { get; set; }
+
+    /// <summary>The mean at or above which an off sequence turns on; null for no events.</summary>
+    public double? On { get; set; }
+
+    /// <summary>The mean below which an on sequence turns off; at most <see cref="On"/>.</summary>
+    public double Off { get; set; }
 }
 
 /// <summary>A declared input: its element type (wire name, e.g. <c>float32</c>) and shape (-1 for a dynamic axis).</summary>

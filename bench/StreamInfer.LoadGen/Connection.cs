@@ -329,6 +329,7 @@ internal sealed class Connection : ILoadConnection
                         : reader.ValueTextEquals("result"u8) ? FrameType.Result
                         : reader.ValueTextEquals("error"u8) ? FrameType.Error
                         : reader.ValueTextEquals("warning"u8) ? FrameType.Warning
+                        : reader.ValueTextEquals("event"u8) ? FrameType.Event
                         : FrameType.Other;
                 }
                 else if (reader.ValueTextEquals("id"u8))
@@ -383,6 +384,9 @@ internal sealed class Connection : ILoadConnection
             case FrameType.Warning:
                 ConnectionStats.Increment(Stats.Warnings, code ?? "(no code)");
                 return;
+            case FrameType.Event:
+                // A sequence window's crossing: its request's result follows, and is what is measured.
+                return;
             case FrameType.Error when !hasId:
                 ConnectionStats.Increment(Stats.ConnectionErrors, code ?? "(no code)");
                 return;
@@ -414,6 +418,7 @@ internal sealed class Connection : ILoadConnection
         Result,
         Error,
         Warning,
+        Event,
     }
 
 }

@@ -21,11 +21,14 @@ internal static class BatchCut
 
     /// <summary>
     /// The groups of a whole batch: first its requests by the values of their shared inputs (in the order each value
-    /// first appears), then each of those as <see cref="Cut"/> cuts it.
+    /// first appears) and, for a stateful model with no mask input, by their dynamic axis lengths, then each of those as
+    /// <see cref="Cut"/> cuts it.
     /// </summary>
     public static List<int[]> CutAll(TensorSignature signature, RequestLayout[] layouts, long maxBatchBytes)
     {
-        var classes = BySharedValues(signature, layouts);
+        // Without a mask a model cannot tell padding from data, and a sequence's state would advance through the zeros.
+        var unpadded = signature.Sequence is not null && signature.MaskIndex is null;
+        var classes = ByClass(signature, layouts, unpadded);
         if (classes is null)
         {
             return Cut(signature, layouts, maxBatchBytes);
@@ -43,13 +46,14 @@ internal static class BatchCut
         return groups;
     }
 
-    /// <summary>The requests split by the values of their shared inputs, in batch order; null when they all agree.</summary>
-    private static List<List<int>>? BySharedValues(TensorSignature signature, RequestLayout[] layouts)
+    /// <summary>The requests split by the values of their shared inputs, and with <paramref name="byAxes"/> by their
+    /// dynamic axis lengths, in batch order; null when they all agree.</summary>
+    private static List<List<int>>? ByClass(TensorSignature signature, RequestLayout[] layouts, bool byAxes)
     {
         List<List<int>>? classes = null;
         for (var j = 1; j < layouts.Length && classes is null; j++)
         {
-            if (!SameShared(signature, layouts[0], layouts[j]))
+            if (!SameClass(signature, layouts[0], layouts[j], byAxes))
             {
                 classes = [];
             }
@@ -62,7 +66,7 @@ internal static class BatchCut
 
         for (var j = 0; j < layouts.Length; j++)
         {
-            var found = classes.Find(c => SameShared(signature, layouts[c[0]], layouts[j]));
+            var found = classes.Find(c => SameClass(signature, layouts[c[0]], layouts[j], byAxes));
             if (found is null)
             {
                 classes.Add([j]);
@@ -76,8 +80,13 @@ internal static class BatchCut
         return classes;
     }
 
-    private static bool SameShared(TensorSignature signature, RequestLayout a, RequestLayout b)
+    private static bool SameClass(TensorSignature signature, RequestLayout a, RequestLayout b, bool byAxes)
     {
+        if (byAxes && !SameAxes(a.Axes, b.Axes))
+        {
+            return false;
+        }
+
         for (var i = 0; i < signature.Inputs.Length; i++)
         {
             if (signature.Inputs[i].Shared && a.Inputs[i] is { } x && b.Inputs[i] is { } y

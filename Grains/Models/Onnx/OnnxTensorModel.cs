@@ -20,6 +20,7 @@ internal class OnnxTensorModel : IBatchModel
     private readonly TensorRequestCheck _check;
     private readonly TensorBatch _batch;
     private readonly IReadOnlyDictionary<string, long>? _warmupDims;
+    private readonly List<TensorDeclaration>? _declaredInputs;
     private readonly long _maxBatchBytes;
     private int _disposed;
 
@@ -30,6 +31,7 @@ internal class OnnxTensorModel : IBatchModel
         _session = session;
         _signature = signature;
         _warmupDims = definition.Config.WarmupDims;
+        _declaredInputs = definition.Config.Inputs;
         _maxBatchBytes = definition.Config.MaxBatchBytes ?? ModelConfig.DefaultMaxBatchBytes;
         _inputNames = [.. signature.Inputs.Select(i => i.Name)];
         _outputNames = [.. signature.Outputs.Select(o => o.Name)];
@@ -78,8 +80,9 @@ internal class OnnxTensorModel : IBatchModel
     }
 
     /// <summary>
-    /// Runs the model at <paramref name="batchSize"/> rows (dynamic axes at their <c>warmup_dims</c> size, or 1), and
-    /// checks that every output carries the batch on its batch axis. Returns an error message, or null. Device thread only.
+    /// Runs the model at <paramref name="batchSize"/> rows (dynamic axes at their <c>warmup_dims</c> size, or 1; every
+    /// element at its input's <c>warmup</c> value, or 0), and checks that every output carries the batch on its batch
+    /// axis. Returns an error message, or null. Device thread only.
     /// </summary>
     public string? WarmUp(int batchSize)
     {
@@ -93,9 +96,22 @@ internal class OnnxTensorModel : IBatchModel
             }
 
             var count = shape.Aggregate(1L, (a, b) => a * b);
-            var tensor = slot.Type == TensorElementType.String
-                ? new Tensor(slot.Type, shape.ToImmutable(), ReadOnlyMemory<byte>.Empty, [.. Enumerable.Repeat(string.Empty, (int)count)])
-                : new Tensor(slot.Type, shape.ToImmutable(), new byte[count * slot.Type.ElementSize()], []);
+            Tensor tensor;
+            if (slot.Type == TensorElementType.String)
+            {
+                tensor = new Tensor(slot.Type, shape.ToImmutable(), ReadOnlyMemory<byte>.Empty, [.. Enumerable.Repeat(string.Empty, (int)count)]);
+            }
+            else
+            {
+                var data = new byte[count * slot.Type.ElementSize()];
+                if (_declaredInputs?.Find(d => d.Name == slot.Name)?.Warmup is { } value)
+                {
+                    StateTransfer.Fill(data, SequenceSignature.Element(slot.Type, value));
+                }
+
+                tensor = new Tensor(slot.Type, shape.ToImmutable(), data, []);
+            }
+
             inputs.Add(new NamedTensor(slot.Name, tensor));
         }
 

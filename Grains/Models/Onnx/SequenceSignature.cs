@@ -115,7 +115,44 @@ internal sealed record SequenceSignature(ImmutableArray<StatePair> States, int? 
 
         var start = Control(config.StartInput, "sequence.start_input", inputs, fed, error);
         var end = Control(config.EndInput, "sequence.end_input", inputs, fed, error);
-        return new SequenceSignature(states.ToImmutable(), start, end);
+        var signature = new SequenceSignature(states.ToImmutable(), start, end);
+        if (config.Window is { Output: { Length: > 0 } windowed } window)
+        {
+            CheckWindow(window, windowed, outputs, signature, error);
+        }
+
+        return signature;
+    }
+
+    /// <summary>A window is kept over a numeric output that clients receive, and its element is in the output's row.</summary>
+    private static void CheckWindow(WindowConfig window, string name, List<TensorSlot> outputs, SequenceSignature signature, Action<string?, string> error)
+    {
+        var index = outputs.FindIndex(s => s.Name == name);
+        if (index < 0)
+        {
+            error("sequence.window.output", $"the model has no output '{name}' (it has {string.Join(", ", outputs.Where((_, k) => !signature.IsState(k)).Select(s => s.Name))}).");
+            return;
+        }
+
+        var slot = outputs[index];
+        if (signature.IsState(index))
+        {
+            error("sequence.window.output", $"output '{name}' is a state: clients never see it. Keep the window over an output they receive.");
+        }
+        else if (slot.Type == TensorElementType.String)
+        {
+            error("sequence.window.output", $"output '{name}' is a string: a window is kept over numbers.");
+        }
+        else if (window.Element is { } element && slot.Rank > 0)
+        {
+            // A row with a dynamic axis is checked when it runs: a result without the element leaves the window as it was.
+            var own = OwnDims(slot);
+            var row = own.Aggregate(1L, (a, b) => a * b);
+            if (own.All(d => d >= 0) && element >= row)
+            {
+                error("sequence.window.element", $"output '{name}' has {row} elements per row; element {element} is past them.");
+            }
+        }
     }
 
     private static int? Control(string? name, string field, List<TensorSlot> inputs, HashSet<int> fed, Action<string?, string> error)

@@ -41,7 +41,7 @@ internal sealed class TensorBatch
         var layouts = new RequestLayout[batch.Count];
         for (var j = 0; j < batch.Count; j++)
         {
-            layouts[j] = Layout(batch[j]) with { State = states?[j], Control = batch[j].Sequence };
+            layouts[j] = Layout(batch[j], states?[j]);
         }
 
         var groups = new List<BatchGroup>();
@@ -65,7 +65,7 @@ internal sealed class TensorBatch
         return groups;
     }
 
-    private RequestLayout Layout(InferRequest request)
+    private RequestLayout Layout(InferRequest request, SequenceState? state)
     {
         var rows = 1L;
         bool? batched = null;
@@ -97,7 +97,7 @@ internal sealed class TensorBatch
             }
         }
 
-        return new RequestLayout(rows, batched ?? false, axes, byInput);
+        return new RequestLayout(rows, batched ?? false, axes, byInput, state, request.Sequence);
     }
 
     /// <summary>Builds one input of the batch in its pinned staging buffer (or as a string tensor).</summary>

@@ -55,7 +55,7 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
 
         var inputs = Slots(session.InputMetadata, "input", Error);
         var outputs = Slots(session.OutputMetadata, "output", Error);
-        var maxima = MetadataMaxima(session.ModelMetadata.CustomMetadataMap, inputs, Error);
+        var maxima = MetadataMaxima(session.ModelMetadata.CustomMetadataMap, inputs, config.Inputs, Error);
         Refine(inputs, config.Inputs, "inputs", "input", Error, maxima);
         Refine(outputs, config.Outputs, "outputs", "output", Error, maxima);
         if (config.Outputs is { } declared)
@@ -88,9 +88,13 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
             {
                 Error("mask_input", $"the model has no input '{maskName}' (it has {string.Join(", ", inputs.Select(i => i.Name))}).");
             }
-            else if (inputs[index].Type == TensorElementType.String || inputs[index].Rank < 2)
+            else if (inputs[index].Type == TensorElementType.String || inputs[index].Rank < 2 || inputs[index].Shared)
             {
-                Error("mask_input", $"input '{maskName}' cannot be a mask: a mask is a numeric or bool tensor of rank 2 or more.");
+                Error("mask_input", $"input '{maskName}' cannot be a mask: a mask is a numeric or bool tensor of rank 2 or more, with a batch axis.");
+            }
+            else if (sequence?.Feeds(index) == true)
+            {
+                Error("mask_input", $"input '{maskName}' is fed by the grid as a sequence's state or flag, so it cannot also be the mask.");
             }
             else
             {
@@ -113,8 +117,9 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
         return errors.Count > before ? null : new TensorSignature([.. inputs], [.. outputs], mask, axisMax.ToImmutableDictionary(StringComparer.Ordinal), sequence);
     }
 
-    /// <summary>The maxima the ONNX file's metadata gives, by input and axis position.</summary>
-    private static Dictionary<(string Input, int Axis), long> MetadataMaxima(IReadOnlyDictionary<string, string> metadata, List<TensorSlot> inputs, Action<string?, string> error)
+    /// <summary>The maxima the ONNX file's metadata gives, by input and axis position; an input's batch axis (as the
+    /// config <paramref name="declared"/> places it) takes none.</summary>
+    private static Dictionary<(string Input, int Axis), long> MetadataMaxima(IReadOnlyDictionary<string, string> metadata, List<TensorSlot> inputs, List<TensorDeclaration>? declared, Action<string?, string> error)
     {
         var maxima = new Dictionary<(string, int), long>();
         foreach (var (key, value) in metadata)
@@ -134,9 +139,10 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
             var found = false;
             foreach (var slot in inputs)
             {
-                for (var k = 1; k < slot.Rank; k++)
+                var batchAxis = declared?.Find(x => x.Name == slot.Name) is { } d ? d.Shared == true ? TensorSlot.SharedAxis : d.BatchAxis ?? 0 : 0;
+                for (var k = 0; k < slot.Rank; k++)
                 {
-                    if (slot.Dims[k] < 0 && slot.Axes[k] == axis)
+                    if (k != batchAxis && slot.Dims[k] < 0 && slot.Axes[k] == axis)
                     {
                         maxima[(slot.Name, k)] = max;
                         found = true;
@@ -220,6 +226,11 @@ internal sealed record TensorSignature(ImmutableArray<TensorSlot> Inputs, Immuta
             }
 
             slots[index] = slot = slot with { BatchAxis = batchAxis };
+            if (d.Warmup is not null && (what != "input" || slot.Type == TensorElementType.String))
+            {
+                error($"{at}.warmup", $"gives the value of a numeric or bool input in the warm-up run; {what} '{slot.Name}' is not one.");
+            }
+
             if (d.Dims is not { } dims)
             {
                 continue;

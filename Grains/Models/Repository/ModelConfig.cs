@@ -148,6 +148,12 @@ public sealed class TensorDeclaration
     /// batch gives the same value, fed once; requests that disagree run in different batches.
     /// </summary>
     public bool? Shared { get; set; }
+
+    /// <summary>
+    /// Inputs only, numeric or bool: the value of every element of the input in the warm-up run at load (default 0), for
+    /// an input zero is not valid for, such as a sample rate.
+    /// </summary>
+    public double? Warmup { get; set; }
 }
 
 /// <summary>
@@ -170,6 +176,34 @@ public sealed class SequenceConfig
 
     /// <summary>Most sequences one batcher (one device of one silo) holds; a start past it is refused <c>overloaded</c>. [1, 1000000], default 4096.</summary>
     public int? MaxSequences { get; set; }
+
+    /// <summary>A sliding window each sequence keeps over one of the model's outputs, returned with every result of
+    /// it; null for none.</summary>
+    public WindowConfig? Window { get; set; }
+}
+
+/// <summary>
+/// A sequence's sliding window: over the last <see cref="Size"/> values of an output (one value per result), its mean
+/// and maximum come back with every result; with <see cref="On"/>, the sequence raises an <c>on</c> event when the
+/// mean reaches it and an <c>off</c> event when the mean later falls below <see cref="Off"/> (hysteresis).
+/// </summary>
+public sealed class WindowConfig
+{
+    /// <summary>The output the window is over: numeric, returned to clients (not a state output).</summary>
+    public string? Output { get; set; }
+
+    /// <summary>The values the window holds: the sequence's last this many results. [1, 4096].</summary>
+    public int? Size { get; set; }
+
+    /// <summary>The element of a result's row of <see cref="Output"/> that is its value (row-major, from 0); default
+    /// the mean of the row's elements (a one-element output's value is its element).</summary>
+    public int? Element { get; set; }
+
+    /// <summary>The mean at or above which an off sequence turns on. Default none: no events.</summary>
+    public double? On { get; set; }
+
+    /// <summary>The mean below which an on sequence turns off; at most <see cref="On"/>. Default <see cref="On"/>.</summary>
+    public double? Off { get; set; }
 }
 
 /// <summary>One state pair: the input fed with the state and the output that gives the next state.</summary>

@@ -318,6 +318,7 @@ public static class ModelRepositoryScanner
         var options = new SequenceOptions();
         Milliseconds(sequence.IdleTimeoutMs, 1, 86_400_000, "sequence.idle_timeout_ms", error, v => options.IdleTimeout = v);
         Range(sequence.MaxSequences, 1, 1_000_000, "sequence.max_sequences", error, v => options.MaxSequences = v);
+        options.Window = sequence.Window is { } window ? WindowChecks.Read(window, error) : null;
         if (sequence.State is not { Count: > 0 } pairs)
         {
             error("sequence.state", "is missing: a stateful model names at least one {\"input\", \"output\"} state pair.");

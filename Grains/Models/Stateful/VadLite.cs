@@ -82,9 +82,19 @@ public static class VadLite
     public static bool EnsureIn(string repository)
         => BuiltInModelFolder.EnsureIn(repository, Name, folder => Write(folder));
 
+    /// <summary>Results in each sequence's window over <c>output</c> (128 ms of 32 ms chunks).</summary>
+    public const int WindowSize = 4;
+
+    /// <summary>The window's mean at which a sequence's speech starts (its <c>on</c> event).</summary>
+    public const double WindowOn = 0.5;
+
+    /// <summary>The window's mean below which a sequence's speech ends (its <c>off</c> event).</summary>
+    public const double WindowOff = 0.35;
+
     /// <summary>
     /// The model's <c>config.json</c>: <c>state</c> and <c>stateN</c> batched on axis 1, <c>sr</c> shared by a batch,
-    /// the state pair carried from one request of a sequence to the next (zeros at its start).
+    /// the state pair carried from one request of a sequence to the next (zeros at its start), and a window over
+    /// <c>output</c> whose mean raises speech start and end events.
     /// </summary>
     public static string ConfigJson(int maxBatchSize = DefaultMaxBatchSize) => string.Create(
         CultureInfo.InvariantCulture,
@@ -97,7 +107,8 @@ public static class VadLite
           "sequence": {
             "state": [{"input": "state", "output": "stateN", "initial": 0.0}],
             "idle_timeout_ms": 60000,
-            "max_sequences": 4096
+            "max_sequences": 4096,
+            "window": {"output": "output", "size": {{WindowSize}}, "on": {{WindowOn}}, "off": {{WindowOff}}}
           },
           "warmup_dims": {"{{SamplesDim}}": {{ChunkSamples}}}
         }

@@ -265,6 +265,180 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
     }
 
     [Fact]
+    public async Task Dispatch_EndExpiresQueued_SequenceClosesAndMayStartAgain()
+    {
+        using var kit = Kit(maxBatchSize: 4);
+        var open = models.Vad.OpenStates;
+        var samples = new float[] { 1, 2 };
+        Assert.Null(kit.Submit(Chunk("a", 0, samples, 16000, start: true, end: false)));
+        await kit.NextAsync(1);
+
+        Assert.Null(kit.Submit(Chunk("a", 1, samples, 16000, start: false, end: true), timeout: TimeSpan.FromMilliseconds(5), dispatch: false));
+        kit.Time.Advance(TimeSpan.FromMilliseconds(10));
+        kit.Dispatch();
+
+        Assert.Equal(ErrorCode.DeadlineExceeded, Assert.Single(await kit.NextAsync(1)).Delivery.Error?.Code);
+        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(open, models.Vad.OpenStates);
+
+        // The session forgot the sequence with its end: the client's next start of that id starts afresh.
+        Assert.Null(kit.Submit(Chunk("a", 2, samples, 16000, start: true, end: false)));
+        AssertOutput(TestModels.StatefulStep(new float[2 * TestModels.StateWidth], samples, 16000).Output, Assert.Single(await kit.NextAsync(1)));
+    }
+
+    [Fact]
+    public async Task Dispatch_EndExpiresWhileItsSequenceRuns_SequenceClosesOnceThatRequestRan()
+    {
+        using var kit = Kit(maxBatchSize: 4);
+        var open = models.Vad.OpenStates;
+        var samples = new float[] { 1, 2 };
+        using var device = new ManualResetEventSlim();
+        var blocker = Block(kit, device);
+        Assert.Null(kit.Submit(Chunk("a", 0, samples, 16000, start: true, end: false)));
+        Assert.Null(kit.Submit(Chunk("a", 1, samples, 16000, start: false, end: true), timeout: TimeSpan.FromMilliseconds(5), dispatch: false));
+        kit.Time.Advance(TimeSpan.FromMilliseconds(10));
+        kit.Dispatch();
+        Assert.Equal(ErrorCode.DeadlineExceeded, Assert.Single(await kit.NextAsync(1)).Delivery.Error?.Code);
+        Assert.Equal(1, Scheduler(kit).Sequences);
+
+        device.Set();
+        Assert.True(await blocker);
+        Assert.Null(Assert.Single(await kit.NextAsync(1)).Delivery.Error);
+        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(open, models.Vad.OpenStates);
+    }
+
+    [Fact]
+    public async Task Dispatch_StartExpiresQueued_NothingOfTheSequenceIsKept()
+    {
+        using var kit = Kit(maxBatchSize: 4, maxSequences: 1);
+        var open = models.Vad.OpenStates;
+        var samples = new float[] { 1, 2 };
+        Assert.Null(kit.Submit(Chunk("a", 0, samples, 16000, start: true, end: false), timeout: TimeSpan.FromMilliseconds(5), dispatch: false));
+        kit.Time.Advance(TimeSpan.FromMilliseconds(10));
+        kit.Dispatch();
+
+        Assert.Equal(ErrorCode.DeadlineExceeded, Assert.Single(await kit.NextAsync(1)).Delivery.Error?.Code);
+        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(open, models.Vad.OpenStates);
+
+        // Its slot is free at once (max_sequences is 1), not after the idle timeout.
+        Assert.Null(kit.Submit(Chunk("b", 0, samples, 16000, start: true, end: true)));
+        Assert.Null(Assert.Single(await kit.NextAsync(1)).Delivery.Error);
+    }
+
+    [Fact]
+    public async Task Cancel_QueuedEnd_SequenceKeptAndGoesOnFromItsState()
+    {
+        using var kit = Kit(maxBatchSize: 4);
+        var open = models.Vad.OpenStates;
+        var samples = new float[] { 1, 2 };
+        Assert.Null(kit.Submit(Chunk("a", 0, samples, 16000, start: true, end: false)));
+        await kit.NextAsync(1);
+        Assert.Null(kit.Submit(Chunk("a", 1, samples, 16000, start: false, end: true), dispatch: false));
+
+        Cancel(kit, "a-1");
+
+        Assert.Equal(1, Scheduler(kit).Sequences);
+        Assert.Null(kit.Submit(Chunk("a", 2, samples, 16000, start: false, end: true)));
+        var (afterOne, _) = TestModels.StatefulStep(new float[2 * TestModels.StateWidth], samples, 16000);
+        AssertOutput(TestModels.StatefulStep(afterOne, samples, 16000).Output, Assert.Single(await kit.NextAsync(1)));
+        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(open, models.Vad.OpenStates);
+    }
+
+    [Fact]
+    public async Task Abort_WhileASequenceRuns_ItsStateGoesBackOnceItRan()
+    {
+        using var kit = Kit(maxBatchSize: 4);
+        var open = models.Vad.OpenStates;
+        using var device = new ManualResetEventSlim();
+        var blocker = Block(kit, device);
+        Assert.Null(kit.Submit(Chunk("a", 0, [1, 2], 16000, start: true, end: false)));
+
+        kit.Scheduler.Abort();
+        Assert.Equal(0, Scheduler(kit).Sequences);
+        device.Set();
+        Assert.True(await blocker);
+        await kit.NextAsync(1);
+        await kit.Scheduler.WhenIdleAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(open, models.Vad.OpenStates);
+    }
+
+    [Fact]
+    public async Task Admit_QueueFullOrDeadlineTooShort_RefusesOnlyStarts()
+    {
+        using var kit = new SchedulerTestKit(models.Vad, new ModelOptions
+        {
+            MaxBatchSize = 4,
+            QueueCapacity = 1,
+            Sequence = new SequenceOptions { IdleTimeout = IdleTimeout },
+        });
+        var samples = new float[] { 1, 2 };
+        Assert.Null(kit.Submit(Chunk("a", 0, samples, 16000, start: true, end: false)));
+        await kit.NextAsync(1);
+        Assert.Null(kit.Submit(Chunk("b", 0, samples, 16000, start: true, end: false), dispatch: false));
+
+        var full = kit.Submit(Chunk("c", 0, samples, 16000, start: true, end: false), dispatch: false);
+        var next = kit.Submit(Chunk("a", 1, samples, 16000, start: false, end: false), dispatch: false);
+        var late = kit.Submit(Chunk("a", 2, samples, 16000, start: false, end: false), timeout: TimeSpan.Zero, dispatch: false);
+        var lateStart = kit.Submit(Chunk("d", 0, samples, 16000, start: true, end: false), timeout: TimeSpan.Zero, dispatch: false);
+
+        Assert.Equal(ErrorCode.Overloaded, full?.Code);
+        Assert.Null(next);
+        Assert.Null(late);
+        Assert.Equal(ErrorCode.Overloaded, lateStart?.Code);
+    }
+
+    [Fact]
+    public void Admit_SequencesVersionGone_UnknownSequenceRatherThanStale()
+    {
+        using var kit = Kit(maxBatchSize: 4);
+        var before = new ModelLease(models.Vad, _ => { });
+        var samples = new float[] { 1, 2 };
+        Assert.Null(kit.Submit(Chunk("a", 0, samples, 16000, start: true, end: false), lease: before, dispatch: false));
+
+        // Every hold dropped, the sequence's own included: a lookup of the serving version would find the same one.
+        before.Release();
+        before.Release();
+        before.Release();
+        Assert.True(before.Released);
+
+        Assert.Equal(ErrorCode.UnknownSequence, kit.Submit(Chunk("a", 1, samples, 16000, start: false, end: false), dispatch: false)?.Code);
+    }
+
+    [Fact]
+    public async Task Dispatch_ChunksOfDifferentLengthsWithoutMask_EachRunsUnpaddedAsItsSequenceAlone()
+    {
+        using var kit = Kit(maxBatchSize: 4);
+        var random = new Random(5);
+        var lengths = new[] { 2, 5, 2, 7 };
+        var chunks = lengths.Select(n => new[] { Samples(random, n), Samples(random, n) }).ToArray();
+        for (var round = 0; round < 2; round++)
+        {
+            for (var s = 0; s < lengths.Length; s++)
+            {
+                Assert.Null(kit.Submit(Chunk($"s{s}", round, chunks[s][round], 16000, start: round == 0, end: round == 1), dispatch: false));
+            }
+
+            kit.Dispatch();
+            var outcomes = await kit.NextAsync(lengths.Length);
+            for (var s = 0; s < lengths.Length; s++)
+            {
+                var state = new float[2 * TestModels.StateWidth];
+                var output = 0f;
+                for (var i = 0; i <= round; i++)
+                {
+                    (state, output) = TestModels.StatefulStep(state, chunks[s][i], 16000);
+                }
+
+                AssertOutput(output, outcomes.Single(o => o.Delivery.RequestId == $"s{s}-{round}"));
+            }
+        }
+    }
+
+    [Fact]
     public void Check_SequenceForStatelessModel_RefusedInvalidInput()
     {
         using var model = new RecordingModel();
@@ -286,6 +460,24 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
     {
         Assert.Null(outcome.Delivery.Error);
         BatchAxisTests.AssertClose([expected], BatchAxisTests.Floats(outcome.Delivery.Result!.Outputs.Single(o => o.Name == "output").Tensor));
+    }
+
+    /// <summary>Holds the device's thread until <paramref name="device"/> is set: what is dispatched meanwhile waits there.</summary>
+    private static Task<bool> Block(SchedulerTestKit kit, ManualResetEventSlim device) => kit.Device.RunAsync(() => device.Wait(TimeSpan.FromSeconds(30)));
+
+    /// <summary>Cancels queued requests as the batcher does.</summary>
+    private static void Cancel(SchedulerTestKit kit, params string[] ids)
+    {
+        foreach (var id in ids)
+        {
+            Assert.True(kit.Queue.TryForget(("client", id), out var q));
+            q.Cancelled = true;
+        }
+
+        foreach (var q in kit.Queue.RemoveCancelled())
+        {
+            q.End();
+        }
     }
 
     private static SequenceBatching Scheduler(SchedulerTestKit kit) => Assert.IsType<SequenceBatching>(kit.Scheduler);

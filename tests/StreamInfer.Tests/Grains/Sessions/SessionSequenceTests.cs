@@ -240,11 +240,61 @@ public sealed class SessionSequenceTests(SequenceClusterFixture fixture)
         Assert.Equal(0, probe.Unread);
     }
 
+    [Fact]
+    public async Task Submit_EndExpiresInTheBatchersQueue_SequenceFreedThereAndForgottenHere()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession(out var clientId);
+        Assert.True((await session.SubmitAsync(InSequence(probe, "x0", SequenceClusterFixture.Held, "s", start: true))).Accepted);
+        await SequenceClusterFixture.AdvanceAsync(SequenceClusterFixture.HeldWait);
+        Assert.NotNull(Assert.Single(await probe.ReceiveAsync(1)).Result);
+        await Eventually.UntilAsync(session.GetStatusAsync, s => s.Backlog == 0, what: "x0 completed");
+
+        var end = InSequence(probe, "x1", SequenceClusterFixture.Held, "s", start: false, end: true) with { Timeout = TimeSpan.FromSeconds(1) };
+        Assert.True((await session.SubmitAsync(end)).Accepted);
+        Assert.Equal(["x0", "x1"], BatcherCalls.EnqueuedBy(clientId));
+        await SequenceClusterFixture.AdvanceAsync(TimeSpan.FromSeconds(1));
+
+        var expired = Assert.Single(await probe.ReceiveAsync(1));
+        Assert.Equal(("x1", (ErrorCode?)ErrorCode.DeadlineExceeded), (expired.RequestId, expired.Error?.Code));
+        await Eventually.UntilAsync(session.GetStatusAsync, s => s is { Backlog: 0, Sequences: 0 }, what: "the sequence forgotten after its end ended");
+        // The batcher freed its state too: a request of it straight to the batcher is refused.
+        Assert.Equal(ErrorCode.UnknownSequence, (await BatcherAsync(probe, clientId, "x2", "s", start: false))?.Code);
+        await session.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Submit_StartExpiresInTheBatchersQueue_SequenceClosedAndItsNextRequestUnknown()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession(out var clientId);
+        var start = InSequence(probe, "y0", SequenceClusterFixture.Held, "s", start: true) with { Timeout = TimeSpan.FromSeconds(1) };
+        Assert.True((await session.SubmitAsync(start)).Accepted);
+        await SequenceClusterFixture.AdvanceAsync(TimeSpan.FromSeconds(1));
+        Assert.Equal(ErrorCode.DeadlineExceeded, Assert.Single(await probe.ReceiveAsync(1)).Error?.Code);
+        await Eventually.UntilAsync(session.GetStatusAsync, s => s.Backlog == 0, what: "y0 completed");
+
+        // Nothing ran, so nothing was kept: the next request is refused, and the session forgets the sequence.
+        var next = await session.SubmitAsync(InSequence(probe, "y1", SequenceClusterFixture.Held, "s", start: false));
+        Assert.Equal(ErrorCode.UnknownSequence, next.Error?.Code);
+        Assert.Equal(0, (await session.GetStatusAsync()).Sequences);
+        Assert.Equal(["y0", "y1"], BatcherCalls.EnqueuedBy(clientId));
+        await session.CloseAsync();
+    }
+
+    /// <summary>Enqueues a request of a sequence at the held model's batcher directly, as the session would.</summary>
+    private Task<InferError?> BatcherAsync(DeliveryProbe probe, string clientId, string id, string sequence, bool start)
+    {
+        var now = SequenceClusterFixture.Time.GetUtcNow();
+        var item = new BatchItem(clientId, InSequence(probe, id, SequenceClusterFixture.Held, sequence, start), now, now + TimeSpan.FromMinutes(10));
+        return fixture.Client.GetGrain<IBatcherGrain>(fixture.BatcherKeyFor(SequenceClusterFixture.Held)).EnqueueAsync(item);
+    }
+
     /// <summary>A chunk of the stateful model's: samples <paramref name="value"/> and one more, at the fixture's rate.</summary>
     private static InferRequest InSequence(DeliveryProbe probe, string id, string model, string sequence, bool start, bool end = false, bool ordered = true, float value = 1)
         => probe.Request(id, model, value: value) with
         {
-            Inputs = [new NamedTensor("input", Tensors.Floats([1, 2], value, value + 1)), new NamedTensor("sr", Tensors.Longs([], SequenceClusterFixture.SampleRate))],
+            Inputs = [new NamedTensor("input", Tensors.Floats([1, 2], value, value + 1)), new NamedTensor("sr", BatchAxisTests.Int64([], SequenceClusterFixture.SampleRate))],
             Sequence = new SequenceControl(sequence, start, end, ordered),
         };
 }

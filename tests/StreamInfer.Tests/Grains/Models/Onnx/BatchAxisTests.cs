@@ -125,6 +125,14 @@ public sealed class BatchAxisTests(BatchAxisTests.Models models) : IClassFixture
         Assert.Contains(errors, e => e.Contains("input 'sr' is a scalar", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void Load_MetadataMaxOnAxis0BesideBatchAxis1_BoundsThatAxis()
+    {
+        var frames = models.Onnx("frames");
+
+        Assert.Equal(4, frames.Signature.AxisMax["n"]);
+    }
+
     internal static InferRequest Request(string id, Random random, int samples, long sr, bool batched = true)
     {
         var input = Enumerable.Range(0, samples).Select(_ => random.Next(-8, 9) / 4f).ToArray();
@@ -187,8 +195,26 @@ public sealed class BatchAxisTests(BatchAxisTests.Models models) : IClassFixture
                 """);
             TestModels.WriteStateful(_root, "vad-undeclared", sequence: false);
             File.WriteAllText(Path.Combine(_root, "vad-undeclared", "config.json"), """{ "kind": "tensor", "max_batch_size": 8 }""");
+            WriteFrames(Path.Combine(_root, "frames"));
             _stack = new ModelStack(_root, _devices, builtInTinyLm: false);
             await _stack.StartAsync();
+        }
+
+        /// <summary><c>frames</c>: y = x, both [n, batch] with the batch on axis 1, the file bounding <c>n</c> at 4.</summary>
+        private static void WriteFrames(string folder)
+        {
+            var g = new OnnxGraphBuilder("frames");
+            g.Input("x", TensorElementType.Float32, "n", "batch");
+            g.Node("Identity", ["x"], "y");
+            g.Output("y", TensorElementType.Float32, "n", "batch");
+            var model = g.Build();
+            model.MetadataProps.Add(new global::Onnx.StringStringEntryProto { Key = TensorSignature.AxisMaxMetadataPrefix + "n", Value = "4" });
+            Directory.CreateDirectory(Path.Combine(folder, "1"));
+            File.WriteAllBytes(Path.Combine(folder, "1", "model.onnx"), Google.Protobuf.MessageExtensions.ToByteArray(model));
+            File.WriteAllText(Path.Combine(folder, "config.json"), """
+                { "kind": "tensor", "max_batch_size": 8,
+                  "inputs": [{ "name": "x", "batch_axis": 1 }], "outputs": [{ "name": "y", "batch_axis": 1 }] }
+                """);
         }
 
         public Task DisposeAsync() => Task.CompletedTask;
