@@ -116,6 +116,7 @@ public sealed class BatcherCalls : IIncomingGrainCallFilter
 {
     private static readonly ConcurrentDictionary<string, bool> Deaf = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<string, bool> Slow = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, (TaskCompletionSource Arrived, TaskCompletionSource Release)> Gates = new(StringComparer.Ordinal);
 
     private static readonly ConcurrentDictionary<string, ConcurrentQueue<string>> Enqueued = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<string, ConcurrentQueue<(string Batcher, string[] Sequences)>> Ended = new(StringComparer.Ordinal);
@@ -132,10 +133,26 @@ public sealed class BatcherCalls : IIncomingGrainCallFilter
     /// <summary>From now on, <paramref name="clientId"/>'s session hears of completions 200 ms after they were sent.</summary>
     public static void SlowCompletionsOf(string clientId) => Slow[clientId] = true;
 
+    /// <summary>
+    /// Holds <paramref name="clientId"/>'s next request at its batcher's door: <c>Arrived</c> completes when it gets
+    /// there, and it goes in once <c>Release</c> is completed.
+    /// </summary>
+    public static (Task Arrived, TaskCompletionSource Release) GateNextEnqueueOf(string clientId)
+    {
+        var gate = (new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        Gates[clientId] = gate;
+        return (gate.Item1.Task, gate.Item2);
+    }
+
     public async Task Invoke(IIncomingGrainCallContext context)
     {
         switch (context.InterfaceMethod?.Name)
         {
+            case nameof(IBatcherGrain.EnqueueAsync) when context.Request.GetArgument(0) is BatchItem item && Gates.TryRemove(item.ClientId, out var gate):
+                Enqueued.GetOrAdd(item.ClientId, _ => new()).Enqueue(item.Request.RequestId);
+                gate.Arrived.TrySetResult();
+                await gate.Release.Task;
+                break;
             case nameof(IClientSessionGrain.CompletedAsync) when Deaf.ContainsKey(context.TargetId.Key.ToString()!):
                 throw new TimeoutException("the completion was lost.");
             case nameof(IClientSessionGrain.CompletedAsync) when Slow.ContainsKey(context.TargetId.Key.ToString()!):

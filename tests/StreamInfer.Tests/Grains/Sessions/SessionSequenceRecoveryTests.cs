@@ -140,6 +140,28 @@ public sealed class SessionSequenceRecoveryTests(SequenceClusterFixture fixture)
         await session.CloseAsync();
     }
 
+    [Fact]
+    public async Task Close_WhileAStartIsOnItsWayToTheBatcher_EndsTheSequenceOnceItIsAdmitted()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession(out var clientId);
+        var batcher = fixture.Client.GetGrain<IBatcherGrain>(fixture.BatcherKeyFor(SequenceClusterFixture.Held));
+        var before = (await batcher.GetStatusAsync()).Sequences;
+        var (arrived, release) = BatcherCalls.GateNextEnqueueOf(clientId);
+
+        var submit = session.SubmitAsync(Chunk(probe, "c0", "s", start: true) with { Model = SequenceClusterFixture.Held });
+        await arrived.WaitAsync(TimeSpan.FromSeconds(15));
+        var close = session.CloseAsync();
+        await Eventually.UntilAsync(() => Task.FromResult(BatcherCalls.EndedFor(clientId)), e => e.Count == 1, what: "the close ended the sequence at the batcher");
+        release.SetResult();
+
+        // Admitted after its sequence was ended: the session ends it again, and its caller hears the session closed.
+        Assert.Equal(ErrorCode.BadRequest, (await submit).Error?.Code);
+        await close;
+        Assert.Equal(2, BatcherCalls.EndedFor(clientId).Count);
+        await Eventually.UntilAsync(batcher.GetStatusAsync, s => s.Sequences == before, what: "the batcher holds none of the closed session's sequences");
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
