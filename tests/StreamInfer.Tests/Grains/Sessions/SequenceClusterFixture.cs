@@ -159,8 +159,11 @@ public sealed class BatcherCalls : IIncomingGrainCallFilter
                 await Task.Delay(TimeSpan.FromMilliseconds(200));
                 break;
             case nameof(IBatcherGrain.EnqueueAsync) when context.Request.GetArgument(0) is BatchItem item:
+                // Recorded once the batcher took it (its batch's timer set): a test that moves the clock on seeing it
+                // enqueued then flushes its batch.
+                await context.Invoke();
                 Enqueued.GetOrAdd(item.ClientId, _ => new()).Enqueue(item.Request.RequestId);
-                break;
+                return;
             case nameof(IBatcherGrain.EndSequencesAsync) when context.Request.GetArgument(0) is string clientId:
                 var ids = (System.Collections.Immutable.ImmutableArray<string>)context.Request.GetArgument(1)!;
                 Ended.GetOrAdd(clientId, _ => new()).Enqueue((context.TargetId.Key.ToString()!, [.. ids]));
