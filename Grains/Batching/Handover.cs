@@ -33,10 +33,19 @@ internal sealed partial class Handover(
         // Results are about to leave: a precise clock idling since the last admission fires on time again.
         activity.NotifyActivity();
         var sends = new List<(DeliveryTarget, Delivery)>(outcomes.Count);
+        List<(DeliveryTarget, Delivery)>? sequenceSends = null;
         Dictionary<string, List<string>>? endedBySession = null;
         foreach (var (q, delivery) in outcomes)
         {
-            sends.Add((q.Target, delivery));
+            if (delivery.IsEnd && q.Item.Request.Sequence is { Ordered: false })
+            {
+                (sequenceSends ??= []).Add((q.Target, delivery));
+            }
+            else
+            {
+                sends.Add((q.Target, delivery));
+            }
+
             if (delivery.IsEnd)
             {
                 queue.Forget(q);
@@ -57,7 +66,22 @@ internal sealed partial class Handover(
             return delivered;
         }
 
-        return Task.WhenAll(endedBySession.Select(s => NotifySessionAsync(s.Key, [.. s.Value])).Append(delivered));
+        var notified = Task.WhenAll(endedBySession.Select(s => NotifySessionAsync(s.Key, [.. s.Value])));
+        return sequenceSends is null
+            ? Task.WhenAll(notified, delivered)
+            : Task.WhenAll(DeliverAfterAsync(notified, sequenceSends, producedAt, ordered), delivered);
+    }
+
+    /// <summary>
+    /// Sends the results of unordered sequence requests once their session heard they ended: a unary client sends its
+    /// next request of the sequence on the answer, and would otherwise find the session still counting the previous one
+    /// as running. An ordered transport's next request waits in the session instead, and its answer must not overtake
+    /// this one, so those go at once.
+    /// </summary>
+    private async Task DeliverAfterAsync(Task notified, List<(DeliveryTarget, Delivery)> sends, DateTimeOffset producedAt, bool ordered)
+    {
+        await notified;
+        await outbox.SendAsync(sends, producedAt, ordered);
     }
 
     private void RecordEnd(QueuedRequest q, Delivery delivery)

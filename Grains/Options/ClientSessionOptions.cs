@@ -27,6 +27,12 @@ public sealed class ClientSessionOptions
     /// died, a message was lost) before the session reclaims it. Range: [0, 1 h]. Default 30 s.
     /// </summary>
     public TimeSpan OrphanGrace { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Most stateful sequences a client may have open at once; a start past it is refused <c>bad_request</c> until one
+    /// ends (sequences idle past their model's idle timeout no longer count). Range: [1, 100000]. Default 256.
+    /// </summary>
+    public int MaxSequences { get; set; } = 256;
 }
 
 /// <summary>Checks every <see cref="ClientSessionOptions"/> range and reports all violations at once.</summary>
@@ -63,6 +69,11 @@ public sealed class ClientSessionOptionsValidator : IValidateOptions<ClientSessi
         if (o.OrphanGrace < TimeSpan.Zero || o.OrphanGrace > TimeSpan.FromHours(1))
         {
             errors.Add($"{ClientSessionOptions.Section}:OrphanGrace must be in [0, 1 h]; got {o.OrphanGrace}.");
+        }
+
+        if (o.MaxSequences is < 1 or > 100_000)
+        {
+            errors.Add($"{ClientSessionOptions.Section}:MaxSequences must be in [1, 100000]; got {o.MaxSequences}.");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

@@ -15,8 +15,6 @@ namespace StreamInfer.Grains.Sessions;
 internal sealed partial class ClientSessionGrain
 {
     private readonly Dictionary<string, SessionSequence> _sequences = new(StringComparer.Ordinal);
-    private ITimer? _expiry;
-    private DateTimeOffset _expiryAt = DateTimeOffset.MaxValue;
 
     /// <summary>
     /// Where a sequence's request goes: refused, held behind the sequence's running request, forwarded to the batcher
@@ -36,6 +34,18 @@ internal sealed partial class ClientSessionGrain
             return new(new InferError(ErrorCode.InvalidInput, $"model '{model.Name}' is a decoder: sequences are for stateful tensor models."));
         }
 
+        if (model is { Options.Sequence: null })
+        {
+            return new(new InferError(ErrorCode.InvalidInput, $"model '{model.Name}' keeps no state between requests: send its requests without sequence_id."));
+        }
+
+        var now = time.GetUtcNow();
+        if (_sequences.TryGetValue(control.Id, out var stuck) && Orphaned(stuck, now) && stuck != advancing)
+        {
+            // What waited behind the orphan was sent before this request: it is routed first.
+            Advance(stuck);
+        }
+
         string? lostWith = null;
         if (_sequences.TryGetValue(control.Id, out var sequence) && !SiloActive(sequence.Batcher.Silo))
         {
@@ -52,7 +62,14 @@ internal sealed partial class ClientSessionGrain
 
         if (sequence is null)
         {
-            return control.Start ? new(Fresh: true) : new(UnknownSequence(control.Id, lostWith));
+            if (!control.Start)
+            {
+                return new(UnknownSequence(control.Id, lostWith));
+            }
+
+            return _sequences.Count < _options.MaxSequences || Prune(now) > 0
+                ? new(Fresh: true)
+                : new(new InferError(ErrorCode.BadRequest, $"the client has {_sequences.Count} sequences open, its limit; end one (sequence_end) before starting another."));
         }
 
         if (sequence.Running is not null)
@@ -83,9 +100,43 @@ internal sealed partial class ClientSessionGrain
 
     private SessionSequence Begin(string id, string model, BatcherKey batcher)
     {
-        var sequence = new SessionSequence(id, model, batcher);
+        var sequence = new SessionSequence(id, model, batcher, time.GetUtcNow());
         _sequences[id] = sequence;
         return sequence;
+    }
+
+    /// <summary>
+    /// Whether the sequence's running request passed its deadline more than the orphan grace ago with no completion (its
+    /// batcher's word of it was lost); if so it is reclaimed, and the sequence's waiting requests may go.
+    /// </summary>
+    private bool Orphaned(SessionSequence sequence, DateTimeOffset now)
+    {
+        if (sequence.Running is not { } id || !_backlog.Entries.TryGetValue(id, out var running) || running.Deadline >= now - _options.OrphanGrace)
+        {
+            return false;
+        }
+
+        _backlog.Remove(id, out _);
+        sequence.Running = null;
+        LogOrphan(logger, ClientId, id, sequence.Batcher.ToString());
+        return true;
+    }
+
+    /// <summary>
+    /// Forgets the sequences with nothing in flight that have been idle past their model's idle timeout: their batcher
+    /// expired them (its idle clock started no earlier than this session's). Returns how many were forgotten.
+    /// </summary>
+    private int Prune(DateTimeOffset now)
+    {
+        var stale = _sequences.Values
+            .Where(s => s.Idle && (!catalog.TryGet(s.Model, out var model) || model.Options.Sequence is not { } options || s.LastActive + options.IdleTimeout < now))
+            .ToList();
+        foreach (var sequence in stale)
+        {
+            Forget(sequence);
+        }
+
+        return stale.Count;
     }
 
     private void Forget(SessionSequence sequence)
@@ -145,6 +196,7 @@ internal sealed partial class ClientSessionGrain
         }
 
         sequence.Running = null;
+        sequence.LastActive = time.GetUtcNow();
         if (completed && pending.Item.Request.Sequence!.End)
         {
             Forget(sequence);
@@ -154,20 +206,43 @@ internal sealed partial class ClientSessionGrain
     }
 
     /// <summary>
-    /// The batcher refused a request of a sequence, or could not be reached. A sequence that did not start, or that
-    /// its batcher no longer knows, is forgotten; a later request of a sequence whose silo left ends with
-    /// <see cref="ErrorCode.UnknownSequence"/>. Either way the sequence's next waiting request goes.
+    /// The batcher took a request of the sequence. If the session closed meanwhile (its sequences were ended before
+    /// this one reached the batcher), the request is cancelled and the sequence ended there, and the caller hears the
+    /// session closed.
     /// </summary>
-    private InferError SequenceRefused(Pending pending, InferError refusal, bool siloLost)
+    private async Task<(InferError? Refusal, bool MayBeHeld)> SequenceAcceptedAsync(Pending pending, SessionSequence sequence)
     {
-        var sequence = pending.Sequence!;
-        var control = pending.Item.Request.Sequence!;
-        if (sequence.Running == pending.Id)
+        sequence.Confirmed = true;
+        sequence.LastActive = time.GetUtcNow();
+        if (!_closed)
         {
-            sequence.Running = null;
+            return (null, false);
         }
 
-        if (!control.Start && (siloLost || !SiloActive(sequence.Batcher.Silo)))
+        var batcherKey = pending.Batcher.ToString();
+        await CancelAtBatcherAsync(batcherKey, [pending.Id]);
+        await EndAtBatcherAsync(batcherKey, [sequence.Id]);
+        return (SessionClosed, false);
+    }
+
+    /// <summary>
+    /// The batcher refused a request of a sequence, or could not be reached. A sequence that did not start, or that
+    /// its batcher no longer knows, is forgotten; a later request of a sequence whose silo left ends with
+    /// <see cref="ErrorCode.UnknownSequence"/>. A start the session took for new that meets a sequence the batcher
+    /// still holds (left by this session's earlier activation, or by a start whose answer was lost) ends that sequence:
+    /// its state is not the client's. Either way the sequence's next waiting request goes.
+    /// </summary>
+    private async Task<InferError> SequenceRefusedAsync(Pending pending, SessionSequence sequence, InferError refusal, bool siloLost)
+    {
+        var control = pending.Item.Request.Sequence!;
+        if (control.Start && !sequence.Confirmed && refusal.Code == ErrorCode.SequenceExists)
+        {
+            // Still running here while the end is on its way: nothing else of this id reaches the batcher before it.
+            await EndAtBatcherAsync(sequence.Batcher.ToString(), [control.Id]);
+            refusal = new InferError(ErrorCode.SequenceExists, $"sequence '{control.Id}' was still held by its batcher from a start this session had lost track of; that sequence has been ended: send the start again.");
+            Forget(sequence);
+        }
+        else if (!control.Start && (siloLost || !SiloActive(sequence.Batcher.Silo)))
         {
             refusal = UnknownSequence(control.Id, sequence.Batcher.Silo);
             Forget(sequence);
@@ -175,6 +250,11 @@ internal sealed partial class ClientSessionGrain
         else if (refusal.Code == ErrorCode.UnknownSequence || (control.Start && refusal.Code != ErrorCode.SequenceExists))
         {
             Forget(sequence);
+        }
+
+        if (sequence.Running == pending.Id)
+        {
+            sequence.Running = null;
         }
 
         Advance(sequence);
@@ -270,54 +350,10 @@ internal sealed partial class ClientSessionGrain
         }
     }
 
-    /// <summary>Has the expiry timer fire by <paramref name="at"/>: a waiting request ends at its deadline.</summary>
-    private void ArmExpiry(DateTimeOffset at)
-    {
-        if (at >= _expiryAt)
-        {
-            return;
-        }
-
-        _expiryAt = at;
-        if (_expiry is null)
-        {
-            // On the injected clock (a test's virtual one too); a tick is one work item on this activation's scheduler.
-            var scheduler = GrainContext.Scheduler;
-            Action tick = ExpireHeld;
-            _expiry = time.CreateTimer(_ => scheduler.QueueAction(tick), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-        }
-
-        var due = at - time.GetUtcNow();
-        _expiry.Change(due > TimeSpan.Zero ? due : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
-    }
-
-    private void ExpireHeld()
-    {
-        _expiryAt = DateTimeOffset.MaxValue;
-        if (_closed)
-        {
-            return;
-        }
-
-        var now = time.GetUtcNow();
-        var next = DateTimeOffset.MaxValue;
-        foreach (var pending in _backlog.Entries.Values.Where(p => p.Held).ToList())
-        {
-            if (pending.Deadline <= now)
-            {
-                Fail(pending, new InferError(ErrorCode.DeadlineExceeded, "the deadline passed while the request waited for the previous request of its sequence to finish."));
-            }
-            else if (pending.Deadline < next)
-            {
-                next = pending.Deadline;
-            }
-        }
-
-        if (next != DateTimeOffset.MaxValue)
-        {
-            ArmExpiry(next);
-        }
-    }
+    /// <summary>Ends sequences (grouped by batcher key) at their batchers, skipping those on silos that left: their
+    /// state went with the silo, and a call would only activate a batcher placed elsewhere.</summary>
+    private Task EndAtBatchersAsync(ILookup<string, string> sequences)
+        => Task.WhenAll(sequences.Where(g => SiloActive(BatcherKey.Parse(g.Key).Silo)).Select(g => EndAtBatcherAsync(g.Key, [.. g])));
 
     private async Task EndAtBatcherAsync(string batcherKey, ImmutableArray<string> sequenceIds)
     {

@@ -41,6 +41,8 @@ internal sealed partial class ClientSessionGrain(
     /// <summary>Retry hint when the batcher could not be reached for another reason (a call that timed out).</summary>
     private const int UnreachableRetryMs = 1000;
 
+    private static readonly InferError SessionClosed = new(ErrorCode.BadRequest, "the session is closed.");
+
     private readonly ClientSessionOptions _options = options.Value;
     private readonly TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
     private readonly Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
@@ -53,7 +55,7 @@ internal sealed partial class ClientSessionGrain(
         activity.NotifyActivity();
         if (_closed)
         {
-            return Admission.Refused(new InferError(ErrorCode.BadRequest, "the session is closed."));
+            return Admission.Refused(SessionClosed);
         }
 
         if (_backlog.Contains(request.RequestId))
@@ -160,7 +162,7 @@ internal sealed partial class ClientSessionGrain(
 
         // Queued requests first: the sequences' state is freed once nothing of theirs is left to run.
         await Task.WhenAll(forwarded.Select(g => CancelAtBatcherAsync(g.Key, [.. g])));
-        await Task.WhenAll(sequences.Select(g => EndAtBatcherAsync(g.Key, [.. g])));
+        await EndAtBatchersAsync(sequences);
         DeactivateOnIdle();
     }
 
@@ -188,7 +190,7 @@ internal sealed partial class ClientSessionGrain(
             // Nobody can reach them once the session has forgotten them: free their state now rather than at their expiry.
             var sequences = _sequences.Values.ToLookup(s => s.Batcher.ToString(), s => s.Id);
             _sequences.Clear();
-            await Task.WhenAll(sequences.Select(g => EndAtBatcherAsync(g.Key, [.. g])));
+            await EndAtBatchersAsync(sequences);
         }
     }
 
@@ -237,14 +239,14 @@ internal sealed partial class ClientSessionGrain(
 
         if (refusal is null)
         {
-            return (null, false);
+            return pending.Sequence is { } accepted ? await SequenceAcceptedAsync(pending, accepted) : (null, false);
         }
 
         _backlog.Remove(pending.Id, out _);
         _bucket.Refund();
-        if (pending.Sequence is not null)
+        if (pending.Sequence is { } refused)
         {
-            refusal = SequenceRefused(pending, refusal, siloLost);
+            refusal = await SequenceRefusedAsync(pending, refused, refusal, siloLost);
         }
 
         return (refusal, mayBeHeld);

@@ -5,7 +5,7 @@ namespace StreamInfer.Grains.Sessions;
 /// every later request of it goes (never another, whatever the load), the one request of it that batcher has now, and
 /// the ordered requests waiting for that one to end. Not thread-safe: owned by one session grain.
 /// </summary>
-internal sealed class SessionSequence(string id, string model, BatcherKey batcher)
+internal sealed class SessionSequence(string id, string model, BatcherKey batcher, DateTimeOffset now)
 {
     /// <summary>The client's name for the sequence.</summary>
     public string Id { get; } = id;
@@ -15,6 +15,16 @@ internal sealed class SessionSequence(string id, string model, BatcherKey batche
 
     /// <summary>The batcher that holds its state.</summary>
     public BatcherKey Batcher { get; } = batcher;
+
+    /// <summary>Whether its batcher took one of its requests: until then its start may meet a sequence of the same id
+    /// that the batcher still holds and this session never knew of.</summary>
+    public bool Confirmed { get; set; }
+
+    /// <summary>When a request of it last ended or was forwarded: its batcher's idle clock started no earlier.</summary>
+    public DateTimeOffset LastActive { get; set; } = now;
+
+    /// <summary>Whether nothing of it is at its batcher or waits for it here.</summary>
+    public bool Idle => Running is null && Waiting.Count == 0;
 
     /// <summary>The id of its request forwarded to <see cref="Batcher"/> and not yet ended; null when none is.</summary>
     public string? Running { get; set; }

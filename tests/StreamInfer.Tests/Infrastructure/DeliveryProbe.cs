@@ -80,4 +80,11 @@ public static class Tensors
         Buffer.BlockCopy(values, 0, data, 0, data.Length);
         return new Tensor(TensorElementType.Float32, [.. shape], data, ImmutableArray<string>.Empty);
     }
+
+    public static Tensor Longs(long[] shape, params long[] values)
+    {
+        var data = new byte[values.Length * 8];
+        Buffer.BlockCopy(values, 0, data, 0, data.Length);
+        return new Tensor(TensorElementType.Int64, [.. shape], data, ImmutableArray<string>.Empty);
+    }
 }

@@ -62,11 +62,17 @@ public sealed class GrpcSequenceTests(FrontendFixture fixture) : IDisposable
 
         // One admission after another and one request at the batcher at a time: each ends before the next runs.
         Assert.Equal(ids, answers.Select(a => a.InferResponse.Id));
+        Assert.All(answers, a => Assert.Empty(a.ErrorMessage));
     }
 
     private static ModelInferRequest InSequence(string id, InferParameter sequenceId, bool start, bool end = false)
     {
-        var request = GrpcInferenceTests.RawF32Echo(id);
+        // A chunk of the stateful test model's: sequences are for models that keep state.
+        var request = new ModelInferRequest { ModelName = "vad", Id = id };
+        request.Inputs.Add(Input("input", "FP32", 1, 2));
+        request.RawInputContents.Add(Floats(1, 2));
+        request.Inputs.Add(Input("sr", "INT64"));
+        request.RawInputContents.Add(Longs(16000));
         request.Parameters["sequence_id"] = sequenceId;
         request.Parameters["sequence_start"] = new InferParameter { BoolParam = start };
         request.Parameters["sequence_end"] = new InferParameter { BoolParam = end };

@@ -11,9 +11,9 @@ namespace StreamInfer.Tests.Frontend.Http;
 public sealed class PredictSequenceTests(FrontendFixture fixture)
 {
     [Theory]
-    [InlineData("/predict", "{\"model\":\"echo\",\"inputs\":{\"x\":{\"dtype\":\"float32\",\"shape\":[1],\"data\":[1]}},\"sequence_id\":\"none\"}", HttpStatusCode.NotFound, "unknown_sequence")]
+    [InlineData("/predict", "{\"model\":\"vad\",\"inputs\":{\"x\":{\"dtype\":\"float32\",\"shape\":[1],\"data\":[1]}},\"sequence_id\":\"none\"}", HttpStatusCode.NotFound, "unknown_sequence")]
     [InlineData("/predict", "{\"model\":\"echo\",\"inputs\":{\"x\":{\"dtype\":\"float32\",\"shape\":[1],\"data\":[1]}},\"sequence_start\":true}", HttpStatusCode.BadRequest, "bad_request")]
-    [InlineData("/v2/models/echo/infer", "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1]}],\"parameters\":{\"sequence_id\":77}}", HttpStatusCode.NotFound, "unknown_sequence")]
+    [InlineData("/v2/models/vad/infer", "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1]}],\"parameters\":{\"sequence_id\":77}}", HttpStatusCode.NotFound, "unknown_sequence")]
     [InlineData("/v2/models/echo/infer", "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1],\"data\":[1]}],\"parameters\":{\"sequence_id\":0}}", HttpStatusCode.BadRequest, "bad_request")]
     public async Task Infer_SequenceMisuse_StatusAndStructuredError(string path, string body, HttpStatusCode status, string code)
     {

@@ -15,7 +15,7 @@ public sealed class SequenceFrameTests(FrontendFixture fixture)
     private const string Inputs = "\"inputs\":{\"x\":{\"dtype\":\"float32\",\"shape\":[1,2],\"data\":[1.5,2.5]}}";
 
     [Theory]
-    [InlineData($"{{\"type\":\"infer\",\"id\":\"q1\",\"model\":\"echo\",{Inputs},\"sequence_id\":\"never-started\"}}", "unknown_sequence")]
+    [InlineData($"{{\"type\":\"infer\",\"id\":\"q1\",\"model\":\"vad\",{Inputs},\"sequence_id\":\"never-started\"}}", "unknown_sequence")]
     [InlineData($"{{\"type\":\"infer\",\"id\":\"q2\",\"model\":\"echo\",{Inputs},\"sequence_id\":\"\"}}", "bad_request")]
     [InlineData($"{{\"type\":\"infer\",\"id\":\"q3\",\"model\":\"echo\",{Inputs},\"sequence_id\":\"s\",\"sequence_start\":\"yes\"}}", "bad_request")]
     [InlineData($"{{\"type\":\"infer\",\"id\":\"q4\",\"model\":\"echo\",{Inputs},\"sequence_end\":true}}", "bad_request")]

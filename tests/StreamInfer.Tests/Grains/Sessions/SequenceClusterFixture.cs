@@ -31,6 +31,12 @@ public sealed class SequenceClusterFixture : IAsyncLifetime
 
     public static readonly TimeSpan HeldWait = TimeSpan.FromSeconds(10);
 
+    /// <summary>The sequences a client may have open at once.</summary>
+    public const int MaxSequences = 4;
+
+    /// <summary>The orphan grace the sessions use.</summary>
+    public static readonly TimeSpan OrphanGrace = TimeSpan.FromHours(1);
+
     private static readonly IConfiguration Configuration = new ConfigurationBuilder()
         .AddInMemoryCollection(new Dictionary<string, string?>
         {
@@ -41,6 +47,7 @@ public sealed class SequenceClusterFixture : IAsyncLifetime
             ["StreamInfer:Session:DefaultTimeout"] = "00:10:00",
             ["StreamInfer:Session:MaxTimeout"] = "01:00:00",
             ["StreamInfer:Session:OrphanGrace"] = "01:00:00",
+            ["StreamInfer:Session:MaxSequences"] = MaxSequences.ToString(System.Globalization.CultureInfo.InvariantCulture),
         })
         .Build();
 
@@ -101,10 +108,16 @@ public sealed class SequenceClusterFixture : IAsyncLifetime
 
 /// <summary>
 /// Records, on the silo, each request a batcher was asked to enqueue (by client, in arrival order) and each
-/// <see cref="IBatcherGrain.EndSequencesAsync"/> call; the batchers themselves run unchanged.
+/// <see cref="IBatcherGrain.EndSequencesAsync"/> call; the batchers themselves run unchanged. A session named in
+/// <see cref="LoseCompletionsOf"/> never hears of its requests' completions (as when the call telling it is lost); one
+/// named in <see cref="SlowCompletionsOf"/> hears of them late (as from a busy silo).
 /// </summary>
 public sealed class BatcherCalls : IIncomingGrainCallFilter
 {
+    private static readonly ConcurrentDictionary<string, bool> Deaf = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, bool> Slow = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, (TaskCompletionSource Arrived, TaskCompletionSource Release)> Gates = new(StringComparer.Ordinal);
+
     private static readonly ConcurrentDictionary<string, ConcurrentQueue<string>> Enqueued = new(StringComparer.Ordinal);
     private static readonly ConcurrentDictionary<string, ConcurrentQueue<(string Batcher, string[] Sequences)>> Ended = new(StringComparer.Ordinal);
 
@@ -114,20 +127,50 @@ public sealed class BatcherCalls : IIncomingGrainCallFilter
     /// <summary>The <see cref="IBatcherGrain.EndSequencesAsync"/> calls made for <paramref name="clientId"/>.</summary>
     public static IReadOnlyList<(string Batcher, string[] Sequences)> EndedFor(string clientId) => [.. Ended.GetOrAdd(clientId, _ => new())];
 
-    public Task Invoke(IIncomingGrainCallContext context)
+    /// <summary>From now on, <paramref name="clientId"/>'s session's <see cref="IClientSessionGrain.CompletedAsync"/> calls fail.</summary>
+    public static void LoseCompletionsOf(string clientId) => Deaf[clientId] = true;
+
+    /// <summary>From now on, <paramref name="clientId"/>'s session hears of completions 200 ms after they were sent.</summary>
+    public static void SlowCompletionsOf(string clientId) => Slow[clientId] = true;
+
+    /// <summary>
+    /// Holds <paramref name="clientId"/>'s next request at its batcher's door: <c>Arrived</c> completes when it gets
+    /// there, and it goes in once <c>Release</c> is completed.
+    /// </summary>
+    public static (Task Arrived, TaskCompletionSource Release) GateNextEnqueueOf(string clientId)
+    {
+        var gate = (new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        Gates[clientId] = gate;
+        return (gate.Item1.Task, gate.Item2);
+    }
+
+    public async Task Invoke(IIncomingGrainCallContext context)
     {
         switch (context.InterfaceMethod?.Name)
         {
-            case nameof(IBatcherGrain.EnqueueAsync) when context.Request.GetArgument(0) is BatchItem item:
+            case nameof(IBatcherGrain.EnqueueAsync) when context.Request.GetArgument(0) is BatchItem item && Gates.TryRemove(item.ClientId, out var gate):
                 Enqueued.GetOrAdd(item.ClientId, _ => new()).Enqueue(item.Request.RequestId);
+                gate.Arrived.TrySetResult();
+                await gate.Release.Task;
                 break;
+            case nameof(IClientSessionGrain.CompletedAsync) when Deaf.ContainsKey(context.TargetId.Key.ToString()!):
+                throw new TimeoutException("the completion was lost.");
+            case nameof(IClientSessionGrain.CompletedAsync) when Slow.ContainsKey(context.TargetId.Key.ToString()!):
+                await Task.Delay(TimeSpan.FromMilliseconds(200));
+                break;
+            case nameof(IBatcherGrain.EnqueueAsync) when context.Request.GetArgument(0) is BatchItem item:
+                // Recorded once the batcher took it (its batch's timer set): a test that moves the clock on seeing it
+                // enqueued then flushes its batch.
+                await context.Invoke();
+                Enqueued.GetOrAdd(item.ClientId, _ => new()).Enqueue(item.Request.RequestId);
+                return;
             case nameof(IBatcherGrain.EndSequencesAsync) when context.Request.GetArgument(0) is string clientId:
                 var ids = (System.Collections.Immutable.ImmutableArray<string>)context.Request.GetArgument(1)!;
                 Ended.GetOrAdd(clientId, _ => new()).Enqueue((context.TargetId.Key.ToString()!, [.. ids]));
                 break;
         }
 
-        return context.Invoke();
+        await context.Invoke();
     }
 }
 
