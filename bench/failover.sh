@@ -8,19 +8,22 @@
 #
 # Per run: the rate before the kill (results per second, mean of the 5 whole seconds before it), the lowest second
 # from the kill on as a share of that (the target: never under 50%), the seconds until every later second is back at
-# 90% of it, the longest answer (ms, every request of the window), the errors by code, and requests never answered.
+# 90% of it (or of the run's last 5 seconds, when two silos answer fewer than three did), the longest answer (ms, every request of the window), the errors by code, and requests never answered.
 # Target (ten runs): no second under 50%, every request ended within 10 s of the kill.
 #
 # Usage: bash bench/failover.sh [measured seconds, 20]
 # Environment: RUNS (3), KILL_AT (8: seconds into the measured window), KILL (silo-2), CONNECTIONS (48), DEPTH (2),
-# DELAY_MS (5), BATCH (8), WARMUP (20), NO_BUILD=1. The load generator's JSON per run and a plot (failover.png: answers
-# per second, one line per run, the kill marked) go to $STREAMINFER_BENCH_OUT when set (bench/suite.sh), else $RUN_DIR.
+# DELAY_MS (5), BATCH (32, the model's default: the shared CPU limits the rate, not the simulated devices; with 8 the
+# devices do, and the kill takes a third of the capacity, so the rate after it is two thirds of before by arithmetic),
+# WARMUP (40: six .NET processes on two cores still speed up after 20 s), NO_BUILD=1. The load generator's JSON per
+# run and a plot (failover.png: answers per second, one line per run, the kill marked) go to $STREAMINFER_BENCH_OUT
+# when set (bench/suite.sh), else $RUN_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 secs="${1:-20}"
 runs="${RUNS:-3}"; kill_at="${KILL_AT:-8}"; victim="${KILL:-silo-2}"
-conns="${CONNECTIONS:-48}"; depth="${DEPTH:-2}"; delay_ms="${DELAY_MS:-5}"; batch="${BATCH:-8}"; warmup="${WARMUP:-20}"
+conns="${CONNECTIONS:-48}"; depth="${DEPTH:-2}"; delay_ms="${DELAY_MS:-5}"; batch="${BATCH:-32}"; warmup="${WARMUP:-40}"
 
 export RUN_DIR=/tmp/streaminfer-bench-failover REDIS_PORT=16391 HTTP_BASE=18300 SILO_PORT_BASE=21300 GATEWAY_BASE=31300
 export METRICS_BASE=0 CLUSTER_ID=bench-failover
@@ -85,7 +88,7 @@ for run in $(seq 1 "$runs"); do
   [ "$status" -ne 0 ] && errors+="loadgen exit $status "
   # before: mean results/s over the 5 whole seconds before the kill's; lowest: the fewest results in a second from the
   # kill's on (the window's last second left out: it is cut short); full: seconds from the kill until every later
-  # second reaches 90% of before.
+  # second reaches its goal.
   stats=$(echo "$series" | tr ' ' '\n' | awk -F/ -v k="$kill_rel" '
     { r[NR - 1] = $1; n = NR }
     END {
@@ -93,7 +96,10 @@ for run in $(seq 1 "$runs"); do
       for (s = from; s < ks; s++) { sum += r[s]; m++ }
       before = m ? sum / m : 0
       low = -1; for (s = ks; s < n - 1; s++) if (low < 0 || r[s] < low) { low = r[s]; at = s }
-      full = ks; for (s = n - 2; s >= ks; s--) if (r[s] < 0.9 * before) { full = s + 1; break }
+      # Two silos may not reach the rate of three: full rate is 90% of before, or of the last 5 seconds if lower.
+      for (s = n - 6; s < n - 1; s++) { tail += r[s] } tail /= 5
+      goal = 0.9 * (tail < before ? tail : before)
+      full = ks; for (s = n - 2; s >= ks; s--) if (r[s] < goal) { full = s + 1; break }
       printf "%.0f %.0f %.0f %.1f %.1f", before, low, (before > 0 ? 100 * low / before : 0), at - k, full - k
     }')
   read -r before low low_pct low_at full <<<"$stats"
