@@ -275,7 +275,7 @@ internal sealed partial class BatcherGrain(
             [.. stats.RecentSizes],
             _scheduler?.Active ?? 0,
             [.. _queue.Held.Select(q => q.Lease.Model.Version).Append(_instance?.Version).OfType<string>().Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal)],
-            _scheduler is SequenceBatching sequences ? sequences.Sequences : 0));
+            _scheduler?.Held ?? 0));
     }
 
     private void OnWake()

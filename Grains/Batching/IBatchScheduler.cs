@@ -19,6 +19,9 @@ internal interface IBatchScheduler
     /// <summary>Sequences generating now (0 for batch models).</summary>
     int Active { get; }
 
+    /// <summary>Stateful sequences whose state this batcher holds (0 for models without a sequence section).</summary>
+    int Held => 0;
+
     /// <summary>Nothing dispatched is still on the device or being handed over.</summary>
     bool Idle { get; }
 

@@ -19,6 +19,8 @@ internal sealed class SequenceBatching : IBatchScheduler
     // While it holds sequences the batcher wakes at least this often and asks to stay activated: their state is in it.
     private static readonly TimeSpan KeepAliveEvery = TimeSpan.FromMinutes(1);
 
+    private static readonly SequenceOptions DefaultLimits = new();
+
     // Offered to a start refused at max_sequences when no sequence is idle to expire soon.
     private const int FullRetryAfterMs = 1000;
 
@@ -60,10 +62,9 @@ internal sealed class SequenceBatching : IBatchScheduler
 
     public BatchStats Stats => _batches.Stats;
 
-    /// <summary>Sequences held.</summary>
-    internal int Sequences => _table.Count;
+    public int Held => _table.Count;
 
-    private SequenceOptions Limits => _options.Sequence ?? new SequenceOptions();
+    private SequenceOptions Limits => _options.Sequence ?? DefaultLimits;
 
     public void Serve(ModelOptions options, IInferenceModel model) => (_options, _serving) = (options, model);
 

@@ -77,7 +77,7 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
             }
         }
 
-        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(0, Scheduler(kit).Held);
         Assert.Equal(open, models.Vad.OpenStates);
     }
 
@@ -108,7 +108,7 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
             BatchAxisTests.AssertClose([output], BatchAxisTests.Floats(result.Outputs[0].Tensor));
         }
 
-        Assert.Equal(2, Scheduler(kit).Sequences);
+        Assert.Equal(2, Scheduler(kit).Held);
     }
 
     [Fact]
@@ -155,14 +155,14 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
         Assert.Equal(idleSince + IdleTimeout, kit.Dispatch());
         kit.Time.Advance(IdleTimeout - TimeSpan.FromMilliseconds(1));
         kit.Dispatch();
-        Assert.Equal(1, Scheduler(kit).Sequences);
+        Assert.Equal(1, Scheduler(kit).Held);
         Assert.Null(kit.Submit(Chunk("a", 1, samples, 16000, start: false, end: false)));
         await kit.NextAsync(1);
 
         // Its last request restarted the idle clock.
         kit.Time.Advance(IdleTimeout);
         kit.Dispatch();
-        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(0, Scheduler(kit).Held);
         Assert.Equal(ErrorCode.UnknownSequence, kit.Submit(Chunk("a", 2, samples, 16000, start: false, end: false))?.Code);
         Assert.Null(kit.Submit(Chunk("a", 3, samples, 16000, start: true, end: false)));
         await kit.NextAsync(1);
@@ -183,7 +183,7 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
 
         var orphan = Assert.Single(await kit.NextAsync(1));
         Assert.Equal(ErrorCode.UnknownSequence, orphan.Delivery.Error?.Code);
-        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(0, Scheduler(kit).Held);
         Assert.Equal(open, models.Vad.OpenStates);
 
         // Started again, it starts from the initial state.
@@ -278,7 +278,7 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
         kit.Dispatch();
 
         Assert.Equal(ErrorCode.DeadlineExceeded, Assert.Single(await kit.NextAsync(1)).Delivery.Error?.Code);
-        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(0, Scheduler(kit).Held);
         Assert.Equal(open, models.Vad.OpenStates);
 
         // The session forgot the sequence with its end: the client's next start of that id starts afresh.
@@ -299,12 +299,12 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
         kit.Time.Advance(TimeSpan.FromMilliseconds(10));
         kit.Dispatch();
         Assert.Equal(ErrorCode.DeadlineExceeded, Assert.Single(await kit.NextAsync(1)).Delivery.Error?.Code);
-        Assert.Equal(1, Scheduler(kit).Sequences);
+        Assert.Equal(1, Scheduler(kit).Held);
 
         device.Set();
         Assert.True(await blocker);
         Assert.Null(Assert.Single(await kit.NextAsync(1)).Delivery.Error);
-        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(0, Scheduler(kit).Held);
         Assert.Equal(open, models.Vad.OpenStates);
     }
 
@@ -319,7 +319,7 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
         kit.Dispatch();
 
         Assert.Equal(ErrorCode.DeadlineExceeded, Assert.Single(await kit.NextAsync(1)).Delivery.Error?.Code);
-        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(0, Scheduler(kit).Held);
         Assert.Equal(open, models.Vad.OpenStates);
 
         // Its slot is free at once (max_sequences is 1), not after the idle timeout.
@@ -339,11 +339,11 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
 
         Cancel(kit, "a-1");
 
-        Assert.Equal(1, Scheduler(kit).Sequences);
+        Assert.Equal(1, Scheduler(kit).Held);
         Assert.Null(kit.Submit(Chunk("a", 2, samples, 16000, start: false, end: true)));
         var (afterOne, _) = TestModels.StatefulStep(new float[2 * TestModels.StateWidth], samples, 16000);
         AssertOutput(TestModels.StatefulStep(afterOne, samples, 16000).Output, Assert.Single(await kit.NextAsync(1)));
-        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(0, Scheduler(kit).Held);
         Assert.Equal(open, models.Vad.OpenStates);
     }
 
@@ -357,7 +357,7 @@ public sealed class SequenceBatchingTests(SequenceBatchingTests.Models models) :
         Assert.Null(kit.Submit(Chunk("a", 0, [1, 2], 16000, start: true, end: false)));
 
         kit.Scheduler.Abort();
-        Assert.Equal(0, Scheduler(kit).Sequences);
+        Assert.Equal(0, Scheduler(kit).Held);
         device.Set();
         Assert.True(await blocker);
         await kit.NextAsync(1);
