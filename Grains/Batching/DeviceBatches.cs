@@ -49,6 +49,25 @@ internal sealed partial class DeviceBatches(BatcherContext context)
     }
 
     /// <summary>
+    /// Puts <paramref name="batch"/> on the device as one run per model version it holds (during a rollout a batch may
+    /// hold requests leased to the old version and to the new one), each as <see cref="Start"/> does.
+    /// </summary>
+    public void StartByVersion(List<QueuedRequest> batch, Func<List<QueuedRequest>, IReadOnlyList<InferRequest>, IReadOnlyList<ItemOutcome>>? run = null, Action<QueuedRequest, ItemOutcome?>? ran = null)
+    {
+        var lease = batch[0].Lease;
+        if (batch.TrueForAll(q => q.Lease == lease))
+        {
+            Start(batch, run, ran);
+            return;
+        }
+
+        foreach (var group in batch.GroupBy(q => q.Lease))
+        {
+            Start(group.ToList(), run, ran);
+        }
+    }
+
+    /// <summary>
     /// Puts <paramref name="batch"/> on the device: <paramref name="run"/> runs it there, given the batch and its
     /// requests (by default the batch model's own run). <paramref name="ran"/>, if given, sees each request and its
     /// outcome (null when the whole batch failed) on the grain's thread before the request ends.

@@ -54,18 +54,7 @@ internal sealed class DynamicBatching(BatcherContext context, ModelOptions optio
                 break;
             }
 
-            var batch = queue.TakeBatch(_options.MaxBatchSize);
-            var lease = batch[0].Lease;
-            if (batch.TrueForAll(q => q.Lease == lease))
-            {
-                _batches.Start(batch);
-                continue;
-            }
-
-            foreach (var group in batch.GroupBy(q => q.Lease))
-            {
-                _batches.Start(group.ToList());
-            }
+            _batches.StartByVersion(queue.TakeBatch(_options.MaxBatchSize));
         }
 
         // While the device has room, the oldest request's MaxWait running out is the next thing to wake for.

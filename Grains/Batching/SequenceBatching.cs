@@ -159,17 +159,7 @@ internal sealed class SequenceBatching : IBatchScheduler
             }
 
             // Sequences kept on an older version through a rollout run apart from the serving version's.
-            var lease = batch[0].Lease;
-            if (batch.TrueForAll(q => q.Lease == lease))
-            {
-                Start(batch);
-                continue;
-            }
-
-            foreach (var group in batch.GroupBy(q => q.Lease))
-            {
-                Start(group.ToList());
-            }
+            _batches.StartByVersion(batch, _run, _ran);
         }
 
         var due = _table.NextExpiry(Limits.IdleTimeout);
@@ -247,8 +237,6 @@ internal sealed class SequenceBatching : IBatchScheduler
         entry.Running = true;
         return QueueChoice.Take;
     }
-
-    private void Start(List<QueuedRequest> batch) => _batches.Start(batch, _run, _ran);
 
     /// <summary>Runs a batch of one version with each request's sequence state. Device thread only.</summary>
     private IReadOnlyList<ItemOutcome> RunOnDevice(List<QueuedRequest> batch, IReadOnlyList<InferRequest> requests)
