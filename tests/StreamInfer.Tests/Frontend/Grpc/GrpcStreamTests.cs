@@ -121,6 +121,9 @@ public sealed class GrpcStreamTests(FrontendFixture fixture) : IDisposable
     [Fact]
     public async Task ModelStreamInfer_SlowThenFast_AnsweredAsTheyFinish()
     {
+        // Another test may have left slow-grpc busy: a request queued behind it could be refused at once, and its
+        // error would come first.
+        await Eventually.UntilAsync(() => fixture.Batcher("slow-grpc").GetStatusAsync(), s => s is { Running: 0, Queued: 0 }, what: "slow-grpc idle");
         using var call = Client.ModelStreamInfer(deadline: DateTime.UtcNow + Patience);
         var slow = GrpcInferenceTests.RawF32Echo("slow");
         slow.ModelName = "slow-grpc";
@@ -130,6 +133,7 @@ public sealed class GrpcStreamTests(FrontendFixture fixture) : IDisposable
 
         var answers = await ReadAllAsync(call);
 
+        Assert.All(answers, a => Assert.Empty(a.ErrorMessage));
         Assert.Equal(["fast", "slow"], answers.Select(a => a.InferResponse.Id));
         Assert.All(answers, a => Assert.True(a.InferResponse.Parameters["triton_final_response"].BoolParam));
     }
