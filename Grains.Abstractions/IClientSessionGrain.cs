@@ -48,6 +48,12 @@ public interface IClientSessionGrain : IGrainWithStringKey
     [Alias("Close")]
     Task CloseAsync();
 
+    /// <summary>The client is done with these sequences without having ended them (the stream that carried them
+    /// closed): the session forgets them and their batchers free their state once nothing of theirs is running. Their
+    /// requests still in flight end as they would have; ids the session does not know are ignored. Idempotent.</summary>
+    [Alias("EndSequences")]
+    Task EndSequencesAsync(ImmutableArray<string> sequenceIds);
+
     /// <summary>
     /// Called by batchers, once per batch per session, when requests end (result, error or expiry) so the backlog
     /// frees. Interleaves with everything else, so a batcher's call never waits behind a submit that is itself

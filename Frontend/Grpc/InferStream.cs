@@ -16,7 +16,7 @@ namespace StreamInfer.Frontend.Grpc;
 /// by <see cref="Hosting.FrontendOptions.MaxInFlightBytes"/>: past it the stream is not read until requests end.
 /// Answers queue for one writer; past <see cref="Hosting.FrontendOptions.SendQueueBytes"/> unread, the client is not
 /// reading and is cut off. Once the client half-closes, the call ends when its last request has been answered; a client
-/// that goes away cancels what it still had in flight.
+/// that goes away cancels what it still had in flight. The sequences the stream started and did not end end with it.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "Requests still being admitted release the gate after the call ends; a SemaphoreSlim without a wait handle holds nothing to dispose.")]
 internal sealed partial class InferStream
@@ -34,6 +34,9 @@ internal sealed partial class InferStream
     // A sequence's answers are written in the order its requests were read: each runs only after the one before it
     // ended, but the ends reach this stream through separate deliveries and continuations that may swap.
     private readonly SequenceTurns _answerTurns = new();
+
+    // The sequences started on this stream and not ended on it: they end with the stream.
+    private readonly ConcurrentDictionary<string, byte> _openSequences = new(StringComparer.Ordinal);
     private long _queuedBytes;
     private volatile bool _failed;
 
@@ -87,6 +90,12 @@ internal sealed partial class InferStream
         await writing;
     }
 
+    /// <summary>The stream is over: the sequences it started and did not end are ended at its caller's session.</summary>
+    private Task EndOpenSequencesAsync()
+        => _openSequences.IsEmpty
+            ? Task.CompletedTask
+            : _service.Submitter.EndSequencesAsync(HttpCall.CallerSession(_http), [.. _openSequences.Keys]);
+
     private async Task RunOneAsync(ModelInferRequest message, long payloadBytes, SequenceTurns.Turn? turn, SequenceTurns.Turn? answerTurn)
     {
         var gateHeld = true;
@@ -116,7 +125,18 @@ internal sealed partial class InferStream
                     await turn.Previous;
                 }
 
-                await call.AdmitAsync();
+                var admitted = await call.AdmitAsync();
+                if (prepared.Infer.Sequence is { } sequence)
+                {
+                    if (sequence.End)
+                    {
+                        _openSequences.TryRemove(sequence.Id, out _);
+                    }
+                    else if (sequence.Start && admitted)
+                    {
+                        _openSequences[sequence.Id] = 0;
+                    }
+                }
             }
             finally
             {
@@ -212,6 +232,7 @@ internal sealed partial class InferStream
         if (Interlocked.Decrement(ref _pending) == 0)
         {
             _answers.Writer.TryComplete();
+            _ = EndOpenSequencesAsync();
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
@@ -115,6 +116,20 @@ internal sealed partial class RequestSubmitter(
         }
     }
 
+    /// <summary>A stream that carried these sequences closed before they ended: its session frees them.</summary>
+    public async Task EndSequencesAsync(string sessionId, ImmutableArray<string> sequenceIds)
+    {
+        try
+        {
+            await grains.GetGrain<IClientSessionGrain>(sessionId).EndSequencesAsync(sequenceIds);
+        }
+        catch (Exception ex)
+        {
+            // Their state expires at the model's idle timeout all the same.
+            LogEndSequencesFailed(logger, ex, sessionId);
+        }
+    }
+
     /// <summary>Ends, with <c>deadline_exceeded</c>, requests whose answer is overdue past the watchdog grace.</summary>
     public void ExpireOverdue()
     {
@@ -172,6 +187,9 @@ internal sealed partial class RequestSubmitter(
             LogCancelFailed(logger, ex, request.Key.Session, request.GridId);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Ending the sequences of client {ClientId} failed")]
+    private static partial void LogEndSequencesFailed(ILogger logger, Exception ex, string clientId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Closing the session of client {ClientId} failed")]
     private static partial void LogCloseFailed(ILogger logger, Exception ex, string clientId);

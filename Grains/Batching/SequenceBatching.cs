@@ -265,7 +265,7 @@ internal sealed class SequenceBatching : IBatchScheduler
         entry.Running = false;
         if (outcome is { Error: null, Outputs.IsDefault: false } ok && entry.Window is { } window)
         {
-            q.Window = window.Add(ok.Outputs);
+            q.Window = window.Add(ok.Outputs, last: q.Item.Request.Sequence!.End);
         }
 
         if (entry.Closed)

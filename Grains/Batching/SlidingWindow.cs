@@ -37,9 +37,10 @@ internal sealed class SlidingWindow
     /// <summary>
     /// Takes one result's outputs into the window; returns the window after it, with the event it raised. A result
     /// whose value is missing (no such output or element) or not finite leaves the values as they were, but counts as
-    /// a result.
+    /// a result. The last result of a sequence that is on turns it off (a client that stops streaming mid-speech
+    /// still hears that speech ended); one that would only have turned it on raises nothing.
     /// </summary>
-    public SequenceWindow Add(ImmutableArray<NamedTensor> outputs)
+    public SequenceWindow Add(ImmutableArray<NamedTensor> outputs, bool last = false)
     {
         var index = _results++;
         if (Value(outputs) is { } value && double.IsFinite(value))
@@ -65,6 +66,11 @@ internal sealed class SlidingWindow
             else if (_on && mean < _options.Off)
             {
                 (_on, raised) = (false, WindowEvents.Off);
+            }
+
+            if (last && _on)
+            {
+                (_on, raised) = (false, raised == WindowEvents.On ? null : WindowEvents.Off);
             }
         }
 

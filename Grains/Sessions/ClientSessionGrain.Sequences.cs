@@ -350,6 +350,21 @@ internal sealed partial class ClientSessionGrain
         }
     }
 
+    public Task EndSequencesAsync(ImmutableArray<string> sequenceIds)
+    {
+        var ending = new List<SessionSequence>();
+        foreach (var id in sequenceIds)
+        {
+            if (_sequences.TryGetValue(id, out var sequence))
+            {
+                Forget(sequence);
+                ending.Add(sequence);
+            }
+        }
+
+        return ending.Count == 0 ? Task.CompletedTask : EndAtBatchersAsync(ending.ToLookup(s => s.Batcher.ToString(), s => s.Id));
+    }
+
     /// <summary>Ends sequences (grouped by batcher key) at their batchers, skipping those on silos that left: their
     /// state went with the silo, and a call would only activate a batcher placed elsewhere.</summary>
     private Task EndAtBatchersAsync(ILookup<string, string> sequences)

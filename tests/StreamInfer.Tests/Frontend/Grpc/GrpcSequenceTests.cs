@@ -65,6 +65,42 @@ public sealed class GrpcSequenceTests(FrontendFixture fixture) : IDisposable
         Assert.All(answers, a => Assert.Empty(a.ErrorMessage));
     }
 
+    [Fact]
+    public async Task ModelStreamInfer_StreamClosesWithSequenceOpen_SequenceEnded()
+    {
+        var sequence = new InferParameter { StringParam = $"open-{Guid.NewGuid():N}" };
+        using (var call = Client.ModelStreamInfer(deadline: DateTime.UtcNow.AddSeconds(30)))
+        {
+            await call.RequestStream.WriteAsync(InSequence("o1", sequence, start: true));
+            await call.RequestStream.CompleteAsync();
+            var answers = new List<ModelStreamInferResponse>();
+            await foreach (var answer in call.ResponseStream.ReadAllAsync())
+            {
+                answers.Add(answer);
+            }
+
+            Assert.Empty(Assert.Single(answers).ErrorMessage);
+        }
+
+        // The stream's end frees the sequence soon after its last answer: a later chunk of it is of no sequence.
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        RpcException? failure = null;
+        while (failure is null)
+        {
+            deadline.Token.ThrowIfCancellationRequested();
+            try
+            {
+                await Client.ModelInferAsync(InSequence("o2", sequence, start: false), cancellationToken: deadline.Token).ResponseAsync;
+            }
+            catch (RpcException ex) when (ex.StatusCode != StatusCode.Cancelled)
+            {
+                failure = ex;
+            }
+        }
+
+        Assert.Equal((StatusCode.NotFound, "unknown_sequence"), (failure.StatusCode, failure.Trailers.GetValue("streaminfer-code")));
+    }
+
     private static ModelInferRequest InSequence(string id, InferParameter sequenceId, bool start, bool end = false)
     {
         // A chunk of the stateful test model's: sequences are for models that keep state.

@@ -25,6 +25,8 @@ internal sealed class FakeSession : IClientSessionGrain
 
     public Task CloseAsync() => Task.CompletedTask;
 
+    public Task EndSequencesAsync(System.Collections.Immutable.ImmutableArray<string> sequenceIds) => Task.CompletedTask;
+
     public Task CompletedAsync(System.Collections.Immutable.ImmutableArray<string> requestIds) => Task.CompletedTask;
 
     public Task<SessionStatus> GetStatusAsync() => throw new NotSupportedException();

@@ -50,6 +50,36 @@ public sealed class SlidingWindowTests
     }
 
     [Fact]
+    public void Add_LastResultWhileOn_RaisesOff()
+    {
+        var window = new SlidingWindow(new WindowOptions { Output = "p", Size = 2, On = 0.5, Off = 0.25 });
+        Assert.Equal(WindowEvents.On, window.Add(Row(1f)).Event);
+        Assert.Null(window.Add(Row(1f)).Event);
+
+        var last = window.Add(Row(1f), last: true);
+
+        Assert.Equal(WindowEvents.Off, last.Event);
+        Assert.Equal(1.0, last.Mean);
+    }
+
+    [Fact]
+    public void Add_LastResultWouldTurnOn_RaisesNothing()
+    {
+        var window = new SlidingWindow(new WindowOptions { Output = "p", Size = 2, On = 0.5, Off = 0.25 });
+        Assert.Null(window.Add(Row(0f)).Event);
+
+        Assert.Null(window.Add(Row(1f), last: true).Event);
+    }
+
+    [Fact]
+    public void Add_LastResultWhileOff_RaisesNothing()
+    {
+        var window = new SlidingWindow(new WindowOptions { Output = "p", Size = 2, On = 0.5, Off = 0.25 });
+
+        Assert.Null(window.Add(Row(0f), last: true).Event);
+    }
+
+    [Fact]
     public void Add_NoOnThreshold_NoEvents()
     {
         var window = new SlidingWindow(new WindowOptions { Output = "p", Size = 2 });
