@@ -15,7 +15,9 @@ public interface IDeliveryObserver : IGrainObserver
     /// been delivered; the caller retries, and the frontend ignores what it already has (an end for a request that
     /// already ended, a token whose index it already wrote). Calls from one batcher to one frontend are made one at a
     /// time, so their order is the order of the steps.
+    /// The answer of a call can be lost with a gateway that dies (it travels through whichever gateway the client
+    /// picked for the batcher), so the timeout is short: a lost answer costs a retry a second later.
     /// </summary>
-    [Alias("Deliver"), ResponseTimeout("00:00:05")]
+    [Alias("Deliver"), ResponseTimeout("00:00:01")]
     Task DeliverAsync(DeliveryBatch batch);
 }

@@ -27,11 +27,16 @@ internal sealed partial class ClusterLoad(
 {
     private readonly PlacementOptions _options = options.Value;
 
-    // A silo that takes longer than this to report is left out of this round (it may be dying, or very busy).
-    private TimeSpan ReadTimeout => TimeSpan.FromTicks(Math.Max(_options.LoadRefreshInterval.Ticks * 4, TimeSpan.FromSeconds(2).Ticks));
+    // A silo that takes longer than this to report is left out until it next does (it may be dying, or very busy):
+    // spilling to it is only worth it while it answers at once.
+    private TimeSpan ReadTimeout => TimeSpan.FromTicks(Math.Clamp(_options.LoadRefreshInterval.Ticks * 2, TimeSpan.FromMilliseconds(200).Ticks, TimeSpan.FromSeconds(2).Ticks));
     private readonly ConcurrentDictionary<string, LoadCell> _local = new(StringComparer.Ordinal);
     private readonly string _silo = SiloNames.ForKey(silo.Name);
     private volatile ImmutableDictionary<string, ImmutableArray<RemoteBatcher>> _remote = ImmutableDictionary<string, ImmutableArray<RemoteBatcher>>.Empty;
+
+    // Each other silo's last report, by silo name: _remote is rebuilt from it whenever one changes.
+    private readonly ConcurrentDictionary<string, ImmutableArray<BatcherLoad>> _reports = new(StringComparer.Ordinal);
+    private readonly Lock _publishing = new();
 
     private volatile bool _draining;
 
@@ -152,33 +157,64 @@ internal sealed partial class ClusterLoad(
         var others = membership.CurrentSnapshot.Members.Values
             .Where(m => m.Status == SiloStatus.Active && !m.SiloAddress.Equals(silo.SiloAddress))
             .ToList();
-        if (others.Count == 0)
+        var names = others.Select(m => SiloNames.ForKey(m.Name)).ToHashSet(StringComparer.Ordinal);
+        foreach (var gone in _reports.Keys.Where(k => !names.Contains(k)).ToList())
         {
-            _remote = ImmutableDictionary<string, ImmutableArray<RemoteBatcher>>.Empty;
-            return;
+            _reports.TryRemove(gone, out _);
         }
 
-        var reports = await Task.WhenAll(others.Select(async m =>
-        {
-            var name = SiloNames.ForKey(m.Name);
-            try
-            {
-                var loads = await grains.GetGrain<IModelHostGrain>(ModelHostGrain.KeyFor(m.Name)).GetLoadAsync()
-                    .WaitAsync(ReadTimeout, cancellationToken);
-                return (Silo: name, Loads: loads);
-            }
-            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
-            {
-                // A silo that does not answer is left out until it does (it may be dying).
-                LogSiloUnreadable(logger, name, ex.Message);
-                return (Silo: name, Loads: ImmutableArray<BatcherLoad>.Empty);
-            }
-        }));
+        Publish();
+        await Task.WhenAll(others.Select(m => ReadAsync(m.Name, cancellationToken)));
+    }
 
-        _remote = reports
-            .SelectMany(r => r.Loads.Select(l => (l.Model, Batcher: new RemoteBatcher(r.Silo, l.Device) { Rows = l.QueuedRows })))
-            .GroupBy(x => x.Model, StringComparer.Ordinal)
-            .ToImmutableDictionary(g => g.Key, g => g.Select(x => x.Batcher).ToImmutableArray(), StringComparer.Ordinal);
+    /// <summary>
+    /// Reads one silo's loads and publishes them at once, whatever the other silos do: a silo that fails to answer
+    /// (a dead one refuses the connection at once) or answers late leaves the choice at that moment, not when the
+    /// slowest silo of the round has answered.
+    /// </summary>
+    private async Task ReadAsync(string siloName, CancellationToken cancellationToken)
+    {
+        var name = SiloNames.ForKey(siloName);
+        try
+        {
+            var loads = await grains.GetGrain<IModelHostGrain>(ModelHostGrain.KeyFor(siloName)).GetLoadAsync()
+                .WaitAsync(ReadTimeout, cancellationToken);
+            _reports[name] = loads;
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            // A silo that does not answer is left out until it does (it may be dying).
+            LogSiloUnreadable(logger, name, ex.Message);
+            if (!_reports.TryRemove(name, out _))
+            {
+                return;
+            }
+        }
+
+        Publish();
+    }
+
+    /// <summary>
+    /// A session could not reach <paramref name="siloName"/> (the connection failed): its batchers leave the choice now,
+    /// until it next reports its loads, so that no other request is sent there meanwhile.
+    /// </summary>
+    public void Unreachable(string siloName)
+    {
+        if (_reports.TryRemove(siloName, out _))
+        {
+            Publish();
+        }
+    }
+
+    private void Publish()
+    {
+        lock (_publishing)
+        {
+            _remote = _reports
+                .SelectMany(r => r.Value.Select(l => (l.Model, Batcher: new RemoteBatcher(r.Key, l.Device) { Rows = l.QueuedRows })))
+                .GroupBy(x => x.Model, StringComparer.Ordinal)
+                .ToImmutableDictionary(g => g.Key, g => g.Select(x => x.Batcher).ToImmutableArray(), StringComparer.Ordinal);
+        }
     }
 
     /// <summary>One local batcher's queue depth in rows, written by the batcher only.</summary>

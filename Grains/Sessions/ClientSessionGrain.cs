@@ -208,7 +208,7 @@ internal sealed partial class ClientSessionGrain(
     /// Forwards an admitted request to its batcher. On a refusal, or a batcher that could not be reached, the request
     /// leaves the backlog and its token is refunded; <c>MayBeHeld</c> when the batcher may have queued it all the same.
     /// </summary>
-    private async Task<(InferError? Refusal, bool MayBeHeld)> ForwardAsync(Pending pending)
+    private async Task<(InferError? Refusal, bool MayBeHeld)> ForwardAsync(Pending pending, bool mayRetry = true)
     {
         var request = pending.Item.Request;
         var batcherKey = pending.Batcher.ToString();
@@ -224,12 +224,20 @@ internal sealed partial class ClientSessionGrain(
         {
             refusal = await GrainFactory.GetGrain<IBatcherGrain>(batcherKey).EnqueueAsync(pending.Item);
         }
+        catch (Exception ex) when (mayRetry && Unreached(ex) && pending.Sequence is null && Rechoose(pending) is { } other)
+        {
+            // The batcher's silo refused the connection (it died, and membership has not said so yet) or was declared
+            // dead with the request: the request never ran there, so it goes to a batcher left, at once.
+            LogForwardRetried(logger, ex.GetType().Name, request.Model, batcherKey, other.ToString());
+            pending.Batcher = other;
+            return await ForwardAsync(pending, mayRetry: false);
+        }
         catch (Exception ex)
         {
             LogForwardFailed(logger, ex, request.Model, batcherKey);
             // An unreachable batcher sits on a silo that died: once membership says so, a retry goes to a silo left.
             // Any other failure to reach it (a timeout) is as passing: a retry a second later.
-            siloLost = ex is SiloUnavailableException or OrleansMessageRejectionException;
+            siloLost = Unreached(ex);
             refusal = new InferError(ErrorCode.ModelUnavailable, $"model '{request.Model}' could not take the request: {ex.GetType().Name}.", siloLost ? SiloLostRetryMs : UnreachableRetryMs);
             metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
 
@@ -250,6 +258,25 @@ internal sealed partial class ClientSessionGrain(
         }
 
         return (refusal, mayBeHeld);
+    }
+
+    private static bool Unreached(Exception ex) => ex is SiloUnavailableException or OrleansMessageRejectionException;
+
+    /// <summary>
+    /// After a request's batcher could not be reached: its silo leaves the choice of batchers, and the request gets
+    /// another batcher, or null when there is none but the one that failed (it then ends with the failure).
+    /// </summary>
+    private BatcherKey? Rechoose(Pending pending)
+    {
+        var failed = pending.Batcher;
+        load.Unreachable(failed.Silo);
+        if (!catalog.TryGet(pending.Item.Request.Model, out var model) || model.State != ModelState.Ready)
+        {
+            return null;
+        }
+
+        var other = Choose(model);
+        return other == failed ? null : other;
     }
 
     private async Task CancelAtBatcherAsync(string batcherKey, ImmutableArray<string> ids)
@@ -283,6 +310,9 @@ internal sealed partial class ClientSessionGrain(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Forwarding a request of model {Model} to batcher {Batcher} failed")]
     private static partial void LogForwardFailed(ILogger logger, Exception ex, string model, string batcher);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Batcher {Batcher} of model {Model} could not be reached ({Reason}); the request goes to {Other}")]
+    private static partial void LogForwardRetried(ILogger logger, string reason, string model, string batcher, string other);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Cancelling at batcher {Batcher} failed")]
     private static partial void LogCancelFailed(ILogger logger, Exception ex, string batcher);

@@ -103,6 +103,9 @@ internal sealed class Report
         // with few answers, and the answers that end it land where they came.
         var endedResults = new int[perSecond.Length];
         var endedErrors = new int[perSecond.Length];
+        // Connections with no answer in a second: a stall of some clients (their sessions' silo died) shows apart
+        // from a slowdown of all.
+        var silent = new int[perSecond.Length];
         var at = 0;
         var outcomes = new Dictionary<string, long>(StringComparer.Ordinal) { ["result"] = 0 };
         var warnings = new Dictionary<string, long>(StringComparer.Ordinal);
@@ -113,6 +116,7 @@ internal sealed class Report
         foreach (var (stats, connectionSent) in connections)
         {
             stats.Latencies.CopyTo(latencies, at);
+            var answeredIn = new bool[perSecond.Length];
             for (var i = 0; i < stats.Latencies.Count; i++)
             {
                 var second = (int)stats.SentAtSeconds[i];
@@ -125,7 +129,13 @@ internal sealed class Report
                 if (ended >= 0 && ended < perSecond.Length)
                 {
                     (stats.IsResult[i] ? endedResults : endedErrors)[ended]++;
+                    answeredIn[ended] = true;
                 }
+            }
+
+            for (var second = 0; second < silent.Length; second++)
+            {
+                silent[second] += answeredIn[second] ? 0 : 1;
             }
 
             at += stats.Latencies.Count;
@@ -158,7 +168,7 @@ internal sealed class Report
         {
             var sample = perSecond[second]?.ToArray() ?? [];
             Array.Sort(sample);
-            series.Add(new SecondSummary(second, sample.Length, Percentile(sample, 50), Percentile(sample, 99), sample.Length == 0 ? double.NaN : sample[^1], endedResults[second], endedErrors[second]));
+            series.Add(new SecondSummary(second, sample.Length, Percentile(sample, 50), Percentile(sample, 99), sample.Length == 0 ? double.NaN : sample[^1], endedResults[second], endedErrors[second], silent[second]));
         }
 
         var sum = 0.0;
@@ -249,6 +259,7 @@ internal sealed class Report
 
         sb.AppendLine(inv, $"sent {Sent}, answered {Answered} (warm-up included), mean latency {Ms(LatencyMean)} ms");
         sb.AppendLine("answers by the second they arrived in, results/errors: " + string.Join(' ', Series.Select(s => string.Create(inv, $"{s.ResultsEnded}/{s.ErrorsEnded}"))));
+        sb.AppendLine("connections without an answer, by second: " + string.Join(' ', Series.Select(s => s.SilentConnections.ToString(inv))));
         if (TimedResults > 0)
         {
             sb.AppendLine(inv, $"server timing: mean batch size {MeanBatchSize:F2}, mean compute {Ms(MeanBatchComputeMs)} ms per batch, mean queue {Ms(MeanQueueMs)} ms per request ({TimedResults} results)");
@@ -357,6 +368,7 @@ internal sealed class Report
             WriteMs(w, "max_ms", point.Max);
             w.WriteNumber("results_ended", point.ResultsEnded);
             w.WriteNumber("errors_ended", point.ErrorsEnded);
+            w.WriteNumber("connections_without_answer", point.SilentConnections);
             w.WriteEndObject();
         }
 
@@ -426,4 +438,4 @@ internal sealed class Report
 /// One second of the measured window: the requests sent in it and their latencies, and the answers that arrived in it
 /// (results and errors), whenever their requests were sent inside the window.
 /// </summary>
-internal sealed record SecondSummary(int Second, int Requests, double P50, double P99, double Max, int ResultsEnded, int ErrorsEnded);
+internal sealed record SecondSummary(int Second, int Requests, double P50, double P99, double Max, int ResultsEnded, int ErrorsEnded, int SilentConnections);
