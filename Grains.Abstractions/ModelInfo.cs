@@ -26,9 +26,36 @@ public sealed record ModelLoadError(
     [property: Id(2)] string? Field,
     [property: Id(3)] string Reason)
 {
+    /// <summary>
+    /// The failure's own text (an exception's message, which may name absolute paths), for the log of the silo that
+    /// found it; never serialized, so it reaches no other process and no client. Null when <see cref="Reason"/> says all.
+    /// </summary>
+    [field: NonSerialized]
+    public string? Detail { get; init; }
+
     /// <inheritdoc/>
     public override string ToString()
         => $"model '{Model}'{(File is null ? string.Empty : $", {File}")}{(Field is null ? string.Empty : $", field '{Field}'")}: {Reason}";
+
+    /// <summary>
+    /// What a serving endpoint tells a client about a model that failed to load: where the problems are (config fields,
+    /// files relative to the repository), not what they are; the log and the operator endpoints have the reasons.
+    /// </summary>
+    public static string ForClients(string model, IEnumerable<ModelLoadError> errors)
+    {
+        var where = errors
+            .Select(e => e.Field is not null ? $"config field '{e.Field}'" : e.File is not null ? $"file '{e.File}'" : null)
+            .OfType<string>()
+            .Distinct(StringComparer.Ordinal)
+            .ToList();
+        var at = where.Count switch
+        {
+            0 => string.Empty,
+            <= 3 => $" (at {string.Join(", ", where)})",
+            _ => $" (at {string.Join(", ", where.Take(3))} and {where.Count - 3} more)",
+        };
+        return $"model '{model}' failed to load{at}; the server's log says why.";
+    }
 }
 
 /// <summary>An input or output a model declares. <see cref="Shape"/> includes the batch axis first, as -1; other

@@ -14,11 +14,13 @@ namespace StreamInfer;
 public interface IModelVersionGrain : IGrainWithStringKey
 {
     /// <summary>Rolls the model out to <paramref name="version"/> (a folder of the repository) on every silo; returns how it ended.</summary>
-    [Alias("Rollout")]
+    /// <remarks>Answers when the rollout has ended: its prepare may take <see cref="ModelVersionTimeouts.Prepare"/>, then
+    /// the commits or aborts, so the call waits longer than Orleans' default 30 s.</remarks>
+    [Alias("Rollout"), ResponseTimeout(ModelVersionTimeouts.Rollout)]
     Task<RolloutState> RolloutAsync(string version);
 
     /// <summary>Rolls back to the version that served before the last committed rollout, the same two-phase way.</summary>
-    [Alias("Rollback")]
+    [Alias("Rollback"), ResponseTimeout(ModelVersionTimeouts.Rollout)]
     Task<RolloutState> RollbackAsync();
 
     /// <summary>The version the last committed rollout made serve, or null when none has (each silo serves its scan's).
@@ -39,7 +41,7 @@ public interface IModelVersionGrain : IGrainWithStringKey
 public interface IModelHostGrain : IGrainWithStringKey
 {
     /// <summary>Loads and warms <paramref name="version"/> beside the serving one; returns the problems (empty when prepared).</summary>
-    [Alias("Prepare")]
+    [Alias("Prepare"), ResponseTimeout(ModelVersionTimeouts.PrepareCall)]
     Task<ImmutableArray<ModelLoadError>> PrepareAsync(string model, string version);
 
     /// <summary>Makes a prepared version serve; false when it was not prepared on this silo.</summary>
@@ -59,7 +61,7 @@ public interface IModelHostGrain : IGrainWithStringKey
     Task<RepositoryScan> ScanAsync();
 
     /// <summary>Starts serving a model that appeared in the repository; returns its problems (empty when it serves).</summary>
-    [Alias("AddModel")]
+    [Alias("AddModel"), ResponseTimeout(ModelVersionTimeouts.PrepareCall)]
     Task<ImmutableArray<ModelLoadError>> AddModelAsync(string model);
 
     /// <summary>Stops serving a repository model (requests in flight finish first); false when it was not served.</summary>
@@ -84,8 +86,30 @@ public interface IModelHostGrain : IGrainWithStringKey
 public interface IRepositoryGrain : IGrainWithStringKey
 {
     /// <summary>Reloads the repository; returns what changed.</summary>
-    [Alias("Reload")]
+    /// <remarks>Each model added loads, and each version change rolls out, in turn: a caller that stops waiting after
+    /// <see cref="ModelVersionTimeouts.Reload"/> gets a timeout while the reload goes on.</remarks>
+    [Alias("Reload"), ResponseTimeout(ModelVersionTimeouts.Reload)]
     Task<ReloadReport> ReloadAsync();
+}
+
+/// <summary>
+/// How long the long calls of rollouts and reloads may take before their callers give up (Orleans' default response
+/// timeout is 30 s, far less than a large model's load and warm-up), as <c>hh:mm:ss</c>.
+/// </summary>
+public static class ModelVersionTimeouts
+{
+    /// <summary>How long every silo together may take to load and warm a version before the rollout is aborted.</summary>
+    public const string Prepare = "00:05:00";
+
+    /// <summary>One silo's prepare (or a new model's load) as its caller waits for it: the prepare's own limit, and
+    /// time to answer after it, so that the rollout's limit is the one that ends it.</summary>
+    public const string PrepareCall = "00:05:30";
+
+    /// <summary>A rollout or rollback: the prepare, then the commits or aborts and the state's write.</summary>
+    public const string Rollout = "00:07:00";
+
+    /// <summary>A whole reload: several loads and rollouts one after another.</summary>
+    public const string Reload = "00:30:00";
 }
 
 /// <summary>A model as a repository scan found it.</summary>

@@ -69,7 +69,7 @@ internal sealed class InferenceService(
         var model = await FindAsync(request.Name, request.Version);
         if (model.State == ModelState.Failed)
         {
-            throw GrpcErrors.Exception(new InferError(ErrorCode.ModelUnavailable, $"model '{model.Name}' failed to load: {string.Join("; ", model.Errors.Select(e => e.ToString()))}"));
+            throw GrpcErrors.Exception(new InferError(ErrorCode.ModelUnavailable, ModelLoadError.ForClients(model.Name, model.Errors)));
         }
 
         var response = new ModelMetadataResponse { Name = model.Name, Platform = model.Kind == "tensor" ? "onnxruntime_onnx" : $"streaminfer_{model.Kind}" };

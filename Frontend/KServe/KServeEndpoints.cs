@@ -24,10 +24,10 @@ internal static partial class KServeEndpoints
         v2.MapGet("/health/ready", Operations.HealthEndpoints.ReadyAsync);
 
         var model = v2.MapGroup("/models/{name}");
-        model.MapGet(string.Empty, (IClusterClient client, string name) => MetadataAsync(client, name, null));
-        model.MapGet("/versions/{version}", (IClusterClient client, string name, string version) => MetadataAsync(client, name, version));
-        model.MapGet("/ready", (IClusterClient client, string name) => ModelReadyAsync(client, name, null));
-        model.MapGet("/versions/{version}/ready", (IClusterClient client, string name, string version) => ModelReadyAsync(client, name, version));
+        model.MapGet(string.Empty, (IClusterClient client, ILoggerFactory loggers, string name) => MetadataAsync(client, Logger(loggers), name, null));
+        model.MapGet("/versions/{version}", (IClusterClient client, ILoggerFactory loggers, string name, string version) => MetadataAsync(client, Logger(loggers), name, version));
+        model.MapGet("/ready", (IClusterClient client, ILoggerFactory loggers, string name) => ModelReadyAsync(client, Logger(loggers), name, null));
+        model.MapGet("/versions/{version}/ready", (IClusterClient client, ILoggerFactory loggers, string name, string version) => ModelReadyAsync(client, Logger(loggers), name, version));
 
         var infer = model.MapGroup(string.Empty);
         infer.MapPost("/infer", (HttpContext c, [AsParameters] InferenceServices services, IClusterClient client, string name) => InferAsync(c, services, client, name, null));
@@ -35,9 +35,11 @@ internal static partial class KServeEndpoints
         return infer;
     }
 
-    private static async Task<IResult> MetadataAsync(IClusterClient client, string name, string? version)
+    private static ILogger Logger(ILoggerFactory loggers) => loggers.CreateLogger(typeof(KServeEndpoints));
+
+    private static async Task<IResult> MetadataAsync(IClusterClient client, ILogger logger, string name, string? version)
     {
-        var (model, missing) = await FindAsync(client, name, version);
+        var (model, missing) = await FindAsync(client, logger, name, version);
         if (model is null)
         {
             return missing!;
@@ -45,7 +47,7 @@ internal static partial class KServeEndpoints
 
         if (model.State == ModelState.Failed)
         {
-            return Error(new InferError(ErrorCode.ModelUnavailable, $"model '{model.Name}' failed to load: {string.Join("; ", model.Errors.Select(e => e.ToString()))}"));
+            return Error(new InferError(ErrorCode.ModelUnavailable, ModelLoadError.ForClients(model.Name, model.Errors)));
         }
 
         return JsonBody.Ok(w =>
@@ -73,9 +75,9 @@ internal static partial class KServeEndpoints
         });
     }
 
-    private static async Task<IResult> ModelReadyAsync(IClusterClient client, string name, string? version)
+    private static async Task<IResult> ModelReadyAsync(IClusterClient client, ILogger logger, string name, string? version)
     {
-        var (model, missing) = await FindAsync(client, name, version);
+        var (model, missing) = await FindAsync(client, logger, name, version);
         if (model is null)
         {
             return missing!;
@@ -122,7 +124,7 @@ internal static partial class KServeEndpoints
         HttpContext context, InferenceServices services, IClusterClient client, string name, string? version, RentedBytes body, int? headerLength)
     {
         // A pinned version is checked before the request is queued: a wrong one costs no device time.
-        if (version is not null && await FindAsync(client, name, version) is { Model: null } pinned)
+        if (version is not null && await FindAsync(client, services.Loggers.CreateLogger(typeof(KServeEndpoints)), name, version) is { Model: null } pinned)
         {
             return (pinned.Missing!, true);
         }
@@ -161,9 +163,18 @@ internal static partial class KServeEndpoints
     }
 
     /// <summary>The model, or the error that answers for its absence (or for a version it does not serve).</summary>
-    private static async Task<(ModelInfo? Model, IResult? Missing)> FindAsync(IClusterClient client, string name, string? version)
+    private static async Task<(ModelInfo? Model, IResult? Missing)> FindAsync(IClusterClient client, ILogger logger, string name, string? version)
     {
-        var model = await client.GetGrain<IModelInfoGrain>(0).GetModelAsync(name);
+        ModelInfo? model;
+        try
+        {
+            model = await client.GetGrain<IModelInfoGrain>(0).GetModelAsync(name);
+        }
+        catch (Exception ex)
+        {
+            return (null, Error(GrainCallErrors.For(logger, ex, $"looking up model '{name}'")));
+        }
+
         if (model is null)
         {
             return (null, Error(new InferError(ErrorCode.UnknownModel, $"no model named '{name}' is served.")));

@@ -24,9 +24,18 @@ internal static class OpenAIEndpoints
         return completions;
     }
 
-    private static async Task<IResult> ModelsAsync(IClusterClient client)
+    private static async Task<IResult> ModelsAsync(IClusterClient client, ILoggerFactory loggers)
     {
-        var status = await client.GetGrain<IModelInfoGrain>(0).GetRepositoryAsync();
+        RepositoryStatus status;
+        try
+        {
+            status = await client.GetGrain<IModelInfoGrain>(0).GetRepositoryAsync();
+        }
+        catch (Exception ex)
+        {
+            return OpenAIErrors.Result(GrainCallErrors.For(loggers.CreateLogger(typeof(OpenAIEndpoints)), ex, "listing the models"));
+        }
+
         return JsonBody.Ok(w =>
         {
             w.WriteStartObject();

@@ -33,7 +33,8 @@ internal static class HealthEndpoints
         catch (Exception ex) when (ex is not OperationCanceledException || !context.RequestAborted.IsCancellationRequested)
         {
             // No silo answers (a cluster frontend before its silos, or while they move): not ready.
-            await HttpErrors.WriteAsync(context, new InferError(ErrorCode.ModelUnavailable, $"no silo answered: {ex.Message}", 1000));
+            // The exception's text names silos and internals: the caller learns only that none answered.
+            await HttpErrors.WriteAsync(context, new InferError(ErrorCode.ModelUnavailable, "no silo answered.", 1000));
             return;
         }
 

@@ -49,27 +49,32 @@ internal static class ModelAdminEndpoints
     }
 
     /// <summary>Reads the repository again on every silo: new models load, removed ones unload, changed versions roll out.</summary>
-    private static async Task ReloadAsync(HttpContext context, IClusterClient client)
-    {
-        var report = await client.GetGrain<IRepositoryGrain>(RepositoryKey).ReloadAsync();
-        await context.Response.WriteAsJsonAsync(report, Json);
-    }
+    private static Task ReloadAsync(HttpContext context, IClusterClient client, ILoggerFactory loggers)
+        => GrainCallErrors.GuardAsync(context, Logger(loggers), "the reload", async () =>
+        {
+            var report = await client.GetGrain<IRepositoryGrain>(RepositoryKey).ReloadAsync();
+            await context.Response.WriteAsJsonAsync(report, Json);
+        });
 
     /// <summary>The key of the cluster's one repository grain.</summary>
     internal const string RepositoryKey = "repository";
 
-    private static async Task StatusAsync(HttpContext context, IClusterClient client, string name)
-    {
-        if (!await KnownAsync(context, client, name))
+    private static Task StatusAsync(HttpContext context, IClusterClient client, ILoggerFactory loggers, string name)
+        => GrainCallErrors.GuardAsync(context, Logger(loggers), "the model's status", async () =>
         {
-            return;
-        }
+            if (!await KnownAsync(context, client, name))
+            {
+                return;
+            }
 
-        var status = await client.GetGrain<IModelVersionGrain>(name).GetStatusAsync();
-        await context.Response.WriteAsJsonAsync(status, Json);
-    }
+            var status = await client.GetGrain<IModelVersionGrain>(name).GetStatusAsync();
+            await context.Response.WriteAsJsonAsync(status, Json);
+        });
 
-    private static async Task RolloutAsync(HttpContext context, IClusterClient client, string name)
+    private static Task RolloutAsync(HttpContext context, IClusterClient client, ILoggerFactory loggers, string name)
+        => GrainCallErrors.GuardAsync(context, Logger(loggers), "the rollout", () => RollOutAsync(context, client, name));
+
+    private static async Task RollOutAsync(HttpContext context, IClusterClient client, string name)
     {
         if (!await KnownAsync(context, client, name))
         {
@@ -103,15 +108,16 @@ internal static class ModelAdminEndpoints
         await WriteOutcomeAsync(context, await client.GetGrain<IModelVersionGrain>(name).RolloutAsync(version));
     }
 
-    private static async Task RollbackAsync(HttpContext context, IClusterClient client, string name)
-    {
-        if (!await KnownAsync(context, client, name))
+    private static Task RollbackAsync(HttpContext context, IClusterClient client, ILoggerFactory loggers, string name)
+        => GrainCallErrors.GuardAsync(context, Logger(loggers), "the rollback", async () =>
         {
-            return;
-        }
+            if (await KnownAsync(context, client, name))
+            {
+                await WriteOutcomeAsync(context, await client.GetGrain<IModelVersionGrain>(name).RollbackAsync());
+            }
+        });
 
-        await WriteOutcomeAsync(context, await client.GetGrain<IModelVersionGrain>(name).RollbackAsync());
-    }
+    private static ILogger Logger(ILoggerFactory loggers) => loggers.CreateLogger(typeof(ModelAdminEndpoints));
 
     private static async Task WriteOutcomeAsync(HttpContext context, RolloutState rollout)
     {

@@ -249,9 +249,9 @@ internal static partial class FrameWriter
                 var e = data.Slice(offset, size);
                 switch (tensor.ElementType)
                 {
-                    case TensorElementType.Float32: w.WriteNumberValue(BinaryPrimitives.ReadSingleLittleEndian(e)); break;
-                    case TensorElementType.Float64: w.WriteNumberValue(BinaryPrimitives.ReadDoubleLittleEndian(e)); break;
-                    case TensorElementType.Float16: w.WriteNumberValue((float)BinaryPrimitives.ReadHalfLittleEndian(e)); break;
+                    case TensorElementType.Float32: WriteFloat(w, BinaryPrimitives.ReadSingleLittleEndian(e)); break;
+                    case TensorElementType.Float64: WriteFloat(w, BinaryPrimitives.ReadDoubleLittleEndian(e)); break;
+                    case TensorElementType.Float16: WriteFloat(w, (float)BinaryPrimitives.ReadHalfLittleEndian(e)); break;
                     case TensorElementType.Int64: w.WriteNumberValue(BinaryPrimitives.ReadInt64LittleEndian(e)); break;
                     case TensorElementType.Int32: w.WriteNumberValue(BinaryPrimitives.ReadInt32LittleEndian(e)); break;
                     case TensorElementType.Int16: w.WriteNumberValue(BinaryPrimitives.ReadInt16LittleEndian(e)); break;
@@ -264,6 +264,34 @@ internal static partial class FrameWriter
         }
 
         w.WriteEndArray();
+    }
+
+    /// <summary>
+    /// A float element: a number, or for NaN and the infinities, which JSON has no number for, the strings
+    /// <c>"NaN"</c>, <c>"Infinity"</c> and <c>"-Infinity"</c> (the names .NET, JavaScript and Python parse back).
+    /// </summary>
+    private static void WriteFloat(Utf8JsonWriter w, double value)
+    {
+        if (double.IsFinite(value))
+        {
+            w.WriteNumberValue(value);
+        }
+        else
+        {
+            w.WriteStringValue(double.IsNaN(value) ? "NaN" : value > 0 ? "Infinity" : "-Infinity");
+        }
+    }
+
+    private static void WriteFloat(Utf8JsonWriter w, float value)
+    {
+        if (float.IsFinite(value))
+        {
+            w.WriteNumberValue(value);
+        }
+        else
+        {
+            WriteFloat(w, (double)value);
+        }
     }
 
     private static void WriteShape(Utf8JsonWriter w, Tensor tensor)

@@ -68,10 +68,12 @@ internal static class RawTensors
     }
 
     /// <summary>The number of elements <paramref name="shape"/> holds, or null when a dimension is negative or the
-    /// product passes <see cref="int.MaxValue"/>.</summary>
+    /// product passes <see cref="int.MaxValue"/>. A zero dimension makes the tensor empty but does not excuse the others:
+    /// the product of the non-zero dimensions must fit too, so that no axis downstream is sized past what memory holds.</summary>
     public static long? ElementCount(ImmutableArray<long> shape)
     {
-        long count = 1;
+        long nonZero = 1;
+        var empty = false;
         foreach (var d in shape)
         {
             if (d < 0)
@@ -81,19 +83,19 @@ internal static class RawTensors
 
             if (d == 0)
             {
-                count = 0;
+                empty = true;
                 continue;
             }
 
-            if (count > int.MaxValue / d)
+            if (nonZero > int.MaxValue / d)
             {
                 return null;
             }
 
-            count *= d;
+            nonZero *= d;
         }
 
-        return count;
+        return empty ? 0 : nonZero;
     }
 
     private static string? TryReadStrings(string name, ImmutableArray<long> shape, long count, ReadOnlySpan<byte> bytes, out Tensor? tensor)

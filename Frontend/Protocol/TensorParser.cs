@@ -78,10 +78,9 @@ internal static class TensorParser
             return (null, headerError);
         }
 
-        long count = 1;
-        foreach (var dim in shape)
+        if (RawTensors.ElementCount(shape) is not { } count)
         {
-            count = dim == 0 ? 0 : (count > int.MaxValue / dim ? long.MaxValue : count * dim);
+            return (null, $"input '{name}': shape [{string.Join(',', shape)}] must be non-negative integers whose product fits in memory.");
         }
 
         if (!element.TryGetProperty("data", out var dataElement) || dataElement.ValueKind != JsonValueKind.Array)
@@ -90,10 +89,14 @@ internal static class TensorParser
         }
 
         var values = new List<JsonElement>();
-        Flatten(dataElement, values);
+        if (Flatten(dataElement, shape, values) is { } ragged)
+        {
+            return (null, $"input '{name}': nested 'data' must follow shape [{string.Join(',', shape)}]: {ragged}");
+        }
+
         if (values.Count != count)
         {
-            return (null, $"input '{name}': shape [{string.Join(',', shape)}] needs {(count == long.MaxValue ? "too many" : count.ToString(System.Globalization.CultureInfo.InvariantCulture))} elements, data has {values.Count}.");
+            return (null, $"input '{name}': shape [{string.Join(',', shape)}] needs {count} elements, data has {values.Count}.");
         }
 
         if (type == TensorElementType.String)
@@ -165,19 +168,74 @@ internal static class TensorParser
         return null;
     }
 
-    private static void Flatten(JsonElement array, List<JsonElement> into)
+    /// <summary>
+    /// Collects the elements of <c>data</c>: flat (row-major), or nested exactly as the shape is, every array at depth k
+    /// holding shape[k] items and elements only at the innermost depth. Returns why nested data does not follow the
+    /// shape (ragged, too deep or too shallow), or null.
+    /// </summary>
+    private static string? Flatten(JsonElement data, ImmutableArray<long> shape, List<JsonElement> into)
     {
-        foreach (var item in array.EnumerateArray())
+        var nested = false;
+        foreach (var item in data.EnumerateArray())
         {
             if (item.ValueKind == JsonValueKind.Array)
             {
-                Flatten(item, into);
+                nested = true;
+                break;
+            }
+        }
+
+        if (!nested)
+        {
+            foreach (var item in data.EnumerateArray())
+            {
+                into.Add(item);
+            }
+
+            return null;
+        }
+
+        return FlattenNested(data, shape, 0, "data", into);
+    }
+
+    private static string? FlattenNested(JsonElement array, ImmutableArray<long> shape, int depth, string at, List<JsonElement> into)
+    {
+        if (depth >= shape.Length)
+        {
+            return $"{at} is an array, deeper than the shape's {shape.Length} axes.";
+        }
+
+        var length = array.GetArrayLength();
+        if (length != shape[depth])
+        {
+            return $"{at} holds {length} items where axis {depth} is {shape[depth]}.";
+        }
+
+        var index = 0;
+        foreach (var item in array.EnumerateArray())
+        {
+            var isArray = item.ValueKind == JsonValueKind.Array;
+            var innermost = depth == shape.Length - 1;
+            if (isArray)
+            {
+                if (FlattenNested(item, shape, depth + 1, $"{at}[{index}]", into) is { } error)
+                {
+                    return error;
+                }
+            }
+            else if (!innermost)
+            {
+                return $"{at}[{index}] is not an array, but axis {depth + 1} is still to come.";
             }
             else
             {
                 into.Add(item);
             }
+
+            index++;
         }
+
+        return null;
     }
 
     private static bool TryWriteElement(TensorElementType type, JsonElement value, Span<byte> into)

@@ -26,17 +26,36 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
     {
         var errors = new List<ModelLoadError>();
         var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
-        foreach (var device in devices.Devices)
+        if (MemoryChecks.Check(definition, devices.Devices.Count()) is { } tooLarge)
         {
-            var model = await device.RunAsync(() => LoadOn(definition, device, errors));
-            if (model is not null)
+            errors.Add(tooLarge);
+        }
+        else
+        {
+            foreach (var device in devices.Devices)
             {
-                instances[device.Name] = model;
+                IInferenceModel? model;
+                try
+                {
+                    model = await device.RunAsync(() => LoadOn(definition, device, errors));
+                }
+                catch (Exception ex)
+                {
+                    // Whatever a model throws while it loads is its own failure: the models after it still load.
+                    errors.Add(Threw(definition, device, ex));
+                    continue;
+                }
+
+                if (model is not null)
+                {
+                    instances[device.Name] = model;
+                }
             }
         }
 
         if (instances.Count == 0)
         {
+            LogLoadFailed(logger, definition.Name, definition.Version, ForLog(errors));
             return ModelEntry.Unloaded(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Failed, [.. errors]);
         }
 
@@ -54,12 +73,17 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
     {
         var errors = new List<ModelLoadError>();
         var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
+        if (MemoryChecks.Check(definition, devices.Devices.Count()) is { } tooLarge)
+        {
+            return (null, [tooLarge]);
+        }
+
         try
         {
             foreach (var device in devices.Devices)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                if (await LoadBesideAsync(definition, device, errors) is { } model)
+                if (await LoadBesideAsync(definition, device, errors, cancellationToken) is { } model)
                 {
                     instances[device.Name] = model;
                 }
@@ -74,31 +98,58 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
         if (errors.Count > 0 || instances.Count < devices.Devices.Count())
         {
             Release(instances);
+            LogLoadFailed(logger, definition.Name, definition.Version, ForLog(errors));
             return (null, [.. errors]);
         }
 
         return (Ready(definition, instances, []), []);
     }
 
-    private async Task<IInferenceModel?> LoadBesideAsync(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
+    private async Task<IInferenceModel?> LoadBesideAsync(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors, CancellationToken cancellationToken)
     {
-        var model = await Task.Run(() => Create(definition, device, errors));
-        if (model is null)
+        IInferenceModel? model = null;
+        try
         {
-            return null;
-        }
-
-        foreach (var size in WarmupPolicy.SizesFor(definition))
-        {
-            if (await device.RunAsync(() => model.WarmUp(size)) is { } failure)
+            model = await Task.Run(() => Create(definition, device, errors), CancellationToken.None);
+            if (model is null)
             {
-                errors.Add(WarmUpFailed(definition, device, failure));
-                devices.DisposeOn(device.Name, model);
                 return null;
             }
-        }
 
-        return model;
+            var created = model;
+            foreach (var size in WarmupPolicy.SizesFor(definition))
+            {
+                // An abort stops a prepare between warm-up runs, not only between devices.
+                cancellationToken.ThrowIfCancellationRequested();
+                if (await device.RunAsync(() => created.WarmUp(size)) is { } failure)
+                {
+                    errors.Add(WarmUpFailed(definition, device, failure));
+                    devices.DisposeOn(device.Name, model);
+                    return null;
+                }
+            }
+
+            return model;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            errors.Add(Threw(definition, device, ex));
+            if (model is not null)
+            {
+                devices.DisposeOn(device.Name, model);
+            }
+
+            return null;
+        }
+        catch (OperationCanceledException)
+        {
+            if (model is not null)
+            {
+                devices.DisposeOn(device.Name, model);
+            }
+
+            throw;
+        }
     }
 
     private IInferenceModel? LoadOn(ModelDefinition definition, DeviceWorker device, List<ModelLoadError> errors)
@@ -109,14 +160,22 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
             return null;
         }
 
-        foreach (var size in WarmupPolicy.SizesFor(definition))
+        try
         {
-            if (model.WarmUp(size) is { } failure)
+            foreach (var size in WarmupPolicy.SizesFor(definition))
             {
-                errors.Add(WarmUpFailed(definition, device, failure));
-                model.Dispose();
-                return null;
+                if (model.WarmUp(size) is { } failure)
+                {
+                    errors.Add(WarmUpFailed(definition, device, failure));
+                    model.Dispose();
+                    return null;
+                }
             }
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
         }
 
         return model;
@@ -128,13 +187,20 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
         return definition.Kind switch
         {
             ModelKind.Decoder => OnnxDecoderModel.Load(definition, sessionOptions, errors),
-            ModelKind.Tensor => OnnxTensorModel.Load(definition, sessionOptions, errors),
+            ModelKind.Tensor => OnnxTensorModel.Load(definition, sessionOptions, errors, logger),
             _ => throw new ArgumentException($"a {definition.Kind.ToWire()} model has no ONNX file to load.", nameof(definition)),
         };
     }
 
     private static ModelLoadError WarmUpFailed(ModelDefinition definition, DeviceWorker device, string failure)
         => new(definition.Name, definition.OnnxFile, null, $"on {device.Name}: {failure}");
+
+    /// <summary>An exception out of a load or warm-up: its type goes into the reason, its text only to the log.</summary>
+    private static ModelLoadError Threw(ModelDefinition definition, DeviceWorker device, Exception ex)
+        => new(definition.Name, definition.OnnxFile, null, $"on {device.Name}: loading or warming up failed ({OnnxErrors.Code(ex)}).") { Detail = ex.ToString() };
+
+    private static string ForLog(List<ModelLoadError> errors)
+        => string.Join("; ", errors.Select(e => e.Detail is null ? e.ToString() : $"{e} [{e.Detail}]"));
 
     /// <summary>Leases whose last release frees each instance on its own device's thread, after any batch still there.</summary>
     private ModelEntry Ready(ModelDefinition definition, Dictionary<string, IInferenceModel> instances, ImmutableArray<ModelLoadError> errors)
@@ -154,6 +220,9 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
             devices.DisposeOn(deviceName, model);
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version} did not load: {Errors}")]
+    private static partial void LogLoadFailed(ILogger logger, string model, string version, string errors);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is ready on {Devices} (a full batch took {BatchMs:F1} ms at warm-up)")]
     private static partial void LogReady(ILogger logger, string model, string version, string devices, double batchMs);

@@ -16,6 +16,7 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
 {
     private readonly string _repositoryPath = Path.GetFullPath(repository.Value.Path);
     private readonly ConcurrentDictionary<(string Model, string Version), ModelEntry> _prepared = new();
+    private readonly ConcurrentDictionary<(string Model, string Version), CancellationTokenSource> _preparing = new();
     private readonly object _commitLock = new();
 
     /// <summary>
@@ -61,7 +62,29 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
             return Refuse($"version {version} has {definition.Options.PriorityLevels} priority levels, the serving version {current.Options.PriorityLevels}: requests queued at one level cannot move to another.");
         }
 
-        var (prepared, problems) = await loader.LoadBesideAsync(definition, cancellationToken);
+        // An abort while the version loads cancels the load; one that comes after it finished finds it prepared.
+        using var aborted = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (!_preparing.TryAdd((name, version), aborted))
+        {
+            return Refuse($"version {version} is already being prepared on this silo.");
+        }
+
+        ModelEntry? prepared;
+        ImmutableArray<ModelLoadError> problems;
+        try
+        {
+            (prepared, problems) = await loader.LoadBesideAsync(definition, aborted.Token);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            LogPrepareAborted(logger, name, version);
+            return Refuse($"version {version} was aborted while it was being prepared.");
+        }
+        finally
+        {
+            _preparing.TryRemove(KeyValuePair.Create((name, version), aborted));
+        }
+
         if (prepared is null)
         {
             return problems;
@@ -75,9 +98,11 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
             return Refuse($"version {version} changes the inputs incompatibly: {incompatible}");
         }
 
-        if (!_prepared.TryAdd((name, version), prepared))
+        // The abort may have come between the load's last step and here: what it loaded goes at once.
+        if (aborted.IsCancellationRequested || !_prepared.TryAdd((name, version), prepared))
         {
             prepared.Release();
+            return aborted.IsCancellationRequested ? Refuse($"version {version} was aborted while it was being prepared.") : [];
         }
 
         LogPrepared(logger, name, version, string.Join(", ", prepared.Instances.Keys));
@@ -106,19 +131,34 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
         return true;
     }
 
-    /// <summary>Drops a prepared version that will not serve (a rollout aborted). Unknown versions are ignored.</summary>
+    /// <summary>
+    /// Drops a version that will not serve (a rollout aborted): a prepared one is released, and one still being
+    /// prepared is cancelled (what it loaded is released). Unknown versions are ignored.
+    /// </summary>
     public void Abort(string name, string version)
     {
+        if (_preparing.TryGetValue((name, version), out var preparing))
+        {
+            try
+            {
+                preparing.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The prepare ended meanwhile; what it prepared, if anything, is dropped below.
+            }
+        }
+
         if (_prepared.TryRemove((name, version), out var prepared))
         {
             prepared.Release();
         }
     }
 
-    /// <summary>Drops every version of <paramref name="name"/> prepared here (the model left the repository).</summary>
+    /// <summary>Drops every version of <paramref name="name"/> prepared or being prepared here (the model left the repository).</summary>
     public void AbortAll(string name)
     {
-        foreach (var version in PreparedVersions(name))
+        foreach (var version in PreparedVersions(name).Concat(PreparingVersions(name)).Distinct(StringComparer.Ordinal))
         {
             Abort(name, version);
         }
@@ -127,6 +167,10 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
     /// <summary>Versions of a model prepared on this silo and not yet committed or aborted.</summary>
     public ImmutableArray<string> PreparedVersions(string name)
         => [.. _prepared.Keys.Where(k => k.Model == name).Select(k => k.Version).Order(StringComparer.Ordinal)];
+
+    /// <summary>Versions of a model whose prepare is under way on this silo.</summary>
+    public ImmutableArray<string> PreparingVersions(string name)
+        => [.. _preparing.Keys.Where(k => k.Model == name).Select(k => k.Version).Order(StringComparer.Ordinal)];
 
     /// <summary>Why a new version's inputs cannot take the old version's requests (names, types, shapes), or null.</summary>
     private static string? Incompatibility(ImmutableArray<TensorSpec> old, ImmutableArray<TensorSpec> next)
@@ -148,6 +192,9 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
         var added = next.FirstOrDefault(n => !old.Any(o => o.Name == n.Name));
         return added is null ? null : $"it needs a new input '{added.Name}' that requests of the serving version do not send.";
     }
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version}: the prepare was aborted before it finished; what it loaded is released")]
+    private static partial void LogPrepareAborted(ILogger logger, string model, string version);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is prepared on {Devices}")]
     private static partial void LogPrepared(ILogger logger, string model, string version, string devices);

@@ -53,7 +53,7 @@ public sealed class ModelOptions
     /// <summary>
     /// The most tensor payload bytes one request may carry (numbers as their raw bytes, each string as its UTF-8 bytes
     /// plus 4); past it a request is refused with <c>payload_too_large</c>. Range: at least 1. Default null: no limit
-    /// of the model's own (the frontend's ceiling applies).
+    /// of the model's own (the frontend's ceiling applies). At most 2^40.
     /// </summary>
     public long? MaxRequestBytes { get; set; }
 
@@ -118,6 +118,9 @@ public sealed class InputSpec
 /// <summary>Checks every model's options and reports all violations at once, naming the model and field.</summary>
 public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
 {
+    /// <summary>The largest <see cref="ModelOptions.MaxRequestBytes"/>: 1 TiB, as for a repository model.</summary>
+    public const long MaxRequestBytesLimit = 1L << 40;
+
     public ValidateOptionsResult Validate(string? name, ModelsOptions options)
     {
         var errors = new List<string>();
@@ -173,9 +176,9 @@ public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
                 errors.Add($"{at}:DefaultTimeout must be in (0, 1 h]; got {timeout}.");
             }
 
-            if (o.MaxRequestBytes is < 1)
+            if (o.MaxRequestBytes is < 1 or > MaxRequestBytesLimit)
             {
-                errors.Add($"{at}:MaxRequestBytes must be at least 1; got {o.MaxRequestBytes}.");
+                errors.Add($"{at}:MaxRequestBytes must be in [1, {MaxRequestBytesLimit}]; got {o.MaxRequestBytes}.");
             }
 
             if (o.FixedDelay < TimeSpan.Zero || o.FixedDelay > TimeSpan.FromSeconds(10))
@@ -200,9 +203,9 @@ public sealed class ModelsOptionsValidator : IValidateOptions<ModelsOptions>
                     errors.Add($"{at}:Inputs:{input}:DType '{spec.DType}' is not a known element type.");
                 }
 
-                if (spec.Shape.Any(d => d < -1))
+                if (spec.Shape.Any(d => d is < -1 or > int.MaxValue))
                 {
-                    errors.Add($"{at}:Inputs:{input}:Shape may hold only sizes >= 0 and -1 (dynamic).");
+                    errors.Add($"{at}:Inputs:{input}:Shape may hold only sizes in [0, {int.MaxValue}] and -1 (dynamic).");
                 }
             }
         }

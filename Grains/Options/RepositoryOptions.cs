@@ -37,6 +37,26 @@ public sealed class ModelRepositoryOptions
     public TimeSpan WatchInterval { get; set; } = TimeSpan.Zero;
 }
 
+/// <summary>Checks <see cref="ModelRepositoryOptions"/>, reporting every violation at once.</summary>
+public sealed class ModelRepositoryOptionsValidator : IValidateOptions<ModelRepositoryOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ModelRepositoryOptions options)
+    {
+        var errors = new List<string>();
+        if (string.IsNullOrWhiteSpace(options.Path))
+        {
+            errors.Add($"{ModelRepositoryOptions.Section}:Path must be non-empty.");
+        }
+
+        if (options.WatchInterval != TimeSpan.Zero && (options.WatchInterval < TimeSpan.FromMilliseconds(100) || options.WatchInterval > TimeSpan.FromHours(1)))
+        {
+            errors.Add($"{ModelRepositoryOptions.Section}:WatchInterval must be 0 (off) or in [100 ms, 1 h]; got {options.WatchInterval}.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
 /// <summary>The devices a silo runs models on. Section <c>StreamInfer:Devices</c>.</summary>
 public sealed class DeviceOptions
 {

@@ -198,7 +198,7 @@ internal sealed partial class ClientSessionGrain(
     private static InferError? Unavailable(ModelEntry model) => model.State == ModelState.Ready && model.Instances.Count > 0
         ? null
         : new InferError(ErrorCode.ModelUnavailable, model.State == ModelState.Failed
-            ? $"model '{model.Name}' failed to load: {string.Join("; ", model.Errors.Select(e => e.ToString()))}"
+            ? ModelLoadError.ForClients(model.Name, model.Errors)
             : $"model '{model.Name}' is still loading; retry shortly.", model.State == ModelState.Loading ? 1000 : null);
 
     /// <summary>A batcher for a request of <paramref name="model"/> that no sequence pins: this silo's unless it is backed up.</summary>

@@ -101,8 +101,6 @@ public sealed class OnnxDecoderModel : IDecoderModel
     /// </summary>
     public static OnnxDecoderModel? Load(ModelDefinition definition, SessionOptions sessionOptions, List<ModelLoadError> errors)
     {
-        void Error(string? file, string? field, string reason) => errors.Add(new ModelLoadError(definition.Name, file, field, reason));
-
         IDecoderTokenizer tokenizer;
         var folder = Path.GetDirectoryName(Path.GetDirectoryName(definition.OnnxPath!))!;
         try
@@ -111,7 +109,8 @@ public sealed class OnnxDecoderModel : IDecoderModel
         }
         catch (Exception ex) when (ex is IOException or InvalidDataException or UnauthorizedAccessException or ArgumentException or System.Text.Json.JsonException)
         {
-            Error($"{definition.Name}/{ModelRepositoryScanner.ConfigFile}", "tokenizer", $"the tokenizer cannot be loaded: {ex.Message}");
+            // The exception's text may name absolute paths: it goes to the log only.
+            errors.Add(new ModelLoadError(definition.Name, $"{definition.Name}/{ModelRepositoryScanner.ConfigFile}", "tokenizer", $"the tokenizer cannot be loaded ({ex.GetType().Name}).") { Detail = ex.Message });
             return null;
         }
 
@@ -122,7 +121,7 @@ public sealed class OnnxDecoderModel : IDecoderModel
         }
         catch (OnnxRuntimeException ex)
         {
-            Error(definition.OnnxFile, null, $"ONNX Runtime cannot load it: {ex.Message.Trim()}");
+            errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"ONNX Runtime cannot load it ({Onnx.OnnxErrors.Code(ex)}).") { Detail = ex.Message.Trim() });
             return null;
         }
 
@@ -241,7 +240,7 @@ public sealed class OnnxDecoderModel : IDecoderModel
             }
             catch (Exception ex) when (ex is OnnxRuntimeException or InvalidOperationException or ArgumentException)
             {
-                return $"warm-up at {size} sequences failed: {ex.Message.Trim()}";
+                return $"warm-up at {size} sequences failed ({Onnx.OnnxErrors.Code(ex)}).";
             }
             finally
             {

@@ -1,5 +1,7 @@
 using System.Collections.Immutable;
 using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
 using StreamInfer.Grains.Models.Repository;
 
@@ -10,7 +12,7 @@ namespace StreamInfer.Grains.Models.Onnx;
 /// <see cref="TensorRequestCheck"/> at admission, stacked and padded into a batch and split back by
 /// <see cref="TensorBatch"/>, and run here.
 /// </summary>
-internal class OnnxTensorModel : IBatchModel
+internal partial class OnnxTensorModel : IBatchModel
 {
     private readonly InferenceSession _session;
     private readonly TensorSignature _signature;
@@ -52,11 +54,14 @@ internal class OnnxTensorModel : IBatchModel
 
     public double WarmBatchMs { get; private set; }
 
+    /// <summary>Where a request's failure is logged in full; its client gets a stable message.</summary>
+    internal ILogger Logger { get; init; } = NullLogger.Instance;
+
     /// <summary>
     /// Creates the session and checks the model against its config. Returns null, with the reasons in
     /// <paramref name="errors"/>, when the file is unreadable or disagrees with the config.
     /// </summary>
-    public static OnnxTensorModel? Load(ModelDefinition definition, SessionOptions sessionOptions, List<ModelLoadError> errors)
+    public static OnnxTensorModel? Load(ModelDefinition definition, SessionOptions sessionOptions, List<ModelLoadError> errors, ILogger? logger = null)
     {
         InferenceSession session;
         try
@@ -65,7 +70,7 @@ internal class OnnxTensorModel : IBatchModel
         }
         catch (OnnxRuntimeException ex)
         {
-            errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"ONNX Runtime cannot load it: {ex.Message.Trim()}"));
+            errors.Add(new ModelLoadError(definition.Name, definition.OnnxFile, null, $"ONNX Runtime cannot load it ({OnnxErrors.Code(ex)}).") { Detail = ex.Message.Trim() });
             return null;
         }
 
@@ -76,7 +81,10 @@ internal class OnnxTensorModel : IBatchModel
             return null;
         }
 
-        return signature.Sequence is null ? new OnnxTensorModel(definition, session, signature) : new OnnxSequenceModel(definition, session, signature);
+        logger ??= NullLogger.Instance;
+        return signature.Sequence is null
+            ? new OnnxTensorModel(definition, session, signature) { Logger = logger }
+            : new OnnxSequenceModel(definition, session, signature) { Logger = logger };
     }
 
     /// <summary>
@@ -87,6 +95,7 @@ internal class OnnxTensorModel : IBatchModel
     public string? WarmUp(int batchSize)
     {
         var inputs = ImmutableArray.CreateBuilder<NamedTensor>();
+        long warmupBytes = 0;
         foreach (var slot in _signature.Inputs)
         {
             var shape = ImmutableArray.CreateBuilder<long>(slot.Rank);
@@ -95,7 +104,13 @@ internal class OnnxTensorModel : IBatchModel
                 shape.Add(!slot.IsOwnAxis(k) ? batchSize : slot.Dims[k] >= 0 ? slot.Dims[k] : _warmupDims?.GetValueOrDefault(slot.Axes[k]!, 1) ?? 1);
             }
 
-            var count = shape.Aggregate(1L, (a, b) => a * b);
+            var count = shape.Aggregate(1L, (a, b) => checked(a * b));
+            warmupBytes = checked(warmupBytes + (count * Math.Max(slot.Type.ElementSize(), 1)));
+            if (warmupBytes > _maxBatchBytes)
+            {
+                return $"warm-up at batch size {batchSize} needs {warmupBytes}+ bytes of inputs, past max_batch_bytes ({_maxBatchBytes}); lower warmup_dims or warmup_batch_sizes.";
+            }
+
             Tensor tensor;
             if (slot.Type == TensorElementType.String)
             {
@@ -242,12 +257,20 @@ internal class OnnxTensorModel : IBatchModel
         return null;
     }
 
-    private ItemOutcome Failed(Exception ex) => ItemOutcome.Failed(ex switch
+    /// <summary>The failure's client message is stable (ONNX Runtime's text names paths and graph internals); the log has it whole.</summary>
+    private ItemOutcome Failed(Exception ex)
     {
-        OnnxRuntimeException => new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not run the request: {ex.Message.Trim()}"),
-        OverflowException => new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not batch the request: its sizes overflow ({ex.Message.Trim()})"),
-        _ => new InferError(ErrorCode.Internal, $"model '{Name}' failed on the request: {ex.GetType().Name}: {ex.Message.Trim()}"),
-    });
+        LogRequestFailed(Logger, ex, Name);
+        return ItemOutcome.Failed(ex switch
+        {
+            OnnxRuntimeException => new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not run the request: ONNX Runtime refused its values ({OnnxErrors.Code(ex)}); the server's log has the details."),
+            OverflowException => new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not batch the request: its sizes overflow."),
+            _ => new InferError(ErrorCode.Internal, $"model '{Name}' failed on the request: an internal error ({ex.GetType().Name}); the server's log has the details."),
+        });
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model}: a request failed when it ran")]
+    private static partial void LogRequestFailed(ILogger logger, Exception ex, string model);
 
     // Anything but the failures that leave the process unfit to go on: a managed allocation that fails is one batch's
     // problem, and the requests that do not need it can still run.

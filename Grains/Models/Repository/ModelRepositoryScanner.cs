@@ -93,6 +93,12 @@ public static class ModelRepositoryScanner
         ModelConfig? config;
         try
         {
+            if (new FileInfo(configPath).Length > FieldChecks.MaxConfigBytes)
+            {
+                Error(null, $"config.json is larger than {FieldChecks.MaxConfigBytes} bytes.");
+                return null;
+            }
+
             config = JsonSerializer.Deserialize<ModelConfig>(File.ReadAllBytes(configPath), ModelConfig.Json);
         }
         catch (JsonException ex)
@@ -101,9 +107,10 @@ public static class ModelRepositoryScanner
             Error(string.IsNullOrEmpty(field) ? null : field, $"config.json is not valid: {FirstSentence(ex.Message)}");
             return null;
         }
-        catch (IOException ex)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            Error(null, $"config.json could not be read: {ex.Message}");
+            // The exception's text names the file's absolute path: the report names it relative to the repository.
+            Error(null, $"config.json could not be read ({ex.GetType().Name}).");
             return null;
         }
 
@@ -123,18 +130,18 @@ public static class ModelRepositoryScanner
             Error("kind", config.Kind is null ? $"is missing (expected {ModelKinds.Expected})." : $"\"{config.Kind}\" is not a known kind (expected {ModelKinds.Expected}).");
         }
 
-        Range(config.MaxBatchSize, 1, 4096, "max_batch_size", Error, v => options.MaxBatchSize = v);
-        Range(config.QueueCapacity, 1, 1_000_000, "queue_capacity", Error, v => options.QueueCapacity = v);
-        Range(config.MaxConcurrentBatches, 1, 16, "max_concurrent_batches", Error, v => options.MaxConcurrentBatches = v);
-        Range(config.PriorityLevels, 1, 16, "priority_levels", Error, v => options.PriorityLevels = v);
-        Range(config.DefaultPriority, 0, options.PriorityLevels - 1, "default_priority", Error, v => options.DefaultPriority = v);
-        Milliseconds(config.MaxWaitMs, 0, 10_000, "max_wait_ms", Error, v => options.MaxWait = v);
-        Milliseconds(config.DefaultTimeoutMs, 0.001, 3_600_000, "default_timeout_ms", Error, v => options.DefaultTimeout = v);
-        Milliseconds(config.FixedDelayMs, 0, 10_000, "fixed_delay_ms", Error, v => options.FixedDelay = v);
-        Milliseconds(config.PerItemCostMs, 0, 1_000, "per_item_cost_ms", Error, v => options.PerItemCost = v);
+        FieldChecks.Range(config.MaxBatchSize, 1, 4096, "max_batch_size", Error, v => options.MaxBatchSize = v);
+        FieldChecks.Range(config.QueueCapacity, 1, 1_000_000, "queue_capacity", Error, v => options.QueueCapacity = v);
+        FieldChecks.Range(config.MaxConcurrentBatches, 1, 16, "max_concurrent_batches", Error, v => options.MaxConcurrentBatches = v);
+        FieldChecks.Range(config.PriorityLevels, 1, 16, "priority_levels", Error, v => options.PriorityLevels = v);
+        FieldChecks.Range(config.DefaultPriority, 0, options.PriorityLevels - 1, "default_priority", Error, v => options.DefaultPriority = v);
+        FieldChecks.Milliseconds(config.MaxWaitMs, 0, 10_000, "max_wait_ms", Error, v => options.MaxWait = v);
+        FieldChecks.Milliseconds(config.DefaultTimeoutMs, 0.001, 3_600_000, "default_timeout_ms", Error, v => options.DefaultTimeout = v);
+        FieldChecks.Milliseconds(config.FixedDelayMs, 0, 10_000, "fixed_delay_ms", Error, v => options.FixedDelay = v);
+        FieldChecks.Milliseconds(config.PerItemCostMs, 0, 1_000, "per_item_cost_ms", Error, v => options.PerItemCost = v);
         // A limit above the frontend's ceiling is accepted: the ceiling then refuses first.
-        Bytes(config.MaxRequestBytes, 1, long.MaxValue, "max_request_bytes", Error, v => options.MaxRequestBytes = v);
-        Bytes(config.MaxBatchBytes, 1024, 1L << 40, "max_batch_bytes", Error, _ => { });
+        FieldChecks.Bytes(config.MaxRequestBytes, 1, FieldChecks.MaxBytes, "max_request_bytes", Error, v => options.MaxRequestBytes = v);
+        FieldChecks.Bytes(config.MaxBatchBytes, 1024, FieldChecks.MaxBytes, "max_batch_bytes", Error, _ => { });
         if (kind == ModelKind.Decoder && config.MaxRequestBytes is not null)
         {
             Error("max_request_bytes", "applies to tensor and echo models only.");
@@ -146,11 +153,11 @@ public static class ModelRepositoryScanner
         }
         if (kind == ModelKind.Decoder)
         {
-            Range(config.MaxContextTokens, 2, 1 << 20, "max_context_tokens", Error, _ => { });
-            Range(config.DefaultMaxTokens, 1, 1 << 20, "default_max_tokens", Error, _ => { });
-            Range(config.MaxPrefillTokens, 1, 65_536, "max_prefill_tokens", Error, _ => { });
-            Range(config.KvCacheMb, 1, 1 << 20, "kv_cache_mb", Error, _ => { });
-            Range(config.EosTokenId, 0, int.MaxValue, "eos_token_id", Error, _ => { });
+            FieldChecks.Range(config.MaxContextTokens, 2, 1 << 20, "max_context_tokens", Error, _ => { });
+            FieldChecks.Range(config.DefaultMaxTokens, 1, 1 << 20, "default_max_tokens", Error, _ => { });
+            FieldChecks.Range(config.MaxPrefillTokens, 1, 65_536, "max_prefill_tokens", Error, _ => { });
+            FieldChecks.Range(config.KvCacheMb, 1, 1 << 20, "kv_cache_mb", Error, _ => { });
+            FieldChecks.Range(config.EosTokenId, 0, int.MaxValue, "eos_token_id", Error, _ => { });
         }
         else
         {
@@ -165,6 +172,11 @@ public static class ModelRepositoryScanner
 
         if (config.WarmupBatchSizes is { } sizes)
         {
+            if (sizes.Count > FieldChecks.MaxWarmupBatchSizes)
+            {
+                Error("warmup_batch_sizes", $"may list at most {FieldChecks.MaxWarmupBatchSizes} sizes; got {sizes.Count}.");
+            }
+
             for (var i = 0; i < sizes.Count; i++)
             {
                 if (sizes[i] < 1 || sizes[i] > options.MaxBatchSize)
@@ -176,11 +188,12 @@ public static class ModelRepositoryScanner
 
         if (config.WarmupDims is { } dims)
         {
+            // A warm-up runs every size it is given: an unbounded one allocates without limit before the model serves.
             foreach (var (axis, size) in dims)
             {
-                if (size < 1)
+                if (size is < 1 or > FieldChecks.MaxWarmupDim)
                 {
-                    Error($"warmup_dims.{axis}", $"must be at least 1; got {size}.");
+                    Error($"warmup_dims.{axis}", $"must be in [1, {FieldChecks.MaxWarmupDim}]; got {size}.");
                 }
             }
         }
@@ -193,12 +206,12 @@ public static class ModelRepositoryScanner
             }
             else
             {
-                options.Sequence = CheckSequence(sequence, Error);
+                options.Sequence = SequenceChecks.Read(sequence, Error);
             }
         }
 
-        CheckDeclarations(config.Inputs, "inputs", Error);
-        CheckDeclarations(config.Outputs, "outputs", Error);
+        DeclarationChecks.Check(config.Inputs, "inputs", Error);
+        DeclarationChecks.Check(config.Outputs, "outputs", Error);
         if (kind == ModelKind.Echo && (config.Inputs is not null || config.Outputs is not null || config.MaskInput is not null))
         {
             Error(config.Inputs is not null ? "inputs" : config.Outputs is not null ? "outputs" : "mask_input", "an echo model takes any inputs; declarations are for tensor models.");
@@ -221,7 +234,7 @@ public static class ModelRepositoryScanner
         {
             if (config.Version is { } pinned)
             {
-                if (pinned.Length == 0 || pinned.Contains('/', StringComparison.Ordinal) || pinned.Contains('\\', StringComparison.Ordinal) || pinned is "." or "..")
+                if (pinned.Length is 0 or > FieldChecks.MaxVersionLength || pinned.Contains('/', StringComparison.Ordinal) || pinned.Contains('\\', StringComparison.Ordinal) || pinned is "." or "..")
                 {
                     Error("version", $"\"{pinned}\" is not a version folder name.");
                     return null;
@@ -248,175 +261,6 @@ public static class ModelRepositoryScanner
 
         options.Version = version;
         return new ModelDefinition(name, kind, version, options, onnxPath, onnxFile, config);
-    }
-
-    private static void CheckDeclarations(List<TensorDeclaration>? declarations, string field, Action<string?, string> error)
-    {
-        if (declarations is null)
-        {
-            return;
-        }
-
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < declarations.Count; i++)
-        {
-            var d = declarations[i];
-            var at = $"{field}[{i}]";
-            if (string.IsNullOrEmpty(d.Name))
-            {
-                error($"{at}.name", "is missing.");
-            }
-            else if (!seen.Add(d.Name))
-            {
-                error($"{at}.name", $"'{d.Name}' is declared twice.");
-            }
-
-            if (d.Datatype is not null && !TensorTypes.TryParse(d.Datatype, out _))
-            {
-                error($"{at}.datatype", $"\"{d.Datatype}\" is not a known element type.");
-            }
-
-            if (d.BatchAxis is < 0)
-            {
-                error($"{at}.batch_axis", $"must be at least 0; got {d.BatchAxis}.");
-            }
-
-            if (d.Shared == true && field == "outputs")
-            {
-                error($"{at}.shared", "applies to inputs only: every output carries the batch.");
-            }
-            else if (d.Shared == true && d.BatchAxis is not null)
-            {
-                error($"{at}.batch_axis", "a shared input has no batch axis.");
-            }
-
-            if (d.Dims is { } dims)
-            {
-                for (var k = 0; k < dims.Count; k++)
-                {
-                    var dimAt = $"{at}.dims[{k}]";
-                    switch (dims[k].ValueKind)
-                    {
-                        case JsonValueKind.Number when dims[k].TryGetInt64(out var n) && n >= -1:
-                        case JsonValueKind.String when dims[k].GetString() is { Length: > 0 }:
-                            break;
-                        case JsonValueKind.Object:
-                            CheckAxisObject(dims[k], dimAt, error);
-                            break;
-                        default:
-                            error(dimAt, $"must be a size, -1, an axis name or {{\"name\", \"max\"}}; got {dims[k].GetRawText()}.");
-                            break;
-                    }
-                }
-            }
-        }
-    }
-
-    /// <summary>The sequence section's own checks (names against the model are checked when it loads) and its limits.</summary>
-    private static SequenceOptions CheckSequence(SequenceConfig sequence, Action<string?, string> error)
-    {
-        var options = new SequenceOptions();
-        Milliseconds(sequence.IdleTimeoutMs, 1, 86_400_000, "sequence.idle_timeout_ms", error, v => options.IdleTimeout = v);
-        Range(sequence.MaxSequences, 1, 1_000_000, "sequence.max_sequences", error, v => options.MaxSequences = v);
-        options.Window = sequence.Window is { } window ? WindowChecks.Read(window, error) : null;
-        if (sequence.State is not { Count: > 0 } pairs)
-        {
-            error("sequence.state", "is missing: a stateful model names at least one {\"input\", \"output\"} state pair.");
-            return options;
-        }
-
-        for (var i = 0; i < pairs.Count; i++)
-        {
-            if (string.IsNullOrEmpty(pairs[i].Input))
-            {
-                error($"sequence.state[{i}].input", "is missing.");
-            }
-
-            if (string.IsNullOrEmpty(pairs[i].Output))
-            {
-                error($"sequence.state[{i}].output", "is missing.");
-            }
-
-            if (pairs[i].Initial is { } initial && !double.IsFinite(initial))
-            {
-                error($"sequence.state[{i}].initial", $"must be a finite number; got {initial}.");
-            }
-        }
-
-        return options;
-    }
-
-    /// <summary>A dynamic axis written as an object: <c>{"name": "width", "max": 4096}</c>, either key optional.</summary>
-    private static void CheckAxisObject(JsonElement dim, string at, Action<string?, string> error)
-    {
-        foreach (var property in dim.EnumerateObject())
-        {
-            switch (property.Name)
-            {
-                case "name" when property.Value.ValueKind != JsonValueKind.String || property.Value.GetString() is not { Length: > 0 }:
-                    error($"{at}.name", $"must be a non-empty axis name; got {property.Value.GetRawText()}.");
-                    break;
-                case "max" when property.Value.ValueKind != JsonValueKind.Number || !property.Value.TryGetInt64(out var max) || max < 1:
-                    error($"{at}.max", $"must be a whole number of at least 1; got {property.Value.GetRawText()}.");
-                    break;
-                case "name" or "max":
-                    break;
-                default:
-                    error($"{at}.{property.Name}", "is not a field of an axis (expected \"name\" and/or \"max\").");
-                    break;
-            }
-        }
-    }
-
-    private static void Range(int? value, int min, int max, string field, Action<string?, string> error, Action<int> set)
-    {
-        if (value is not { } v)
-        {
-            return;
-        }
-
-        if (v < min || v > max)
-        {
-            error(field, $"must be in [{min}, {max}]; got {v}.");
-        }
-        else
-        {
-            set(v);
-        }
-    }
-
-    private static void Bytes(long? value, long min, long max, string field, Action<string?, string> error, Action<long> set)
-    {
-        if (value is not { } v)
-        {
-            return;
-        }
-
-        if (v < min || v > max)
-        {
-            error(field, $"must be in [{min}, {max}] bytes; got {v}.");
-        }
-        else
-        {
-            set(v);
-        }
-    }
-
-    private static void Milliseconds(double? value, double min, double max, string field, Action<string?, string> error, Action<TimeSpan> set)
-    {
-        if (value is not { } v)
-        {
-            return;
-        }
-
-        if (!double.IsFinite(v) || v < min || v > max)
-        {
-            error(field, $"must be in [{min}, {max}] ms; got {v}.");
-        }
-        else
-        {
-            set(TimeSpan.FromMilliseconds(v));
-        }
     }
 
     private static string FirstSentence(string message)

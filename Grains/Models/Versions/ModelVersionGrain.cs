@@ -20,7 +20,7 @@ internal sealed partial class ModelVersionGrain(
     public const string Storage = "ModelVersions";
 
     /// <summary>How long every silo together may take to load and warm a version before the rollout is aborted.</summary>
-    private static readonly TimeSpan PrepareTimeout = TimeSpan.FromMinutes(5);
+    private static readonly TimeSpan PrepareTimeout = TimeSpan.Parse(ModelVersionTimeouts.Prepare, System.Globalization.CultureInfo.InvariantCulture);
 
     private const int HistoryLength = 32;
 
@@ -89,7 +89,9 @@ internal sealed partial class ModelVersionGrain(
                 }
                 catch (Exception ex)
                 {
-                    return [new RolloutFailure(h.Silo, $"prepare failed: {ex.GetType().Name}: {ex.Message}")];
+                    // The exception's text goes to the log: the failure is shown on unguarded endpoints.
+                    LogPrepareFailed(logger, ex, Model, version, h.Silo);
+                    return [new RolloutFailure(h.Silo, $"prepare failed ({ex.GetType().Name}); the log has the details.")];
                 }
             });
             var failures = (await Task.WhenAll(prepares)).SelectMany(f => f).ToImmutableArray();
@@ -154,6 +156,9 @@ internal sealed partial class ModelVersionGrain(
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Rollout of model {Model} to version {To} aborted: {Failures}")]
     private static partial void LogRolloutAborted(ILogger logger, string model, string to, string failures);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Preparing version {Version} of model {Model} on silo {Silo} failed")]
+    private static partial void LogPrepareFailed(ILogger logger, Exception ex, string model, string version, string silo);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Aborting version {Version} of model {Model} on a silo failed")]
     private static partial void LogAbortFailed(ILogger logger, Exception ex, string model, string version);

@@ -192,6 +192,22 @@ public static class TestModels
         return (next, next.Sum());
     }
 
+    /// <summary>
+    /// <c>x</c> float32 [batch, 2] → <c>log</c> = ln x and <c>inverse</c> = 1 / x: a negative element makes a NaN, a zero
+    /// one -Infinity and +Infinity, outputs that JSON has no number for.
+    /// </summary>
+    public static void WriteNonFinite(string repository, string name = "non-finite")
+    {
+        var g = new OnnxGraphBuilder(name);
+        g.Input("x", TensorElementType.Float32, "batch", 2L);
+        g.Node("Log", ["x"], "log");
+        g.Node("Div", [g.Constant("one", [1f], 1), "x"], "inverse");
+        g.Output("log", TensorElementType.Float32, "batch", 2L);
+        g.Output("inverse", TensorElementType.Float32, "batch", 2L);
+        g.Save(Path.Combine(repository, name, "1", "model.onnx"));
+        File.WriteAllText(Path.Combine(repository, name, "config.json"), """{ "kind": "tensor", "max_batch_size": 4, "inputs": [{ "name": "x", "warmup": 1 }] }""");
+    }
+
     /// <summary>A fresh repository folder under the temp directory with <c>seq</c>, <c>multi</c>, <c>lookup</c> and the stateful <c>vad</c> in it.</summary>
     public static string NewRepository()
     {
