@@ -130,7 +130,11 @@ internal sealed partial class ClientConnection : IDisposable
         }
     }
 
-    public void Dispose() => _closing.Dispose();
+    public void Dispose()
+    {
+        _idle.Dispose();
+        _closing.Dispose();
+    }
 
     private void DropSlowClient(string limit)
     {
