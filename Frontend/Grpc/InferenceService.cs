@@ -22,6 +22,7 @@ internal sealed class InferenceService(
     RequestSubmitter submitter,
     IClusterClient client,
     FrontendDrain drain,
+    ConnectionsPerAddress addresses,
     IOptions<FrontendOptions> options,
     TimeProvider time,
     ILogger<InferenceService> logger) : GRPCInferenceService.GRPCInferenceServiceBase
@@ -97,8 +98,23 @@ internal sealed class InferenceService(
         return response ?? throw GrpcErrors.Exception(failure!);
     }
 
-    public override Task ModelStreamInfer(IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream, ServerCallContext context)
-        => new InferStream(this, context).RunAsync(requestStream, responseStream);
+    public override async Task ModelStreamInfer(IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream, ServerCallContext context)
+    {
+        // A stream is held like a WebSocket: it counts against its address's connections.
+        if (!addresses.TryTake(context.GetHttpContext().Connection.RemoteIpAddress, out var address))
+        {
+            throw GrpcErrors.Exception(new InferError(ErrorCode.RateLimited, $"this address holds its maximum of {addresses.LimitFor(address!)} streams and connections to this frontend; end one before opening another.", 1000));
+        }
+
+        try
+        {
+            await new InferStream(this, context).RunAsync(requestStream, responseStream);
+        }
+        finally
+        {
+            addresses.Release(address);
+        }
+    }
 
     /// <summary>
     /// Reads and checks a request; the model is looked up only when the request names a version or has the form of a

@@ -37,6 +37,9 @@ internal sealed partial class FrontendDrain(
     /// <summary>Requests not yet ended, of every WebSocket connection and over HTTP.</summary>
     public int InFlight => requests.Count;
 
+    /// <summary>Bytes the open connections' receive buffers hold now.</summary>
+    public long ReceiveBufferBytes => _open.Keys.Sum(static c => (long)c.ReceiveBufferHeld);
+
     /// <summary>The session ids of the connections that still serve.</summary>
     public IReadOnlyCollection<string> ClientIds => [.. _open.Keys.Where(static c => c.IsOpen).Select(static c => c.ClientId)];
 

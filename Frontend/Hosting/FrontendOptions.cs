@@ -75,6 +75,62 @@ public sealed class FrontendOptions
     public int MaxConnections { get; set; } = 20_000;
 
     /// <summary>
+    /// Long-lived connections (WebSockets, gRPC <c>ModelStreamInfer</c> streams) one remote address may hold on this
+    /// frontend (an IPv6 address counts by its /64); the next is refused with 429 <c>rate_limited</c>, so that one host
+    /// cannot take every slot of <see cref="MaxConnections"/>. Loopback addresses have their own cap,
+    /// <see cref="MaxConnectionsPerLoopback"/>. Range: [1, 1000000]. Default 256.
+    /// </summary>
+    public int MaxConnectionsPerAddress { get; set; } = 256;
+
+    /// <summary>
+    /// As <see cref="MaxConnectionsPerAddress"/>, for a loopback address: local processes (a load generator, a reverse
+    /// proxy on the same host whose clients are not told apart by forwarded headers). Range: [1, 1000000]. Default
+    /// 1000000: in effect only <see cref="MaxConnections"/>.
+    /// </summary>
+    public int MaxConnectionsPerLoopback { get; set; } = 1_000_000;
+
+    /// <summary>
+    /// A WebSocket connection that has received no whole message and has had no request in flight for this long is
+    /// closed (1000, reason <c>idle</c>); pings do not count (the server answers them below the protocol). A message must
+    /// arrive whole within it, so an unfinished one cannot hold its buffer for longer. Zero: never. Range: [0, 1 day].
+    /// Default 5 min.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Messages one WebSocket connection may send per second (burst: one second's worth), counted before they are parsed,
+    /// whatever they turn out to be; a message over it is read, dropped unparsed and answered <c>rate_limited</c>.
+    /// Range: [1, 1000000]. Default 2000.
+    /// </summary>
+    public int MaxFramesPerSecond { get; set; } = 2000;
+
+    /// <summary>
+    /// Bytes one WebSocket connection may send per second, beside <see cref="MaxFramesPerSecond"/>: a message past it is
+    /// still read whole, and the next ones wait until the budget has refilled. Range: [1024, 16 GiB]. Default 64 MiB.
+    /// </summary>
+    public long MaxBytesPerSecond { get; set; } = 64L << 20;
+
+    /// <summary>
+    /// A WebSocket connection whose messages keep passing its budget (<see cref="MaxFramesPerSecond"/>,
+    /// <see cref="MaxBytesPerSecond"/>), with no second without a refusal, for this long is closed (1008, policy
+    /// violation). Range: [0, 10 min]. Default 10 s.
+    /// </summary>
+    public TimeSpan OverBudgetCloseAfter { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The longest prompt (UTF-8 bytes) a text request may carry, on every API; a longer one is refused with
+    /// <c>payload_too_large</c> before it reaches the grid (a model's context bounds the tokens further). Range: [1,
+    /// 64 MiB]. Default 64 KiB.
+    /// </summary>
+    public int MaxPromptBytes { get; set; } = 64 << 10;
+
+    /// <summary>How long Kestrel keeps an idle HTTP keep-alive connection open. Range: [1 s, 1 h]. Default 2 min.</summary>
+    public TimeSpan KeepAliveTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>How long Kestrel waits for a request's headers. Range: [1 s, 5 min]. Default 10 s.</summary>
+    public TimeSpan RequestHeadersTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// On SIGTERM: how long requests in flight may go on finishing while the frontend refuses new ones and tells its
     /// clients (<c>warning</c> <c>draining</c>); then sockets close with 1001. Range: [0, 10 min]. Default 20 s.
     /// </summary>
@@ -132,6 +188,8 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
             errors.Add($"{FrontendOptions.Section}:MaxConnections must be in [1, 1000000]; got {o.MaxConnections}.");
         }
 
+        ValidateLimits(o, errors);
+
         if (o.DrainTimeout < TimeSpan.Zero || o.DrainTimeout > TimeSpan.FromMinutes(10))
         {
             errors.Add($"{FrontendOptions.Section}:DrainTimeout must be in [0, 10 min]; got {o.DrainTimeout}.");
@@ -143,5 +201,27 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    /// <summary>The abuse limits: connections per address, idleness, the frame budget, prompts, Kestrel's timeouts.</summary>
+    private static void ValidateLimits(FrontendOptions o, List<string> errors)
+    {
+        void Range<T>(string key, T value, T min, T max, string shown) where T : IComparable<T>
+        {
+            if (value.CompareTo(min) < 0 || value.CompareTo(max) > 0)
+            {
+                errors.Add($"{FrontendOptions.Section}:{key} must be in {shown}; got {value}.");
+            }
+        }
+
+        Range(nameof(o.MaxConnectionsPerAddress), o.MaxConnectionsPerAddress, 1, 1_000_000, "[1, 1000000]");
+        Range(nameof(o.MaxConnectionsPerLoopback), o.MaxConnectionsPerLoopback, 1, 1_000_000, "[1, 1000000]");
+        Range(nameof(o.IdleTimeout), o.IdleTimeout, TimeSpan.Zero, TimeSpan.FromDays(1), "[0, 1 day]");
+        Range(nameof(o.MaxFramesPerSecond), o.MaxFramesPerSecond, 1, 1_000_000, "[1, 1000000]");
+        Range(nameof(o.MaxBytesPerSecond), o.MaxBytesPerSecond, 1024L, 16L << 30, "[1024, 17179869184]");
+        Range(nameof(o.OverBudgetCloseAfter), o.OverBudgetCloseAfter, TimeSpan.Zero, TimeSpan.FromMinutes(10), "[0, 10 min]");
+        Range(nameof(o.MaxPromptBytes), o.MaxPromptBytes, 1, 64 << 20, "[1, 67108864]");
+        Range(nameof(o.KeepAliveTimeout), o.KeepAliveTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), "[1 s, 1 h]");
+        Range(nameof(o.RequestHeadersTimeout), o.RequestHeadersTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5), "[1 s, 5 min]");
     }
 }

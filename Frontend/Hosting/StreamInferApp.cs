@@ -86,6 +86,8 @@ public static class StreamInferApp
         services.AddHostedService<StreamInfer.Frontend.Operations.ReloadSignal>();
         services.AddStreamInferMetrics();
         services.AddSingleton<FrontendDrain>();
+        services.AddSingleton<ConnectionsPerAddress>();
+        services.AddKestrelLimits();
         services.AddHostedService(sp => sp.GetRequiredService<FrontendDrain>());
         services.AddSingleton<ClusterWatch>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterWatch>());

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Text;
 using Microsoft.Extensions.Options;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
@@ -40,6 +41,13 @@ internal sealed partial class RequestSubmitter(
         if (request.IsEnded)
         {
             // Ended while waiting to be sent (the watchdog, a silo's death): nothing may be admitted that no one reads.
+            return false;
+        }
+
+        if (PromptTooLarge(infer.Prompt, options.Value.MaxPromptBytes) is { } tooLarge)
+        {
+            // Refused here, before the grid tokenizes any of it; nothing of it reached the grid.
+            request.TryEnd(RequestOutcome.Failed(tooLarge) with { FromGrid = true });
             return false;
         }
 
@@ -165,6 +173,19 @@ internal sealed partial class RequestSubmitter(
         }
 
         return failed;
+    }
+
+    /// <summary>The refusal of a prompt over <paramref name="max"/> UTF-8 bytes, or null.</summary>
+    private static InferError? PromptTooLarge(string? prompt, int max)
+    {
+        // A UTF-16 char is at most three UTF-8 bytes: most prompts need no count.
+        if (prompt is null || prompt.Length <= max / 3)
+        {
+            return null;
+        }
+
+        var bytes = Encoding.UTF8.GetByteCount(prompt);
+        return bytes <= max ? null : new InferError(ErrorCode.PayloadTooLarge, $"the prompt is {bytes} bytes (UTF-8); this frontend takes at most {max} (Frontend:MaxPromptBytes).");
     }
 
     private long WatchdogAt(long from, TimeSpan timeout)

@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Buffers.Binary;
 using System.Net.WebSockets;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
@@ -9,12 +7,13 @@ using StreamInfer.Grains.Metrics;
 namespace StreamInfer.Frontend.WebSockets;
 
 /// <summary>
-/// One WebSocket client's transport: the receive loop hands each message to the client's <see cref="ClientRequests"/>
-/// (a text frame up to <see cref="FrontendOptions.MaxFrameBytes"/>, read into a buffer reused from message to message;
-/// a binary one up to <see cref="FrontendOptions.MaxBinaryBytes"/>, read into a pooled buffer of its own, sized from its
-/// header, that its request keeps, and whose bytes are taken from the connection's
-/// <see cref="FrontendOptions.MaxInFlightBytes"/> before the next message is read); the send loop writes everything queued in its <see cref="FrameOutbox"/>. A client that stops reading
-/// is dropped; at the end its session is closed, which cancels its work in the grid.
+/// One WebSocket client's transport: the receive loop reads each message (<see cref="MessageReader"/>: a text frame up
+/// to <see cref="FrontendOptions.MaxFrameBytes"/>, a binary one up to <see cref="FrontendOptions.MaxBinaryBytes"/>, whose
+/// bytes are taken from the connection's <see cref="FrontendOptions.MaxInFlightBytes"/> before the next message is read)
+/// within the connection's <see cref="FrameBudget"/>, and hands it to the client's <see cref="ClientRequests"/>; the
+/// send loop writes everything queued in its <see cref="FrameOutbox"/>. A client that stops reading is dropped; one that
+/// stays over its budget, or idle (<see cref="IdleWatch"/>), is closed; at the end its session is closed, which cancels
+/// its work in the grid.
 /// </summary>
 internal sealed partial class ClientConnection : IDisposable
 {
@@ -27,6 +26,10 @@ internal sealed partial class ClientConnection : IDisposable
     private readonly FrameOutbox _outbox;
     private readonly ClientRequests _requests;
     private readonly CancellationTokenSource _closing = new();
+    private readonly FrameBudget _budget;
+    private readonly IdleWatch _idle;
+    private readonly MessageReader _reader;
+    private volatile string? _closedFor;
 
     // Not disposed: submits still in flight release it after the connection ends, and a SemaphoreSlim without a wait
     // handle holds nothing that needs disposing.
@@ -46,12 +49,18 @@ internal sealed partial class ClientConnection : IDisposable
         _outbox = new FrameOutbox(options.SendQueueCapacity, options.SendQueueBytes, DropSlowClient);
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
         _requests = new ClientRequests(clientId, submitter, _outbox, _submitGate, new ByteBudget(options.MaxInFlightBytes), options.MaxFrameBytes, logger);
+        _reader = new MessageReader(socket, options);
+        _budget = new FrameBudget(options, time);
+        _idle = new IdleWatch(options.IdleTimeout, time, () => _requests.Busy, CloseIdle, Abort);
     }
 
     public string ClientId { get; }
 
     /// <summary>Whether the connection still serves (its end has not begun).</summary>
     public bool IsOpen => !_finished;
+
+    /// <summary>Bytes of the receive buffer held now: <see cref="MessageReader.BufferBytes"/> between messages.</summary>
+    public int ReceiveBufferHeld => _reader.Held;
 
     /// <summary>The frontend is shutting down: warn the client; from now on its new requests are refused.</summary>
     public void BeginDrain(long drainMs)
@@ -100,6 +109,7 @@ internal sealed partial class ClientConnection : IDisposable
         finally
         {
             _finished = true;
+            _idle.Dispose();
             _requests.Close();
             await _submitter.CloseSessionAsync(ClientId);
             _outbox.Complete();
@@ -116,11 +126,15 @@ internal sealed partial class ClientConnection : IDisposable
 
             await CloseSocketAsync();
             // One line per connection, at its end: how long it lasted and what it asked.
-            LogClosed(_logger, ClientId, _time.GetElapsedTime(openedAt).TotalSeconds, _requests.Sent, _closing.IsCancellationRequested ? "dropped" : _draining ? "drained" : "closed");
+            LogClosed(_logger, ClientId, _time.GetElapsedTime(openedAt).TotalSeconds, _requests.Sent, _closing.IsCancellationRequested ? "dropped" : _draining ? "drained" : _closedFor ?? "closed");
         }
     }
 
-    public void Dispose() => _closing.Dispose();
+    public void Dispose()
+    {
+        _idle.Dispose();
+        _closing.Dispose();
+    }
 
     private void DropSlowClient(string limit)
     {
@@ -132,28 +146,50 @@ internal sealed partial class ClientConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Reads message after message. Each takes its place in the connection's <see cref="FrameBudget"/> as it begins: one
+    /// over it is read, dropped unparsed and answered <c>rate_limited</c>, and a connection that stays over it is closed.
+    /// </summary>
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
         try
         {
             while (true)
             {
                 // The message's type is known from its first fragment, and with it the limit that applies.
-                var received = await _socket.ReceiveAsync(buffer.AsMemory(), cancellationToken);
+                var received = await _reader.ReadFirstAsync(cancellationToken);
                 if (received.MessageType == WebSocketMessageType.Close)
                 {
                     return;
                 }
 
+                if (!_budget.TryTake(out var retryAfter))
+                {
+                    if (!await _reader.DiscardRestAsync(received, cancellationToken))
+                    {
+                        return;
+                    }
+
+                    if (!OverBudget(retryAfter))
+                    {
+                        // Read on until the client's close: a socket shut with unread bytes is reset, and the client
+                        // would never see why.
+                        await _reader.DiscardUntilCloseAsync(IdleWatch.CloseHandshake, cancellationToken);
+                        return;
+                    }
+
+                    continue;
+                }
+
                 if (received.MessageType == WebSocketMessageType.Binary)
                 {
-                    var (frame, open) = await ReceiveBinaryAsync(buffer, received, cancellationToken);
+                    var (frame, open) = await _reader.ReadBinaryAsync(received, cancellationToken);
                     if (!open)
                     {
                         return;
                     }
 
+                    Received();
                     if (frame is null)
                     {
                         _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a binary frame may be at most {_options.MaxBinaryBytes} bytes.")));
@@ -166,149 +202,68 @@ internal sealed partial class ClientConnection : IDisposable
                     continue;
                 }
 
-                var count = received.Count;
-                var tooLarge = count > _options.MaxFrameBytes;
-                while (!received.EndOfMessage)
+                var (count, whole) = await _reader.ReadTextAsync(received, cancellationToken);
+                if (count < 0)
                 {
-                    if (tooLarge)
-                    {
-                        // Drain the rest of an oversized message without keeping it.
-                        count = 0;
-                    }
-                    else if (count == buffer.Length)
-                    {
-                        // Grow up to one byte past the limit, so that "over the limit" is observable.
-                        var grown = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, _options.MaxFrameBytes + 1));
-                        buffer.AsSpan(0, count).CopyTo(grown);
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        buffer = grown;
-                    }
-
-                    received = await _socket.ReceiveAsync(buffer.AsMemory(count), cancellationToken);
-                    if (received.MessageType == WebSocketMessageType.Close)
-                    {
-                        return;
-                    }
-
-                    count += received.Count;
-                    tooLarge |= count > _options.MaxFrameBytes;
+                    return;
                 }
 
-                if (tooLarge)
+                Received();
+                if (!whole)
                 {
                     _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a frame may be at most {_options.MaxFrameBytes} bytes.")));
                 }
                 else
                 {
-                    await _requests.HandleAsync(buffer.AsMemory(0, count), cancellationToken);
+                    await _requests.HandleAsync(_reader.Text(count), cancellationToken);
                 }
+
+                _reader.Shrink();
             }
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            _reader.Dispose();
         }
     }
 
-    /// <summary>
-    /// Reads the rest of a binary message, whose first fragment is in <paramref name="first"/>'s buffer, into a pooled
-    /// buffer of its own. Null when it passes <see cref="FrontendOptions.MaxBinaryBytes"/> (the rest is read and
-    /// discarded); <c>Open</c> false when the client closed meanwhile.
-    /// </summary>
-    private async Task<(RentedBytes? Frame, bool Open)> ReceiveBinaryAsync(byte[] scratch, ValueWebSocketReceiveResult first, CancellationToken cancellationToken)
+    /// <summary>A message arrived whole: its bytes are counted, and the connection is not idle.</summary>
+    private void Received()
     {
-        var limit = _options.MaxBinaryBytes;
-        var received = first;
-        if (received.Count > limit)
-        {
-            return (null, await DiscardRestAsync(scratch, received, cancellationToken));
-        }
-
-        var frame = new RentedBytes(received.EndOfMessage ? received.Count : Math.Min(limit, Math.Max(4 * received.Count, 64 * 1024)));
-        frame.Write(scratch.AsSpan(0, received.Count));
-        var sized = received.EndOfMessage;
-        while (!received.EndOfMessage)
-        {
-            sized = sized || SizeFromHeader(frame, limit);
-            if (frame.Length == limit)
-            {
-                // At the limit and not at the end: past it, unless all that is left is an empty last fragment.
-                received = await _socket.ReceiveAsync(scratch.AsMemory(), cancellationToken);
-                if (received.MessageType == WebSocketMessageType.Close)
-                {
-                    frame.Return();
-                    return (null, false);
-                }
-
-                if (received.Count == 0)
-                {
-                    continue;
-                }
-
-                frame.Return();
-                return (null, await DiscardRestAsync(scratch, received, cancellationToken));
-            }
-
-            var room = frame.GetMemory(1);
-            received = await _socket.ReceiveAsync(room[..Math.Min(room.Length, limit - frame.Length)], cancellationToken);
-            if (received.MessageType == WebSocketMessageType.Close)
-            {
-                frame.Return();
-                return (null, false);
-            }
-
-            frame.Advance(received.Count);
-        }
-
-        return (frame, true);
+        _budget.Spend(_reader.BytesRead);
+        _idle.Touch();
     }
 
-    /// <summary>
-    /// Once the header is in, makes room for the payload its ranges declare (up to <paramref name="limit"/>): one resize
-    /// while little is read, instead of doubling, and copying, through a large payload. False until the header is in.
-    /// </summary>
-    private bool SizeFromHeader(RentedBytes frame, int limit)
+    /// <summary>A message over the budget was read and dropped: answered <c>rate_limited</c>, or, when the connection
+    /// keeps passing its budget, the connection is closed (1008); false then.</summary>
+    private bool OverBudget(TimeSpan retryAfter)
     {
-        var read = frame.Memory.Span;
-        if (read.Length < 4)
+        _budget.Spend(_reader.BytesRead);
+        var budget = $"{_options.MaxFramesPerSecond} messages and {_options.MaxBytesPerSecond} bytes a second";
+        if (!_budget.Exhausted)
         {
-            return false;
-        }
-
-        var headerLength = BinaryPrimitives.ReadUInt32LittleEndian(read);
-        if (headerLength > (uint)_options.MaxFrameBytes)
-        {
-            // Refused once read; not worth a buffer sized from it.
+            var ms = (int)Math.Ceiling(retryAfter.TotalMilliseconds);
+            _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.RateLimited, $"this connection sends more than its {budget}: the message was dropped unread; retry in {ms} ms.", ms)));
             return true;
         }
 
-        if (read.Length - 4 < headerLength)
+        LogOverBudget(_logger, ClientId, _options.OverBudgetCloseAfter.TotalSeconds);
+        _closedFor = "closed over its budget";
+        _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.RateLimited, $"this connection sent more than its {budget} for {_options.OverBudgetCloseAfter.TotalSeconds:0.#} s: it is closed.")));
+        if (!_outbox.TryClose(WebSocketCloseStatus.PolicyViolation, "over the frame budget"))
         {
-            return false;
+            Abort();
         }
 
-        var declared = Math.Min(4 + headerLength + RequestParser.DeclaredPayloadBytes(read.Slice(4, (int)headerLength)), limit);
-        if (declared > read.Length)
-        {
-            frame.GetMemory((int)declared - read.Length);
-        }
-
-        return true;
+        return false;
     }
 
-    /// <summary>Reads and discards the rest of a message; false when the client closed meanwhile.</summary>
-    private async Task<bool> DiscardRestAsync(byte[] scratch, ValueWebSocketReceiveResult received, CancellationToken cancellationToken)
+    /// <summary>Idle for <see cref="FrontendOptions.IdleTimeout"/>: the close goes out after what is queued.</summary>
+    private bool CloseIdle()
     {
-        while (!received.EndOfMessage)
-        {
-            received = await _socket.ReceiveAsync(scratch.AsMemory(), cancellationToken);
-            if (received.MessageType == WebSocketMessageType.Close)
-            {
-                return false;
-            }
-        }
-
-        return true;
+        _closedFor = "closed idle";
+        LogIdle(_logger, ClientId, _options.IdleTimeout.TotalSeconds);
+        return _outbox.TryClose(WebSocketCloseStatus.NormalClosure, $"idle for {_options.IdleTimeout.TotalSeconds:0.#} s");
     }
 
     private async Task SendLoopAsync(CancellationToken cancellationToken)
@@ -320,7 +275,7 @@ internal sealed partial class ClientConnection : IDisposable
                 if (message.Type == WebSocketMessageType.Close)
                 {
                     // The client answers with its own close frame, which ends the receive loop.
-                    await _socket.CloseOutputAsync(WebSocketCloseStatus.EndpointUnavailable, "server shutting down", cancellationToken);
+                    await _socket.CloseOutputAsync(message.CloseStatus, message.CloseReason, cancellationToken);
                     return;
                 }
 
@@ -363,6 +318,12 @@ internal sealed partial class ClientConnection : IDisposable
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Client {ClientId} {How} after {Seconds:F1} s and {Requests} requests")]
     private static partial void LogClosed(ILogger logger, string clientId, double seconds, long requests, string how);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} closed: over its frame budget for {Seconds} s")]
+    private static partial void LogOverBudget(ILogger logger, string clientId, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Client {ClientId} closed: idle for {Seconds} s")]
+    private static partial void LogIdle(ILogger logger, string clientId, double seconds);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} dropped: its send queue holds {Limit} unread")]
     private static partial void LogSlowClientDropped(ILogger logger, string clientId, string limit);

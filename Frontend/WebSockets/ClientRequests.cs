@@ -27,6 +27,9 @@ internal sealed partial class ClientRequests(
     /// <summary>Requests the client has sent.</summary>
     public long Sent => Interlocked.Read(ref _sequence);
 
+    /// <summary>Whether a request of the client has not ended yet.</summary>
+    public bool Busy => !_pending.IsEmpty;
+
     /// <summary>From now on new requests are refused: the frontend is shutting down.</summary>
     public void BeginDrain() => _draining = true;
 

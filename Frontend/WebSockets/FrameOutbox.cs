@@ -7,10 +7,10 @@ namespace StreamInfer.Frontend.WebSockets;
 
 /// <summary>
 /// A message in the send queue: its bytes and kind (<see cref="WebSocketMessageType.Close"/>: the close queued by
-/// <see cref="FrameOutbox.TryGoAway"/>), the pooled buffer that holds them (returned once sent; null when not pooled),
-/// and when the grid produced its content (default: not a delivery).
+/// <see cref="FrameOutbox.TryClose"/>, with its status and reason), the pooled buffer that holds them (returned once
+/// sent; null when not pooled), and when the grid produced its content (default: not a delivery).
 /// </summary>
-internal readonly record struct Outgoing(ReadOnlyMemory<byte> Frame, WebSocketMessageType Type, RentedBytes? Pooled, DateTimeOffset ProducedAt);
+internal readonly record struct Outgoing(ReadOnlyMemory<byte> Frame, WebSocketMessageType Type, RentedBytes? Pooled, DateTimeOffset ProducedAt, WebSocketCloseStatus CloseStatus = default, string? CloseReason = null);
 
 /// <summary>
 /// A connection's send queue, bounded in frames and in bytes: every message to the client goes through it, in order, to
@@ -73,7 +73,12 @@ internal sealed class FrameOutbox
     }
 
     /// <summary>Queues the close (1001) after the frames already queued; false when the queue is full or complete.</summary>
-    public bool TryGoAway() => _channel.Writer.TryWrite(new Outgoing(default, WebSocketMessageType.Close, null, default));
+    public bool TryGoAway() => TryClose(WebSocketCloseStatus.EndpointUnavailable, "server shutting down");
+
+    /// <summary>Queues a close with <paramref name="status"/> and <paramref name="reason"/> after the frames already
+    /// queued; false when the queue is full or complete.</summary>
+    public bool TryClose(WebSocketCloseStatus status, string reason)
+        => _channel.Writer.TryWrite(new Outgoing(default, WebSocketMessageType.Close, null, default, status, reason));
 
     /// <summary>No frame follows: the send loop ends once the queue is empty.</summary>
     public void Complete() => _channel.Writer.TryComplete();

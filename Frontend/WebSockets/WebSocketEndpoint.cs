@@ -10,13 +10,15 @@ namespace StreamInfer.Frontend.WebSockets;
 internal readonly record struct WebSocketServices(
     RequestSubmitter Submitter,
     FrontendDrain Drain,
+    ConnectionsPerAddress Addresses,
     IOptions<FrontendOptions> Options,
     TimeProvider Time,
     GridMetrics Metrics,
     ILogger<ClientConnection> Logger);
 
 /// <summary><c>/ws</c>: each WebSocket connection is one client with a session grain of its own, up to
-/// <see cref="FrontendOptions.MaxConnections"/> per frontend.</summary>
+/// <see cref="FrontendOptions.MaxConnections"/> per frontend and <see cref="FrontendOptions.MaxConnectionsPerAddress"/>
+/// per remote address.</summary>
 internal static class WebSocketEndpoint
 {
     public static async Task<IResult> HandleAsync(HttpContext context, [AsParameters] WebSocketServices services)
@@ -35,6 +37,12 @@ internal static class WebSocketEndpoint
                 : new InferError(ErrorCode.Overloaded, $"this frontend holds its maximum of {services.Options.Value.MaxConnections} connections; connect to another, or retry later.", 1000));
         }
 
+        if (!services.Addresses.TryTake(context.Connection.RemoteIpAddress, out var address))
+        {
+            drain.Release();
+            return HttpErrors.Protocol(new InferError(ErrorCode.RateLimited, $"this address holds its maximum of {services.Addresses.LimitFor(address!)} connections to this frontend; close one before opening another.", 1000));
+        }
+
         try
         {
             using var socket = await context.WebSockets.AcceptWebSocketAsync();
@@ -51,6 +59,7 @@ internal static class WebSocketEndpoint
         }
         finally
         {
+            services.Addresses.Release(address);
             drain.Release();
         }
 

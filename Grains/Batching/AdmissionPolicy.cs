@@ -13,35 +13,26 @@ namespace StreamInfer.Grains.Batching;
 /// </summary>
 internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchScheduler scheduler, TimeProvider time)
 {
+    // Requests whose check runs on the thread pool: each holds a place in the queue's capacity meanwhile.
+    private int _checking;
+
     /// <summary>
     /// Decides on <paramref name="item"/> against <paramref name="lease"/>, the serving version, and queues it when
-    /// accepted. Returns the refusal, or null when queued; <paramref name="stale"/> when the lease was released meanwhile
-    /// (a rollout committed): the caller looks the serving version up again.
+    /// accepted; <paramref name="ahead"/>, when it was made against that version, is the scheduler's check, already run.
+    /// Returns the refusal, or null when queued; <paramref name="stale"/> when the lease was released meanwhile (a rollout
+    /// committed): the caller looks the serving version up again.
     /// </summary>
-    public InferError? Admit(BatchItem item, ModelLease lease, ModelOptions options, out bool stale)
+    public InferError? Admit(BatchItem item, ModelLease lease, ModelOptions options, out bool stale, CheckedAhead? ahead = null)
     {
         stale = false;
-        if (item.Request.ReplyObserver is null)
+        if (Precheck(item, options) is { } refused)
         {
-            return new InferError(ErrorCode.Internal, $"request '{item.Request.RequestId}' names no delivery observer: its answer could not be delivered.");
+            return refused;
         }
 
         var priority = item.Request.Priority ?? options.DefaultPriority;
-        if (priority < 0 || priority >= options.PriorityLevels || priority >= queue.Levels)
-        {
-            return new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{model}' has levels 0 to {Math.Min(options.PriorityLevels, queue.Levels) - 1}.");
-        }
-
         var held = item.Request.Sequence is { Start: false };
-
-        // Before the model's check, which may tokenize a prompt: a refusal under overload costs nothing more.
-        if (!held && queue.Count >= options.QueueCapacity)
-        {
-            var retry = RetryAfterMs(scheduler.ExpectedWaitMs(queue.Rows, 0));
-            return new InferError(ErrorCode.Overloaded, $"model '{model}' has {queue.Count} requests queued, its capacity; retry in {retry} ms.", retry);
-        }
-
-        var check = scheduler.Check(lease.Model, item);
+        var check = ahead is not null && ReferenceEquals(ahead.Model, lease.Model) ? ahead.Check : scheduler.Check(lease.Model, item);
         if (check.Error is { } invalid)
         {
             return invalid;
@@ -84,5 +75,52 @@ internal sealed class AdmissionPolicy(string model, RequestQueue queue, IBatchSc
         return null;
     }
 
+    /// <summary>Whether <paramref name="item"/> passes the checks that come before the scheduler's own (which may then
+    /// run ahead, off the grain's scheduler).</summary>
+    public bool PassesPrecheck(BatchItem item, ModelOptions options) => Precheck(item, options) is null;
+
+    /// <summary>Runs the scheduler's check of <paramref name="item"/> against <paramref name="model"/> on the thread pool,
+    /// for <see cref="Admit"/>; the request holds a place in the queue's capacity while it runs.</summary>
+    public async Task<CheckedAhead> CheckAheadAsync(IInferenceModel model, BatchItem item)
+    {
+        _checking++;
+        try
+        {
+            return new CheckedAhead(model, await Task.Run(() => scheduler.Check(model, item)));
+        }
+        finally
+        {
+            _checking--;
+        }
+    }
+
+    /// <summary>The checks before the scheduler's: a delivery observer, a priority among the model's levels, room in the
+    /// queue (before the model's check, which may tokenize a prompt: a refusal under overload costs nothing more).</summary>
+    private InferError? Precheck(BatchItem item, ModelOptions options)
+    {
+        if (item.Request.ReplyObserver is null)
+        {
+            return new InferError(ErrorCode.Internal, $"request '{item.Request.RequestId}' names no delivery observer: its answer could not be delivered.");
+        }
+
+        var priority = item.Request.Priority ?? options.DefaultPriority;
+        if (priority < 0 || priority >= options.PriorityLevels || priority >= queue.Levels)
+        {
+            return new InferError(ErrorCode.InvalidInput, $"priority {priority} is out of range: model '{model}' has levels 0 to {Math.Min(options.PriorityLevels, queue.Levels) - 1}.");
+        }
+
+        var held = item.Request.Sequence is { Start: false };
+        if (!held && queue.Count + _checking >= options.QueueCapacity)
+        {
+            var retry = RetryAfterMs(scheduler.ExpectedWaitMs(queue.Rows, 0));
+            return new InferError(ErrorCode.Overloaded, $"model '{model}' has {queue.Count + _checking} requests queued, its capacity; retry in {retry} ms.", retry);
+        }
+
+        return null;
+    }
+
     private static int RetryAfterMs(double ms) => Math.Max(1, (int)Math.Ceiling(ms));
 }
+
+/// <summary>A scheduler's check of a request, run ahead against <paramref name="Model"/>.</summary>
+internal sealed record CheckedAhead(IInferenceModel Model, SchedulerCheck Check);

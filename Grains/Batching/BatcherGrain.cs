@@ -133,18 +133,23 @@ internal sealed partial class BatcherGrain(
     /// <summary>Nothing queued, generating, on the device or being delivered.</summary>
     private bool Drained => _queue.Count == 0 && (_scheduler?.Idle ?? true) && _outbox!.Idle;
 
-    public Task<InferError?> EnqueueAsync(BatchItem item)
+    public async Task<InferError?> EnqueueAsync(BatchItem item)
     {
-        var refused = Enqueue(item);
+        // A check that may take long (a decoder tokenizing a prompt) runs on the thread pool, so that this batcher's
+        // admissions and steps never wait behind it; the rest of the admission runs here, once it is done.
+        var ahead = !_draining && Serving() is { } lease && _scheduler!.ChecksOffScheduler && _admission!.PassesPrecheck(item, _model!.Options)
+            ? await _admission.CheckAheadAsync(lease.Model, item)
+            : null;
+        var refused = Enqueue(item, ahead);
         if (refused is not null)
         {
             metrics.Refused(_key.Model, refused.Code);
         }
 
-        return Task.FromResult(refused);
+        return refused;
     }
 
-    private InferError? Enqueue(BatchItem item)
+    private InferError? Enqueue(BatchItem item, CheckedAhead? ahead)
     {
         if (_draining)
         {
@@ -170,7 +175,7 @@ internal sealed partial class BatcherGrain(
                 return new InferError(ErrorCode.ModelUnavailable, $"model '{_key.Model}' {why}.", loading || placedAway ? PlacedAwayRetryAfterMs : null);
             }
 
-            var refused = _admission!.Admit(item, lease, _model!.Options, out var stale);
+            var refused = _admission!.Admit(item, lease, _model!.Options, out var stale, ahead);
             if (!stale)
             {
                 if (refused is null)

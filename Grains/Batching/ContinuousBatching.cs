@@ -46,6 +46,10 @@ internal sealed partial class ContinuousBatching(BatcherContext context, ModelOp
         }
     }
 
+    /// <summary>Tokenizing a prompt takes time in proportion to it (up to the model's context): it is done on the thread
+    /// pool. Check reads nothing of this scheduler's state.</summary>
+    public bool ChecksOffScheduler => true;
+
     public SchedulerCheck Check(IInferenceModel model, BatchItem item)
     {
         if (model is not IDecoderModel decoder)

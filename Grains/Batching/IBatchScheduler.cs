@@ -35,6 +35,10 @@ internal interface IBatchScheduler
     /// fills and what was prepared for it (a decoder's tokenized prompt).</summary>
     SchedulerCheck Check(IInferenceModel model, BatchItem item);
 
+    /// <summary>Whether <see cref="Check"/> may take long (a decoder tokenizes the prompt) and is thread-safe: the batcher
+    /// then runs it on the thread pool before admitting the request, not on its grain's scheduler.</summary>
+    bool ChecksOffScheduler => false;
+
     /// <summary>How long, in ms, a request filling <paramref name="rows"/> rows waits behind <paramref name="rowsAhead"/>
     /// rows before its answer.</summary>
     double ExpectedWaitMs(long rowsAhead, int rows);

@@ -16,7 +16,8 @@ namespace StreamInfer.Grains.Sessions;
 /// <summary>
 /// One connected client. Reentrant so that a client's concurrent requests are admitted while earlier ones wait on
 /// their batcher; every check-and-update of the bucket, backlog and sequences happens before the first await, so
-/// interleaving never sees a half-made decision.
+/// interleaving never sees a half-made decision. The bucket is the first check: a refusal for the client's own doing
+/// (bad input, an unknown model, a full backlog) costs a token as a request does.
 /// </summary>
 /// <remarks>
 /// Placed at random over the silos: Orleans' default placement put a frontend's sessions on the silo whose gateway it
@@ -58,12 +59,21 @@ internal sealed partial class ClientSessionGrain(
             return Admission.Refused(SessionClosed);
         }
 
+        // The first check: every submission costs a token, bad input included; a refusal that is the grid's gives it back.
+        var model = catalog.TryGet(request.Model, out var entry) ? entry : null;
+        if (!_bucket.TryTake(out var retryAfter))
+        {
+            var ms = (int)retryAfter.TotalMilliseconds;
+            metrics.Refused(model is null ? GridMetrics.UnknownModel : request.Model, ErrorCode.RateLimited);
+            return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_options.RatePerSecond}/s (burst {_options.Burst}) exceeded; retry in {ms} ms.", ms));
+        }
+
         if (_backlog.Contains(request.RequestId))
         {
             return Admission.Refused(new InferError(ErrorCode.BadRequest, $"a request with id '{request.RequestId}' is already in flight."));
         }
 
-        if (!catalog.TryGet(request.Model, out var model))
+        if (model is null)
         {
             // A fixed label: the names clients make up must not become series.
             metrics.Refused(GridMetrics.UnknownModel, ErrorCode.UnknownModel);
@@ -72,6 +82,7 @@ internal sealed partial class ClientSessionGrain(
 
         if (Unavailable(model) is { } unavailable)
         {
+            _bucket.Refund();
             metrics.Refused(request.Model, ErrorCode.ModelUnavailable);
             return Admission.Refused(unavailable);
         }
@@ -93,13 +104,6 @@ internal sealed partial class ClientSessionGrain(
         {
             metrics.Refused(request.Model, ErrorCode.BacklogFull);
             return Admission.Refused(new InferError(ErrorCode.BacklogFull, $"the client has {_backlog.Count} unfinished requests, its backlog capacity."));
-        }
-
-        if (!_bucket.TryTake(out var retryAfter))
-        {
-            var ms = (int)retryAfter.TotalMilliseconds;
-            metrics.Refused(request.Model, ErrorCode.RateLimited);
-            return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_options.RatePerSecond}/s (burst {_options.Burst}) exceeded; retry in {ms} ms.", ms));
         }
 
         var timeout = request.Timeout is { } asked && asked > TimeSpan.Zero ? asked : model.Options.DefaultTimeout ?? _options.DefaultTimeout;
@@ -201,12 +205,25 @@ internal sealed partial class ClientSessionGrain(
             ? ModelLoadError.ForClients(model.Name, model.Errors)
             : $"model '{model.Name}' is still loading; retry shortly.", model.State == ModelState.Loading ? 1000 : null);
 
+    /// <summary>
+    /// Gives a refused request's token back when the refusal is the grid's doing (it could not take the request now:
+    /// <c>overloaded</c>, <c>model_unavailable</c>, <c>internal</c>); bad input and the client's own limits keep it spent.
+    /// </summary>
+    private void RefundIfTheGrids(InferError refusal)
+    {
+        if (refusal.Code is ErrorCode.Overloaded or ErrorCode.ModelUnavailable or ErrorCode.Internal)
+        {
+            _bucket.Refund();
+        }
+    }
+
     /// <summary>A batcher for a request of <paramref name="model"/> that no sequence pins: this silo's unless it is backed up.</summary>
     private BatcherKey Choose(ModelEntry model) => load.Choose(model.Name, catalog.PickDevice(model)!, model.Options.MaxBatchSize);
 
     /// <summary>
     /// Forwards an admitted request to its batcher. On a refusal, or a batcher that could not be reached, the request
-    /// leaves the backlog and its token is refunded; <c>MayBeHeld</c> when the batcher may have queued it all the same.
+    /// leaves the backlog, and its token is refunded when the refusal is the grid's; <c>MayBeHeld</c> when the batcher
+    /// may have queued it all the same.
     /// </summary>
     private async Task<(InferError? Refusal, bool MayBeHeld)> ForwardAsync(Pending pending, bool mayRetry = true)
     {
@@ -251,7 +268,7 @@ internal sealed partial class ClientSessionGrain(
         }
 
         _backlog.Remove(pending.Id, out _);
-        _bucket.Refund();
+        RefundIfTheGrids(refusal);
         if (pending.Sequence is { } refused)
         {
             refusal = await SequenceRefusedAsync(pending, refused, refusal, siloLost);

@@ -39,19 +39,36 @@ public sealed class TokenBucket
     /// Takes one token. When none is available, returns false and the exact time until one will be: (1 - tokens) / rate,
     /// rounded up to whole milliseconds (at least 1 ms).
     /// </summary>
-    public bool TryTake(out TimeSpan retryAfter)
+    public bool TryTake(out TimeSpan retryAfter) => TryTake(1, out retryAfter);
+
+    /// <summary>
+    /// Takes <paramref name="amount"/> tokens when that many are available (0: succeeds unless the bucket is in debt,
+    /// see <see cref="Spend"/>); otherwise returns false and the exact time until they will be, rounded up to whole
+    /// milliseconds (at least 1 ms).
+    /// </summary>
+    public bool TryTake(double amount, out TimeSpan retryAfter)
     {
         Refill();
-        if (_tokens >= 1)
+        if (_tokens >= amount)
         {
-            _tokens -= 1;
+            _tokens -= amount;
             retryAfter = TimeSpan.Zero;
             return true;
         }
 
-        var ms = Math.Max(1, Math.Ceiling((1 - _tokens) / RatePerSecond * 1000));
+        var ms = Math.Max(1, Math.Ceiling((amount - _tokens) / RatePerSecond * 1000));
         retryAfter = TimeSpan.FromMilliseconds(ms);
         return false;
+    }
+
+    /// <summary>
+    /// Takes <paramref name="amount"/> tokens whether or not they are there, for what was only measured once done (the
+    /// bytes of a message read): the bucket may go into debt, and nothing more can be taken until it has refilled.
+    /// </summary>
+    public void Spend(double amount)
+    {
+        Refill();
+        _tokens -= amount;
     }
 
     /// <summary>Gives back a token taken for a request that was then refused downstream.</summary>

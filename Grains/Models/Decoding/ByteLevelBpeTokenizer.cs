@@ -129,14 +129,19 @@ public sealed partial class ByteLevelBpeTokenizer : IDecoderTokenizer
         return new ByteLevelBpeTokenizer(vocab, merges, added, split, addPrefixSpace);
     });
 
-    public IReadOnlyList<int> Encode(string text)
+    public IReadOnlyList<int> Encode(string text) => _bpe.EncodeToIds(Prefixed(text));
+
+    public bool TryEncode(string text, int maxTokens, out IReadOnlyList<int> ids)
+    {
+        text = Prefixed(text);
+        ids = _bpe.EncodeToIds(text, maxTokens, out _, out var consumed);
+        return consumed >= text.Length;
+    }
+
+    private string Prefixed(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        if (_addPrefixSpace && text.Length > 0 && !char.IsWhiteSpace(text[0]))
-        {
-            text = " " + text;
-        }
-        return _bpe.EncodeToIds(text);
+        return _addPrefixSpace && text.Length > 0 && !char.IsWhiteSpace(text[0]) ? " " + text : text;
     }
 
     public ReadOnlySpan<byte> TokenBytes(int id) =>

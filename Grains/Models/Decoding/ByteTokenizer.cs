@@ -23,7 +23,26 @@ public sealed class ByteTokenizer : IDecoderTokenizer
     public IReadOnlyList<int> Encode(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var utf8 = Encoding.UTF8.GetBytes(text);
+        return ToIds(Encoding.UTF8.GetBytes(text));
+    }
+
+    public bool TryEncode(string text, int maxTokens, out IReadOnlyList<int> ids)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+
+        // Every char is at least one byte: a text of more chars than that has more bytes, and is not read.
+        if (text.Length > maxTokens || Encoding.UTF8.GetByteCount(text) > maxTokens)
+        {
+            ids = [];
+            return false;
+        }
+
+        ids = Encode(text);
+        return true;
+    }
+
+    private static int[] ToIds(byte[] utf8)
+    {
         var ids = new int[utf8.Length];
         for (var i = 0; i < utf8.Length; i++)
         {

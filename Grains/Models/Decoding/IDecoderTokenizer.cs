@@ -16,6 +16,13 @@ public interface IDecoderTokenizer
     /// <summary>The token ids of <paramref name="text"/>, which is encoded as plain text: no special tokens come of it.</summary>
     IReadOnlyList<int> Encode(string text);
 
+    /// <summary>
+    /// The token ids of <paramref name="text"/> when it has at most <paramref name="maxTokens"/> tokens; false as soon as
+    /// it is known to have more: encoding stops there, so a long text costs no more than its first
+    /// <paramref name="maxTokens"/> tokens.
+    /// </summary>
+    bool TryEncode(string text, int maxTokens, out IReadOnlyList<int> ids);
+
     /// <summary>The UTF-8 bytes token <paramref name="id"/> stands for; empty for special tokens and unknown ids.</summary>
     ReadOnlySpan<byte> TokenBytes(int id);
 

@@ -11,7 +11,7 @@ namespace StreamInfer.Grains.Models.Decoding;
 /// <summary>
 /// A causal language model in the Hugging Face / Optimum ONNX convention (<c>input_ids</c>, <c>attention_mask</c>,
 /// <c>position_ids</c>, <c>past_key_values.N.key|value</c> → <c>logits</c>, <c>present.N.key|value</c>), decoded with a
-/// key/value cache per sequence. <see cref="Prepare"/> runs on the grain scheduler at admission (tokenizing the prompt);
+/// key/value cache per sequence. <see cref="Prepare"/> runs on the thread pool at admission (tokenizing the prompt);
 /// <see cref="Step"/> runs on the device thread and advances every sequence it is given by one step.
 /// <para>
 /// A step runs the model at most twice: once for the prefill chunks of sequences that are joining (their prompt tokens,
@@ -135,7 +135,7 @@ public sealed class OnnxDecoderModel : IDecoderModel
     }
 
     /// <summary>
-    /// Checks a request and tokenizes its prompt into a new sequence. Thread-safe; runs on the grain scheduler. The
+    /// Checks a request and tokenizes its prompt into a new sequence. Thread-safe; the batcher runs it on the thread pool. The
     /// error is <see cref="ErrorCode.InvalidInput"/> naming the field at fault.
     /// </summary>
     public (DecodeSequence? Sequence, InferError? Error) Prepare(InferRequest request)
@@ -157,15 +157,15 @@ public sealed class OnnxDecoderModel : IDecoderModel
             return (null, Invalid(invalid));
         }
 
-        var prompt = _tokenizer.Encode(request.Prompt);
+        // No more than the context is tokenized: a longer prompt is refused for the cost of one that fits.
+        if (!_tokenizer.TryEncode(request.Prompt, MaxContextTokens - 1, out var prompt))
+        {
+            return (null, Invalid($"the prompt is {MaxContextTokens} tokens or more; model '{Name}' holds at most {MaxContextTokens} tokens, prompt and generated together."));
+        }
+
         if (prompt.Count == 0)
         {
             return (null, Invalid("'prompt' is empty; give at least one character."));
-        }
-
-        if (prompt.Count >= MaxContextTokens)
-        {
-            return (null, Invalid($"the prompt is {prompt.Count} tokens; model '{Name}' holds at most {MaxContextTokens} tokens, prompt and generated together."));
         }
 
         // A request may ask for more than fits: it is generated until the context is full and ends with "length".

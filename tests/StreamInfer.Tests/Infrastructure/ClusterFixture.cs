@@ -51,6 +51,9 @@ public sealed class ClusterFixture : IAsyncLifetime
             ["StreamInfer:Models:small-queue:MaxBatchSize"] = "1000",
             ["StreamInfer:Models:small-queue:MaxWait"] = "00:00:10",
             ["StreamInfer:Models:small-queue:QueueCapacity"] = "2",
+            ["StreamInfer:Models:refund-queue:MaxBatchSize"] = "1000",
+            ["StreamInfer:Models:refund-queue:MaxWait"] = "00:00:10",
+            ["StreamInfer:Models:refund-queue:QueueCapacity"] = "1",
             // Three priority levels; batches of two, each holding the device for 2 s: room for a busy machine to queue
             // four more requests behind the first batch (the test checks they did before it reads the order).
             ["StreamInfer:Models:prio:MaxBatchSize"] = "2",

@@ -145,7 +145,7 @@ internal sealed class SchedulerTestKit : ISchedulerHost, IDisposable
 
     public void Dispose() => Device.Dispose();
 
-    private sealed class NoObserver : IDeliveryObserver
+    internal sealed class NoObserver : IDeliveryObserver
     {
         public Task DeliverAsync(DeliveryBatch batch) => Task.CompletedTask;
     }

@@ -55,4 +55,20 @@ public sealed class TokenBucketTests
 
         Assert.Equal(1, bucket.Available, precision: 6);
     }
+
+    [Fact]
+    public void Spend_PastWhatIsThere_DebtRefillsBeforeAnythingIsTaken()
+    {
+        var time = new FakeTimeProvider();
+        var bucket = new TokenBucket(ratePerSecond: 1000, burst: 1000, time);
+
+        bucket.Spend(3000);
+        Assert.False(bucket.TryTake(0, out var retry));
+        Assert.Equal(TimeSpan.FromSeconds(2), retry);
+
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.True(bucket.TryTake(0, out _));
+        Assert.False(bucket.TryTake(1, out retry));
+        Assert.Equal(TimeSpan.FromMilliseconds(1), retry);
+    }
 }

@@ -1,0 +1,48 @@
+using StreamInfer.Frontend.Hosting;
+using StreamInfer.Grains.Sessions;
+
+namespace StreamInfer.Frontend.WebSockets;
+
+/// <summary>
+/// A WebSocket connection's budget of messages and bytes per second (<see cref="FrontendOptions.MaxFramesPerSecond"/>,
+/// <see cref="FrontendOptions.MaxBytesPerSecond"/>, each with a second's worth of burst), taken when a message begins,
+/// before anything of it is parsed, whatever it turns out to be: a request, a cancel, an invalid frame. A message's bytes
+/// are counted once it has been read; a large one may put the byte budget in debt, and the next messages wait until it
+/// has refilled. A connection refused without a second's pause for <see cref="FrontendOptions.OverBudgetCloseAfter"/>
+/// is <see cref="Exhausted"/>. Used by the receive loop only: not thread-safe.
+/// </summary>
+internal sealed class FrameBudget(FrontendOptions options, TimeProvider time)
+{
+    // Refusals further apart than this end a run of them: the client paused.
+    private static readonly TimeSpan Pause = TimeSpan.FromSeconds(1);
+
+    private readonly TokenBucket _frames = new(options.MaxFramesPerSecond, options.MaxFramesPerSecond, time);
+    private readonly TokenBucket _bytes = new(options.MaxBytesPerSecond, options.MaxBytesPerSecond, time);
+    private long _refusedSince = -1;
+    private long _lastRefused;
+
+    /// <summary>The connection has been over its budget, with no pause, for <see cref="FrontendOptions.OverBudgetCloseAfter"/>.</summary>
+    public bool Exhausted { get; private set; }
+
+    /// <summary>Takes a message's place as it begins; false, with the wait until one would fit, when over budget.</summary>
+    public bool TryTake(out TimeSpan retryAfter)
+    {
+        if (_bytes.TryTake(0, out retryAfter) && _frames.TryTake(1, out retryAfter))
+        {
+            return true;
+        }
+
+        var now = time.GetTimestamp();
+        if (_refusedSince < 0 || time.GetElapsedTime(_lastRefused, now) > Pause)
+        {
+            _refusedSince = now;
+        }
+
+        _lastRefused = now;
+        Exhausted = time.GetElapsedTime(_refusedSince, now) >= options.OverBudgetCloseAfter;
+        return false;
+    }
+
+    /// <summary>Counts the bytes of a message read whole (or read and dropped).</summary>
+    public void Spend(long bytes) => _bytes.Spend(bytes);
+}
