@@ -1,4 +1,5 @@
 using System.Text.Json;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.Protocol;
 
@@ -16,7 +17,7 @@ internal static class OpenAIEndpoints
     /// <summary>Maps <c>/v1</c>; returns the inference routes, for the filters that apply to inference.</summary>
     public static RouteGroupBuilder MapOpenAI(this IEndpointRouteBuilder app)
     {
-        var v1 = app.MapGroup("/v1");
+        var v1 = app.MapGroup("/v1").ServesClients(RefusalShape.OpenAI);
         v1.MapGet("/models", ModelsAsync);
         var completions = v1.MapGroup(string.Empty);
         completions.MapPost("/completions", (HttpContext c, [AsParameters] InferenceServices services) => CompleteAsync(c, services, chat: false));

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.WebSockets;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
 using StreamInfer.Frontend.Requests;
@@ -14,7 +15,8 @@ namespace StreamInfer.Frontend.WebSockets;
 /// a binary one up to <see cref="FrontendOptions.MaxBinaryBytes"/>, read into a pooled buffer of its own, sized from its
 /// header, that its request keeps, and whose bytes are taken from the connection's
 /// <see cref="FrontendOptions.MaxInFlightBytes"/> before the next message is read); the send loop writes everything queued in its <see cref="FrameOutbox"/>. A client that stops reading
-/// is dropped; at the end its session is closed, which cancels its work in the grid.
+/// is dropped; at the end its session is closed, which cancels its work in the grid (an API key's session, shared with
+/// the key's other connections, stays: only this connection's requests are cancelled there).
 /// </summary>
 internal sealed partial class ClientConnection : IDisposable
 {
@@ -31,13 +33,16 @@ internal sealed partial class ClientConnection : IDisposable
     // Not disposed: submits still in flight release it after the connection ends, and a SemaphoreSlim without a wait
     // handle holds nothing that needs disposing.
     private readonly SemaphoreSlim _submitGate;
+    private readonly bool _sharedSession;
     private volatile bool _finished;
     private volatile bool _draining;
 
-    public ClientConnection(WebSocket socket, string clientId, RequestSubmitter submitter, FrontendOptions options, TimeProvider time, GridMetrics metrics, ILogger logger)
+    public ClientConnection(WebSocket socket, ClientIdentity client, RequestSubmitter submitter, FrontendOptions options, TimeProvider time, GridMetrics metrics, ILogger logger)
     {
         _socket = socket;
+        var clientId = client.ConnectionSession();
         ClientId = clientId;
+        _sharedSession = client.Keyed;
         _submitter = submitter;
         _options = options;
         _time = time;
@@ -45,7 +50,7 @@ internal sealed partial class ClientConnection : IDisposable
         _logger = logger;
         _outbox = new FrameOutbox(options.SendQueueCapacity, options.SendQueueBytes, DropSlowClient);
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
-        _requests = new ClientRequests(clientId, submitter, _outbox, _submitGate, new ByteBudget(options.MaxInFlightBytes), options.MaxFrameBytes, logger);
+        _requests = new ClientRequests(client, clientId, submitter, _outbox, _submitGate, new ByteBudget(options.MaxInFlightBytes), options.MaxFrameBytes, logger);
     }
 
     public string ClientId { get; }
@@ -101,7 +106,11 @@ internal sealed partial class ClientConnection : IDisposable
         {
             _finished = true;
             _requests.Close();
-            await _submitter.CloseSessionAsync(ClientId);
+            if (!_sharedSession)
+            {
+                await _submitter.CloseSessionAsync(ClientId);
+            }
+
             _outbox.Complete();
             try
             {

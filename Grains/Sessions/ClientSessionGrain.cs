@@ -44,8 +44,9 @@ internal sealed partial class ClientSessionGrain(
     private static readonly InferError SessionClosed = new(ErrorCode.BadRequest, "the session is closed.");
 
     private readonly ClientSessionOptions _options = options.Value;
-    private readonly TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
-    private readonly Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
+    private TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
+    private Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
+    private ClientLimits? _limits;
     private bool _closed;
 
     private string ClientId => this.GetPrimaryKeyString();
@@ -63,6 +64,7 @@ internal sealed partial class ClientSessionGrain(
             return Admission.Refused(new InferError(ErrorCode.BadRequest, $"a request with id '{request.RequestId}' is already in flight."));
         }
 
+        Apply(request.Limits);
         if (!catalog.TryGet(request.Model, out var model))
         {
             // A fixed label: the names clients make up must not become series.
@@ -99,7 +101,12 @@ internal sealed partial class ClientSessionGrain(
         {
             var ms = (int)retryAfter.TotalMilliseconds;
             metrics.Refused(request.Model, ErrorCode.RateLimited);
-            return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_options.RatePerSecond}/s (burst {_options.Burst}) exceeded; retry in {ms} ms.", ms));
+            return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_bucket.RatePerSecond}/s (burst {_bucket.Burst}) exceeded; retry in {ms} ms.", ms));
+        }
+
+        if (_limits?.MaxPriority is { } ceiling && (request.Priority ?? model.Options.DefaultPriority) > ceiling)
+        {
+            request = request with { Priority = ceiling };
         }
 
         var timeout = request.Timeout is { } asked && asked > TimeSpan.Zero ? asked : model.Options.DefaultTimeout ?? _options.DefaultTimeout;
@@ -191,6 +198,32 @@ internal sealed partial class ClientSessionGrain(
             var sequences = _sequences.Values.ToLookup(s => s.Batcher.ToString(), s => s.Id);
             _sequences.Clear();
             await EndAtBatchersAsync(sequences);
+        }
+    }
+
+    /// <summary>
+    /// Takes the client's limits as its frontend sent them: a changed rate or burst starts a new (full) bucket, a changed
+    /// capacity resizes the backlog (what it holds stays). Limits change only with the configuration, so this is rare.
+    /// </summary>
+    private void Apply(ClientLimits? limits)
+    {
+        if (limits == _limits)
+        {
+            return;
+        }
+
+        _limits = limits;
+        var rate = limits?.RatePerSecond ?? _options.RatePerSecond;
+        var burst = limits?.Burst ?? _options.Burst;
+        if (rate != _bucket.RatePerSecond || burst != _bucket.Burst)
+        {
+            _bucket = new TokenBucket(rate, burst, time);
+        }
+
+        var capacity = limits?.BacklogCapacity ?? _options.BacklogCapacity;
+        if (capacity != _backlog.Capacity)
+        {
+            _backlog = _backlog.WithCapacity(capacity);
         }
     }
 
