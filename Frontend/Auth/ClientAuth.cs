@@ -42,6 +42,16 @@ internal static class ClientAuth
         where TBuilder : IEndpointConventionBuilder
         => builder.WithMetadata(new ServingEndpoint(shape));
 
+    /// <summary>
+    /// Refuses, as <c>unknown_model</c>, a route about a model (its <c>{name}</c>) that the caller's key does not list:
+    /// metadata and readiness tell of a model's existence as much as inference does.
+    /// </summary>
+    public static TBuilder OnlyClientsModels<TBuilder>(this TBuilder builder)
+        where TBuilder : IEndpointConventionBuilder
+        => builder.AddEndpointFilter(static (context, next) => context.HttpContext.GetRouteValue("name") is string name && Client(context.HttpContext).Refuse(name) is { } refusal
+            ? ValueTask.FromResult<object?>(HttpErrors.Protocol(refusal))
+            : next(context));
+
     /// <summary>Forwarded headers from trusted proxies only, then the identification of serving endpoints' callers.</summary>
     public static WebApplication UseClientAuth(this WebApplication app)
     {

@@ -24,7 +24,7 @@ internal static partial class KServeEndpoints
         v2.MapGet("/health/live", () => TypedResults.Json(new { live = true }));
         v2.MapGet("/health/ready", Operations.HealthEndpoints.ReadyAsync);
 
-        var model = v2.MapGroup("/models/{name}").ServesClients(RefusalShape.Protocol);
+        var model = v2.MapGroup("/models/{name}").ServesClients(RefusalShape.Protocol).OnlyClientsModels();
         model.MapGet(string.Empty, (IClusterClient client, string name) => MetadataAsync(client, name, null));
         model.MapGet("/versions/{version}", (IClusterClient client, string name, string version) => MetadataAsync(client, name, version));
         model.MapGet("/ready", (IClusterClient client, string name) => ModelReadyAsync(client, name, null));

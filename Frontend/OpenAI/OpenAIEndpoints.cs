@@ -25,15 +25,17 @@ internal static class OpenAIEndpoints
         return completions;
     }
 
-    private static async Task<IResult> ModelsAsync(IClusterClient client)
+    /// <summary>The decoder models served, those the caller's key lists.</summary>
+    private static async Task<IResult> ModelsAsync(HttpContext context, IClusterClient client)
     {
         var status = await client.GetGrain<IModelInfoGrain>(0).GetRepositoryAsync();
+        var caller = ClientAuth.Client(context);
         return JsonBody.Ok(w =>
         {
             w.WriteStartObject();
             w.WriteString("object", "list");
             w.WriteStartArray("data");
-            foreach (var model in status.Models.Where(m => m.Kind == "decoder"))
+            foreach (var model in status.Models.Where(m => m.Kind == "decoder" && caller.Refuse(m.Name) is null))
             {
                 w.WriteStartObject();
                 w.WriteString("id", model.Name);

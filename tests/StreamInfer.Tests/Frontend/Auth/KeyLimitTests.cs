@@ -3,7 +3,6 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Grpc.Core;
 using StreamInfer.Frontend.Grpc.V2;
-using StreamInfer.Tests.Frontend.Grpc;
 using StreamInfer.Tests.Infrastructure;
 using static StreamInfer.Tests.Frontend.Grpc.GrpcTestTensors;
 
@@ -83,6 +82,14 @@ public sealed class KeyLimitTests(KeyedFrontendFixture fixture)
         Assert.Equal("no model named 'tiny-lm' is served (served to this key: echo).", error.GetProperty("message").GetString());
         Assert.Equal(HttpStatusCode.OK, served.StatusCode);
 
+        // Nor do metadata and the model list tell of it.
+        using var metadata = await http.GetAsync("/v2/models/tiny-lm");
+        Assert.Equal(HttpStatusCode.NotFound, metadata.StatusCode);
+        var models = await http.GetFromJsonAsync<JsonElement>("/v1/models");
+        Assert.Empty(models.GetProperty("data").EnumerateArray());
+        using var open = fixture.Http(KeyedFrontendFixture.Open);
+        Assert.Contains((await open.GetFromJsonAsync<JsonElement>("/v1/models")).GetProperty("data").EnumerateArray(), m => m.GetProperty("id").GetString() == "tiny-lm");
+
         // A model that does not exist at all is answered the same way: the key learns no other model's name.
         await using var ws = await fixture.ConnectAsync(KeyedFrontendFixture.EchoOnly);
         await ws.SendInferAsync("m1", model: "no-such");
@@ -103,11 +110,7 @@ public sealed class KeyLimitTests(KeyedFrontendFixture fixture)
         using (var channel = Channel(fixture.GrpcUri))
         {
             using var call = new GRPCInferenceService.GRPCInferenceServiceClient(channel).ModelStreamInfer(KeyedEndpointTests.Headers(KeyedFrontendFixture.OneAtATime));
-            var failure = await FailureAsync(async () =>
-            {
-                await call.RequestStream.WriteAsync(GrpcInferenceTests.RawF32Echo("c1"));
-                await call.ResponseStream.MoveNext(CancellationToken.None);
-            });
+            var failure = await FailureAsync(() => call.ResponseStream.MoveNext(CancellationToken.None));
             Assert.Equal((StatusCode.ResourceExhausted, "rate_limited"), (failure.Status, failure.Code));
         }
 
