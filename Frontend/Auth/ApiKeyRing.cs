@@ -13,14 +13,14 @@ internal sealed class ApiKeyRing
 {
     private readonly FrozenDictionary<string, ClientIdentity> _byHash;
     private readonly ClientLimits? _anonymousLimits;
+    private readonly int? _ceiling;
+    private volatile FrozenDictionary<string, ClientIdentity> _stored = FrozenDictionary<string, ClientIdentity>.Empty;
 
     public ApiKeyRing(IOptions<AuthOptions> options)
     {
         var o = options.Value;
-        _byHash = o.Keys.ToFrozenDictionary(
-            k => k.Hash.ToLowerInvariant(),
-            k => new ClientIdentity(k.Identity, Keyed: true, Limits(k, o.MaxPriority), k.Models.Count == 0 ? null : k.Models.ToFrozenSet(StringComparer.Ordinal), k.MaxConnections),
-            StringComparer.Ordinal);
+        _ceiling = o.MaxPriority;
+        _byHash = ByHash(o.Keys);
         _anonymousLimits = o.MaxPriority is { } ceiling ? new ClientLimits(MaxPriority: ceiling) : null;
         KeysRequired = o.KeysRequired;
     }
@@ -33,10 +33,27 @@ internal sealed class ApiKeyRing
 
     /// <summary>The client <paramref name="key"/> names, or false for a key not configured.</summary>
     public bool TryFind(string key, out ClientIdentity client)
-        => _byHash.TryGetValue(Hash(key), out client!);
+    {
+        var hash = Hash(key);
+        return _byHash.TryGetValue(hash, out client!) || _stored.TryGetValue(hash, out client!);
+    }
+
+    /// <summary>Replaces the keys read from Redis (the configured ones stay, and win on a shared hash).</summary>
+    public void ReplaceStored(IEnumerable<ApiKeyOptions> keys) => _stored = ByHash(keys);
 
     /// <summary>An anonymous caller (no keys configured), named by its address or a trusted proxy's client id.</summary>
     public ClientIdentity Anonymous(string name) => new(name, Keyed: false, _anonymousLimits, null, null);
+
+    private FrozenDictionary<string, ClientIdentity> ByHash(IEnumerable<ApiKeyOptions> keys)
+    {
+        var byHash = new Dictionary<string, ClientIdentity>(StringComparer.Ordinal);
+        foreach (var k in keys)
+        {
+            byHash.TryAdd(k.Hash.ToLowerInvariant(), new ClientIdentity(k.Identity, Keyed: true, Limits(k, _ceiling), k.Models.Count == 0 ? null : k.Models.ToFrozenSet(StringComparer.Ordinal), k.MaxConnections));
+        }
+
+        return byHash.ToFrozenDictionary(StringComparer.Ordinal);
+    }
 
     /// <summary>The limits a key gives its client; the key's own priority ceiling, else <paramref name="defaultCeiling"/>.
     /// Null when the key sets none (the session's defaults apply).</summary>

@@ -29,8 +29,22 @@ public sealed partial class AuthOptions
     /// </summary>
     public int? MaxPriority { get; set; }
 
+    /// <summary>
+    /// A Redis hash holding more keys, for a cluster whose frontends share them: each field a key's hash, each value the
+    /// JSON of an <see cref="ApiKeyOptions"/> without its hash (<c>{"Identity": "web", "RatePerSecond": 50}</c>). Re-read
+    /// every <see cref="RedisRefresh"/>; an entry that fails the checks is logged and left out. Empty (the default): none.
+    /// Set, keys are required even while the hash is empty.
+    /// </summary>
+    public string? RedisHash { get; set; }
+
+    /// <summary>The Redis connection string for <see cref="RedisHash"/> (StackExchange.Redis syntax). Empty: the cluster's, <c>StreamInfer:Orleans:Redis</c>.</summary>
+    public string? Redis { get; set; }
+
+    /// <summary>How often <see cref="RedisHash"/> is re-read: a key added or removed there takes effect within it. Range: [1 s, 1 h]. Default 10 s.</summary>
+    public TimeSpan RedisRefresh { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Whether keys are required.</summary>
-    public bool KeysRequired => Keys.Count > 0;
+    public bool KeysRequired => Keys.Count > 0 || !string.IsNullOrEmpty(RedisHash);
 
     [GeneratedRegex("^[0-9a-fA-F]{64}$")]
     internal static partial Regex HashPattern();
@@ -126,6 +140,11 @@ public sealed class AuthOptionsValidator : IValidateOptions<AuthOptions>
             {
                 errors.Add($"{AuthOptions.Section}:TrustedProxies entry '{proxy}' is neither an IP address nor a network (address/prefix).");
             }
+        }
+
+        if (o.RedisRefresh < TimeSpan.FromSeconds(1) || o.RedisRefresh > TimeSpan.FromHours(1))
+        {
+            errors.Add($"{AuthOptions.Section}:RedisRefresh must be in [1 s, 1 h]; got {o.RedisRefresh}.");
         }
 
         if (o.MaxPriority is < 0 or > 15)

@@ -81,6 +81,7 @@ public static class StreamInferApp
         services.AddSingleton<ApiKeyRing>();
         services.AddSingleton<TrustedProxies>();
         services.AddSingleton<ConnectionSlots>();
+        services.AddHostedService<RedisKeySource>();
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<FrontendIdentity>();
         services.AddSingleton<RequestTable>();
