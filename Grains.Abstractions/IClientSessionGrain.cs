@@ -19,7 +19,8 @@ public interface IClientSessionGrain : IGrainWithStringKey
     /// <see cref="ErrorCode.ModelUnavailable"/>). A refused request costs no token and no backlog slot and produces no
     /// delivery. An accepted one ends in exactly one <see cref="Delivery"/> to the frontend the request names.
     /// <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
-    /// Not idempotent: a retry of an accepted id is refused as a duplicate.
+    /// Not idempotent: a retry of an accepted id is refused as a duplicate. The request's <see cref="InferRequest.Limits"/>
+    /// (its API key's) apply from it on, before anything is checked; a priority above their ceiling is lowered to it.
     /// <para>
     /// A request of a stateful sequence (<see cref="InferRequest.Sequence"/>) is checked, after the model, against the
     /// session's sequences: <see cref="ErrorCode.InvalidInput"/> on a decoder, <see cref="ErrorCode.UnknownSequence"/>

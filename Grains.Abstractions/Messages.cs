@@ -90,6 +90,8 @@ public sealed record NamedTensor(
 /// D9). A batcher refuses a request without one.</param>
 /// <param name="Sequence">The stateful sequence this request belongs to (models with a <c>sequence</c> section); null
 /// for a stateless request.</param>
+/// <param name="Limits">The limits of the client's API key (or the frontend's priority ceiling), which the session applies
+/// from this request on; null for the session's configured defaults.</param>
 [GenerateSerializer, Immutable, Alias("StreamInfer.InferRequest")]
 public sealed record InferRequest(
     [property: Id(0)] string RequestId,
@@ -101,7 +103,25 @@ public sealed record InferRequest(
     [property: Id(6)] int? Priority = null,
     [property: Id(7)] GenerationOptions? Generation = null,
     [property: Id(8)] IDeliveryObserver? ReplyObserver = null,
-    [property: Id(9)] SequenceControl? Sequence = null);
+    [property: Id(9)] SequenceControl? Sequence = null,
+    [property: Id(10)] ClientLimits? Limits = null);
+
+/// <summary>
+/// A client's own limits, from its API key: every member left null takes the session's configured default. The frontend
+/// sends them with each request (a few numbers: no lookup on the session's side); a session whose limits change rebuilds
+/// its token bucket (full) and resizes its backlog.
+/// </summary>
+/// <param name="RatePerSecond">Token-bucket refill rate, requests per second.</param>
+/// <param name="Burst">Token-bucket capacity.</param>
+/// <param name="BacklogCapacity">Most unfinished requests.</param>
+/// <param name="MaxPriority">The highest priority level a request may carry; a higher one (asked, or the model's
+/// default) is lowered to it.</param>
+[GenerateSerializer, Immutable, Alias("StreamInfer.ClientLimits")]
+public sealed record ClientLimits(
+    [property: Id(0)] double? RatePerSecond = null,
+    [property: Id(1)] double? Burst = null,
+    [property: Id(2)] int? BacklogCapacity = null,
+    [property: Id(3)] int? MaxPriority = null);
 
 /// <summary>
 /// Which stateful sequence a request belongs to, and whether it starts or ends it. A sequence's state stays on the

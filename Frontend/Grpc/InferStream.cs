@@ -94,7 +94,7 @@ internal sealed partial class InferStream
     private Task EndOpenSequencesAsync()
         => _openSequences.IsEmpty
             ? Task.CompletedTask
-            : _service.Submitter.EndSequencesAsync(HttpCall.CallerSession(_http), [.. _openSequences.Keys]);
+            : _service.Submitter.EndSequencesAsync(Auth.ClientAuth.Client(_http).Session, [.. _openSequences.Keys]);
 
     private async Task RunOneAsync(ModelInferRequest message, long payloadBytes, SequenceTurns.Turn? turn, SequenceTurns.Turn? answerTurn)
     {

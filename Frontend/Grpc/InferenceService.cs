@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Microsoft.Extensions.Options;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Grpc.V2;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Http;
@@ -14,8 +15,8 @@ internal sealed record PreparedRequest(GrpcRequest Request, ClientFrame.Infer In
 
 /// <summary>
 /// KServe v2's <c>inference.GRPCInferenceService</c>: health, metadata, <c>ModelInfer</c> and Triton's
-/// <c>ModelStreamInfer</c>. Inference goes through the caller's session (<c>http-</c> + the <c>x-client-id</c> metadata,
-/// or its address, as over HTTP) and the batchers like every other request; failures are the codes' gRPC statuses
+/// <c>ModelStreamInfer</c>. Inference goes through the caller's session (its API key's; without keys <c>http-</c> + a
+/// trusted proxy's <c>x-client-id</c> metadata, or its address, as over HTTP) and the batchers like every other request; failures are the codes' gRPC statuses
 /// (<see cref="GrpcErrors"/>).
 /// </summary>
 internal sealed class InferenceService(
@@ -61,13 +62,13 @@ internal sealed class InferenceService(
 
     public override async Task<ModelReadyResponse> ModelReady(ModelReadyRequest request, ServerCallContext context)
     {
-        var model = await FindAsync(request.Name, request.Version);
+        var model = await FindAsync(request.Name, request.Version, context);
         return new ModelReadyResponse { Ready = model.State == ModelState.Ready };
     }
 
     public override async Task<ModelMetadataResponse> ModelMetadata(ModelMetadataRequest request, ServerCallContext context)
     {
-        var model = await FindAsync(request.Name, request.Version);
+        var model = await FindAsync(request.Name, request.Version, context);
         if (model.State == ModelState.Failed)
         {
             throw GrpcErrors.Exception(new InferError(ErrorCode.ModelUnavailable, ModelLoadError.ForClients(model.Name, model.Errors)));
@@ -154,8 +155,13 @@ internal sealed class InferenceService(
         return (new PreparedRequest(request, request.ToInfer(decoder), model.Version), null);
     }
 
-    private async Task<ModelInfo> FindAsync(string name, string version)
+    private async Task<ModelInfo> FindAsync(string name, string version, ServerCallContext context)
     {
+        if (ClientAuth.Client(context.GetHttpContext()).Refuse(name) is { } refusal)
+        {
+            throw GrpcErrors.Exception(refusal);
+        }
+
         var model = await client.GetGrain<IModelInfoGrain>(0).GetModelAsync(name);
         return Missing(model, name, version.Length > 0 ? version : null) is { } missing ? throw GrpcErrors.Exception(missing) : model!;
     }

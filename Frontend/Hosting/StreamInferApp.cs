@@ -1,6 +1,7 @@
 using StreamInfer.Grains.Metrics;
 using Microsoft.Extensions.Options;
 using Orleans.Dashboard;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Grpc;
 using StreamInfer.Frontend.Routing;
 using StreamInfer.Frontend.Http;
@@ -75,6 +76,12 @@ public static class StreamInferApp
         services.AddOptions<FrontendOptions>().Bind(configuration.GetSection(FrontendOptions.Section)).ValidateOnStart();
         services.AddSingleton<IValidateOptions<FrontendOptions>, FrontendOptionsValidator>();
         services.AddOptions<ClientSessionOptions>().Bind(configuration.GetSection(ClientSessionOptions.Section));
+        services.AddOptions<AuthOptions>().Bind(configuration.GetSection(AuthOptions.Section)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<AuthOptions>, AuthOptionsValidator>();
+        services.AddSingleton<ApiKeyRing>();
+        services.AddSingleton<TrustedProxies>();
+        services.AddSingleton<ConnectionSlots>();
+        services.AddHostedService<RedisKeySource>();
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<FrontendIdentity>();
         services.AddSingleton<RequestTable>();
@@ -99,12 +106,13 @@ public static class StreamInferApp
     public static WebApplication MapStreamInfer(this WebApplication app)
     {
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(30) });
-        app.Map("/ws", WebSocketEndpoint.HandleAsync);
+        app.UseClientAuth();
+        app.Map("/ws", WebSocketEndpoint.HandleAsync).ServesClients(RefusalShape.Protocol);
         var drain = app.Services.GetRequiredService<FrontendDrain>();
-        app.MapPost("/predict", PredictEndpoint.HandleAsync).AddEndpointFilter(new RefuseWhileDraining(drain, e => HttpErrors.Protocol(e)));
+        app.MapPost("/predict", PredictEndpoint.HandleAsync).ServesClients(RefusalShape.Protocol).AddEndpointFilter(new RefuseWhileDraining(drain, e => HttpErrors.Protocol(e)));
         app.MapKServe().AddEndpointFilter(new RefuseWhileDraining(drain, e => HttpErrors.Protocol(e)));
         app.MapOpenAI().AddEndpointFilter(new RefuseWhileDraining(drain, e => OpenAIErrors.Result(e)));
-        app.MapGrpcService<InferenceService>();
+        app.MapGrpcService<InferenceService>().ServesClients(RefusalShape.Grpc);
         app.MapModelAdmin();
         if (StreamInferDashboard.Enabled(app.Configuration))
         {

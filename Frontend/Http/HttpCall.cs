@@ -1,3 +1,4 @@
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Protocol;
 using StreamInfer.Frontend.Requests;
 
@@ -13,8 +14,8 @@ internal interface ITokenSink
 }
 
 /// <summary>
-/// One request over HTTP: submitted for its caller (its session is <c>http-</c> + <c>X-Client-Id</c>, or else its
-/// address) under a fresh grid id, and answered once its end arrives. A caller that hangs up abandons it (cancelled at
+/// One request over HTTP: submitted for its caller (its session is the API key's, <c>key-</c> + its identity; without
+/// keys <c>http-</c> + a trusted proxy's <c>X-Client-Id</c>, or else the caller's address) under a fresh grid id, and answered once its end arrives. A caller that hangs up abandons it (cancelled at
 /// its session; nothing is written).
 /// </summary>
 internal sealed class HttpCall : IRequestListener
@@ -25,6 +26,7 @@ internal sealed class HttpCall : IRequestListener
     private readonly ClientFrame.Infer _infer;
     private readonly ITokenSink? _tokens;
     private readonly InFlightRequest _request;
+    private readonly ClientIdentity _client;
 
     private HttpCall(HttpContext context, RequestSubmitter submitter, ClientFrame.Infer infer, ITokenSink? tokens)
     {
@@ -33,7 +35,8 @@ internal sealed class HttpCall : IRequestListener
         _infer = infer;
         _tokens = tokens;
         var gridId = Guid.NewGuid().ToString("N");
-        _request = submitter.Begin(CallerSession(context), gridId, infer.Id.Length > 0 ? infer.Id : gridId, infer, streams: tokens is not null, this);
+        _client = ClientAuth.Client(context);
+        _request = submitter.Begin(_client.Session, gridId, infer.Id.Length > 0 ? infer.Id : gridId, infer, streams: tokens is not null, this);
     }
 
     /// <summary>The id the answer carries: the caller's, or else the grid's.</summary>
@@ -45,7 +48,7 @@ internal sealed class HttpCall : IRequestListener
         => new(context, submitter, infer, tokens);
 
     /// <summary>Admits the request; false when it was refused (its end, with the refusal, is then ready).</summary>
-    public Task<bool> AdmitAsync() => _submitter.SubmitAsync(_request, _infer);
+    public Task<bool> AdmitAsync() => _submitter.SubmitAsync(_request, _infer, _client);
 
     /// <summary>Waits for the request's end, or abandons it when the caller hangs up.</summary>
     public async Task<RequestOutcome> EndAsync()
@@ -83,10 +86,4 @@ internal sealed class HttpCall : IRequestListener
         _tokens?.Complete();
         _end.TrySetResult(outcome);
     }
-
-    /// <summary>The session of an HTTP caller: <c>http-</c> + <c>X-Client-Id</c>, or its address.</summary>
-    internal static string CallerSession(HttpContext context)
-        => "http-" + (context.Request.Headers["X-Client-Id"].FirstOrDefault() is { Length: > 0 and <= 128 } header
-            ? header
-            : context.Connection.RemoteIpAddress?.ToString() ?? "unknown");
 }

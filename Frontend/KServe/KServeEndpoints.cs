@@ -1,4 +1,5 @@
 using System.Text.Json;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.Protocol;
 
@@ -23,7 +24,7 @@ internal static partial class KServeEndpoints
         v2.MapGet("/health/live", () => TypedResults.Json(new { live = true }));
         v2.MapGet("/health/ready", Operations.HealthEndpoints.ReadyAsync);
 
-        var model = v2.MapGroup("/models/{name}");
+        var model = v2.MapGroup("/models/{name}").ServesClients(RefusalShape.Protocol).OnlyClientsModels();
         model.MapGet(string.Empty, (IClusterClient client, ILoggerFactory loggers, string name) => MetadataAsync(client, Logger(loggers), name, null));
         model.MapGet("/versions/{version}", (IClusterClient client, ILoggerFactory loggers, string name, string version) => MetadataAsync(client, Logger(loggers), name, version));
         model.MapGet("/ready", (IClusterClient client, ILoggerFactory loggers, string name) => ModelReadyAsync(client, Logger(loggers), name, null));

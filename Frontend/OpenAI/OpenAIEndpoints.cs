@@ -1,4 +1,5 @@
 using System.Text.Json;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.Protocol;
 
@@ -16,7 +17,7 @@ internal static class OpenAIEndpoints
     /// <summary>Maps <c>/v1</c>; returns the inference routes, for the filters that apply to inference.</summary>
     public static RouteGroupBuilder MapOpenAI(this IEndpointRouteBuilder app)
     {
-        var v1 = app.MapGroup("/v1");
+        var v1 = app.MapGroup("/v1").ServesClients(RefusalShape.OpenAI);
         v1.MapGet("/models", ModelsAsync);
         var completions = v1.MapGroup(string.Empty);
         completions.MapPost("/completions", (HttpContext c, [AsParameters] InferenceServices services) => CompleteAsync(c, services, chat: false));
@@ -24,7 +25,8 @@ internal static class OpenAIEndpoints
         return completions;
     }
 
-    private static async Task<IResult> ModelsAsync(IClusterClient client, ILoggerFactory loggers)
+    /// <summary>The decoder models served, those the caller's key lists.</summary>
+    private static async Task<IResult> ModelsAsync(HttpContext context, IClusterClient client, ILoggerFactory loggers)
     {
         RepositoryStatus status;
         try
@@ -36,12 +38,13 @@ internal static class OpenAIEndpoints
             return OpenAIErrors.Result(GrainCallErrors.For(loggers.CreateLogger(typeof(OpenAIEndpoints)), ex, "listing the models"));
         }
 
+        var caller = ClientAuth.Client(context);
         return JsonBody.Ok(w =>
         {
             w.WriteStartObject();
             w.WriteString("object", "list");
             w.WriteStartArray("data");
-            foreach (var model in status.Models.Where(m => m.Kind == "decoder"))
+            foreach (var model in status.Models.Where(m => m.Kind == "decoder" && caller.Refuse(m.Name) is null))
             {
                 w.WriteStartObject();
                 w.WriteString("id", model.Name);

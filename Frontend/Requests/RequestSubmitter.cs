@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Text;
 using Microsoft.Extensions.Options;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
 using StreamInfer.Frontend.Routing;
@@ -35,12 +36,21 @@ internal sealed partial class RequestSubmitter(
         return request;
     }
 
-    /// <summary>Admits a request through its session; a refusal or a failed call ends it. True when admitted.</summary>
-    public async Task<bool> SubmitAsync(InFlightRequest request, ClientFrame.Infer infer)
+    /// <summary>
+    /// Admits a request of <paramref name="client"/> through its session, with the client's limits; a model the client
+    /// may not use is refused here. A refusal or a failed call ends it. True when admitted.
+    /// </summary>
+    public async Task<bool> SubmitAsync(InFlightRequest request, ClientFrame.Infer infer, ClientIdentity? client = null)
     {
         if (request.IsEnded)
         {
             // Ended while waiting to be sent (the watchdog, a silo's death): nothing may be admitted that no one reads.
+            return false;
+        }
+
+        if (client?.Refuse(infer.Model) is { } forbidden)
+        {
+            request.TryEnd(RequestOutcome.Failed(forbidden));
             return false;
         }
 
@@ -53,7 +63,7 @@ internal sealed partial class RequestSubmitter(
 
         try
         {
-            var admission = await Session(request).SubmitAsync(new InferRequest(request.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer, infer.Sequence));
+            var admission = await Session(request).SubmitAsync(new InferRequest(request.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer, infer.Sequence, client?.Limits));
             request.WatchdogAt = WatchdogAt(request.SubmittedAt, admission.Timeout ?? infer.Timeout ?? sessionOptions.Value.DefaultTimeout);
             request.Silo = admission.Silo;
             if (admission.Warning is { } warning)
@@ -63,6 +73,12 @@ internal sealed partial class RequestSubmitter(
 
             if (admission.Error is { } error)
             {
+                if (error.Code == ErrorCode.UnknownModel && client is { Models: not null })
+                {
+                    // The session names every served model; this client learns only of those it may use.
+                    error = client.UnknownModel(infer.Model);
+                }
+
                 // Refused: the grid answered and holds nothing of the request, unless the batcher could not be reached.
                 request.TryEnd(RequestOutcome.Failed(error) with { FromGrid = !admission.MayBeHeld });
                 return false;

@@ -1,4 +1,5 @@
 using System.Net.WebSockets;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Protocol;
 using StreamInfer.Frontend.Requests;
@@ -13,7 +14,8 @@ namespace StreamInfer.Frontend.WebSockets;
 /// within the connection's <see cref="FrameBudget"/>, and hands it to the client's <see cref="ClientRequests"/>; the
 /// send loop writes everything queued in its <see cref="FrameOutbox"/>. A client that stops reading is dropped; one that
 /// stays over its budget, or idle (<see cref="IdleWatch"/>), is closed; at the end its session is closed, which cancels
-/// its work in the grid.
+/// its work in the grid (an API key's session, shared with the key's other connections, stays: only this connection's
+/// requests are cancelled there).
 /// </summary>
 internal sealed partial class ClientConnection : IDisposable
 {
@@ -34,13 +36,16 @@ internal sealed partial class ClientConnection : IDisposable
     // Not disposed: submits still in flight release it after the connection ends, and a SemaphoreSlim without a wait
     // handle holds nothing that needs disposing.
     private readonly SemaphoreSlim _submitGate;
+    private readonly bool _sharedSession;
     private volatile bool _finished;
     private volatile bool _draining;
 
-    public ClientConnection(WebSocket socket, string clientId, RequestSubmitter submitter, FrontendOptions options, TimeProvider time, GridMetrics metrics, ILogger logger)
+    public ClientConnection(WebSocket socket, ClientIdentity client, RequestSubmitter submitter, FrontendOptions options, TimeProvider time, GridMetrics metrics, ILogger logger)
     {
         _socket = socket;
+        var clientId = client.ConnectionSession();
         ClientId = clientId;
+        _sharedSession = client.Keyed;
         _submitter = submitter;
         _options = options;
         _time = time;
@@ -48,7 +53,7 @@ internal sealed partial class ClientConnection : IDisposable
         _logger = logger;
         _outbox = new FrameOutbox(options.SendQueueCapacity, options.SendQueueBytes, DropSlowClient);
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
-        _requests = new ClientRequests(clientId, submitter, _outbox, _submitGate, new ByteBudget(options.MaxInFlightBytes), options.MaxFrameBytes, logger);
+        _requests = new ClientRequests(client, clientId, submitter, _outbox, _submitGate, new ByteBudget(options.MaxInFlightBytes), options.MaxFrameBytes, logger);
         _reader = new MessageReader(socket, options);
         _budget = new FrameBudget(options, time);
         _idle = new IdleWatch(options.IdleTimeout, time, () => _requests.Busy, CloseIdle, Abort);
@@ -111,7 +116,11 @@ internal sealed partial class ClientConnection : IDisposable
             _finished = true;
             _idle.Dispose();
             _requests.Close();
-            await _submitter.CloseSessionAsync(ClientId);
+            if (!_sharedSession)
+            {
+                await _submitter.CloseSessionAsync(ClientId);
+            }
+
             _outbox.Complete();
             try
             {

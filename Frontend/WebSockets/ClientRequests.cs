@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Protocol;
 using StreamInfer.Frontend.Requests;
 
@@ -8,18 +9,20 @@ namespace StreamInfer.Frontend.WebSockets;
 /// The requests of one WebSocket client: each frame goes through the parser to the shared request lifecycle, and each
 /// request's tokens and end come back as frames through the connection's <see cref="FrameOutbox"/>. A request id is in
 /// flight at most once per connection; in the grid it is known by a per-admission id, <c>{id}#{sequence}</c>, so that
-/// an answer that arrives late for an earlier use of the same id can never end a later request that reuses it. A request
+/// an answer that arrives late for an earlier use of the same id can never end a later request that reuses it (in an API
+/// key's session, shared by the key's connections, <c>{id}#{sequence}@{connection}</c>). A request
 /// that came in a binary frame keeps that frame's buffer (its tensors are slices of it) and the frame's share of the
 /// connection's <see cref="ByteBudget"/> until it ends, and by default gets its result as a binary message;
 /// <c>binary_outputs</c> chooses either way. Requests are admitted concurrently, except a stateful sequence's, which are
 /// admitted one after another in the order they came (<see cref="SequenceTurns"/>).
 /// </summary>
 internal sealed partial class ClientRequests(
-    string clientId, RequestSubmitter submitter, FrameOutbox outbox, SemaphoreSlim submitGate, ByteBudget payloadBudget, int maxHeaderBytes, ILogger logger)
+    ClientIdentity client, string clientId, RequestSubmitter submitter, FrameOutbox outbox, SemaphoreSlim submitGate, ByteBudget payloadBudget, int maxHeaderBytes, ILogger logger)
     : IRequestListener
 {
     private readonly ConcurrentDictionary<string, InFlightRequest> _pending = new(StringComparer.Ordinal);
     private readonly SequenceTurns _turns = new();
+    private readonly string _gridSuffix = client.Keyed ? $"@{Guid.NewGuid():N}" : string.Empty;
 
     private long _sequence;
     private volatile bool _draining;
@@ -129,12 +132,20 @@ internal sealed partial class ClientRequests(
         return false;
     }
 
-    /// <summary>The connection ended: its requests end unanswered (its session cancels their work).</summary>
+    /// <summary>The connection ended: its requests end unanswered (its session cancels their work; a key's session,
+    /// which outlives the connection, is told to cancel each).</summary>
     public void Close()
     {
         foreach (var (_, request) in _pending)
         {
-            request.TryEnd(RequestOutcome.Gone);
+            if (client.Keyed)
+            {
+                submitter.Abandon(request);
+            }
+            else
+            {
+                request.TryEnd(RequestOutcome.Gone);
+            }
         }
     }
 
@@ -146,7 +157,7 @@ internal sealed partial class ClientRequests(
         IRequestListener listener = binaryFrame is null && !binaryResult ? this : new BinaryRequest(this, binaryFrame, binaryResult);
 
         // Only this loop adds, so the id checked free above is still free; an end may remove it at any time.
-        var request = submitter.Begin(clientId, $"{infer.Id}#{Interlocked.Increment(ref _sequence)}", infer.Id, infer, infer.Stream, listener);
+        var request = submitter.Begin(clientId, $"{infer.Id}#{Interlocked.Increment(ref _sequence)}{_gridSuffix}", infer.Id, infer, infer.Stream, listener);
         _pending[infer.Id] = request;
         if (request.IsEnded)
         {
@@ -177,7 +188,7 @@ internal sealed partial class ClientRequests(
                 await turn.Previous;
             }
 
-            await submitter.SubmitAsync(request, infer);
+            await submitter.SubmitAsync(request, infer, client);
         }
         finally
         {

@@ -1,5 +1,6 @@
 using StreamInfer.Grains.Metrics;
 using Microsoft.Extensions.Options;
+using StreamInfer.Frontend.Auth;
 using StreamInfer.Frontend.Hosting;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.Requests;
@@ -16,9 +17,9 @@ internal readonly record struct WebSocketServices(
     GridMetrics Metrics,
     ILogger<ClientConnection> Logger);
 
-/// <summary><c>/ws</c>: each WebSocket connection is one client with a session grain of its own, up to
-/// <see cref="FrontendOptions.MaxConnections"/> per frontend and <see cref="FrontendOptions.MaxConnectionsPerAddress"/>
-/// per remote address.</summary>
+/// <summary><c>/ws</c>: each WebSocket connection is one client with a session grain of its own (an API key's
+/// connections share the key's session), up to <see cref="FrontendOptions.MaxConnections"/> per frontend and
+/// <see cref="FrontendOptions.MaxConnectionsPerAddress"/> per remote address.</summary>
 internal static class WebSocketEndpoint
 {
     public static async Task<IResult> HandleAsync(HttpContext context, [AsParameters] WebSocketServices services)
@@ -45,8 +46,10 @@ internal static class WebSocketEndpoint
 
         try
         {
-            using var socket = await context.WebSockets.AcceptWebSocketAsync();
-            using var connection = new ClientConnection(socket, $"ws-{Guid.NewGuid():N}", services.Submitter, services.Options.Value, services.Time, services.Metrics, services.Logger);
+            // A browser offers its key as a subprotocol beside the real one, which is the one selected: the key is never echoed.
+            var client = ClientAuth.Client(context);
+            using var socket = await context.WebSockets.AcceptWebSocketAsync(context.WebSockets.WebSocketRequestedProtocols.Contains(ClientAuth.Subprotocol) ? ClientAuth.Subprotocol : null);
+            using var connection = new ClientConnection(socket, client, services.Submitter, services.Options.Value, services.Time, services.Metrics, services.Logger);
             drain.Opened(connection);
             try
             {

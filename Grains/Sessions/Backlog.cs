@@ -53,6 +53,19 @@ public sealed class Backlog<T>
         return removed;
     }
 
+    /// <summary>A backlog of another capacity holding these entries (past a smaller capacity, it is full until they end).</summary>
+    public Backlog<T> WithCapacity(int capacity)
+    {
+        var resized = new Backlog<T>(capacity);
+        foreach (var (id, entry) in _entries)
+        {
+            resized._entries[id] = entry;
+        }
+
+        resized._mark.Observe(resized.Count);
+        return resized;
+    }
+
     public void Clear()
     {
         _entries.Clear();

@@ -45,8 +45,9 @@ internal sealed partial class ClientSessionGrain(
     private static readonly InferError SessionClosed = new(ErrorCode.BadRequest, "the session is closed.");
 
     private readonly ClientSessionOptions _options = options.Value;
-    private readonly TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
-    private readonly Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
+    private TokenBucket _bucket = new(options.Value.RatePerSecond, options.Value.Burst, time);
+    private Backlog<Pending> _backlog = new(options.Value.BacklogCapacity);
+    private ClientLimits? _limits;
     private bool _closed;
 
     private string ClientId => this.GetPrimaryKeyString();
@@ -60,12 +61,14 @@ internal sealed partial class ClientSessionGrain(
         }
 
         // The first check: every submission costs a token, bad input included; a refusal that is the grid's gives it back.
+        // The client's key's limits (if any) come first: they size the bucket.
+        Apply(request.Limits);
         var model = catalog.TryGet(request.Model, out var entry) ? entry : null;
         if (!_bucket.TryTake(out var retryAfter))
         {
             var ms = (int)retryAfter.TotalMilliseconds;
             metrics.Refused(model is null ? GridMetrics.UnknownModel : request.Model, ErrorCode.RateLimited);
-            return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_options.RatePerSecond}/s (burst {_options.Burst}) exceeded; retry in {ms} ms.", ms));
+            return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_bucket.RatePerSecond}/s (burst {_bucket.Burst}) exceeded; retry in {ms} ms.", ms));
         }
 
         if (_backlog.Contains(request.RequestId))
@@ -104,6 +107,11 @@ internal sealed partial class ClientSessionGrain(
         {
             metrics.Refused(request.Model, ErrorCode.BacklogFull);
             return Admission.Refused(new InferError(ErrorCode.BacklogFull, $"the client has {_backlog.Count} unfinished requests, its backlog capacity."));
+        }
+
+        if (_limits?.MaxPriority is { } ceiling && (request.Priority ?? model.Options.DefaultPriority) > ceiling)
+        {
+            request = request with { Priority = ceiling };
         }
 
         var timeout = request.Timeout is { } asked && asked > TimeSpan.Zero ? asked : model.Options.DefaultTimeout ?? _options.DefaultTimeout;
@@ -195,6 +203,32 @@ internal sealed partial class ClientSessionGrain(
             var sequences = _sequences.Values.ToLookup(s => s.Batcher.ToString(), s => s.Id);
             _sequences.Clear();
             await EndAtBatchersAsync(sequences);
+        }
+    }
+
+    /// <summary>
+    /// Takes the client's limits as its frontend sent them: a changed rate or burst starts a new (full) bucket, a changed
+    /// capacity resizes the backlog (what it holds stays). Limits change only with the configuration, so this is rare.
+    /// </summary>
+    private void Apply(ClientLimits? limits)
+    {
+        if (limits == _limits)
+        {
+            return;
+        }
+
+        _limits = limits;
+        var rate = limits?.RatePerSecond ?? _options.RatePerSecond;
+        var burst = limits?.Burst ?? _options.Burst;
+        if (rate != _bucket.RatePerSecond || burst != _bucket.Burst)
+        {
+            _bucket = new TokenBucket(rate, burst, time);
+        }
+
+        var capacity = limits?.BacklogCapacity ?? _options.BacklogCapacity;
+        if (capacity != _backlog.Capacity)
+        {
+            _backlog = _backlog.WithCapacity(capacity);
         }
     }
 

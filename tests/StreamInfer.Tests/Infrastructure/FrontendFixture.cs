@@ -76,6 +76,8 @@ public sealed class FrontendFixture : IAsyncLifetime
             ["StreamInfer:Frontend:SendQueueCapacity"] = SendQueueCapacity.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["StreamInfer:Frontend:MaxBinaryBytes"] = MaxBinaryBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["StreamInfer:Frontend:SendQueueBytes"] = SendQueueBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            // Tests name their HTTP and gRPC sessions with X-Client-Id, which only a trusted proxy's calls may do.
+            ["StreamInfer:Auth:TrustedProxies:0"] = "127.0.0.1",
             ["StreamInfer:Session:RatePerSecond"] = "1000000",
             ["StreamInfer:Session:Burst"] = "1000000",
             ["StreamInfer:Session:BacklogCapacity"] = Backlog.ToString(System.Globalization.CultureInfo.InvariantCulture),

@@ -15,9 +15,13 @@ public sealed class WsTestClient : IAsyncDisposable
 
     public WebSocketCloseStatus? CloseStatus => _socket.CloseStatus;
 
-    public static async Task<WsTestClient> ConnectAsync(Uri uri)
+    /// <summary>The subprotocol the server selected, if any.</summary>
+    public string? SubProtocol => _socket.SubProtocol;
+
+    public static async Task<WsTestClient> ConnectAsync(Uri uri, Action<ClientWebSocketOptions>? configure = null)
     {
         var client = new WsTestClient();
+        configure?.Invoke(client._socket.Options);
         await client._socket.ConnectAsync(uri, CancellationToken.None);
         client._receiver = Task.Run(client.ReceiveLoopAsync);
         return client;
