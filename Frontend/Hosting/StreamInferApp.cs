@@ -34,6 +34,7 @@ public static class StreamInferApp
         configure?.Invoke(builder);
         builder.ListenForGrpc();
         var openAdmin = OpenAdminGuard.Check(builder.Configuration);
+        AllowedHostsDefault.Apply(builder.Configuration);
 
         var endpoint = StreamInferClustering.Read(builder.Configuration);
         if (builder.Configuration.GetValue($"{FrontendOptions.Section}:{nameof(FrontendOptions.CoHostSilo)}", true))

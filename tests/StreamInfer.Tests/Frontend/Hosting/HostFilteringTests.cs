@@ -4,8 +4,8 @@ using StreamInfer.Tests.Infrastructure;
 namespace StreamInfer.Tests.Frontend.Hosting;
 
 /// <summary>
-/// <c>AllowedHosts</c> (the shipped appsettings.json: the loopback names): a request for another host name, what a
-/// page on a rebinding domain sends, is refused before any endpoint.
+/// <c>AllowedHosts</c>, unset here, so the loopback names: a request for another host name, what a page on a rebinding
+/// domain sends, is refused before any endpoint.
 /// </summary>
 [Collection(FrontendCollection.Name)]
 public sealed class HostFilteringTests(FrontendFixture fixture)
