@@ -15,7 +15,8 @@ public sealed class ClusterTlsOptions
 {
     /// <summary>
     /// The cluster certificate with its private key: a PKCS#12 file (<c>.pfx</c>/<c>.p12</c>, with
-    /// <see cref="Password"/>), or a PEM certificate with its key in <see cref="KeyPath"/>. Empty (the default): no TLS.
+    /// <see cref="Password"/>), or a PEM certificate (told apart by its content) with its key in <see cref="KeyPath"/>
+    /// or in the same file. Empty (the default): no TLS.
     /// </summary>
     public string? CertificatePath { get; set; }
 
@@ -84,8 +85,7 @@ public static class ClusterTls
         var path = tls.CertificatePath!;
         try
         {
-            var extension = Path.GetExtension(path).ToLowerInvariant();
-            if (extension is ".pfx" or ".p12")
+            if (!IsPem(path))
             {
                 return X509CertificateLoader.LoadPkcs12FromFile(path, tls.Password, X509KeyStorageFlags.EphemeralKeySet);
             }
@@ -102,6 +102,15 @@ public static class ClusterTls
             throw new InvalidOperationException(
                 $"{ClusterEndpointOptions.Section}:Tls:CertificatePath '{path}' could not be loaded with its private key ({ex.GetType().Name}: {ex.Message}).", ex);
         }
+    }
+
+    /// <summary>Whether the file is PEM text (a <c>-----BEGIN</c> line near its start) rather than PKCS#12's binary.</summary>
+    private static bool IsPem(string path)
+    {
+        using var file = File.OpenRead(path);
+        var head = new byte[256];
+        var read = file.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        return System.Text.Encoding.ASCII.GetString(head, 0, read).Contains("-----BEGIN", StringComparison.Ordinal);
     }
 
     private static X509Certificate2Collection LoadAuthorities(string path)
