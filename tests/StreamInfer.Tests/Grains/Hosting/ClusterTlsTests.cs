@@ -127,3 +127,82 @@ public sealed class ClusterTlsTests : IAsyncLifetime
         return path;
     }
 }
+
+/// <summary>Which peers the cluster's TLS accepts, and the certificate formats it loads.</summary>
+public sealed class ClusterTlsTrustTests
+{
+    [Fact]
+    public void Trusted_TheClusterCertificateItself_Accepted()
+    {
+        using var cluster = SelfSigned("cluster");
+        using var same = X509CertificateLoader.LoadCertificate(cluster.RawData);
+
+        Assert.True(ClusterTls.Trusted(same, cluster, []));
+    }
+
+    [Fact]
+    public void Trusted_AnotherSelfSignedCertificate_Refused()
+    {
+        using var cluster = SelfSigned("cluster");
+        using var stranger = SelfSigned("cluster");
+
+        Assert.False(ClusterTls.Trusted(stranger, cluster, []));
+    }
+
+    [Fact]
+    public void Trusted_ACertificateOfTheConfiguredAuthority_AcceptedAndAnotherIssuersRefused()
+    {
+        using var authority = SelfSigned("ca", ca: true);
+        using var cluster = SelfSigned("cluster");
+        using var peer = IssuedBy(authority, "peer");
+        using var otherAuthority = SelfSigned("other-ca", ca: true);
+        using var stranger = IssuedBy(otherAuthority, "peer");
+
+        Assert.True(ClusterTls.Trusted(peer, cluster, [authority]));
+        Assert.False(ClusterTls.Trusted(stranger, cluster, [authority]));
+    }
+
+    [Fact]
+    public void Load_PemCertificateAndKey_HasItsPrivateKey()
+    {
+        using var certificate = SelfSigned("pem");
+        var folder = Directory.CreateTempSubdirectory("streaminfer-tls-").FullName;
+        var certPath = Path.Combine(folder, "cert");
+        var keyPath = Path.Combine(folder, "key");
+        File.WriteAllText(certPath, certificate.ExportCertificatePem());
+        File.WriteAllText(keyPath, certificate.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem());
+
+        using var loaded = ClusterTls.Load(new ClusterTlsOptions { CertificatePath = certPath, KeyPath = keyPath });
+
+        Assert.True(loaded.HasPrivateKey);
+        Assert.Equal(certificate.Thumbprint, loaded.Thumbprint);
+    }
+
+    [Fact]
+    public void Load_MissingFile_NamesTheSetting()
+    {
+        var failure = Assert.Throws<InvalidOperationException>(() => ClusterTls.Load(new ClusterTlsOptions { CertificatePath = "/no/such/cluster.pfx" }));
+
+        Assert.Contains("StreamInfer:Orleans:Tls:CertificatePath", failure.Message, StringComparison.Ordinal);
+    }
+
+    private static X509Certificate2 SelfSigned(string name, bool ca = false)
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        if (ca)
+        {
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign, true));
+        }
+
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+    }
+
+    private static X509Certificate2 IssuedBy(X509Certificate2 authority, string name)
+    {
+        using var key = RSA.Create(2048);
+        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        return request.Create(authority, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(10), [1, 2, 3, 4]);
+    }
+}
