@@ -39,6 +39,12 @@ public enum ErrorCode
     /// <summary>A sequence's request arrived while its previous one had not run, where nothing orders the two (unary
     /// HTTP or gRPC calls).</summary>
     SequenceBusy = 14,
+    /// <summary>The caller is known or needs no key, but this request is not allowed (a WebSocket upgrade from a web
+    /// page of another origin).</summary>
+    Forbidden = 15,
+    /// <summary>The body's content type is not one the endpoint takes (an operator endpoint takes only
+    /// <c>application/json</c>).</summary>
+    UnsupportedMediaType = 16,
 }
 
 /// <summary>Wire names and HTTP statuses of <see cref="ErrorCode"/>.</summary>
@@ -61,6 +67,8 @@ public static class ErrorCodes
         ErrorCode.UnknownSequence => "unknown_sequence",
         ErrorCode.SequenceExists => "sequence_exists",
         ErrorCode.SequenceBusy => "sequence_busy",
+        ErrorCode.Forbidden => "forbidden",
+        ErrorCode.UnsupportedMediaType => "unsupported_media_type",
         _ => "internal",
     };
 
@@ -69,9 +77,11 @@ public static class ErrorCodes
     {
         ErrorCode.BadRequest or ErrorCode.InvalidInput => 400,
         ErrorCode.Unauthorized => 401,
+        ErrorCode.Forbidden => 403,
         ErrorCode.UnknownModel or ErrorCode.UnknownSequence => 404,
         ErrorCode.SequenceExists or ErrorCode.SequenceBusy => 409,
         ErrorCode.PayloadTooLarge => 413,
+        ErrorCode.UnsupportedMediaType => 415,
         ErrorCode.RateLimited or ErrorCode.BacklogFull => 429,
         ErrorCode.Overloaded or ErrorCode.ModelUnavailable => 503,
         ErrorCode.DeadlineExceeded => 504,

@@ -13,6 +13,11 @@
 # 127.0.0.1:METRICS_BASE+i/metrics; 0 for none), CLUSTER_ID (streaminfer-local), CONFIG (Release: the build
 # configuration whose binaries run), NO_BUILD=1 to skip the build,
 # and any StreamInfer__Section__Key variable, passed to every process (e.g. StreamInfer__Models__echo__FixedDelay).
+#
+# Secrets: deploy/secrets.sh generates them once in $RUN_DIR/secrets (kept across runs, never committed): Redis runs with
+# a password, silos and frontends talk over TLS with the cluster certificate (a client without it cannot connect to a
+# gateway), and the frontends take the admin key there for their operations (Authorization: Bearer $(cat
+# $RUN_DIR/secrets/admin-key)).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,22 +34,32 @@ silo_dll=Silo/bin/$CONFIG/net10.0/StreamInfer.Silo.dll
 frontend_dll=Frontend/bin/$CONFIG/net10.0/StreamInfer.Frontend.dll
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
+SECRETS="$RUN_DIR/secrets"
 
 # record KIND NAME PID: one line per process this script started, read by cluster-down.sh.
 record() { echo "$1 $2 $3" >>"$RUN_DIR/pids"; }
 
 cluster_env() {
-  export StreamInfer__Orleans__Redis="127.0.0.1:$REDIS_PORT"
+  export StreamInfer__Orleans__Redis="127.0.0.1:$REDIS_PORT,password=$(cat "$SECRETS/redis-password")"
   export StreamInfer__Orleans__ClusterId="$CLUSTER_ID"
+  export StreamInfer__Orleans__Tls__CertificatePath="$SECRETS/cluster.pfx"
+  StreamInfer__Orleans__Tls__Password="$(cat "$SECRETS/cluster-pfx-password")"
+  export StreamInfer__Orleans__Tls__Password
 }
 
 # Redis logs every write to an append-only file in $RUN_DIR (cleared by a fresh cluster-up), so a redis-server killed
 # and restarted with --redis comes back with the cluster's membership and grain state.
+# The password goes in through a configuration file (0600 in the secrets folder), not the command line, which any
+# local user can read.
 start_redis() {
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always --dir "$RUN_DIR" \
+  (umask 077 && printf 'requirepass %s\n' "$(cat "$SECRETS/redis-password")" >"$SECRETS/redis.conf")
+  redis-server "$SECRETS/redis.conf" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly yes --appendfsync always --dir "$RUN_DIR" \
     >>"$RUN_DIR/redis.log" 2>&1 &
   record redis redis $!
-  for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for _ in $(seq 1 100); do
+    REDISCLI_AUTH="$(cat "$SECRETS/redis-password")" redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && return 0
+    sleep 0.1
+  done
   echo "redis-server did not start; see $RUN_DIR/redis.log" >&2
   return 1
 }
@@ -63,6 +78,7 @@ start_silo() {
 start_frontend() {
   local j=$1
   cluster_env
+  StreamInfer__Frontend__AdminKey="$(cat "$SECRETS/admin-key")" \
   StreamInfer__Frontend__CoHostSilo=false Urls="http://127.0.0.1:$((HTTP_BASE + j))" \
   StreamInfer__Frontend__GrpcUrl="http://127.0.0.1:$((GRPC_BASE + j))" \
     nohup dotnet "$frontend_dll" >>"$RUN_DIR/frontend-$j.log" 2>&1 &
@@ -120,6 +136,7 @@ fi
 
 rm -f "$RUN_DIR"/*.log "$RUN_DIR"/*.aof
 rm -rf "$RUN_DIR/appendonlydir"
+deploy/secrets.sh "$SECRETS" --files-only
 start_redis
 echo "$SILOS $FRONTENDS" >"$RUN_DIR/cluster"
 
@@ -131,4 +148,4 @@ fi
 
 echo "cluster ready: redis 127.0.0.1:$REDIS_PORT, $SILOS silos, $FRONTENDS frontends:"
 for j in $(seq 1 "$FRONTENDS"); do echo "  http://127.0.0.1:$((HTTP_BASE + j))  (ws://127.0.0.1:$((HTTP_BASE + j))/ws, gRPC 127.0.0.1:$((GRPC_BASE + j)))"; done
-echo "logs and pids in $RUN_DIR; stop with: deploy/cluster-down.sh"
+echo "logs and pids in $RUN_DIR, secrets (Redis password, admin key, cluster certificate) in $SECRETS; stop with: deploy/cluster-down.sh"

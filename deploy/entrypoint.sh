@@ -15,6 +15,19 @@ case "${1:-}" in
     ;;
   frontend)
     shift
+    # The image listens on every interface (Urls), where the frontend refuses to start without an admin key. Run
+    # alone (docker run -p 8000:8000 streaminfer), it gets one generated here, readable in the container only; a
+    # deployment passes its own (StreamInfer__Frontend__AdminKey) or the override (StreamInfer__Frontend__AllowOpenAdmin).
+    if [ -z "${StreamInfer__Frontend__AdminKey:-}" ] && [ "${StreamInfer__Frontend__AllowOpenAdmin:-}" != "true" ]; then
+      key_file=${ADMIN_KEY_FILE:-/tmp/streaminfer-admin-key}
+      if [ ! -s "$key_file" ]; then
+        (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$key_file")
+      fi
+      StreamInfer__Frontend__AdminKey=$(cat "$key_file")
+      export StreamInfer__Frontend__AdminKey
+      echo "no admin key configured: generated one for /dashboard and the model operations; read it with" \
+        "'docker exec <container> cat $key_file'" >&2
+    fi
     exec dotnet /app/frontend/StreamInfer.Frontend.dll "$@"
     ;;
   *)

@@ -62,10 +62,25 @@ public sealed class FrontendOptions
 
     /// <summary>
     /// The operators' key. Set, the dashboard (<c>/dashboard</c>) and the operations that change what serves
-    /// (<c>POST /api/reload</c>, <c>POST /api/models/{name}/rollout|rollback</c>) need it (<c>Authorization: Bearer KEY</c>,
-    /// or HTTP Basic with the key as password); empty (the default), they are open. At least 16 characters when set.
+    /// (<c>POST /api/reload</c>, <c>POST /api/models/{name}/rollout|rollback</c>) need it: <c>Authorization: Bearer KEY</c>,
+    /// or, for the dashboard's GET pages only, HTTP Basic with the key as password. Empty (the default), they are open,
+    /// which the frontend allows only while it listens on loopback addresses (see <see cref="AllowOpenAdmin"/>). At
+    /// least 16 characters when set.
     /// </summary>
     public string? AdminKey { get; set; }
+
+    /// <summary>
+    /// Lets the frontend start on a non-loopback address without an <see cref="AdminKey"/>, leaving the dashboard and the
+    /// model operations open to whoever reaches it; it logs a warning at start. Default false: such a start is refused.
+    /// </summary>
+    public bool AllowOpenAdmin { get; set; }
+
+    /// <summary>
+    /// Web origins (<c>scheme://host[:port]</c>) whose pages may open a WebSocket to <c>/ws</c>, besides the frontend's own
+    /// origin; <c>*</c> allows every origin. A client that sends no <c>Origin</c> (not a browser) is never refused.
+    /// Default empty: same origin only.
+    /// </summary>
+    public string[] AllowedOrigins { get; set; } = [];
 
     /// <summary>
     /// WebSocket connections this frontend holds at most; the next upgrade is refused with 503 <c>overloaded</c> (and
@@ -198,6 +213,11 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
         if (!string.IsNullOrEmpty(o.AdminKey) && o.AdminKey.Length < 16)
         {
             errors.Add($"{FrontendOptions.Section}:AdminKey must be at least 16 characters when set; got {o.AdminKey.Length}.");
+        }
+
+        foreach (var origin in o.AllowedOrigins.Where(a => a != "*" && !Uri.TryCreate(a, UriKind.Absolute, out _)))
+        {
+            errors.Add($"{FrontendOptions.Section}:AllowedOrigins entries must be origins such as 'https://app.example.com' or '*'; got '{origin}'.");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

@@ -34,6 +34,8 @@ public static class StreamInferApp
             : WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         configure?.Invoke(builder);
         builder.ListenForGrpc();
+        var openAdmin = OpenAdminGuard.Check(builder.Configuration);
+        AllowedHostsDefault.Apply(builder.Configuration);
 
         var endpoint = StreamInferClustering.Read(builder.Configuration);
         if (builder.Configuration.GetValue($"{FrontendOptions.Section}:{nameof(FrontendOptions.CoHostSilo)}", true))
@@ -66,6 +68,7 @@ public static class StreamInferApp
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = frontendDrain + siloDrain + TimeSpan.FromSeconds(25));
 
         var app = builder.Build();
+        OpenAdminGuard.WarnIfOpen(app, openAdmin);
         app.MapStreamInfer();
         return app;
     }
@@ -117,7 +120,7 @@ public static class StreamInferApp
         if (StreamInferDashboard.Enabled(app.Configuration))
         {
             // The Orleans dashboard: silos, grains and call rates, live (its page polls JSON under the same route).
-            app.MapOrleansDashboard(routePrefix: StreamInferDashboard.Route).RequireAdminKey();
+            app.MapOrleansDashboard(routePrefix: StreamInferDashboard.Route).RequireAdminKeyOrBasicForReads();
         }
 
         app.MapHealth();

@@ -29,6 +29,8 @@ internal static class WebSocketEndpoint
             return TypedResults.BadRequest(new { error = new { code = "bad_request", message = "/ws takes WebSocket upgrade requests only." } });
         }
 
+        if (OriginCheck.Refusal(context, services.Options.Value) is { } refused) return refused;
+
         var drain = services.Drain;
         if (!drain.TryReserve())
         {

@@ -14,8 +14,13 @@ public sealed class ClusterEndpointOptions
     /// <summary>Port Orleans clients (frontends in a cluster) connect to. Default 30000.</summary>
     public int GatewayPort { get; set; } = 30000;
 
+    /// <summary>
+    /// The cluster's id: silos and clients with another id do not join or connect. Default <c>streaminfer-dev</c>; a
+    /// deployment sets its own (with <see cref="Tls"/>, a stranger needs the certificate as well as the ids).
+    /// </summary>
     public string ClusterId { get; set; } = "streaminfer-dev";
 
+    /// <summary>The service's id (grain state is keyed by it). Default <c>streaminfer</c>.</summary>
     public string ServiceId { get; set; } = "streaminfer";
 
     /// <summary>
@@ -31,6 +36,15 @@ public sealed class ClusterEndpointOptions
     /// one machine); a container or VM gives its own routable address (Kubernetes sets it from the pod's IP).
     /// </summary>
     public string AdvertisedAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// Whether the silo and gateway ports listen on every address of the host rather than only the advertised one
+    /// (under Kubernetes: the pod's IP). Default false: a silo is not reachable on interfaces it does not advertise.
+    /// </summary>
+    public bool ListenOnAnyAddress { get; set; }
+
+    /// <summary>TLS on silo-to-silo and client-to-gateway connections (<c>StreamInfer:Orleans:Tls</c>); off by default.</summary>
+    public ClusterTlsOptions Tls { get; set; } = new();
 
     /// <summary>
     /// This silo's name: unique in the cluster, stable across restarts (batchers are keyed by it, so a restarted silo

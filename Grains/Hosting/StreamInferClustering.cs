@@ -12,11 +12,14 @@ public static partial class StreamInferClustering
 {
     /// <summary>
     /// Localhost clustering when <see cref="ClusterEndpointOptions.Redis"/> is empty (the embedded default); otherwise
-    /// Redis membership, endpoints on <see cref="ClusterEndpointOptions.AdvertisedAddress"/> (listening on every
-    /// interface), the configured silo name, and failure detection tuned so a dead silo's requests end within seconds.
+    /// Redis membership, endpoints on <see cref="ClusterEndpointOptions.AdvertisedAddress"/> (listening there only,
+    /// unless <see cref="ClusterEndpointOptions.ListenOnAnyAddress"/>), the configured silo name, and failure detection
+    /// tuned so a dead silo's requests end within seconds. TLS when <see cref="ClusterEndpointOptions.Tls"/> has a
+    /// certificate.
     /// </summary>
     public static ISiloBuilder UseStreamInferClustering(this ISiloBuilder silo, ClusterEndpointOptions endpoint)
     {
+        silo.UseStreamInferTls(endpoint.Tls);
         if (!endpoint.UsesRedis)
         {
             return silo.UseLocalhostClustering(endpoint.SiloPort, endpoint.GatewayPort, null, endpoint.ServiceId, endpoint.ClusterId);
@@ -30,11 +33,23 @@ public static partial class StreamInferClustering
         if (!endpoint.Kubernetes)
         {
             // Under Kubernetes the hosting package sets address, name and ids from the pod.
-            silo.ConfigureEndpoints(IPAddress.Parse(endpoint.AdvertisedAddress), endpoint.SiloPort, endpoint.GatewayPort, listenOnAnyHostAddress: true);
+            silo.ConfigureEndpoints(IPAddress.Parse(endpoint.AdvertisedAddress), endpoint.SiloPort, endpoint.GatewayPort, endpoint.ListenOnAnyAddress);
             if (!string.IsNullOrWhiteSpace(endpoint.SiloName))
             {
                 silo.Configure<SiloOptions>(o => o.SiloName = endpoint.SiloName);
             }
+        }
+        else if (!endpoint.ListenOnAnyAddress)
+        {
+            // The hosting package listens on every address of the pod; after it has set the pod's IP, listen there only.
+            silo.Services.PostConfigure<EndpointOptions>(o =>
+            {
+                if (o.AdvertisedIPAddress is { } address)
+                {
+                    o.SiloListeningEndpoint = new IPEndPoint(address, o.SiloPort);
+                    o.GatewayListeningEndpoint = o.GatewayPort > 0 ? new IPEndPoint(address, o.GatewayPort) : null;
+                }
+            });
         }
 
         silo.Configure<ClusterMembershipOptions>(o =>
@@ -47,10 +62,12 @@ public static partial class StreamInferClustering
 
     /// <summary>
     /// A frontend without a co-hosted silo: gateways from the Redis membership, re-read every
-    /// <see cref="ClusterEndpointOptions.GatewayListRefreshPeriod"/> so that it spreads its calls over every silo up.
+    /// <see cref="ClusterEndpointOptions.GatewayListRefreshPeriod"/> so that it spreads its calls over every silo up;
+    /// TLS with the cluster certificate when <see cref="ClusterEndpointOptions.Tls"/> has one.
     /// </summary>
     public static IClientBuilder UseStreamInferClustering(this IClientBuilder client, ClusterEndpointOptions endpoint)
     {
+        client.UseStreamInferTls(endpoint.Tls);
         if (!endpoint.UsesRedis)
         {
             client.UseLocalhostClustering(endpoint.GatewayPort, endpoint.ServiceId, endpoint.ClusterId);

@@ -67,6 +67,7 @@ public sealed class ClusterFaultTests(Xunit.Abstractions.ITestOutputHelper log)
 
         // A cluster frontend (an Orleans client) serves the dashboard of the whole cluster.
         using var http = new HttpClient { BaseAddress = cluster.Frontend(2), Timeout = TimeSpan.FromSeconds(10) };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", cluster.AdminKey);
         await Eventually.UntilAsync(
             async () => System.Text.Json.JsonDocument.Parse(await http.GetStringAsync("/dashboard/DashboardCounters")).RootElement.GetProperty("totalActiveHostCount").GetInt32(),
             n => n == 3,

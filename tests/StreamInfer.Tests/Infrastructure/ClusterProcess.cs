@@ -20,6 +20,9 @@ public sealed class ClusterProcess : IAsyncDisposable
 
     public string RunDir => _env["RUN_DIR"];
 
+    /// <summary>The frontends' admin key, which cluster-up.sh generated in the run folder.</summary>
+    public string AdminKey => File.ReadAllText(Path.Combine(RunDir, "secrets", "admin-key")).Trim();
+
     public int HttpBase { get; private init; }
 
     /// <summary>The HTTP address of frontend <paramref name="j"/> (from 1).</summary>

@@ -95,7 +95,7 @@ public sealed class ModelRolloutTests(FrontendFixture fixture)
     {
         using var forward = await fixture.Http.PostAsJsonAsync("/api/models/swap-back/rollout", new { version = "2" });
         var onTwo = await PredictAsync("swap-back", 5f);
-        using var back = await fixture.Http.PostAsync("/api/models/swap-back/rollback", null);
+        using var back = await fixture.Http.PostAsync("/api/models/swap-back/rollback", JsonContent.Create(new { }));
         var onOne = await PredictAsync("swap-back", 5f);
 
         Assert.Equal(HttpStatusCode.OK, forward.StatusCode);

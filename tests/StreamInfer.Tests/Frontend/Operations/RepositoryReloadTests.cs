@@ -65,7 +65,7 @@ public sealed class RepositoryReloadTests(FrontendFixture fixture)
 
     private async Task<JsonElement> ReloadAsync()
     {
-        using var response = await fixture.Http.PostAsync("/api/reload", null);
+        using var response = await fixture.Http.PostAsync("/api/reload", JsonContent.Create(new { }));
         var report = await response.Content.ReadFromJsonAsync<JsonElement>();
         Assert.True(response.StatusCode == HttpStatusCode.OK, report.ToString());
         return report;
