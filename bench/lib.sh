@@ -5,6 +5,11 @@ bare_echo=bench/StreamInfer.BareEcho/bin/Release/net10.0/StreamInfer.BareEcho.dl
 loadgen=bench/StreamInfer.LoadGen/bin/Release/net10.0/StreamInfer.LoadGen.dll
 server=""
 
+# The load generator names each HTTP and gRPC connection's session with X-Client-Id (as each WebSocket connection has
+# its own), which the grid honours only from trusted proxies: every grid a bench script starts on this machine trusts
+# loopback.
+export StreamInfer__Auth__TrustedProxies__0=127.0.0.1
+
 # A failed build prints its errors (and the bench stops) instead of failing silently.
 build_all() {
   local log; log=$(mktemp)
