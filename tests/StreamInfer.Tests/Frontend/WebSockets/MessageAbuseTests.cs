@@ -121,6 +121,27 @@ public sealed class MessageAbuseTests
     }
 
     [Fact]
+    public async Task EmptyContinuationFrames_EachCostsAMessagesPlace_ReadOnlyAsTheBudgetRefills()
+    {
+        await using var grid = await LimitsGrid.StartAsync(false, ("StreamInfer:Frontend:MaxFramesPerSecond", "20"));
+        using var socket = new ClientWebSocket();
+        await socket.ConnectAsync(grid.Ws, CancellationToken.None);
+
+        // Sixty empty frames against a burst of twenty and twenty a second: two seconds at the least.
+        var clock = Stopwatch.StartNew();
+        await socket.SendAsync("[1"u8.ToArray(), WebSocketMessageType.Text, endOfMessage: false, CancellationToken.None);
+        for (var i = 0; i < 60; i++)
+        {
+            await socket.SendAsync(ReadOnlyMemory<byte>.Empty, WebSocketMessageType.Text, endOfMessage: false, CancellationToken.None);
+        }
+
+        await socket.SendAsync("]"u8.ToArray(), WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+        var answer = await ConnectionLimitTests.ReceiveJsonAsync(socket);
+        Assert.Equal("bad_request", answer.GetProperty("code").GetString());
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(1.5), $"answered after {clock.Elapsed.TotalSeconds:F2} s");
+    }
+
+    [Fact]
     public async Task Message_OverTheFrameBudget_RateLimitedWithItsId()
     {
         await using var grid = await LimitsGrid.StartAsync(false, ("StreamInfer:Frontend:MaxFramesPerSecond", "1"));
