@@ -180,7 +180,7 @@ internal sealed partial class ClientConnection : IDisposable
 
                 var binary = received.MessageType == WebSocketMessageType.Binary;
                 var limit = binary ? _options.MaxBinaryBytes : _options.MaxFrameBytes;
-                if (!_budget.TryTake(out var retryAfter))
+                if (!_budget.TryTake(received.Count, out var retryAfter))
                 {
                     var id = binary ? null : _reader.PeekId(received.Count, received.EndOfMessage);
                     if (!await AcceptAsync(await _reader.DiscardRestAsync(received, limit, cancellationToken), limit, cancellationToken))

@@ -26,10 +26,13 @@ internal sealed class FrameBudget(FrontendOptions options, TimeProvider time)
     /// <summary>The connection has been over its budget, with no pause, for <see cref="FrontendOptions.OverBudgetCloseAfter"/>.</summary>
     public bool Exhausted { get; private set; }
 
-    /// <summary>Takes a message's place as it begins; false, with the wait until one would fit, when over budget.</summary>
-    public bool TryTake(out TimeSpan retryAfter)
+    /// <summary>Takes a message's place as it begins, and counts its first fragment's <paramref name="bytes"/> either
+    /// way; false, with the wait until one would fit, when over budget (judged before those bytes).</summary>
+    public bool TryTake(int bytes, out TimeSpan retryAfter)
     {
-        if (_bytes.TryTake(0, out retryAfter) && _frames.TryTake(1, out retryAfter))
+        var taken = _bytes.TryTake(0, out retryAfter) && _frames.TryTake(1, out retryAfter);
+        _bytes.Spend(bytes);
+        if (taken)
         {
             return true;
         }
@@ -45,7 +48,7 @@ internal sealed class FrameBudget(FrontendOptions options, TimeProvider time)
         return false;
     }
 
-    /// <summary>Counts a read of the socket: its bytes, or, for an empty frame, which carries none, a message's place.</summary>
+    /// <summary>Counts a read within a message: its bytes, or, for an empty frame, which carries none, a message's place.</summary>
     public void Read(int bytes)
     {
         if (bytes == 0)

@@ -28,7 +28,7 @@ internal enum MessageEnd
 /// and given back for a small one once the message has been handled (<see cref="Shrink"/>), so that a connection holds
 /// <see cref="BufferBytes"/> between messages whatever it once received; a binary message into a pooled buffer of its
 /// own, grown as its bytes arrive (sized ahead from its header by <see cref="PreSizeBytes"/> at most, so that a header
-/// alone pins little). Every read is counted in the connection's <see cref="FrameBudget"/>, and within a message waits
+/// alone pins little). Every read within a message is counted in the connection's <see cref="FrameBudget"/>, and waits
 /// while the budget is in debt. A message dropped for its size is read no further than <see cref="DiscardMultiple"/>
 /// times its limit. Counts the bytes of the message being read (<see cref="BytesRead"/>). Used by the receive loop only.
 /// </summary>
@@ -271,8 +271,9 @@ internal sealed class MessageReader(WebSocket socket, FrontendOptions options, F
 
     private void Replace(byte[] buffer) => ArrayPool<byte>.Shared.Return(Interlocked.Exchange(ref _buffer, buffer));
 
-    /// <summary>Every read of the socket: counted in the budget and in the message's bytes; within a message
-    /// (<paramref name="throttled"/>) it first waits while the budget is in debt.</summary>
+    /// <summary>Every read of the socket: counted in the message's bytes. Within a message (<paramref name="throttled"/>:
+    /// the first fragment is counted as the message takes its place) it first waits while the budget is in debt, and is
+    /// counted in it.</summary>
     private async ValueTask<ValueWebSocketReceiveResult> ReadAsync(Memory<byte> into, bool throttled, CancellationToken cancellationToken)
     {
         if (throttled)
@@ -282,7 +283,11 @@ internal sealed class MessageReader(WebSocket socket, FrontendOptions options, F
 
         var received = await socket.ReceiveAsync(into, cancellationToken);
         BytesRead += received.Count;
-        budget.Read(received.Count);
+        if (throttled)
+        {
+            budget.Read(received.Count);
+        }
+
         return received;
     }
 
