@@ -113,6 +113,13 @@ public sealed class FrontendOptions
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
+    /// A WebSocket message must arrive whole within this from its first frame, however busy the connection is (requests
+    /// in flight do not extend it); past it the connection is closed (1008, reason <c>message not completed in N s</c>).
+    /// Zero: no limit. Range: [0, 1 h]. Default 30 s.
+    /// </summary>
+    public TimeSpan MessageReceiveTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
     /// Messages one WebSocket connection may send per second (burst: one second's worth), counted before they are parsed,
     /// whatever they turn out to be; a message over it is read, dropped unparsed and answered <c>rate_limited</c>.
     /// Range: [1, 1000000]. Default 2000.
@@ -120,15 +127,17 @@ public sealed class FrontendOptions
     public int MaxFramesPerSecond { get; set; } = 2000;
 
     /// <summary>
-    /// Bytes one WebSocket connection may send per second, beside <see cref="MaxFramesPerSecond"/>: a message past it is
-    /// still read whole, and the next ones wait until the budget has refilled. Range: [1024, 16 GiB]. Default 64 MiB.
+    /// Bytes one WebSocket connection may send per second, beside <see cref="MaxFramesPerSecond"/>, counted as they are
+    /// read: within a message past it the rest is read only as the budget refills, and a message that begins while it is
+    /// in debt is refused. Range: [max(<see cref="MaxFrameBytes"/>, <see cref="MaxBinaryBytes"/>), 16 GiB], so that the
+    /// largest message allowed fits in a second's burst. Default 64 MiB.
     /// </summary>
     public long MaxBytesPerSecond { get; set; } = 64L << 20;
 
     /// <summary>
     /// A WebSocket connection whose messages keep passing its budget (<see cref="MaxFramesPerSecond"/>,
     /// <see cref="MaxBytesPerSecond"/>), with no second without a refusal, for this long is closed (1008, policy
-    /// violation). Range: [0, 10 min]. Default 10 s.
+    /// violation). Zero: the first message refused closes it. Range: [0, 10 min]. Default 10 s.
     /// </summary>
     public TimeSpan OverBudgetCloseAfter { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -238,7 +247,9 @@ public sealed class FrontendOptionsValidator : IValidateOptions<FrontendOptions>
         Range(nameof(o.MaxConnectionsPerLoopback), o.MaxConnectionsPerLoopback, 1, 1_000_000, "[1, 1000000]");
         Range(nameof(o.IdleTimeout), o.IdleTimeout, TimeSpan.Zero, TimeSpan.FromDays(1), "[0, 1 day]");
         Range(nameof(o.MaxFramesPerSecond), o.MaxFramesPerSecond, 1, 1_000_000, "[1, 1000000]");
-        Range(nameof(o.MaxBytesPerSecond), o.MaxBytesPerSecond, 1024L, 16L << 30, "[1024, 17179869184]");
+        var largest = Math.Max(o.MaxFrameBytes, o.MaxBinaryBytes);
+        Range(nameof(o.MaxBytesPerSecond), o.MaxBytesPerSecond, largest, 16L << 30, $"[max(MaxFrameBytes, MaxBinaryBytes) ({largest}), 17179869184]");
+        Range(nameof(o.MessageReceiveTimeout), o.MessageReceiveTimeout, TimeSpan.Zero, TimeSpan.FromHours(1), "[0, 1 h]");
         Range(nameof(o.OverBudgetCloseAfter), o.OverBudgetCloseAfter, TimeSpan.Zero, TimeSpan.FromMinutes(10), "[0, 10 min]");
         Range(nameof(o.MaxPromptBytes), o.MaxPromptBytes, 1, 64 << 20, "[1, 67108864]");
         Range(nameof(o.KeepAliveTimeout), o.KeepAliveTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1), "[1 s, 1 h]");

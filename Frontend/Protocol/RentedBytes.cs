@@ -21,6 +21,9 @@ internal sealed class RentedBytes : IBufferWriter<byte>
     /// <summary>Bytes written so far.</summary>
     public int Length { get; private set; }
 
+    /// <summary>Bytes of the array held now (zero once returned).</summary>
+    public int Capacity => Volatile.Read(ref _array)?.Length ?? 0;
+
     /// <summary>The bytes written.</summary>
     public ReadOnlyMemory<byte> Memory => Array.AsMemory(0, Length);
 

@@ -54,9 +54,9 @@ internal sealed partial class ClientConnection : IDisposable
         _outbox = new FrameOutbox(options.SendQueueCapacity, options.SendQueueBytes, DropSlowClient);
         _submitGate = new SemaphoreSlim(options.MaxConcurrentSubmits, options.MaxConcurrentSubmits);
         _requests = new ClientRequests(client, clientId, submitter, _outbox, _submitGate, new ByteBudget(options.MaxInFlightBytes), options.MaxFrameBytes, logger);
-        _reader = new MessageReader(socket, options);
         _budget = new FrameBudget(options, time);
-        _idle = new IdleWatch(options.IdleTimeout, time, () => _requests.Busy, CloseIdle, Abort);
+        _reader = new MessageReader(socket, options, _budget);
+        _idle = new IdleWatch(options.IdleTimeout, options.MessageReceiveTimeout, time, () => _requests.Busy, CloseUnused, Abort);
     }
 
     public string ClientId { get; }
@@ -158,6 +158,7 @@ internal sealed partial class ClientConnection : IDisposable
     /// <summary>
     /// Reads message after message. Each takes its place in the connection's <see cref="FrameBudget"/> as it begins: one
     /// over it is read, dropped unparsed and answered <c>rate_limited</c>, and a connection that stays over it is closed.
+    /// Once the connection is closing (<see cref="IdleWatch"/>), nothing more is dispatched.
     /// </summary>
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
@@ -172,14 +173,24 @@ internal sealed partial class ClientConnection : IDisposable
                     return;
                 }
 
-                if (!_budget.TryTake(out var retryAfter))
+                if (!received.EndOfMessage)
                 {
-                    if (!await _reader.DiscardRestAsync(received, cancellationToken))
+                    _idle.MessageBegan();
+                }
+
+                var binary = received.MessageType == WebSocketMessageType.Binary;
+                var limit = binary ? _options.MaxBinaryBytes : _options.MaxFrameBytes;
+                if (!_budget.TryTake(received.Count, out var retryAfter))
+                {
+                    var id = binary ? null : _reader.PeekId(received.Count, received.EndOfMessage);
+                    if (!await AcceptAsync(await _reader.DiscardRestAsync(received, limit, cancellationToken), limit, cancellationToken))
                     {
                         return;
                     }
 
-                    if (!OverBudget(retryAfter))
+                    var open = OverBudget(id, retryAfter);
+                    _idle.EndDispatch(active: false);
+                    if (!open)
                     {
                         // Read on until the client's close: a socket shut with unread bytes is reset, and the client
                         // would never see why.
@@ -190,41 +201,54 @@ internal sealed partial class ClientConnection : IDisposable
                     continue;
                 }
 
-                if (received.MessageType == WebSocketMessageType.Binary)
+                if (binary)
                 {
-                    var (frame, open) = await _reader.ReadBinaryAsync(received, cancellationToken);
-                    if (!open)
+                    var (frame, end) = await _reader.ReadBinaryAsync(received, cancellationToken);
+                    if (!await AcceptAsync(end, limit, cancellationToken))
                     {
+                        frame?.Return();
                         return;
                     }
 
-                    Received();
-                    if (frame is null)
+                    try
                     {
-                        _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a binary frame may be at most {_options.MaxBinaryBytes} bytes.")));
+                        if (frame is null)
+                        {
+                            _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a binary frame may be at most {limit} bytes.")));
+                        }
+                        else
+                        {
+                            await _requests.HandleBinaryAsync(frame, cancellationToken);
+                        }
                     }
-                    else
+                    finally
                     {
-                        await _requests.HandleBinaryAsync(frame, cancellationToken);
+                        _idle.EndDispatch(active: true);
                     }
 
                     continue;
                 }
 
-                var (count, whole) = await _reader.ReadTextAsync(received, cancellationToken);
-                if (count < 0)
+                var (count, textEnd) = await _reader.ReadTextAsync(received, cancellationToken);
+                if (!await AcceptAsync(textEnd, limit, cancellationToken))
                 {
                     return;
                 }
 
-                Received();
-                if (!whole)
+                try
                 {
-                    _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a frame may be at most {_options.MaxFrameBytes} bytes.")));
+                    if (textEnd == MessageEnd.OverLimit)
+                    {
+                        _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a frame may be at most {limit} bytes.")));
+                    }
+                    else
+                    {
+                        await _requests.HandleAsync(_reader.Text(count), cancellationToken);
+                    }
                 }
-                else
+                finally
                 {
-                    await _requests.HandleAsync(_reader.Text(count), cancellationToken);
+                    _idle.EndDispatch(active: true);
                 }
 
                 _reader.Shrink();
@@ -236,43 +260,86 @@ internal sealed partial class ClientConnection : IDisposable
         }
     }
 
-    /// <summary>A message arrived whole: its bytes are counted, and the connection is not idle.</summary>
-    private void Received()
+    /// <summary>
+    /// A message has been read (or dropped): its bytes were counted as they came. True when it may be acted on, which
+    /// then ends with <see cref="IdleWatch.EndDispatch"/>; false when the loop is to end: the client closed, the message
+    /// was endless (closed here, 1009), or the connection is closing (read on until the client's close).
+    /// </summary>
+    private async Task<bool> AcceptAsync(MessageEnd end, int limit, CancellationToken cancellationToken)
     {
-        _budget.Spend(_reader.BytesRead);
-        _idle.Touch();
+        if (end == MessageEnd.Closed)
+        {
+            return false;
+        }
+
+        if (end == MessageEnd.Endless)
+        {
+            var past = (long)MessageReader.DiscardMultiple * limit;
+            LogEndless(_logger, ClientId, past);
+            CloseFor(
+                "closed for an endless message",
+                FrameWriter.Error(null, new InferError(ErrorCode.PayloadTooLarge, $"a message may be at most {limit} bytes; this one went on past {past}: the connection is closed.")),
+                WebSocketCloseStatus.MessageTooBig,
+                $"message past {past} bytes");
+        }
+        else if (_idle.TryBeginDispatch())
+        {
+            return true;
+        }
+
+        await _reader.DiscardUntilCloseAsync(IdleWatch.CloseHandshake, cancellationToken);
+        return false;
     }
 
-    /// <summary>A message over the budget was read and dropped: answered <c>rate_limited</c>, or, when the connection
-    /// keeps passing its budget, the connection is closed (1008); false then.</summary>
-    private bool OverBudget(TimeSpan retryAfter)
+    /// <summary>A message over the budget was read and dropped: answered <c>rate_limited</c> (with the message's
+    /// <paramref name="id"/> when it could be seen), or, when the connection keeps passing its budget, the connection is
+    /// closed (1008); false then.</summary>
+    private bool OverBudget(string? id, TimeSpan retryAfter)
     {
-        _budget.Spend(_reader.BytesRead);
         var budget = $"{_options.MaxFramesPerSecond} messages and {_options.MaxBytesPerSecond} bytes a second";
         if (!_budget.Exhausted)
         {
             var ms = (int)Math.Ceiling(retryAfter.TotalMilliseconds);
-            _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.RateLimited, $"this connection sends more than its {budget}: the message was dropped unread; retry in {ms} ms.", ms)));
+            _outbox.Send(FrameWriter.Error(id, new InferError(ErrorCode.RateLimited, $"this connection sends more than its {budget}: the message was dropped unread; retry in {ms} ms.", ms)));
             return true;
         }
 
         LogOverBudget(_logger, ClientId, _options.OverBudgetCloseAfter.TotalSeconds);
-        _closedFor = "closed over its budget";
-        _outbox.Send(FrameWriter.Error(null, new InferError(ErrorCode.RateLimited, $"this connection sent more than its {budget} for {_options.OverBudgetCloseAfter.TotalSeconds:0.#} s: it is closed.")));
-        if (!_outbox.TryClose(WebSocketCloseStatus.PolicyViolation, "over the frame budget"))
-        {
-            Abort();
-        }
-
+        CloseFor(
+            "closed over its budget",
+            FrameWriter.Error(id, new InferError(ErrorCode.RateLimited, $"this connection sent more than its {budget} for {_options.OverBudgetCloseAfter.TotalSeconds:0.#} s: it is closed.")),
+            WebSocketCloseStatus.PolicyViolation,
+            "over the frame budget");
         return false;
     }
 
-    /// <summary>Idle for <see cref="FrontendOptions.IdleTimeout"/>: the close goes out after what is queued.</summary>
-    private bool CloseIdle()
+    /// <summary>Closes the connection from the receive loop: a last error, then the close after what is queued.</summary>
+    private void CloseFor(string why, byte[] lastWord, WebSocketCloseStatus status, string reason)
     {
-        _closedFor = "closed idle";
-        LogIdle(_logger, ClientId, _options.IdleTimeout.TotalSeconds);
-        return _outbox.TryClose(WebSocketCloseStatus.NormalClosure, $"idle for {_options.IdleTimeout.TotalSeconds:0.#} s");
+        _closedFor = why;
+        _outbox.Send(lastWord);
+        if (!_outbox.TryClose(status, reason))
+        {
+            Abort();
+        }
+    }
+
+    /// <summary>Idle for <see cref="FrontendOptions.IdleTimeout"/>, or a message unfinished past
+    /// <see cref="FrontendOptions.MessageReceiveTimeout"/>: the close goes out after what is queued.</summary>
+    private bool CloseUnused(WebSocketCloseStatus status, string reason)
+    {
+        if (status == WebSocketCloseStatus.NormalClosure)
+        {
+            _closedFor = "closed idle";
+            LogIdle(_logger, ClientId, _options.IdleTimeout.TotalSeconds);
+        }
+        else
+        {
+            _closedFor = "closed for a message not completed in time";
+            LogSlowMessage(_logger, ClientId, _options.MessageReceiveTimeout.TotalSeconds);
+        }
+
+        return _outbox.TryClose(status, reason);
     }
 
     private async Task SendLoopAsync(CancellationToken cancellationToken)
@@ -333,6 +400,12 @@ internal sealed partial class ClientConnection : IDisposable
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Client {ClientId} closed: idle for {Seconds} s")]
     private static partial void LogIdle(ILogger logger, string clientId, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} closed: a message not completed in {Seconds} s")]
+    private static partial void LogSlowMessage(ILogger logger, string clientId, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} closed: a message dropped for its size went on past {Bytes} bytes")]
+    private static partial void LogEndless(ILogger logger, string clientId, long bytes);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Client {ClientId} dropped: its send queue holds {Limit} unread")]
     private static partial void LogSlowClientDropped(ILogger logger, string clientId, string limit);

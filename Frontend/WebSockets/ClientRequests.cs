@@ -25,13 +25,15 @@ internal sealed partial class ClientRequests(
     private readonly string _gridSuffix = client.Keyed ? $"@{Guid.NewGuid():N}" : string.Empty;
 
     private long _sequence;
+    private int _ending;
     private volatile bool _draining;
 
     /// <summary>Requests the client has sent.</summary>
     public long Sent => Interlocked.Read(ref _sequence);
 
-    /// <summary>Whether a request of the client has not ended yet.</summary>
-    public bool Busy => !_pending.IsEmpty;
+    /// <summary>Whether a request of the client has not ended yet, or its end is not queued yet. Reads the pending
+    /// requests before the ends being written: an end counts itself before it leaves them.</summary>
+    public bool Busy => !_pending.IsEmpty || Volatile.Read(ref _ending) > 0;
 
     /// <summary>From now on new requests are refused: the frontend is shutting down.</summary>
     public void BeginDrain() => _draining = true;
@@ -210,11 +212,24 @@ internal sealed partial class ClientRequests(
     /// every other end as a text frame.</summary>
     private void End(InFlightRequest request, RequestOutcome outcome, DateTimeOffset producedAt, bool binaryResult)
     {
-        _pending.TryRemove(KeyValuePair.Create(request.Id, request));
-        if (outcome.Abandoned)
+        // Busy until the answer is queued: an idle close decided in between would go out before it.
+        Interlocked.Increment(ref _ending);
+        try
         {
-            return;
+            _pending.TryRemove(KeyValuePair.Create(request.Id, request));
+            if (!outcome.Abandoned)
+            {
+                WriteEnd(request, outcome, producedAt, binaryResult);
+            }
         }
+        finally
+        {
+            Interlocked.Decrement(ref _ending);
+        }
+    }
+
+    private void WriteEnd(InFlightRequest request, RequestOutcome outcome, DateTimeOffset producedAt, bool binaryResult)
+    {
 
         byte[]? frame = null;
         RentedBytes? binary = null;

@@ -212,7 +212,7 @@ public sealed class ConnectionLimitTests
         Assert.Equal("done", (await client.NextAsync()).GetProperty("type").GetString());
     }
 
-    private static async Task<JsonElement> ReceiveJsonAsync(ClientWebSocket socket)
+    internal static async Task<JsonElement> ReceiveJsonAsync(ClientWebSocket socket)
     {
         var buffer = new byte[64 * 1024];
         var count = 0;
