@@ -40,17 +40,21 @@ public interface IModelVersionGrain : IGrainWithStringKey
 [Alias("StreamInfer.IModelHostGrain")]
 public interface IModelHostGrain : IGrainWithStringKey
 {
-    /// <summary>Loads and warms <paramref name="version"/> beside the serving one; returns the problems (empty when prepared).</summary>
-    [Alias("Prepare"), ResponseTimeout(ModelVersionTimeouts.PrepareCall)]
-    Task<ImmutableArray<ModelLoadError>> PrepareAsync(string model, string version);
+    /// <summary>
+    /// Loads and warms <paramref name="version"/> beside the serving one for the rollout <paramref name="rolloutId"/> (an
+    /// id its model-version grain makes up); returns the problems (empty when prepared). Refused without loading once
+    /// that rollout was aborted on this silo: a prepare can arrive after its rollout gave up on it.
+    /// </summary>
+    [Alias("PrepareForRollout"), ResponseTimeout(ModelVersionTimeouts.PrepareCall)]
+    Task<ImmutableArray<ModelLoadError>> PrepareAsync(string model, string version, string rolloutId);
 
     /// <summary>Makes a prepared version serve; false when it was not prepared on this silo.</summary>
     [Alias("Commit")]
     Task<bool> CommitAsync(string model, string version);
 
-    /// <summary>Drops a prepared version. Idempotent.</summary>
-    [Alias("Abort")]
-    Task AbortAsync(string model, string version);
+    /// <summary>Drops a prepared version, cancels the rollout's prepare under way, and refuses its prepare if it comes later. Idempotent.</summary>
+    [Alias("AbortRollout")]
+    Task AbortAsync(string model, string version, string rolloutId);
 
     /// <summary>What this silo serves and has prepared of one model.</summary>
     [Alias("GetStatus"), AlwaysInterleave]

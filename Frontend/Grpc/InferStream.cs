@@ -5,6 +5,7 @@ using StreamInfer.Frontend.Grpc.V2;
 using StreamInfer.Frontend.Http;
 using StreamInfer.Frontend.Protocol;
 using StreamInfer.Frontend.Requests;
+using StreamInfer.Frontend.WebSockets;
 
 namespace StreamInfer.Frontend.Grpc;
 
@@ -17,6 +18,9 @@ namespace StreamInfer.Frontend.Grpc;
 /// Answers queue for one writer; past <see cref="Hosting.FrontendOptions.SendQueueBytes"/> unread, the client is not
 /// reading and is cut off. Once the client half-closes, the call ends when its last request has been answered; a client
 /// that goes away cancels what it still had in flight. The sequences the stream started and did not end end with it.
+/// A stream has a WebSocket's limits: messages past <see cref="Hosting.FrontendOptions.MaxFramesPerSecond"/> are
+/// answered <c>rate_limited</c> unread, and one that keeps passing it ends <c>RESOURCE_EXHAUSTED</c>; a stream that
+/// sends nothing and has nothing in flight for <see cref="Hosting.FrontendOptions.IdleTimeout"/> ends <c>DEADLINE_EXCEEDED</c>.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "Requests still being admitted release the gate after the call ends; a SemaphoreSlim without a wait handle holds nothing to dispose.")]
 internal sealed partial class InferStream
@@ -28,6 +32,8 @@ internal sealed partial class InferStream
 
     private readonly SemaphoreSlim _submitGate;
     private readonly ByteBudget _payloads;
+    private readonly FrameBudget _budget;
+    private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<HttpCall, byte> _calls = new();
     private readonly SequenceTurns _turns = new();
 
@@ -43,25 +49,48 @@ internal sealed partial class InferStream
     // The reader's own hold plus one per request in flight: the answers end when it reaches zero.
     private int _pending = 1;
 
-    public InferStream(InferenceService service, ServerCallContext context)
+    // When a message was last read or a request last ended: the idle timeout counts from it while nothing is in flight.
+    private long _lastActive;
+    private ITimer? _idleCheck;
+
+    public InferStream(InferenceService service, ServerCallContext context, TimeProvider time)
     {
         _service = service;
         _context = context;
+        _time = time;
         _http = context.GetHttpContext();
         _submitGate = new SemaphoreSlim(service.Options.MaxConcurrentSubmits, service.Options.MaxConcurrentSubmits);
         _payloads = new ByteBudget(service.Options.MaxInFlightBytes);
+        _budget = new FrameBudget(service.Options, time);
+        _lastActive = time.GetTimestamp();
     }
 
     public async Task RunAsync(IAsyncStreamReader<ModelInferRequest> requests, IServerStreamWriter<ModelStreamInferResponse> responses)
     {
         var writing = WriteAllAsync(responses);
+        using var idle = new CancellationTokenSource();
+        using var reading = CancellationTokenSource.CreateLinkedTokenSource(_context.CancellationToken, idle.Token);
+        var idleTimeout = _service.Options.IdleTimeout;
+        if (idleTimeout > TimeSpan.Zero)
+        {
+            _idleCheck = _time.CreateTimer(_ => CheckIdle(idle, idleTimeout), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _idleCheck.Change(idleTimeout, Timeout.InfiniteTimeSpan);
+        }
+
         try
         {
-            while (await requests.MoveNext(_context.CancellationToken))
+            while (await ReadAsync(requests, idle, reading.Token))
             {
+                var message = requests.Current;
+                Volatile.Write(ref _lastActive, _time.GetTimestamp());
+                if (!_budget.TryTake(message.CalculateSize(), out var retryAfter))
+                {
+                    OverBudget(message, retryAfter);
+                    continue;
+                }
+
                 // A message's bytes stay until its request ends: past the budget, or beyond the admissions allowed at
                 // once, stop reading until requests end or are admitted.
-                var message = requests.Current;
                 var bytes = GrpcRequest.PayloadBytes(message);
                 await _payloads.TakeAsync(bytes, _context.CancellationToken);
                 await _submitGate.WaitAsync(_context.CancellationToken);
@@ -84,10 +113,78 @@ internal sealed partial class InferStream
         }
         finally
         {
+            _idleCheck?.Dispose();
             Finished();
         }
 
         await writing;
+    }
+
+    /// <summary>The next message; a stream idle past its timeout fails the call with <c>DEADLINE_EXCEEDED</c>.</summary>
+    private async Task<bool> ReadAsync(IAsyncStreamReader<ModelInferRequest> requests, CancellationTokenSource idle, CancellationToken reading)
+    {
+        try
+        {
+            return await requests.MoveNext(reading);
+        }
+        catch (OperationCanceledException) when (idle.IsCancellationRequested && !_context.CancellationToken.IsCancellationRequested)
+        {
+            var seconds = _service.Options.IdleTimeout.TotalSeconds;
+            LogIdle(_service.Logger, seconds);
+            throw GrpcErrors.Exception(new InferError(ErrorCode.DeadlineExceeded, $"the stream sent nothing and had nothing in flight for {seconds:0.###} s (Frontend:IdleTimeout); open a new one."));
+        }
+    }
+
+    /// <summary>
+    /// Runs on the idle timer: ends the read when nothing was read and nothing was in flight for the whole timeout,
+    /// otherwise looks again when the timeout would next be reached.
+    /// </summary>
+    private void CheckIdle(CancellationTokenSource idle, TimeSpan timeout)
+    {
+        var next = timeout;
+        if (Volatile.Read(ref _pending) == 1)
+        {
+            var quiet = _time.GetElapsedTime(Volatile.Read(ref _lastActive));
+            if (quiet >= timeout)
+            {
+                try
+                {
+                    idle.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The stream ended meanwhile.
+                }
+
+                return;
+            }
+
+            next = timeout - quiet;
+        }
+
+        // A request in flight keeps the stream; its end counts as activity, so a full timeout later is never too late.
+        try
+        {
+            _idleCheck?.Change(next, Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The stream ended meanwhile.
+        }
+    }
+
+    /// <summary>A message past the stream's budget is answered <c>rate_limited</c> unparsed; a stream that stays past it ends.</summary>
+    private void OverBudget(ModelInferRequest message, TimeSpan retryAfter)
+    {
+        var retryMs = (int)Math.Clamp(Math.Ceiling(retryAfter.TotalMilliseconds), 1, int.MaxValue);
+        var limit = _service.Options.MaxFramesPerSecond;
+        if (_budget.Exhausted)
+        {
+            LogOverBudget(_service.Logger, limit);
+            throw GrpcErrors.Exception(new InferError(ErrorCode.RateLimited, $"the stream kept sending past its {limit} messages per second (Frontend:MaxFramesPerSecond) for {_service.Options.OverBudgetCloseAfter.TotalSeconds:0.###} s.", retryMs));
+        }
+
+        Send(GrpcErrors.StreamError(message.Id, message.ModelName, new InferError(ErrorCode.RateLimited, $"past this stream's {limit} messages per second (Frontend:MaxFramesPerSecond): not read.", retryMs)));
     }
 
     /// <summary>The stream is over: the sequences it started and did not end are ended at its caller's session.</summary>
@@ -181,6 +278,7 @@ internal sealed partial class InferStream
             }
 
             _payloads.Release(payloadBytes);
+            Volatile.Write(ref _lastActive, _time.GetTimestamp());
             Finished();
         }
     }
@@ -254,6 +352,12 @@ internal sealed partial class InferStream
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A gRPC inference stream failed on request {RequestId}")]
     private static partial void LogRequestFailed(ILogger logger, Exception ex, string requestId);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "A gRPC inference stream was idle for {Seconds} s; it was ended")]
+    private static partial void LogIdle(ILogger logger, double seconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A gRPC inference stream kept sending past its {Limit} messages per second; it was ended")]
+    private static partial void LogOverBudget(ILogger logger, int limit);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A gRPC inference stream left more than {Bytes} bytes of answers unread; the caller was dropped")]
     private static partial void LogSlowReader(ILogger logger, long bytes);

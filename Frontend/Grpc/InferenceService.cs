@@ -101,19 +101,33 @@ internal sealed class InferenceService(
 
     public override async Task ModelStreamInfer(IAsyncStreamReader<ModelInferRequest> requestStream, IServerStreamWriter<ModelStreamInferResponse> responseStream, ServerCallContext context)
     {
-        // A stream is held like a WebSocket: it counts against its address's connections.
-        if (!addresses.TryTake(context.GetHttpContext().Connection.RemoteIpAddress, out var address))
+        // A stream is held like a WebSocket: it counts against the frontend's connections and its address's.
+        if (!drain.TryReserve())
         {
-            throw GrpcErrors.Exception(new InferError(ErrorCode.RateLimited, $"this address holds its maximum of {addresses.LimitFor(address!)} streams and connections to this frontend; end one before opening another.", 1000));
+            throw GrpcErrors.Exception(drain.IsDraining
+                ? new InferError(ErrorCode.ModelUnavailable, "this frontend is shutting down; connect to another.", 1000)
+                : new InferError(ErrorCode.Overloaded, $"this frontend holds its maximum of {Options.MaxConnections} streams and connections; connect to another, or retry later.", 1000));
         }
 
         try
         {
-            await new InferStream(this, context).RunAsync(requestStream, responseStream);
+            if (!addresses.TryTake(context.GetHttpContext().Connection.RemoteIpAddress, out var address))
+            {
+                throw GrpcErrors.Exception(new InferError(ErrorCode.RateLimited, $"this address holds its maximum of {addresses.LimitFor(address!)} streams and connections to this frontend; end one before opening another.", 1000));
+            }
+
+            try
+            {
+                await new InferStream(this, context, time).RunAsync(requestStream, responseStream);
+            }
+            finally
+            {
+                addresses.Release(address);
+            }
         }
         finally
         {
-            addresses.Release(address);
+            drain.Release();
         }
     }
 

@@ -31,7 +31,7 @@ internal sealed partial class FrontendDrain(
     /// <summary>Whether the frontend is shutting down (refusing new work).</summary>
     public bool IsDraining => _draining;
 
-    /// <summary>WebSocket connections held now (or being upgraded).</summary>
+    /// <summary>WebSocket connections (held, or being upgraded) and gRPC streams held now.</summary>
     public int Connections => Volatile.Read(ref _slots);
 
     /// <summary>Requests not yet ended, of every WebSocket connection and over HTTP.</summary>

@@ -83,9 +83,9 @@ public sealed class FrontendOptions
     public string[] AllowedOrigins { get; set; } = [];
 
     /// <summary>
-    /// WebSocket connections this frontend holds at most; the next upgrade is refused with 503 <c>overloaded</c> (and
-    /// <c>Retry-After</c>), so that one frontend's memory stays bounded and clients go to another. Range: [1, 1000000].
-    /// Default 20000.
+    /// WebSocket connections and gRPC <c>ModelStreamInfer</c> streams this frontend holds at most; the next upgrade is
+    /// refused with 503 <c>overloaded</c> (and <c>Retry-After</c>), the next stream with <c>UNAVAILABLE</c>, so that one
+    /// frontend's memory stays bounded and clients go to another. Range: [1, 1000000]. Default 20000.
     /// </summary>
     public int MaxConnections { get; set; } = 20_000;
 
@@ -107,8 +107,9 @@ public sealed class FrontendOptions
     /// <summary>
     /// A WebSocket connection that has received no whole message and has had no request in flight for this long is
     /// closed (1000, reason <c>idle</c>); pings do not count (the server answers them below the protocol). A message must
-    /// arrive whole within it, so an unfinished one cannot hold its buffer for longer. Zero: never. Range: [0, 1 day].
-    /// Default 5 min.
+    /// arrive whole within it, so an unfinished one cannot hold its buffer for longer. A gRPC <c>ModelStreamInfer</c>
+    /// stream that reads no message and has nothing in flight for as long ends with <c>DEADLINE_EXCEEDED</c>. Zero:
+    /// never. Range: [0, 1 day]. Default 5 min.
     /// </summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
@@ -121,8 +122,8 @@ public sealed class FrontendOptions
 
     /// <summary>
     /// Messages one WebSocket connection may send per second (burst: one second's worth), counted before they are parsed,
-    /// whatever they turn out to be; a message over it is read, dropped unparsed and answered <c>rate_limited</c>.
-    /// Range: [1, 1000000]. Default 2000.
+    /// whatever they turn out to be; a message over it is read, dropped unparsed and answered <c>rate_limited</c>. A gRPC
+    /// <c>ModelStreamInfer</c> stream has the same budget for its messages. Range: [1, 1000000]. Default 2000.
     /// </summary>
     public int MaxFramesPerSecond { get; set; } = 2000;
 

@@ -13,6 +13,7 @@ public sealed partial class DeviceWorker : IDisposable
     private readonly Channel<IJob> _jobs;
     private readonly Thread _thread;
     private readonly ILogger _logger;
+    private long _jobsStarted;
 
     public DeviceWorker(string name, DeviceKind kind, int? cudaId, int queueCapacity, ILogger logger)
     {
@@ -37,6 +38,9 @@ public sealed partial class DeviceWorker : IDisposable
 
     /// <summary>The CUDA device id of a GPU worker; null on the CPU.</summary>
     public int? CudaId { get; }
+
+    /// <summary>How many jobs the device thread has started, counted as each starts.</summary>
+    public long JobsStarted => Interlocked.Read(ref _jobsStarted);
 
     /// <summary>Runs <paramref name="work"/> on the device thread. Waits (asynchronously) while the channel is full.</summary>
     public async Task<T> RunAsync<T>(Func<T> work)
@@ -90,6 +94,7 @@ public sealed partial class DeviceWorker : IDisposable
         {
             while (reader.TryRead(out var job))
             {
+                Interlocked.Increment(ref _jobsStarted);
                 job.Execute();
             }
         }

@@ -108,7 +108,7 @@ public sealed class GridMetrics
         _heldSequences = meter.CreateUpDownCounter<long>(
             "streaminfer.sequences.held", "{sequence}", "Stateful models: sequences whose state a batcher holds (started, not yet ended, expired or freed).");
         _connections = meter.CreateUpDownCounter<long>(
-            "streaminfer.connections.open", "{connection}", "WebSocket connections a frontend holds.");
+            "streaminfer.connections.open", "{connection}", "WebSocket connections and gRPC streams a frontend holds.");
     }
 
     /// <summary>The model label of a refusal for a model that is not served.</summary>

@@ -16,18 +16,39 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
 {
     private readonly string _repositoryPath = Path.GetFullPath(repository.Value.Path);
     private readonly ConcurrentDictionary<(string Model, string Version), ModelEntry> _prepared = new();
-    private readonly ConcurrentDictionary<(string Model, string Version), CancellationTokenSource> _preparing = new();
+    private readonly ConcurrentDictionary<(string Model, string Version), Preparing> _preparing = new();
     private readonly object _commitLock = new();
+
+    // Rollouts aborted here, newest last: a prepare of one that reaches this silo after its abort is refused before it
+    // loads anything. Keyed by rollout, so a later rollout of the same version prepares as usual.
+    private readonly Queue<(string Model, string Version, string RolloutId)> _abortedOrder = new();
+    private readonly HashSet<(string Model, string Version, string RolloutId)> _aborted = [];
+    private readonly object _abortLock = new();
+
+    /// <summary>How many aborted rollouts a silo remembers.</summary>
+    internal const int AbortedRemembered = 256;
 
     /// <summary>
     /// Loads version <paramref name="version"/> of model <paramref name="name"/> from the repository beside the serving
     /// one, on every device, and warms it up. Nothing serves it until <see cref="Commit"/>. Returns the problems that stop
     /// it (empty when prepared): an unreadable or missing file, a kind or priority levels that differ, a tensor model
-    /// whose inputs changed incompatibly, a failed warm-up. Preparing a version already prepared succeeds at once.
+    /// whose inputs changed incompatibly, a failed warm-up, an abort of <paramref name="rolloutId"/> (before or while it
+    /// loads). Preparing a version already prepared succeeds at once.
     /// </summary>
-    public async Task<ImmutableArray<ModelLoadError>> PrepareAsync(string name, string version, CancellationToken cancellationToken = default)
+    /// <param name="name">The model.</param>
+    /// <param name="version">The version: a folder of the model in the repository.</param>
+    /// <param name="rolloutId">The rollout this prepare is part of, as its <see cref="Abort"/> names it; null outside a rollout.</param>
+    /// <param name="cancellationToken">Cancels the load.</param>
+    public async Task<ImmutableArray<ModelLoadError>> PrepareAsync(string name, string version, string? rolloutId = null, CancellationToken cancellationToken = default)
     {
         ImmutableArray<ModelLoadError> Refuse(string reason) => [new ModelLoadError(name, null, "version", reason)];
+        var abortedMessage = $"version {version} was aborted while it was being prepared.";
+        if (WasAborted(name, version, rolloutId))
+        {
+            LogLatePrepareRefused(logger, name, version);
+            return Refuse($"the rollout to version {version} was aborted before this prepare arrived.");
+        }
+
         if (!catalog.TryGet(name, out var current))
         {
             return Refuse($"no model named '{name}' is served.");
@@ -64,9 +85,20 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
 
         // An abort while the version loads cancels the load; one that comes after it finished finds it prepared.
         using var aborted = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        if (!_preparing.TryAdd((name, version), aborted))
+        var preparing = new Preparing(aborted, rolloutId);
+        lock (_abortLock)
         {
-            return Refuse($"version {version} is already being prepared on this silo.");
+            // Checked again with the registration, under the abort's lock: an abort either finds this prepare or is seen here.
+            if (WasAborted(name, version, rolloutId))
+            {
+                LogLatePrepareRefused(logger, name, version);
+                return Refuse($"the rollout to version {version} was aborted before this prepare arrived.");
+            }
+
+            if (!_preparing.TryAdd((name, version), preparing))
+            {
+                return Refuse($"version {version} is already being prepared on this silo.");
+            }
         }
 
         ModelEntry? prepared;
@@ -78,11 +110,11 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             LogPrepareAborted(logger, name, version);
-            return Refuse($"version {version} was aborted while it was being prepared.");
+            return Refuse(abortedMessage);
         }
         finally
         {
-            _preparing.TryRemove(KeyValuePair.Create((name, version), aborted));
+            _preparing.TryRemove(KeyValuePair.Create((name, version), preparing));
         }
 
         if (prepared is null)
@@ -102,7 +134,7 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
         if (aborted.IsCancellationRequested || !_prepared.TryAdd((name, version), prepared))
         {
             prepared.Release();
-            return aborted.IsCancellationRequested ? Refuse($"version {version} was aborted while it was being prepared.") : [];
+            return aborted.IsCancellationRequested ? Refuse(abortedMessage) : [];
         }
 
         LogPrepared(logger, name, version, string.Join(", ", prepared.Instances.Keys));
@@ -133,20 +165,37 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
 
     /// <summary>
     /// Drops a version that will not serve (a rollout aborted): a prepared one is released, and one still being
-    /// prepared is cancelled (what it loaded is released). Unknown versions are ignored.
+    /// prepared for <paramref name="rolloutId"/> is cancelled (what it loaded is released). A prepare of
+    /// <paramref name="rolloutId"/> that arrives later is refused. A null rollout cancels any prepare of the version and
+    /// refuses none later. Unknown versions are ignored.
     /// </summary>
-    public void Abort(string name, string version)
+    public void Abort(string name, string version, string? rolloutId = null)
     {
-        if (_preparing.TryGetValue((name, version), out var preparing))
+        Preparing? preparing;
+        lock (_abortLock)
         {
-            try
+            if (rolloutId is not null && _aborted.Add((name, version, rolloutId)))
             {
-                preparing.Cancel();
+                _abortedOrder.Enqueue((name, version, rolloutId));
+                if (_abortedOrder.Count > AbortedRemembered)
+                {
+                    _aborted.Remove(_abortedOrder.Dequeue());
+                }
             }
-            catch (ObjectDisposedException)
+
+            if (!_preparing.TryGetValue((name, version), out preparing) || (rolloutId is not null && preparing.RolloutId != rolloutId))
             {
-                // The prepare ended meanwhile; what it prepared, if anything, is dropped below.
+                preparing = null;
             }
+        }
+
+        try
+        {
+            preparing?.Aborted.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The prepare ended meanwhile; what it prepared, if anything, is dropped below.
         }
 
         if (_prepared.TryRemove((name, version), out var prepared))
@@ -172,6 +221,19 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
     public ImmutableArray<string> PreparingVersions(string name)
         => [.. _preparing.Keys.Where(k => k.Model == name).Select(k => k.Version).Order(StringComparer.Ordinal)];
 
+    private bool WasAborted(string name, string version, string? rolloutId)
+    {
+        if (rolloutId is null)
+        {
+            return false;
+        }
+
+        lock (_abortLock)
+        {
+            return _aborted.Contains((name, version, rolloutId));
+        }
+    }
+
     /// <summary>Why a new version's inputs cannot take the old version's requests (names, types, shapes), or null.</summary>
     private static string? Incompatibility(ImmutableArray<TensorSpec> old, ImmutableArray<TensorSpec> next)
     {
@@ -196,9 +258,15 @@ public sealed partial class ModelRollout(ModelCatalog catalog, ModelLoader loade
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version}: the prepare was aborted before it finished; what it loaded is released")]
     private static partial void LogPrepareAborted(ILogger logger, string model, string version);
 
+    [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version}: a prepare arrived after its rollout was aborted; it loads nothing")]
+    private static partial void LogLatePrepareRefused(ILogger logger, string model, string version);
+
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} version {Version} is prepared on {Devices}")]
     private static partial void LogPrepared(ILogger logger, string model, string version, string devices);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Model {Model} now serves version {Version} (was {Previous}); the old version is released when its last request ends")]
     private static partial void LogCommitted(ILogger logger, string model, string version, string previous);
+
+    /// <summary>A prepare under way: how to cancel it, and the rollout it belongs to.</summary>
+    private sealed record Preparing(CancellationTokenSource Aborted, string? RolloutId);
 }

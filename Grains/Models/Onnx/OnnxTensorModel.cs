@@ -14,6 +14,9 @@ namespace StreamInfer.Grains.Models.Onnx;
 /// </summary>
 internal partial class OnnxTensorModel : IBatchModel
 {
+    /// <summary>How often at most a failed request's warning is logged, per model instance on its device.</summary>
+    internal static readonly TimeSpan FailureWarningInterval = TimeSpan.FromSeconds(10);
+
     private readonly InferenceSession _session;
     private readonly TensorSignature _signature;
     private readonly RunOptions _runOptions = new();
@@ -24,6 +27,7 @@ internal partial class OnnxTensorModel : IBatchModel
     private readonly IReadOnlyDictionary<string, long>? _warmupDims;
     private readonly List<TensorDeclaration>? _declaredInputs;
     private readonly long _maxBatchBytes;
+    private readonly WarningInterval _failureWarnings = new(FailureWarningInterval, TimeProvider.System);
     private int _disposed;
 
     protected OnnxTensorModel(ModelDefinition definition, InferenceSession session, TensorSignature signature)
@@ -260,7 +264,13 @@ internal partial class OnnxTensorModel : IBatchModel
     /// <summary>The failure's client message is stable (ONNX Runtime's text names paths and graph internals); the log has it whole.</summary>
     private ItemOutcome Failed(Exception ex)
     {
-        LogRequestFailed(Logger, ex, Name);
+        // Bad input can make ONNX Runtime refuse a request at every client's rate: the warning is one line, spaced out.
+        LogRequestFailedDetail(Logger, ex, Name);
+        if (_failureWarnings.TryPass(out var heldBack))
+        {
+            LogRequestFailed(Logger, Name, ex.GetType().Name, OnnxErrors.Code(ex), heldBack);
+        }
+
         return ItemOutcome.Failed(ex switch
         {
             OnnxRuntimeException => new InferError(ErrorCode.InvalidInput, $"model '{Name}' could not run the request: ONNX Runtime refused its values ({OnnxErrors.Code(ex)}); the server's log has the details."),
@@ -269,8 +279,11 @@ internal partial class OnnxTensorModel : IBatchModel
         });
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model}: a request failed when it ran")]
-    private static partial void LogRequestFailed(ILogger logger, Exception ex, string model);
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model}: a request failed when it ran ({Exception}, {Code}); {HeldBack} more since the last such warning; the exceptions are logged at Debug")]
+    private static partial void LogRequestFailed(ILogger logger, string model, string exception, string code, int heldBack);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Model {Model}: a request failed when it ran")]
+    private static partial void LogRequestFailedDetail(ILogger logger, Exception ex, string model);
 
     // Anything but the failures that leave the process unfit to go on: a managed allocation that fails is one batch's
     // problem, and the requests that do not need it can still run.

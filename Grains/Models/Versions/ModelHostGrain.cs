@@ -22,7 +22,7 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ModelRollout rollout,
         return [.. silos.Select(s => s.SiloName).Order(StringComparer.Ordinal).Select(s => (s, grains.GetGrain<IModelHostGrain>(KeyFor(s))))];
     }
 
-    public Task<ImmutableArray<ModelLoadError>> PrepareAsync(string model, string version)
+    public Task<ImmutableArray<ModelLoadError>> PrepareAsync(string model, string version, string rolloutId)
     {
         if (!OnItsSilo(out var wrong))
         {
@@ -30,14 +30,14 @@ internal sealed class ModelHostGrain(ModelCatalog catalog, ModelRollout rollout,
         }
 
         // Loading runs on the devices' threads; this grain only awaits it.
-        return rollout.PrepareAsync(model, version);
+        return rollout.PrepareAsync(model, version, rolloutId);
     }
 
     public Task<bool> CommitAsync(string model, string version) => Task.FromResult(OnItsSilo(out _) && rollout.Commit(model, version));
 
-    public Task AbortAsync(string model, string version)
+    public Task AbortAsync(string model, string version, string rolloutId)
     {
-        rollout.Abort(model, version);
+        rollout.Abort(model, version, rolloutId);
         return Task.CompletedTask;
     }
 

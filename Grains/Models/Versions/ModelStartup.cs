@@ -80,7 +80,7 @@ internal sealed partial class ModelStartup(
                 continue;
             }
 
-            var problems = await rollout.PrepareAsync(name, serving, cancellationToken);
+            var problems = await rollout.PrepareAsync(name, serving, cancellationToken: cancellationToken);
             if (problems.IsEmpty && rollout.Commit(name, serving))
             {
                 LogCaughtUp(logger, name, serving, version);

@@ -64,6 +64,7 @@ internal sealed partial class ModelVersionGrain(
 
         // Claimed before the first await: the grain is reentrant, and a second call must see this one under way.
         var started = time.GetUtcNow();
+        var rolloutId = Guid.NewGuid().ToString("N");
         _running = new RolloutState(Model, from, version, RolloutPhases.Preparing, [], started, null, rollback);
         try
         {
@@ -80,7 +81,7 @@ internal sealed partial class ModelVersionGrain(
             {
                 try
                 {
-                    var problems = await h.Host.PrepareAsync(Model, version).WaitAsync(PrepareTimeout);
+                    var problems = await h.Host.PrepareAsync(Model, version, rolloutId).WaitAsync(PrepareTimeout);
                     return problems.Select(p => new RolloutFailure(h.Silo, p.ToString())).ToList();
                 }
                 catch (TimeoutException)
@@ -99,7 +100,7 @@ internal sealed partial class ModelVersionGrain(
             RolloutState ended;
             if (failures.Length > 0)
             {
-                await Task.WhenAll(hosts.Select(h => AbortQuietlyAsync(h.Host, version)));
+                await Task.WhenAll(hosts.Select(h => AbortQuietlyAsync(h.Host, version, rolloutId)));
                 ended = _running with { Phase = RolloutPhases.Aborted, Failures = failures, EndedAt = time.GetUtcNow() };
                 LogRolloutAborted(logger, Model, version, string.Join("; ", failures.Select(f => $"{f.Silo}: {f.Reason}")));
             }
@@ -130,11 +131,11 @@ internal sealed partial class ModelVersionGrain(
         }
     }
 
-    private async Task AbortQuietlyAsync(IModelHostGrain host, string version)
+    private async Task AbortQuietlyAsync(IModelHostGrain host, string version, string rolloutId)
     {
         try
         {
-            await host.AbortAsync(Model, version);
+            await host.AbortAsync(Model, version, rolloutId);
         }
         catch (Exception ex)
         {

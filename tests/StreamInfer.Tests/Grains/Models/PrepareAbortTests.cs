@@ -1,12 +1,16 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using StreamInfer.Grains.Devices;
+using StreamInfer.Grains.Models;
 using StreamInfer.Grains.Options;
 using StreamInfer.Tests.Infrastructure;
 
 namespace StreamInfer.Tests.Grains.Models;
 
-/// <summary>An abort that comes while a version is still being prepared cancels it: nothing it loaded stays.</summary>
+/// <summary>
+/// An abort that comes while a version is still being prepared cancels it, and one that comes before its rollout's
+/// prepare refuses that prepare: nothing loaded for an aborted rollout stays.
+/// </summary>
 public sealed class PrepareAbortTests : IAsyncLifetime
 {
     private readonly string _root = Path.Combine(Path.GetTempPath(), "streaminfer-tests", Guid.NewGuid().ToString("N"));
@@ -34,6 +38,7 @@ public sealed class PrepareAbortTests : IAsyncLifetime
         // The device is held, so the prepare cannot finish before the abort.
         using var gate = new ManualResetEventSlim();
         var device = _devices.Devices.Single();
+        var jobsBefore = device.JobsStarted;
         var held = device.RunAsync(() => gate.Wait(TimeSpan.FromSeconds(30)));
 
         var prepare = _models.Rollout.PrepareAsync("scale", "2");
@@ -43,6 +48,9 @@ public sealed class PrepareAbortTests : IAsyncLifetime
         Assert.True(await held);
         var problems = await prepare.WaitAsync(TimeSpan.FromSeconds(30));
 
+        // The version warms up at 4 batch sizes; the abort stops it after the one already queued, if any.
+        var warmUps = device.JobsStarted - jobsBefore - 1;
+        Assert.InRange(warmUps, 0, 1);
         var problem = Assert.Single(problems);
         Assert.Contains("aborted", problem.Reason, StringComparison.Ordinal);
         Assert.Empty(_models.Rollout.PreparedVersions("scale"));
@@ -53,6 +61,54 @@ public sealed class PrepareAbortTests : IAsyncLifetime
         // The version can still be prepared and committed afterwards.
         Assert.Empty(await _models.Rollout.PrepareAsync("scale", "2"));
         Assert.True(_models.Rollout.Commit("scale", "2"));
+    }
+
+    [Fact]
+    public async Task Prepare_ArrivingAfterItsRolloutWasAborted_LoadsNothingAndALaterRolloutPrepares()
+    {
+        var device = _devices.Devices.Single();
+        var jobsBefore = device.JobsStarted;
+        _models.Rollout.Abort("scale", "2", "rollout-a");
+
+        var problem = Assert.Single(await _models.Rollout.PrepareAsync("scale", "2", "rollout-a"));
+
+        Assert.Contains("aborted", problem.Reason, StringComparison.Ordinal);
+        Assert.Equal(jobsBefore, device.JobsStarted);
+        Assert.Empty(_models.Rollout.PreparedVersions("scale"));
+        Assert.Empty(_models.Rollout.PreparingVersions("scale"));
+        Assert.Empty(await _models.Rollout.PrepareAsync("scale", "2", "rollout-b"));
+        Assert.True(_models.Rollout.Commit("scale", "2"));
+        Assert.True(_models.Catalog.TryGet("scale", out var serving));
+        Assert.Equal("2", serving.Version);
+    }
+
+    [Fact]
+    public async Task Abort_OfAnotherRollout_LeavesAPrepareUnderWayToFinish()
+    {
+        using var gate = new ManualResetEventSlim();
+        var device = _devices.Devices.Single();
+        var held = device.RunAsync(() => gate.Wait(TimeSpan.FromSeconds(30)));
+
+        var prepare = _models.Rollout.PrepareAsync("scale", "2", "rollout-b");
+        await Eventually.UntilAsync(() => Task.FromResult(_models.Rollout.PreparingVersions("scale")), v => v.Contains("2"), what: "the prepare is under way");
+        _models.Rollout.Abort("scale", "2", "rollout-a");
+        gate.Set();
+        Assert.True(await held);
+
+        Assert.Empty(await prepare.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal("2", Assert.Single(_models.Rollout.PreparedVersions("scale")));
+    }
+
+    [Fact]
+    public async Task Abort_RemembersABoundedNumberOfRollouts_TheOldestIsForgotten()
+    {
+        for (var i = 0; i <= ModelRollout.AbortedRemembered; i++)
+        {
+            _models.Rollout.Abort("scale", "2", $"rollout-{i}");
+        }
+
+        Assert.Contains("aborted", Assert.Single(await _models.Rollout.PrepareAsync("scale", "2", "rollout-1")).Reason, StringComparison.Ordinal);
+        Assert.Empty(await _models.Rollout.PrepareAsync("scale", "2", "rollout-0"));
     }
 
     [Fact]
