@@ -63,7 +63,16 @@ public sealed class MessageAbuseTests
         // A request after the close could never be answered: it must not reach the grid. The client then stays silent
         // until the server drops it.
         var request = JsonSerializer.SerializeToUtf8Bytes(new { type = "infer", id = "late", model = "gate", inputs = new { x = new { dtype = "float32", shape = new[] { 1, 2 }, data = new[] { 1.5, 2.5 } } } });
-        await socket.SendAsync(request, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+        try
+        {
+            await socket.SendAsync(request, WebSocketMessageType.Text, endOfMessage: true, CancellationToken.None);
+        }
+        catch (WebSocketException)
+        {
+            // On a starved machine the server may already have dropped the client for not answering its close: the
+            // request then never left, which is as good.
+        }
+
         var inFlight = 0;
         await Eventually.UntilAsync(
             () =>
