@@ -176,7 +176,17 @@ internal sealed class InferenceService(
             throw GrpcErrors.Exception(refusal);
         }
 
-        var model = await client.GetGrain<IModelInfoGrain>(0).GetModelAsync(name);
+        ModelInfo? model;
+        try
+        {
+            model = await client.GetGrain<IModelInfoGrain>(0).GetModelAsync(name);
+        }
+        catch (Exception ex) when (!context.CancellationToken.IsCancellationRequested)
+        {
+            // As the HTTP lookups answer: the protocol's code and a stable message, the exception in the log.
+            throw GrpcErrors.Exception(GrainCallErrors.For(logger, ex, "looking the model up"));
+        }
+
         return Missing(model, name, version.Length > 0 ? version : null) is { } missing ? throw GrpcErrors.Exception(missing) : model!;
     }
 

@@ -4,7 +4,7 @@ using StreamInfer.Grains.Sessions;
 namespace StreamInfer.Frontend.WebSockets;
 
 /// <summary>
-/// A WebSocket connection's budget of messages and bytes per second (<see cref="FrontendOptions.MaxFramesPerSecond"/>,
+/// A WebSocket connection's (or a gRPC stream's: one whole message at a time) budget of messages and bytes per second (<see cref="FrontendOptions.MaxFramesPerSecond"/>,
 /// <see cref="FrontendOptions.MaxBytesPerSecond"/>, each with a second's worth of burst), taken when a message begins,
 /// before anything of it is parsed, whatever it turns out to be: a request, a cancel, an invalid frame. A message's bytes
 /// are counted as they are read (<see cref="Read"/>), and an empty frame costs a message's place: a large message may put
