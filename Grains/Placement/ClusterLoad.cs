@@ -35,7 +35,7 @@ internal sealed partial class ClusterLoad(
     private volatile ImmutableDictionary<string, ImmutableArray<RemoteBatcher>> _remote = ImmutableDictionary<string, ImmutableArray<RemoteBatcher>>.Empty;
 
     // Each other silo's last report, by silo name: _remote is rebuilt from it whenever one changes.
-    private readonly ConcurrentDictionary<string, ImmutableArray<BatcherLoad>> _reports = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ImmutableArray<(string Model, RemoteBatcher Batcher)>> _reports = new(StringComparer.Ordinal);
     private readonly Lock _publishing = new();
 
     private volatile bool _draining;
@@ -158,12 +158,17 @@ internal sealed partial class ClusterLoad(
             .Where(m => m.Status == SiloStatus.Active && !m.SiloAddress.Equals(silo.SiloAddress))
             .ToList();
         var names = others.Select(m => SiloNames.ForKey(m.Name)).ToHashSet(StringComparer.Ordinal);
+        var left = false;
         foreach (var gone in _reports.Keys.Where(k => !names.Contains(k)).ToList())
         {
-            _reports.TryRemove(gone, out _);
+            left |= _reports.TryRemove(gone, out _);
         }
 
-        Publish();
+        if (left)
+        {
+            Publish();
+        }
+
         await Task.WhenAll(others.Select(m => ReadAsync(m.Name, cancellationToken)));
     }
 
@@ -179,7 +184,9 @@ internal sealed partial class ClusterLoad(
         {
             var loads = await grains.GetGrain<IModelHostGrain>(ModelHostGrain.KeyFor(siloName)).GetLoadAsync()
                 .WaitAsync(ReadTimeout, cancellationToken);
-            _reports[name] = loads;
+            // Built here, once per report: what Choose counts on a silo's batchers until its next report survives the
+            // other silos' reports.
+            _reports[name] = [.. loads.Select(l => (l.Model, new RemoteBatcher(name, l.Device) { Rows = l.QueuedRows }))];
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
         {
@@ -210,8 +217,8 @@ internal sealed partial class ClusterLoad(
     {
         lock (_publishing)
         {
-            _remote = _reports
-                .SelectMany(r => r.Value.Select(l => (l.Model, Batcher: new RemoteBatcher(r.Key, l.Device) { Rows = l.QueuedRows })))
+            _remote = _reports.Values
+                .SelectMany(batchers => batchers)
                 .GroupBy(x => x.Model, StringComparer.Ordinal)
                 .ToImmutableDictionary(g => g.Key, g => g.Select(x => x.Batcher).ToImmutableArray(), StringComparer.Ordinal);
         }
