@@ -48,9 +48,9 @@ public sealed class PrepareAbortTests : IAsyncLifetime
         Assert.True(await held);
         var problems = await prepare.WaitAsync(TimeSpan.FromSeconds(30));
 
-        // The version warms up at 4 batch sizes; the abort stops it after the one already queued, if any.
+        // The version warms up at 4 batch sizes; the abort stops it after the one queued, or the one starting as it lands.
         var warmUps = device.JobsStarted - jobsBefore - 1;
-        Assert.InRange(warmUps, 0, 1);
+        Assert.InRange(warmUps, 0, 2);
         var problem = Assert.Single(problems);
         Assert.Contains("aborted", problem.Reason, StringComparison.Ordinal);
         Assert.Empty(_models.Rollout.PreparedVersions("scale"));
