@@ -12,14 +12,18 @@ public interface IClientSessionGrain : IGrainWithStringKey
 {
     /// <summary>
     /// Admits a request and forwards it to a batcher of its model. Refusals, in the order they are checked:
-    /// <see cref="ErrorCode.BadRequest"/> (session closed, duplicate id in flight), <see cref="ErrorCode.UnknownModel"/>,
+    /// <see cref="ErrorCode.BadRequest"/> (session closed), <see cref="ErrorCode.UnknownModel"/>,
     /// <see cref="ErrorCode.ModelUnavailable"/> (loading or failed), <see cref="ErrorCode.BacklogFull"/>,
     /// <see cref="ErrorCode.RateLimited"/> (with the exact wait until a token is available), then whatever the batcher
     /// refuses with (<see cref="ErrorCode.InvalidInput"/>, <see cref="ErrorCode.Overloaded"/>,
     /// <see cref="ErrorCode.ModelUnavailable"/>). A refused request costs no token and no backlog slot and produces no
     /// delivery. An accepted one ends in exactly one <see cref="Delivery"/> to the frontend the request names.
     /// <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
-    /// Not idempotent: a retry of an accepted id is refused as a duplicate. The request's <see cref="InferRequest.Limits"/>
+    /// Idempotent, for a caller that sends a request again when the first call may have been lost (its connection to the
+    /// gateway it went through closed before an answer): a request id the session holds is answered, before anything is
+    /// checked or taken, as an acceptance naming its batcher's silo, and one that ended here a moment ago (its delivery is
+    /// on its way or arrived) as an acceptance without a silo; nothing runs twice. Callers therefore never reuse an id
+    /// for another request. The request's <see cref="InferRequest.Limits"/>
     /// (its API key's) apply from it on, before anything is checked; a priority above their ceiling is lowered to it.
     /// <para>
     /// A request of a stateful sequence (<see cref="InferRequest.Sequence"/>) is checked, after the model, against the

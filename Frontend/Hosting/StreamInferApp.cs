@@ -99,6 +99,8 @@ public static class StreamInferApp
         services.AddSingleton<ConnectionsPerAddress>();
         services.AddKestrelLimits();
         services.AddHostedService(sp => sp.GetRequiredService<FrontendDrain>());
+        services.AddSingleton<GatewayLoss>();
+        services.AddSingleton<IClusterConnectionStatusObserver>(sp => sp.GetRequiredService<GatewayLoss>());
         services.AddSingleton<ClusterWatch>();
         services.AddHostedService(sp => sp.GetRequiredService<ClusterWatch>());
         services.AddStreamInferGrpc();

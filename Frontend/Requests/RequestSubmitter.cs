@@ -18,6 +18,7 @@ internal sealed partial class RequestSubmitter(
     IGrainFactory grains,
     RequestTable table,
     FrontendIdentity identity,
+    GatewayLoss gatewayLoss,
     IOptions<FrontendOptions> options,
     IOptions<ClientSessionOptions> sessionOptions,
     TimeProvider time,
@@ -63,7 +64,9 @@ internal sealed partial class RequestSubmitter(
 
         try
         {
-            var admission = await Session(request).SubmitAsync(new InferRequest(request.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer, infer.Sequence, client?.Limits));
+            var session = Session(request);
+            var message = new InferRequest(request.GridId, infer.Model, infer.Inputs, infer.Prompt, infer.Timeout, identity.Id, infer.Priority, infer.Generation, identity.Observer, infer.Sequence, client?.Limits);
+            var admission = await Resend.CallAsync(() => gatewayLoss.Next, () => session.SubmitAsync(message));
             request.WatchdogAt = WatchdogAt(request.SubmittedAt, admission.Timeout ?? infer.Timeout ?? sessionOptions.Value.DefaultTimeout);
             request.Silo = admission.Silo;
             if (admission.Warning is { } warning)
@@ -174,14 +177,16 @@ internal sealed partial class RequestSubmitter(
     /// call in flight through the dead silo's gateway is never answered, and which gateway a call took is not known here.
     /// A stateful sequence's request held there ends with <c>unknown_sequence</c> instead: its state died with the silo.
     /// </summary>
-    public int FailSilo(string silo)
+    public int FailSilo(string silo) => Fail(silo, admissionsToo: true);
+
+    private int Fail(string silo, bool admissionsToo)
     {
         var outcome = RequestOutcome.Failed(new InferError(ErrorCode.ModelUnavailable, $"silo '{silo}', which was running this request, left the cluster; retry.", AdmissionFailure.SiloLostRetryMs));
         var lost = RequestOutcome.Failed(new InferError(ErrorCode.UnknownSequence, $"silo '{silo}', which held this request's sequence, left the cluster; start the sequence again."));
         var failed = 0;
         foreach (var request in table.All)
         {
-            if ((request.Silo is null || request.Silo == silo) && request.TryEnd(request.Silo is not null && request.Sequence is not null ? lost : outcome))
+            if ((request.Silo == silo || (admissionsToo && request.Silo is null)) && request.TryEnd(request.Silo is not null && request.Sequence is not null ? lost : outcome))
             {
                 _ = ReleaseAsync(request);
                 failed++;
@@ -190,6 +195,14 @@ internal sealed partial class RequestSubmitter(
 
         return failed;
     }
+
+    /// <summary>
+    /// A silo's process is gone (its gateway refuses connections) though membership has not declared it dead yet: the
+    /// requests its batchers held end now with <c>model_unavailable</c>, as <see cref="FailSilo"/> would end them.
+    /// Admissions not answered are left alone: those that went through its gateway are sent again (see
+    /// <see cref="Resend"/>), and the rest are answered.
+    /// </summary>
+    public int FailHeldBy(string silo) => Fail(silo, admissionsToo: false);
 
     /// <summary>The refusal of a prompt over <paramref name="max"/> UTF-8 bytes, or null.</summary>
     private static InferError? PromptTooLarge(string? prompt, int max)

@@ -60,6 +60,11 @@ internal sealed partial class ClientSessionGrain(
             return Admission.Refused(SessionClosed);
         }
 
+        if (Again(request.RequestId) is { } again)
+        {
+            return again;
+        }
+
         // The first check: every submission costs a token, bad input included; a refusal that is the grid's gives it back.
         // The client's key's limits (if any) come first: they size the bucket.
         Apply(request.Limits);
@@ -69,11 +74,6 @@ internal sealed partial class ClientSessionGrain(
             var ms = (int)retryAfter.TotalMilliseconds;
             metrics.Refused(model is null ? GridMetrics.UnknownModel : request.Model, ErrorCode.RateLimited);
             return Admission.Refused(new InferError(ErrorCode.RateLimited, $"rate limit of {_bucket.RatePerSecond}/s (burst {_bucket.Burst}) exceeded; retry in {ms} ms.", ms));
-        }
-
-        if (_backlog.Contains(request.RequestId))
-        {
-            return Admission.Refused(new InferError(ErrorCode.BadRequest, $"a request with id '{request.RequestId}' is already in flight."));
         }
 
         if (model is null)
@@ -146,6 +146,8 @@ internal sealed partial class ClientSessionGrain(
             return new InferError(ErrorCode.BadRequest, $"no request with id '{requestId}' is in flight.");
         }
 
+        _ended.Add(requestId);
+
         if (pending!.Held)
         {
             // Never forwarded: its sequence's queue skips it.
@@ -184,6 +186,7 @@ internal sealed partial class ClientSessionGrain(
         {
             if (_backlog.Remove(id, out var pending))
             {
+                _ended.Add(id);
                 Ended(pending!, completed: true);
             }
         }

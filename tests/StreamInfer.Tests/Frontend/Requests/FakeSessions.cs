@@ -10,8 +10,12 @@ internal sealed class FakeSession : IClientSessionGrain
 
     public ConcurrentQueue<string> Cancelled { get; } = new();
 
+    /// <summary>The ids submitted, in order (a request sent again appears twice).</summary>
+    public ConcurrentQueue<string> Submitted { get; } = new();
+
     public Task<Admission> SubmitAsync(InferRequest request)
     {
+        Submitted.Enqueue(request.RequestId);
         var admission = new TaskCompletionSource<Admission>(TaskCreationOptions.RunContinuationsAsynchronously);
         Admissions.Enqueue(admission);
         return admission.Task;

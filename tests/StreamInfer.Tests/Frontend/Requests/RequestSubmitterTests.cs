@@ -17,6 +17,7 @@ public sealed class RequestSubmitterTests
     private readonly FakeTimeProvider _time = new();
     private readonly RequestTable _table = new();
     private readonly RecordingListener _listener = new();
+    private readonly GatewayLoss _gatewayLoss = new(NullLogger<GatewayLoss>.Instance);
     private readonly FakeSession _session;
     private readonly RequestSubmitter _submitter;
 
@@ -27,6 +28,7 @@ public sealed class RequestSubmitterTests
             grains,
             _table,
             new FrontendIdentity(),
+            _gatewayLoss,
             Options.Create(new FrontendOptions { WatchdogGrace = Grace }),
             Options.Create(new ClientSessionOptions { DefaultTimeout = TimeSpan.FromSeconds(30), MaxTimeout = TimeSpan.FromMinutes(5) }),
             _time,
@@ -86,6 +88,30 @@ public sealed class RequestSubmitterTests
     }
 
     [Fact]
+    public async Task FailHeldBy_GatewayGoneBeforeTheDeclaration_OnlyRequestsHeldThereEnd()
+    {
+        var onLost = Begin(null);
+        var onOther = Begin(null);
+        var unadmitted = Begin(null);
+        var first = _submitter.SubmitAsync(onLost, Infer(null));
+        var second = _submitter.SubmitAsync(onOther, Infer(null));
+        Admit(new Admission(null, null, TimeSpan.FromSeconds(30), "silo-a"));
+        Admit(new Admission(null, null, TimeSpan.FromSeconds(30), "silo-b"));
+        await Task.WhenAll(first, second);
+
+        var failed = _submitter.FailHeldBy("silo-a");
+
+        Assert.Equal(1, failed);
+        Assert.True(onLost.IsEnded);
+        Assert.False(unadmitted.IsEnded);
+        Assert.False(onOther.IsEnded);
+        var end = Assert.Single(_listener.Ends);
+        Assert.Equal(ErrorCode.ModelUnavailable, end.Error!.Code);
+        Assert.NotNull(end.Error.RetryAfterMs);
+        await Eventually.UntilAsync(() => Task.FromResult(_session.Cancelled.Contains(onLost.GridId)), released => released, what: "the request released at its session");
+    }
+
+    [Fact]
     public async Task CancelAsync_BeforeAdmissionAnswers_EndsCancelledAndCancelsAgainOnceAdmitted()
     {
         var request = Begin(null);
@@ -140,6 +166,47 @@ public sealed class RequestSubmitterTests
         Assert.False(await submitted);
         Assert.Equal(ErrorCode.ModelUnavailable, Assert.Single(_listener.Ends).Error!.Code);
         await Eventually.UntilAsync(() => Task.FromResult(_session.Cancelled.Count), n => n == 1, what: "the failed admission is released");
+    }
+
+    [Fact]
+    public async Task SubmitAsync_GatewayConnectionClosesBeforeTheAnswer_SentAgainAndTheSecondAnswerAdmits()
+    {
+        var request = Begin(TimeSpan.FromSeconds(1));
+        var submitted = _submitter.SubmitAsync(request, Infer(TimeSpan.FromSeconds(1)));
+        Assert.True(_session.Admissions.TryDequeue(out var lost));
+
+        _gatewayLoss.Signal();
+        var resent = await Dequeue();
+        Assert.Equal([request.GridId, request.GridId], _session.Submitted);
+        resent.SetResult(new Admission(null, null, TimeSpan.FromSeconds(1), "silo-b"));
+
+        Assert.True(await submitted);
+        Assert.Equal("silo-b", request.Silo);
+        Assert.False(request.IsEnded);
+
+        // The first try's failure, coming late (the client's response timeout), changes nothing.
+        lost.SetException(new TimeoutException());
+        Assert.False(request.IsEnded);
+    }
+
+    [Fact]
+    public async Task SubmitAsync_AnsweredBeforeAnyGatewayCloses_NotSentAgain()
+    {
+        var request = Begin(TimeSpan.FromSeconds(1));
+        var submitted = _submitter.SubmitAsync(request, Infer(TimeSpan.FromSeconds(1)));
+        Admit(new Admission(null, null, TimeSpan.FromSeconds(1), "silo-a"));
+        Assert.True(await submitted);
+
+        _gatewayLoss.Signal();
+        Assert.Single(_session.Submitted);
+        Assert.Empty(_session.Admissions);
+    }
+
+    private async Task<TaskCompletionSource<Admission>> Dequeue()
+    {
+        await Eventually.UntilAsync(() => Task.FromResult(_session.Submitted.Count), n => n > 1, what: "the request sent again");
+        Assert.True(_session.Admissions.TryDequeue(out var admission));
+        return admission;
     }
 
     private InFlightRequest Begin(TimeSpan? timeout)

@@ -141,17 +141,57 @@ public sealed class ClientSessionGrainTests(ClusterFixture fixture)
     }
 
     [Fact]
-    public async Task Submit_UnknownModelOrDuplicateId_Refused()
+    public async Task Submit_UnknownModel_Refused()
     {
         var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
         var session = fixture.NewSession();
 
         Assert.Equal(ErrorCode.UnknownModel, (await session.SubmitAsync(probe.Request("u1", "no-such-model"))).Error?.Code);
 
-        Assert.True((await session.SubmitAsync(probe.Request("dup", "hold-cancel"))).Accepted);
-        var duplicate = await session.SubmitAsync(probe.Request("dup", "hold-cancel"));
-        Assert.Equal(ErrorCode.BadRequest, duplicate.Error?.Code);
-        Assert.Contains("dup", duplicate.Error!.Message, StringComparison.Ordinal);
         await session.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Submit_IdHeldSentAgain_AcceptedWithItsSiloAndNothingTakenOrQueuedTwice()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession();
+        var before = (await fixture.Batcher("hold-cancel").GetStatusAsync()).Queued;
+        var first = await session.SubmitAsync(probe.Request("again", "hold-cancel"));
+        Assert.True(first.Accepted);
+        var tokens = (await session.GetStatusAsync()).Tokens;
+
+        var again = await session.SubmitAsync(probe.Request("again", "hold-cancel"));
+
+        Assert.True(again.Accepted);
+        Assert.Equal(first.Silo, again.Silo);
+        Assert.Equal(first.Timeout, again.Timeout);
+        var status = await session.GetStatusAsync();
+        Assert.Equal(1, status.Backlog);
+        Assert.Equal(tokens, status.Tokens);
+        Assert.Equal(before + 1, (await fixture.Batcher("hold-cancel").GetStatusAsync()).Queued);
+        await session.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Submit_IdAnsweredSentAgain_AcceptedWithoutRunningItAgain()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession();
+        await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(10));
+        Assert.True((await session.SubmitAsync(probe.Request("done-once"))).Accepted);
+        Assert.Single(await probe.ReceiveAsync(1));
+        await Eventually.UntilAsync(session.GetStatusAsync, s => s.Backlog == 0, what: "the backlog freed");
+        var tokens = (await session.GetStatusAsync()).Tokens;
+
+        var again = await session.SubmitAsync(probe.Request("done-once"));
+
+        Assert.True(again.Accepted);
+        Assert.Null(again.Silo);
+        var status = await session.GetStatusAsync();
+        Assert.Equal(0, status.Backlog);
+        Assert.Equal(tokens, status.Tokens);
+        await session.CloseAsync();
+        Assert.Equal(0, probe.Unread);
     }
 }
