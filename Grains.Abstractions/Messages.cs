@@ -51,20 +51,9 @@ public sealed record Tensor(
     [property: Id(2)] ReadOnlyMemory<byte> Data,
     [property: Id(3)] ImmutableArray<string> Strings)
 {
-    /// <summary>The number of elements the shape describes.</summary>
-    public long ElementCount
-    {
-        get
-        {
-            long n = 1;
-            foreach (var d in Shape)
-            {
-                n *= d;
-            }
-
-            return n;
-        }
-    }
+    /// <summary>The number of elements the shape describes, or null when a dimension is negative or the product passes
+    /// <see cref="TensorTypes.MaxElements"/> (see <see cref="TensorTypes.ElementCount(ImmutableArray{long})"/>).</summary>
+    public long? ElementCount => TensorTypes.ElementCount(Shape);
 }
 
 /// <summary>A tensor with the input or output name it is bound to.</summary>

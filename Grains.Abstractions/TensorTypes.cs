@@ -1,3 +1,6 @@
+using System.Collections.Immutable;
+using System.Globalization;
+
 namespace StreamInfer;
 
 /// <summary>Wire names (<c>dtype</c> in docs/protocol.md) and element sizes of <see cref="TensorElementType"/>.</summary>
@@ -83,20 +86,64 @@ public static class TensorTypes
     }
 
     /// <summary>
+    /// The most elements a tensor's shape may describe, counting only its non-zero dimensions: every buffer and every
+    /// index downstream is sized in 32 bits, so a larger shape is refused where it enters rather than wrapping around.
+    /// </summary>
+    public const long MaxElements = int.MaxValue;
+
+    /// <summary>
+    /// The number of elements <paramref name="shape"/> holds, or null when a dimension is negative or the product passes
+    /// <see cref="MaxElements"/>. A zero dimension makes the tensor empty but does not excuse the others: the product of
+    /// the non-zero dimensions must fit too, so that no axis downstream is sized past what memory holds.
+    /// </summary>
+    public static long? ElementCount(ImmutableArray<long> shape)
+    {
+        if (shape.IsDefault)
+        {
+            return null;
+        }
+
+        long nonZero = 1;
+        var empty = false;
+        foreach (var d in shape)
+        {
+            if (d < 0)
+            {
+                return null;
+            }
+
+            if (d == 0)
+            {
+                empty = true;
+                continue;
+            }
+
+            if (nonZero > MaxElements / d)
+            {
+                return null;
+            }
+
+            nonZero *= d;
+        }
+
+        return empty ? 0 : nonZero;
+    }
+
+    /// <summary>The message that refuses a shape <see cref="ElementCount(ImmutableArray{long})"/> has no count for.</summary>
+    public static string ShapeRefusal(string name, ImmutableArray<long> shape)
+        => string.Create(CultureInfo.InvariantCulture, $"input '{name}': shape [{(shape.IsDefault ? string.Empty : string.Join(',', shape))}] must be non-negative integers whose product (zero dimensions aside) is at most {MaxElements} elements, so that it fits in memory.");
+
+    /// <summary>
     /// Checks that a tensor's payload matches its shape and type. Returns null when consistent, else a message that
     /// names the input.
     /// </summary>
     public static string? CheckConsistent(string name, Tensor tensor)
     {
-        foreach (var d in tensor.Shape)
+        if (tensor.ElementCount is not { } count)
         {
-            if (d < 0)
-            {
-                return $"input '{name}': shape [{string.Join(',', tensor.Shape)}] has a negative dimension.";
-            }
+            return ShapeRefusal(name, tensor.Shape);
         }
 
-        var count = tensor.ElementCount;
         if (tensor.ElementType == TensorElementType.String)
         {
             return tensor.Strings.IsDefault || tensor.Strings.Length != count

@@ -6,6 +6,7 @@ using StreamInfer.Grains.Metrics;
 using StreamInfer.Grains.Options;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace StreamInfer.Silo;
 
@@ -38,7 +39,7 @@ public static class SiloHost
         });
         // The silo's grid metrics (a silo serves no HTTP otherwise): Prometheus text at http://HOST:PORT/metrics
         // (StreamInfer:Metrics:Port, off by default; Host "*" by default, every interface).
-        var metricsPort = builder.Configuration.GetValue($"{GridMetrics.MetricsSection}:Port", 0);
+        var metricsPort = MetricsPort(builder.Configuration);
         if (metricsPort > 0)
         {
             builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
@@ -57,5 +58,14 @@ public static class SiloHost
         // Past the drain: the last deliveries' retries (10 s) and Orleans' own stop.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = drain + TimeSpan.FromSeconds(25));
         return builder.Build();
+    }
+
+    /// <summary><c>StreamInfer:Metrics:Port</c>: 0 (off) or a port in [1, 65535]; out of range, the silo does not start.</summary>
+    private static int MetricsPort(IConfiguration configuration)
+    {
+        var port = configuration.GetValue($"{GridMetrics.MetricsSection}:Port", 0);
+        return port is < 0 or > 65535
+            ? throw new OptionsValidationException(GridMetrics.MetricsSection, typeof(int), [$"{GridMetrics.MetricsSection}:Port must be 0 (off) or in [1, 65535]; got {port}."])
+            : port;
     }
 }

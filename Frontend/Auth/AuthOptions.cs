@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
+using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Frontend.Auth;
 
@@ -147,35 +148,15 @@ public sealed class AuthOptionsValidator : IValidateOptions<AuthOptions>
             errors.Add($"{AuthOptions.Section}:RedisRefresh must be in [1 s, 1 h]; got {o.RedisRefresh}.");
         }
 
-        if (o.MaxPriority is < 0 or > 15)
-        {
-            errors.Add($"{AuthOptions.Section}:MaxPriority must be in [0, 15]; got {o.MaxPriority}.");
-        }
+        ClientLimitRanges.CheckPriority($"{AuthOptions.Section}:MaxPriority", o.MaxPriority, errors);
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 
     private static void CheckLimits(ApiKeyOptions key, string at, List<string> errors)
     {
-        if (key.RatePerSecond is { } rate && !(rate > 0 && rate <= 1e6))
-        {
-            errors.Add($"{at}:RatePerSecond must be in (0, 1000000]; got {rate}.");
-        }
-
-        if (key.Burst is { } burst && !(burst >= 1 && burst <= 1e6))
-        {
-            errors.Add($"{at}:Burst must be in [1, 1000000]; got {burst}.");
-        }
-
-        if (key.BacklogCapacity is < 1 or > 100_000)
-        {
-            errors.Add($"{at}:BacklogCapacity must be in [1, 100000]; got {key.BacklogCapacity}.");
-        }
-
-        if (key.MaxPriority is < 0 or > 15)
-        {
-            errors.Add($"{at}:MaxPriority must be in [0, 15]; got {key.MaxPriority}.");
-        }
+        ClientLimitRanges.Check(at, key.RatePerSecond, key.Burst, key.BacklogCapacity, errors);
+        ClientLimitRanges.CheckPriority($"{at}:MaxPriority", key.MaxPriority, errors);
 
         if (key.MaxConnections is < 1 or > 1_000_000)
         {

@@ -4,7 +4,6 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Google.Protobuf;
 using StreamInfer.Frontend.Grpc.V2;
-using StreamInfer.Frontend.Protocol;
 
 namespace StreamInfer.Frontend.Grpc;
 
@@ -49,9 +48,9 @@ internal static class TypedContents
     public static string? TryRead(string name, TensorElementType type, ImmutableArray<long> shape, InferTensorContents? contents, out Tensor? tensor)
     {
         tensor = null;
-        if (RawTensors.ElementCount(shape) is not { } count)
+        if (TensorTypes.ElementCount(shape) is not { } count)
         {
-            return $"input '{name}': shape [{string.Join(',', shape)}] must be non-negative integers whose product fits in memory.";
+            return TensorTypes.ShapeRefusal(name, shape);
         }
 
         contents ??= new InferTensorContents();

@@ -23,9 +23,9 @@ internal static class RawTensors
     public static string? TryRead(string name, TensorElementType type, ImmutableArray<long> shape, ReadOnlyMemory<byte> bytes, out Tensor? tensor)
     {
         tensor = null;
-        if (ElementCount(shape) is not { } count)
+        if (TensorTypes.ElementCount(shape) is not { } count)
         {
-            return $"input '{name}': shape [{string.Join(',', shape)}] must be non-negative integers whose product fits in memory.";
+            return TensorTypes.ShapeRefusal(name, shape);
         }
 
         if (type == TensorElementType.String)
@@ -65,37 +65,6 @@ internal static class RawTensors
             Encoding.UTF8.GetBytes(s, span[4..]);
             into.Advance(4 + length);
         }
-    }
-
-    /// <summary>The number of elements <paramref name="shape"/> holds, or null when a dimension is negative or the
-    /// product passes <see cref="int.MaxValue"/>. A zero dimension makes the tensor empty but does not excuse the others:
-    /// the product of the non-zero dimensions must fit too, so that no axis downstream is sized past what memory holds.</summary>
-    public static long? ElementCount(ImmutableArray<long> shape)
-    {
-        long nonZero = 1;
-        var empty = false;
-        foreach (var d in shape)
-        {
-            if (d < 0)
-            {
-                return null;
-            }
-
-            if (d == 0)
-            {
-                empty = true;
-                continue;
-            }
-
-            if (nonZero > int.MaxValue / d)
-            {
-                return null;
-            }
-
-            nonZero *= d;
-        }
-
-        return empty ? 0 : nonZero;
     }
 
     private static string? TryReadStrings(string name, ImmutableArray<long> shape, long count, ReadOnlySpan<byte> bytes, out Tensor? tensor)

@@ -78,9 +78,9 @@ internal static class TensorParser
             return (null, headerError);
         }
 
-        if (RawTensors.ElementCount(shape) is not { } count)
+        if (TensorTypes.ElementCount(shape) is not { } count)
         {
-            return (null, $"input '{name}': shape [{string.Join(',', shape)}] must be non-negative integers whose product fits in memory.");
+            return (null, TensorTypes.ShapeRefusal(name, shape));
         }
 
         if (!element.TryGetProperty("data", out var dataElement) || dataElement.ValueKind != JsonValueKind.Array)

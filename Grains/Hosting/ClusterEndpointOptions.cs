@@ -1,3 +1,6 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+
 namespace StreamInfer.Grains.Hosting;
 
 /// <summary>
@@ -8,10 +11,10 @@ public sealed class ClusterEndpointOptions
 {
     public const string Section = "StreamInfer:Orleans";
 
-    /// <summary>Silo-to-silo port. Default 11111.</summary>
+    /// <summary>Silo-to-silo port. Range: [1, 65535]. Default 11111.</summary>
     public int SiloPort { get; set; } = 11111;
 
-    /// <summary>Port Orleans clients (frontends in a cluster) connect to. Default 30000.</summary>
+    /// <summary>Port Orleans clients (frontends in a cluster) connect to. Range: [1, 65535]. Default 30000.</summary>
     public int GatewayPort { get; set; } = 30000;
 
     /// <summary>
@@ -32,8 +35,8 @@ public sealed class ClusterEndpointOptions
     public string? Redis { get; set; }
 
     /// <summary>
-    /// The address other silos and clients reach this silo at, with Redis clustering. Default 127.0.0.1 (every silo on
-    /// one machine); a container or VM gives its own routable address (Kubernetes sets it from the pod's IP).
+    /// The address other silos and clients reach this silo at, with Redis clustering: an IP address. Default 127.0.0.1
+    /// (every silo on one machine); a container or VM gives its own routable address (Kubernetes sets it from the pod's IP).
     /// </summary>
     public string AdvertisedAddress { get; set; } = "127.0.0.1";
 
@@ -65,7 +68,7 @@ public sealed class ClusterEndpointOptions
     /// <summary>
     /// How often a frontend that is only a client re-reads the silos' gateways from Redis. It spreads its calls over
     /// the gateways it knows; one that started while a single silo was up knows only that one until the next read, and
-    /// stalls if that silo dies. Range: [0.1 s, 60 s], not checked. Default 1 s (Orleans' own is a minute).
+    /// stalls if that silo dies. Range: [0.1 s, 60 s]. Default 1 s (Orleans' own is a minute).
     /// </summary>
     public TimeSpan GatewayListRefreshPeriod { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -74,4 +77,44 @@ public sealed class ClusterEndpointOptions
 
     /// <summary>Whether Redis clustering is configured.</summary>
     public bool UsesRedis => !string.IsNullOrWhiteSpace(Redis);
+}
+
+/// <summary>Checks <see cref="ClusterEndpointOptions"/>, reporting every violation at once.</summary>
+public sealed class ClusterEndpointOptionsValidator : IValidateOptions<ClusterEndpointOptions>
+{
+    public ValidateOptionsResult Validate(string? name, ClusterEndpointOptions o)
+    {
+        var errors = new List<string>();
+        if (o.SiloPort is < 1 or > 65535)
+        {
+            errors.Add($"{ClusterEndpointOptions.Section}:SiloPort must be in [1, 65535]; got {o.SiloPort}.");
+        }
+
+        if (o.GatewayPort is < 1 or > 65535)
+        {
+            errors.Add($"{ClusterEndpointOptions.Section}:GatewayPort must be in [1, 65535]; got {o.GatewayPort}.");
+        }
+
+        if (o.UsesRedis && !o.Kubernetes && !IPAddress.TryParse(o.AdvertisedAddress, out _))
+        {
+            errors.Add($"{ClusterEndpointOptions.Section}:AdvertisedAddress must be an IP address; got '{o.AdvertisedAddress}'.");
+        }
+
+        if (o.ProbeTimeout < TimeSpan.FromMilliseconds(500) || o.ProbeTimeout > TimeSpan.FromSeconds(60))
+        {
+            errors.Add($"{ClusterEndpointOptions.Section}:ProbeTimeout must be in [0.5 s, 60 s]; got {o.ProbeTimeout}.");
+        }
+
+        if (o.MissedProbesLimit is < 1 or > 10)
+        {
+            errors.Add($"{ClusterEndpointOptions.Section}:MissedProbesLimit must be in [1, 10]; got {o.MissedProbesLimit}.");
+        }
+
+        if (o.GatewayListRefreshPeriod < TimeSpan.FromMilliseconds(100) || o.GatewayListRefreshPeriod > TimeSpan.FromSeconds(60))
+        {
+            errors.Add($"{ClusterEndpointOptions.Section}:GatewayListRefreshPeriod must be in [0.1 s, 60 s]; got {o.GatewayListRefreshPeriod}.");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
 }

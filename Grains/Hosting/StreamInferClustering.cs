@@ -3,6 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Orleans.Configuration;
 
 namespace StreamInfer.Grains.Hosting;
@@ -110,7 +111,14 @@ public static partial class StreamInferClustering
         private static partial void LogWaiting(ILogger logger, int attempt, string reason);
     }
 
-    /// <summary>Reads the section, with defaults when absent.</summary>
+    /// <summary>Reads the section, with defaults when absent. Read before the host is built (it chooses the clustering),
+    /// so a value out of range throws here, every violation named, and the process does not start.</summary>
     public static ClusterEndpointOptions Read(IConfiguration configuration)
-        => configuration.GetSection(ClusterEndpointOptions.Section).Get<ClusterEndpointOptions>() ?? new ClusterEndpointOptions();
+    {
+        var options = configuration.GetSection(ClusterEndpointOptions.Section).Get<ClusterEndpointOptions>() ?? new ClusterEndpointOptions();
+        var result = new ClusterEndpointOptionsValidator().Validate(null, options);
+        return result.Failed
+            ? throw new OptionsValidationException(ClusterEndpointOptions.Section, typeof(ClusterEndpointOptions), result.Failures)
+            : options;
+    }
 }

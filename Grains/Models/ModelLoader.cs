@@ -12,7 +12,7 @@ namespace StreamInfer.Grains.Models;
 /// Turns a scanned model into instances on every device, each warmed up (see <see cref="WarmupPolicy"/>) and leased so
 /// that its last release frees it on its own device's thread. It registers nothing: that is the caller's step.
 /// </summary>
-public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoader> logger)
+public sealed partial class ModelLoader(DeviceRegistry devices, KvCacheBudget kvCache, ILogger<ModelLoader> logger)
 {
     /// <summary>An echo model from the repository, on every device: nothing to load or warm.</summary>
     public ModelEntry Echo(ModelDefinition definition) => ModelEntry.Echo(definition.Name, definition.Options, devices.Devices.Select(d => d.Name));
@@ -25,7 +25,7 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
     public async Task<ModelEntry> LoadAsync(ModelDefinition definition)
     {
         var errors = new List<ModelLoadError>();
-        var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
+        var instances = new Dictionary<string, Loaded>(StringComparer.Ordinal);
         if (MemoryChecks.Check(definition, devices.Devices.Count()) is { } tooLarge)
         {
             errors.Add(tooLarge);
@@ -34,7 +34,13 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
         {
             foreach (var device in devices.Devices)
             {
-                IInferenceModel? model;
+                if (kvCache.TryReserve(definition, device.Name, out var reservation) is { } overBudget)
+                {
+                    errors.Add(overBudget);
+                    continue;
+                }
+
+                IInferenceModel? model = null;
                 try
                 {
                     model = await device.RunAsync(() => LoadOn(definition, device, errors));
@@ -43,13 +49,9 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
                 {
                     // Whatever a model throws while it loads is its own failure: the models after it still load.
                     errors.Add(Threw(definition, device, ex));
-                    continue;
                 }
 
-                if (model is not null)
-                {
-                    instances[device.Name] = model;
-                }
+                Keep(instances, device, model, reservation);
             }
         }
 
@@ -59,7 +61,7 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
             return ModelEntry.Unloaded(definition.Name, definition.Kind, definition.Version, definition.Options, ModelState.Failed, [.. errors]);
         }
 
-        LogReady(logger, definition.Name, definition.Version, string.Join(", ", instances.Keys), instances.Values.First().WarmBatchMs);
+        LogReady(logger, definition.Name, definition.Version, string.Join(", ", instances.Keys), instances.Values.First().Model.WarmBatchMs);
         return Ready(definition, instances, [.. errors]);
     }
 
@@ -72,7 +74,7 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
     public async Task<(ModelEntry? Entry, ImmutableArray<ModelLoadError> Errors)> LoadBesideAsync(ModelDefinition definition, CancellationToken cancellationToken)
     {
         var errors = new List<ModelLoadError>();
-        var instances = new Dictionary<string, IInferenceModel>(StringComparer.Ordinal);
+        var instances = new Dictionary<string, Loaded>(StringComparer.Ordinal);
         if (MemoryChecks.Check(definition, devices.Devices.Count()) is { } tooLarge)
         {
             return (null, [tooLarge]);
@@ -83,9 +85,20 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
             foreach (var device in devices.Devices)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                if (await LoadBesideAsync(definition, device, errors, cancellationToken) is { } model)
+                if (kvCache.TryReserve(definition, device.Name, out var reservation) is { } overBudget)
                 {
-                    instances[device.Name] = model;
+                    errors.Add(overBudget);
+                    continue;
+                }
+
+                IInferenceModel? model = null;
+                try
+                {
+                    model = await LoadBesideAsync(definition, device, errors, cancellationToken);
+                }
+                finally
+                {
+                    Keep(instances, device, model, reservation);
                 }
             }
         }
@@ -202,8 +215,21 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
     private static string ForLog(List<ModelLoadError> errors)
         => string.Join("; ", errors.Select(e => e.Detail is null ? e.ToString() : $"{e} [{e.Detail}]"));
 
-    /// <summary>Leases whose last release frees each instance on its own device's thread, after any batch still there.</summary>
-    private ModelEntry Ready(ModelDefinition definition, Dictionary<string, IInferenceModel> instances, ImmutableArray<ModelLoadError> errors)
+    /// <summary>Keeps a device's instance with its KV-cache reservation, or gives the reservation back when nothing loaded.</summary>
+    private static void Keep(Dictionary<string, Loaded> instances, DeviceWorker device, IInferenceModel? model, IDisposable? reservation)
+    {
+        if (model is null)
+        {
+            reservation?.Dispose();
+            return;
+        }
+
+        instances[device.Name] = new Loaded(model, reservation);
+    }
+
+    /// <summary>Leases whose last release frees each instance on its own device's thread, after any batch still there,
+    /// and gives back its KV-cache reservation.</summary>
+    private ModelEntry Ready(ModelDefinition definition, Dictionary<string, Loaded> instances, ImmutableArray<ModelLoadError> errors)
         => new(
             definition.Name,
             definition.Kind,
@@ -211,15 +237,24 @@ public sealed partial class ModelLoader(DeviceRegistry devices, ILogger<ModelLoa
             definition.Options,
             ModelState.Ready,
             errors,
-            instances.ToFrozenDictionary(kv => kv.Key, kv => new ModelLease(kv.Value, model => devices.DisposeOn(kv.Key, model)), StringComparer.Ordinal));
+            instances.ToFrozenDictionary(kv => kv.Key, kv => new ModelLease(kv.Value.Model, _ => Release(kv.Key, kv.Value)), StringComparer.Ordinal));
 
-    private void Release(Dictionary<string, IInferenceModel> instances)
+    private void Release(Dictionary<string, Loaded> instances)
     {
-        foreach (var (deviceName, model) in instances)
+        foreach (var (deviceName, loaded) in instances)
         {
-            devices.DisposeOn(deviceName, model);
+            Release(deviceName, loaded);
         }
     }
+
+    private void Release(string deviceName, Loaded loaded)
+    {
+        devices.DisposeOn(deviceName, loaded.Model);
+        loaded.KvCache?.Dispose();
+    }
+
+    /// <summary>An instance loaded on a device, and the KV cache it reserved there (null for a model that is not a decoder).</summary>
+    private sealed record Loaded(IInferenceModel Model, IDisposable? KvCache);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Model {Model} version {Version} did not load: {Errors}")]
     private static partial void LogLoadFailed(ILogger logger, string model, string version, string errors);

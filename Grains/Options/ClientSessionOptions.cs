@@ -41,20 +41,7 @@ public sealed class ClientSessionOptionsValidator : IValidateOptions<ClientSessi
     public ValidateOptionsResult Validate(string? name, ClientSessionOptions o)
     {
         var errors = new List<string>();
-        if (!(o.RatePerSecond > 0 && o.RatePerSecond <= 1e6))
-        {
-            errors.Add($"{ClientSessionOptions.Section}:RatePerSecond must be in (0, 1000000]; got {o.RatePerSecond}.");
-        }
-
-        if (!(o.Burst >= 1 && o.Burst <= 1e6))
-        {
-            errors.Add($"{ClientSessionOptions.Section}:Burst must be in [1, 1000000]; got {o.Burst}.");
-        }
-
-        if (o.BacklogCapacity is < 1 or > 100_000)
-        {
-            errors.Add($"{ClientSessionOptions.Section}:BacklogCapacity must be in [1, 100000]; got {o.BacklogCapacity}.");
-        }
+        ClientLimitRanges.Check(ClientSessionOptions.Section, o.RatePerSecond, o.Burst, o.BacklogCapacity, errors);
 
         if (o.MaxTimeout <= TimeSpan.Zero || o.MaxTimeout > TimeSpan.FromHours(1))
         {
@@ -77,5 +64,54 @@ public sealed class ClientSessionOptionsValidator : IValidateOptions<ClientSessi
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}
+
+/// <summary>
+/// The ranges of a client's limits, one definition for <c>StreamInfer:Session</c>'s defaults and for each API key's own
+/// (<c>StreamInfer:Auth:Keys</c>), which replace them for that client.
+/// </summary>
+public static class ClientLimitRanges
+{
+    /// <summary>The highest token-bucket refill rate, requests per second; the lowest is anything above 0.</summary>
+    public const double MaxRatePerSecond = 1e6;
+
+    /// <summary>The largest token-bucket capacity; the smallest is 1.</summary>
+    public const double MaxBurst = 1e6;
+
+    /// <summary>The most unfinished requests a client may be allowed; the fewest is 1.</summary>
+    public const int MaxBacklogCapacity = 100_000;
+
+    /// <summary>The highest priority ceiling: a model has at most 16 levels, 0 to 15.</summary>
+    public const int MaxPriority = 15;
+
+    /// <summary>Adds a message to <paramref name="errors"/> for each limit given and out of its range, named under <paramref name="at"/>.</summary>
+    public static void Check(string at, double? ratePerSecond, double? burst, int? backlogCapacity, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(errors);
+        if (ratePerSecond is { } rate && !(rate > 0 && rate <= MaxRatePerSecond))
+        {
+            errors.Add($"{at}:RatePerSecond must be in (0, {MaxRatePerSecond}]; got {rate}.");
+        }
+
+        if (burst is { } b && !(b >= 1 && b <= MaxBurst))
+        {
+            errors.Add($"{at}:Burst must be in [1, {MaxBurst}]; got {b}.");
+        }
+
+        if (backlogCapacity is < 1 or > MaxBacklogCapacity)
+        {
+            errors.Add($"{at}:BacklogCapacity must be in [1, {MaxBacklogCapacity}]; got {backlogCapacity}.");
+        }
+    }
+
+    /// <summary>Adds a message to <paramref name="errors"/> when <paramref name="maxPriority"/> is given and outside [0, <see cref="MaxPriority"/>].</summary>
+    public static void CheckPriority(string key, int? maxPriority, List<string> errors)
+    {
+        ArgumentNullException.ThrowIfNull(errors);
+        if (maxPriority is < 0 or > MaxPriority)
+        {
+            errors.Add($"{key} must be in [0, {MaxPriority}]; got {maxPriority}.");
+        }
     }
 }

@@ -79,6 +79,13 @@ public sealed class DeviceOptions
 
     /// <summary>Batches waiting for one device (all models together) before callers wait. Range: [1, 4096]. Default 64.</summary>
     public int QueueCapacity { get; set; } = 64;
+
+    /// <summary>
+    /// MiB of key/value cache each device gives the decoder models on it, together (the sum of their <c>kv_cache_mb</c>):
+    /// a decoder past it does not load on that device, with a reason naming this budget. 0 shares the memory the process
+    /// may use among the devices. Range: [0, 16777216] (16 TiB). Default 0.
+    /// </summary>
+    public long KvCacheBudgetMb { get; set; }
 }
 
 /// <summary>Checks <see cref="DeviceOptions"/>, reporting every violation at once.</summary>
@@ -100,6 +107,11 @@ public sealed class DeviceOptionsValidator : IValidateOptions<DeviceOptions>
         if (options.QueueCapacity is < 1 or > 4096)
         {
             errors.Add($"{DeviceOptions.Section}:QueueCapacity must be in [1, 4096]; got {options.QueueCapacity}.");
+        }
+
+        if (options.KvCacheBudgetMb is < 0 or > 1L << 24)
+        {
+            errors.Add($"{DeviceOptions.Section}:KvCacheBudgetMb must be in [0, 16777216]; got {options.KvCacheBudgetMb}.");
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);

@@ -12,6 +12,7 @@ public static class ModelServiceCollectionExtensions
     public static IServiceCollection AddModelCatalog(this IServiceCollection services)
     {
         services.AddSingleton<ModelCatalog>();
+        services.AddSingleton<KvCacheBudget>();
         services.AddSingleton<ModelLoader>();
         services.AddSingleton<ModelRollout>();
         services.AddSingleton<RepositorySync>();

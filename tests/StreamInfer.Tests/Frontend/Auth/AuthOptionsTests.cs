@@ -1,4 +1,5 @@
 using StreamInfer.Frontend.Auth;
+using StreamInfer.Grains.Options;
 
 namespace StreamInfer.Tests.Frontend.Auth;
 
@@ -60,6 +61,21 @@ public sealed class AuthOptionsTests
         {
             Assert.Contains(failures, f => f.StartsWith($"StreamInfer:Auth:Keys:0:{field}", StringComparison.Ordinal));
         }
+    }
+
+    [Fact]
+    public void Validate_KeyLimitsAndSessionDefaultsPastTheSameBounds_SameRangesAndWords()
+    {
+        var key = new AuthOptions { Keys = [new ApiKeyOptions { Hash = HashA, Identity = "a", RatePerSecond = 2e6, Burst = 0, BacklogCapacity = 100_001 }] };
+        var session = new ClientSessionOptions { RatePerSecond = 2e6, Burst = 0, BacklogCapacity = 100_001 };
+
+        var fromKey = new AuthOptionsValidator().Validate(null, key).Failures!.Select(f => f.Replace("StreamInfer:Auth:Keys:0:", string.Empty, StringComparison.Ordinal));
+        var fromSession = new ClientSessionOptionsValidator().Validate(null, session).Failures!.Select(f => f.Replace("StreamInfer:Session:", string.Empty, StringComparison.Ordinal));
+
+        Assert.Equal(
+            ["RatePerSecond must be in (0, 1000000]; got 2000000.", "Burst must be in [1, 1000000]; got 0.", "BacklogCapacity must be in [1, 100000]; got 100001."],
+            fromKey);
+        Assert.Equal(fromKey, fromSession);
     }
 
     [Fact]

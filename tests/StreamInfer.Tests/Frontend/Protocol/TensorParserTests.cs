@@ -69,9 +69,9 @@ public sealed class TensorParserTests
     [Fact]
     public void ElementCount_ZeroDimensionAfterAnOverflow_StillNull()
     {
-        Assert.Null(RawTensors.ElementCount([1L << 32, 1L << 32, 0]));
-        Assert.Equal(0, RawTensors.ElementCount([5, 0, 7]));
-        Assert.Equal(35, RawTensors.ElementCount([5, 7]));
+        Assert.Null(TensorTypes.ElementCount([1L << 32, 1L << 32, 0]));
+        Assert.Equal(0, TensorTypes.ElementCount([5, 0, 7]));
+        Assert.Equal(35, TensorTypes.ElementCount([5, 7]));
     }
 
     private static (Tensor? Tensor, string? Error) Parse(string json)

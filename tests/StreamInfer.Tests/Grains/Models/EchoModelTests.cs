@@ -24,6 +24,22 @@ public sealed class EchoModelTests
         Assert.Null(new EchoModel("echo", new ModelOptions()).Check(Request(new NamedTensor("x", Tensors.Floats([6], new float[6])))).Error);
     }
 
+    [Theory]
+    [InlineData(4294967296L, 4294967296L)]
+    [InlineData(9223372036854775807L, 2L)]
+    [InlineData(65536L, 65536L)]
+    public void Check_ShapeWhoseProductOverflows_InvalidInputNamingTheBound(long a, long b)
+    {
+        // Multiplied in 64 bits without a check, the first shape's count wraps to 0 and matches the empty data.
+        var tensor = new Tensor(TensorElementType.UInt8, [a, b], ReadOnlyMemory<byte>.Empty, []);
+
+        var check = new EchoModel("echo", new ModelOptions()).Check(Request(new NamedTensor("x", tensor)));
+
+        Assert.Null(tensor.ElementCount);
+        Assert.Equal(ErrorCode.InvalidInput, check.Error?.Code);
+        Assert.Contains($"at most {TensorTypes.MaxElements} elements", check.Error!.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Validate_MaxRequestBytesBelowOne_Fails()
     {

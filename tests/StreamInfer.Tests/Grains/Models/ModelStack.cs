@@ -11,16 +11,19 @@ public sealed class ModelStack : IDisposable
 {
     private readonly IOptions<ModelRepositoryOptions> _repository;
 
-    public ModelStack(string repository, DeviceRegistry devices, bool builtInTinyLm = true, bool builtInVadLite = false)
+    public ModelStack(string repository, DeviceRegistry devices, bool builtInTinyLm = true, bool builtInVadLite = false, long kvCacheBudgetMb = 0)
     {
         _repository = Options.Create(new ModelRepositoryOptions { Path = repository, BuiltInTinyLm = builtInTinyLm, BuiltInVadLite = builtInVadLite });
         Catalog = new ModelCatalog(Options.Create(new ModelsOptions()), devices);
-        var loader = new ModelLoader(devices, NullLogger<ModelLoader>.Instance);
+        KvCache = new KvCacheBudget(Options.Create(new DeviceOptions { KvCacheBudgetMb = kvCacheBudgetMb }), devices);
+        var loader = new ModelLoader(devices, KvCache, NullLogger<ModelLoader>.Instance);
         Rollout = new ModelRollout(Catalog, loader, _repository, NullLogger<ModelRollout>.Instance);
         Repository = new RepositorySync(Catalog, loader, Rollout, _repository, NullLogger<RepositorySync>.Instance);
     }
 
     public ModelCatalog Catalog { get; }
+
+    public KvCacheBudget KvCache { get; }
 
     public ModelRollout Rollout { get; }
 
