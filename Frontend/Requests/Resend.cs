@@ -33,7 +33,16 @@ internal static class Resend
             {
                 resends++;
                 lost = loss();
-                newest = send();
+                try
+                {
+                    newest = send();
+                }
+                catch
+                {
+                    LeaveBehind(tries, null);
+                    throw;
+                }
+
                 tries.Add(newest);
                 continue;
             }
@@ -41,17 +50,21 @@ internal static class Resend
             var answered = (Task<T>)done;
             if (answered.IsCompletedSuccessfully || answered == newest)
             {
-                foreach (var other in tries.Where(t => t != answered))
-                {
-                    // Tries left behind may still fail (at the client's response timeout); nobody waits for them.
-                    _ = other.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
-                }
-
+                LeaveBehind(tries, answered);
                 return await answered;
             }
 
             tries.Remove(answered);
             _ = answered.Exception;
+        }
+    }
+
+    /// <summary>Tries nobody waits for any more may still fail (at the client's response timeout): their failure is observed.</summary>
+    private static void LeaveBehind<T>(List<Task<T>> tries, Task<T>? answered)
+    {
+        foreach (var other in tries.Where(t => t != answered))
+        {
+            _ = other.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
         }
     }
 }

@@ -65,9 +65,12 @@ internal sealed partial class ClusterWatch(IClusterClient client, RequestSubmitt
                 var entries = await ReadEntriesAsync().WaitAsync(ReadTimeout, time, stoppingToken);
                 var silos = View(entries);
                 _silos = silos;
+                // A silo restarted under its name may be listed twice until its old self is declared dead: the newest counts.
                 _gateways = entries
                     .Where(e => e.Status == SiloStatus.Active && e.ProxyPort > 0)
-                    .ToImmutableDictionary(Name, e => new IPEndPoint(e.SiloAddress.Endpoint.Address, e.ProxyPort), StringComparer.Ordinal);
+                    .GroupBy(Name, StringComparer.Ordinal)
+                    .ToImmutableDictionary(g => g.Key, g => g.MaxBy(e => e.SiloAddress.Generation)!, StringComparer.Ordinal)
+                    .ToImmutableDictionary(e => e.Key, e => new IPEndPoint(e.Value.SiloAddress.Endpoint.Address, e.Value.ProxyPort), StringComparer.Ordinal);
                 var now = silos.Where(s => s.Status != nameof(SiloStatus.Dead)).Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
                 foreach (var lost in alive.Where(name => !now.Contains(name)).ToList())
                 {
@@ -93,11 +96,15 @@ internal sealed partial class ClusterWatch(IClusterClient client, RequestSubmitt
     /// </summary>
     private async Task ProbeGatewaysAsync(CancellationToken stoppingToken)
     {
+        var loss = gatewayLoss.Next;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                await gatewayLoss.Next.WaitAsync(stoppingToken);
+                await loss.WaitAsync(stoppingToken);
+
+                // Read before probing: a gateway lost while this round runs gets a round of its own.
+                loss = gatewayLoss.Next;
                 var gateways = _gateways;
                 var refused = await Task.WhenAll(gateways.Select(async g => (Silo: g.Key, Gone: await RefusedAsync(g.Value, stoppingToken))));
                 foreach (var (silo, _) in refused.Where(r => r.Gone))

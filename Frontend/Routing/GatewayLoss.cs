@@ -22,7 +22,10 @@ internal sealed partial class GatewayLoss(ILogger<GatewayLoss> logger) : ICluste
         }
     }
 
-    public void NotifyClusterConnectionLost() => Signal();
+    // The last gateway's close is also counted down to zero, which signals: once per close.
+    public void NotifyClusterConnectionLost()
+    {
+    }
 
     /// <summary>A gateway connection closed: whoever waits on <see cref="Next"/> hears it; later readers wait for the next.</summary>
     public void Signal()

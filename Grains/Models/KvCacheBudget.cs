@@ -10,11 +10,14 @@ namespace StreamInfer.Grains.Models;
 /// A decoder's cache (<c>kv_cache_mb</c>) is allocated as sequences arrive, so models whose caches add up past what a
 /// device holds would each load and then fail together under load: instead each decoder instance reserves its
 /// <c>kv_cache_mb</c> on its device before it loads, and the instances past the budget do not load (models load in the
-/// repository's name order, so which ones is stable). A reservation is given back when its instance is released.
+/// repository's name order, so which ones is stable). A reservation is given back when its instance is released. A new
+/// version of a model, loaded beside the one serving for a rollout, is checked as taking that version's place: the two
+/// overlap only until the old one drains.
 /// </summary>
 public sealed class KvCacheBudget
 {
     private readonly Dictionary<string, long> _reserved = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Device, string Model), long> _byModel = [];
     private readonly Lock _lock = new();
 
     public KvCacheBudget(IOptions<DeviceOptions> options, DeviceRegistry devices)
@@ -57,31 +60,42 @@ public sealed class KvCacheBudget
         lock (_lock)
         {
             var reserved = _reserved.GetValueOrDefault(device);
-            if (reserved + megabytes > PerDeviceMb)
+            var own = _byModel.GetValueOrDefault((device, definition.Name));
+            if (reserved - own + megabytes > PerDeviceMb)
             {
                 return new ModelLoadError(
                     definition.Name,
                     $"{definition.Name}/{ModelRepositoryScanner.ConfigFile}",
                     "kv_cache_mb",
-                    $"{megabytes} MiB on {device} would take the decoder models' KV caches there to {reserved + megabytes} MiB, past the device's budget of {PerDeviceMb} MiB ({DeviceOptions.Section}:KvCacheBudgetMb); the models loaded before it keep theirs.");
+                    $"{megabytes} MiB on {device} would take the decoder models' KV caches there to {reserved - own + megabytes} MiB, past the device's budget of {PerDeviceMb} MiB ({DeviceOptions.Section}:KvCacheBudgetMb); the models loaded before it keep theirs.");
             }
 
             _reserved[device] = reserved + megabytes;
+            _byModel[(device, definition.Name)] = own + megabytes;
         }
 
-        reservation = new Reservation(this, device, megabytes);
+        reservation = new Reservation(this, device, definition.Name, megabytes);
         return null;
     }
 
-    private void GiveBack(string device, long megabytes)
+    private void GiveBack(string device, string model, long megabytes)
     {
         lock (_lock)
         {
             _reserved[device] -= megabytes;
+            var own = _byModel[(device, model)] - megabytes;
+            if (own == 0)
+            {
+                _byModel.Remove((device, model));
+            }
+            else
+            {
+                _byModel[(device, model)] = own;
+            }
         }
     }
 
-    private sealed class Reservation(KvCacheBudget budget, string device, long megabytes) : IDisposable
+    private sealed class Reservation(KvCacheBudget budget, string device, string model, long megabytes) : IDisposable
     {
         private int _released;
 
@@ -89,7 +103,7 @@ public sealed class KvCacheBudget
         {
             if (Interlocked.Exchange(ref _released, 1) == 0)
             {
-                budget.GiveBack(device, megabytes);
+                budget.GiveBack(device, model, megabytes);
             }
         }
     }

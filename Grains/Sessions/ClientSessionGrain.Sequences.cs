@@ -324,7 +324,7 @@ internal sealed partial class ClientSessionGrain
     private void Fail(Pending pending, InferError error)
     {
         _backlog.Remove(pending.Id, out _);
-        _ended.Add(pending.Id);
+        Recent.Ended(pending.Id);
         RefundIfTheGrids(error);
         metrics.Refused(pending.Item.Request.Model, error.Code);
         Deliver(pending.Item.Request, error);

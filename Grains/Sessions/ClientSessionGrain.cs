@@ -62,9 +62,15 @@ internal sealed partial class ClientSessionGrain(
 
         if (Again(request.RequestId) is { } again)
         {
-            return again;
+            return await again;
         }
 
+        return await Answer(request.RequestId, AdmitAsync(request));
+    }
+
+    /// <summary>Admits a request seen for the first time (see <see cref="SubmitAsync"/>).</summary>
+    private async Task<Admission> AdmitAsync(InferRequest request)
+    {
         // The first check: every submission costs a token, bad input included; a refusal that is the grid's gives it back.
         // The client's key's limits (if any) come first: they size the bucket.
         Apply(request.Limits);
@@ -136,7 +142,8 @@ internal sealed partial class ClientSessionGrain(
             return new Admission(refusal, warning, MayBeHeld: mayBeHeld);
         }
 
-        return new Admission(null, warning, timeout, target.Silo);
+        // Where it went: a batcher that could not be reached may have passed it to another.
+        return new Admission(null, warning, timeout, pending.Batcher.Silo);
     }
 
     public async Task<InferError?> CancelAsync(string requestId)
@@ -146,7 +153,7 @@ internal sealed partial class ClientSessionGrain(
             return new InferError(ErrorCode.BadRequest, $"no request with id '{requestId}' is in flight.");
         }
 
-        _ended.Add(requestId);
+        Recent.Ended(requestId);
 
         if (pending!.Held)
         {
@@ -186,7 +193,7 @@ internal sealed partial class ClientSessionGrain(
         {
             if (_backlog.Remove(id, out var pending))
             {
-                _ended.Add(id);
+                Recent.Ended(id);
                 Ended(pending!, completed: true);
             }
         }

@@ -12,7 +12,7 @@ namespace StreamInfer.Tests.Frontend.WebSockets;
 [Collection(FrontendCollection.Name)]
 public sealed class LongPromptIsolationTests(FrontendFixture fixture)
 {
-    private const int Floods = 3;
+    private const int Floods = 2;
     private const int Samples = 8;
 
     [Fact]
@@ -25,18 +25,28 @@ public sealed class LongPromptIsolationTests(FrontendFixture fixture)
         using var stop = new CancellationTokenSource();
         var refused = new int[Floods];
         var floods = Enumerable.Range(0, Floods).Select(i => FloodAsync(i, refused, stop.Token)).ToArray();
-        // The measurement starts once every flood client has had a long prompt refused: all of them are running.
-        await Eventually.UntilAsync(() => Task.FromResult(Enumerable.Range(0, Floods).All(i => Volatile.Read(ref refused[i]) > 0)), all => all, what: "every flood client's first long prompt is answered");
-        var before = Answered(refused);
-        var loaded = await MedianFirstTokenAsync(client, "loaded");
-        var during = Answered(refused) - before;
-        await stop.CancelAsync();
-        await Task.WhenAll(floods);
+        TimeSpan loaded;
+        int during;
+        try
+        {
+            // The measurement starts once every flood client has had a long prompt refused: all of them are running.
+            await Eventually.UntilAsync(() => Task.FromResult(Enumerable.Range(0, Floods).All(i => Volatile.Read(ref refused[i]) > 0)), all => all, what: "every flood client's first long prompt is answered");
+            var before = Answered(refused);
+            loaded = await MedianFirstTokenAsync(client, "loaded");
+            during = Answered(refused) - before;
+        }
+        finally
+        {
+            // The fixture is shared: the floods never outlive the test, whatever failed.
+            await stop.CancelAsync();
+            await Task.WhenAll(floods);
+        }
 
         Assert.True(during >= Floods, $"only {during} long prompts were answered while the short generations ran");
         // A scheduler that tokenized each long prompt itself would put every short admission and decode step behind
         // the queue of them; running beside them, the first token stays within a small multiple of the quiet one.
-        var bound = (quiet * 5) + TimeSpan.FromMilliseconds(250);
+        // The absolute margin absorbs a loaded machine's scheduling; a blocked scheduler costs far more.
+        var bound = (quiet * 5) + TimeSpan.FromSeconds(1);
         Assert.True(loaded <= bound, $"first token {loaded.TotalMilliseconds:F1} ms under long prompts, {quiet.TotalMilliseconds:F1} ms quiet (bound {bound.TotalMilliseconds:F1} ms); {during} long prompts answered meanwhile");
     }
 

@@ -63,6 +63,33 @@ public sealed class KvCacheBudgetTests : IDisposable
     }
 
     [Fact]
+    public async Task Prepare_NewVersionOfADecoderOverHalfTheBudget_LoadsBesideTheOldAndTakesItsPlace()
+    {
+        WriteDecoder("a-lm", kvCacheMb: 3);
+        using var models = new ModelStack(_root, _devices, builtInTinyLm: false, kvCacheBudgetMb: 4);
+        await models.StartAsync();
+        var versions = Directory.GetDirectories(Path.Combine(_root, "a-lm"));
+        CopyFolder(Assert.Single(versions), Path.Combine(_root, "a-lm", "2"));
+
+        Assert.Empty(await models.Rollout.PrepareAsync("a-lm", "2"));
+        Assert.Equal(6, models.KvCache.ReservedMb(Device));
+        Assert.True(models.Rollout.Commit("a-lm", "2"));
+
+        await Eventually.UntilAsync(() => Task.FromResult(models.KvCache.ReservedMb(Device)), mb => mb == 3, what: "the old version's share given back");
+        WriteDecoder("b-lm", kvCacheMb: 2);
+        Assert.Contains(await models.Repository.AddAsync("b-lm"), e => e.Field == "kv_cache_mb");
+    }
+
+    private static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from))
+        {
+            File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+        }
+    }
+
+    [Fact]
     public void Budget_Unset_SharesTheProcessMemoryAmongTheDevices()
     {
         Assert.Equal(2048, new KvCacheBudget(0, 4, 8L << 30).PerDeviceMb);

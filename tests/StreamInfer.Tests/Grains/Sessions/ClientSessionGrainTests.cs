@@ -22,14 +22,15 @@ public sealed class ClientSessionGrainTests(ClusterFixture fixture)
         // One token at 100/s is 10 ms away.
         Assert.Equal(10, refused.Error!.RetryAfterMs);
 
-        // Part of the way there, the wait shrinks by exactly the time passed.
+        // Part of the way there, the wait shrinks by exactly the time passed (each try a new request: an id sent again
+        // gets the answer its first got).
         await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(4));
-        refused = await session.SubmitAsync(probe.Request("over", "hold-rate"));
+        refused = await session.SubmitAsync(probe.Request("over-2", "hold-rate"));
         Assert.Equal(6, refused.Error?.RetryAfterMs);
 
         await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(6));
-        Assert.True((await session.SubmitAsync(probe.Request("over", "hold-rate"))).Accepted);
-        Assert.Equal(ErrorCode.RateLimited, (await session.SubmitAsync(probe.Request("over2", "hold-rate"))).Error?.Code);
+        Assert.True((await session.SubmitAsync(probe.Request("over-3", "hold-rate"))).Accepted);
+        Assert.Equal(ErrorCode.RateLimited, (await session.SubmitAsync(probe.Request("over-4", "hold-rate"))).Error?.Code);
 
         // A refusal costs no backlog slot.
         Assert.Equal((int)ClusterFixture.Burst + 1, (await session.GetStatusAsync()).Backlog);
@@ -193,5 +194,25 @@ public sealed class ClientSessionGrainTests(ClusterFixture fixture)
         Assert.Equal(tokens, status.Tokens);
         await session.CloseAsync();
         Assert.Equal(0, probe.Unread);
+    }
+
+    [Fact]
+    public async Task Submit_IdRefusedSentAgain_SameRefusalAndNothingRuns()
+    {
+        var probe = await DeliveryProbe.SubscribeAsync(fixture.Client);
+        var session = fixture.NewSession();
+        await ClusterFixture.AdvanceAsync(TimeSpan.FromMilliseconds(10));
+        var refused = await session.SubmitAsync(probe.Request("refused-once", "no-such-model"));
+        Assert.Equal(ErrorCode.UnknownModel, refused.Error?.Code);
+        var tokens = (await session.GetStatusAsync()).Tokens;
+
+        // The copy names a model that exists: it must still get the first copy's answer, not run.
+        var again = await session.SubmitAsync(probe.Request("refused-once", "hold-cancel"));
+
+        Assert.Equal(refused.Error, again.Error);
+        var status = await session.GetStatusAsync();
+        Assert.Equal(0, status.Backlog);
+        Assert.Equal(tokens, status.Tokens);
+        await session.CloseAsync();
     }
 }
