@@ -20,9 +20,10 @@ public interface IClientSessionGrain : IGrainWithStringKey
     /// delivery. An accepted one ends in exactly one <see cref="Delivery"/> to the frontend the request names.
     /// <see cref="Admission.Warning"/> may come with an acceptance or a refusal.
     /// Idempotent, for a caller that sends a request again when the first call may have been lost (its connection to the
-    /// gateway it went through closed before an answer): a request id the session holds is answered, before anything is
-    /// checked or taken, as an acceptance naming its batcher's silo, and one that ended here a moment ago (its delivery is
-    /// on its way or arrived) as an acceptance without a silo; nothing runs twice. Callers therefore never reuse an id
+    /// gateway it went through closed before an answer): before anything is checked or taken, a copy of a request being
+    /// admitted gets the same answer, one the session holds is accepted again naming its batcher's silo, one refused in the
+    /// last seconds gets the same refusal, and one that ended here (its delivery is on its way or arrived) is accepted
+    /// without a silo; nothing runs twice. Callers therefore never reuse an id
     /// for another request. The request's <see cref="InferRequest.Limits"/>
     /// (its API key's) apply from it on, before anything is checked; a priority above their ceiling is lowered to it.
     /// <para>
